@@ -1,0 +1,1 @@
+//! kairan node (placeholder until the CLI lands).

@@ -1,0 +1,215 @@
+//! The one error type of the protocol crate.
+
+use crate::time::Timestamp;
+
+/// Why an input was refused. Every variant names exactly what failed.
+///
+/// [`Error::code`] gives a stable snake-case reason code for logs, stored rejections and
+/// JSON output; the `Display` text is for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is larger than the limit for its kind; refused before parsing.
+    #[error("oversize input: {what} is {actual} bytes/entries, limit {limit}")]
+    Oversize {
+        /// What was too large (`delivery`, `envelope`, `payload`, `signatures`, …).
+        what: &'static str,
+        /// The limit from [`crate::limits`].
+        limit: usize,
+        /// The size found.
+        actual: usize,
+    },
+    /// The envelope (or delivery/bundle) JSON does not have the DSSE shape.
+    #[error("malformed envelope: {0}")]
+    MalformedEnvelope(String),
+    /// The envelope carries a different `payloadType` from the one expected here.
+    #[error("wrong payload type: expected {expected}, found {found}")]
+    WrongPayloadType {
+        /// The type this position requires.
+        expected: String,
+        /// The type the envelope declares.
+        found: String,
+    },
+    /// A signature names a known key but does not verify (`verify_strict`) over the PAE.
+    #[error("bad signature by key {keyid} on {what}")]
+    BadSignature {
+        /// What was signed (`advisory`, `certificate`, `hop 2`, …).
+        what: String,
+        /// The key id whose signature failed.
+        keyid: String,
+    },
+    /// A signature names a key that is not a trust anchor or not certified for this role.
+    #[error("unknown signer {keyid} on {what}")]
+    UnknownSigner {
+        /// What was signed.
+        what: String,
+        /// The key id hint that matched no usable key.
+        keyid: String,
+    },
+    /// The envelope has no signature at all, or fewer distinct anchor keys than the threshold.
+    #[error("threshold not met on {what}: {found} distinct valid signatures, {needed} needed")]
+    ThresholdNotMet {
+        /// What was signed.
+        what: String,
+        /// The threshold.
+        needed: usize,
+        /// Distinct key ids with a valid signature.
+        found: usize,
+    },
+    /// A public key is a small-order ("weak") point; refused when loaded.
+    #[error("weak public key refused: {0}")]
+    WeakKey(String),
+    /// A public or secret key is not 32 bytes of valid hex / a valid curve point.
+    #[error("malformed key: {0}")]
+    MalformedKey(String),
+    /// The payload verified but is not valid JSON of the expected shape.
+    #[error("malformed {payload_type} payload: {reason}")]
+    MalformedPayload {
+        /// The payload type.
+        payload_type: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The advisory decoded but breaks a rule of the advisory format.
+    #[error("invalid advisory: {0}")]
+    InvalidAdvisory(String),
+    /// A certificate is past its `not_after`.
+    #[error("certificate {subject} (serial {serial}) expired at {not_after}; now {now}")]
+    CertExpired {
+        /// The certificate's subject id.
+        subject: String,
+        /// Its serial.
+        serial: String,
+        /// Its end of validity.
+        not_after: Timestamp,
+        /// The time it was checked at.
+        now: Timestamp,
+    },
+    /// A certificate is before its `not_before`.
+    #[error("certificate {subject} (serial {serial}) not valid before {not_before}; now {now}")]
+    CertNotYetValid {
+        /// The certificate's subject id.
+        subject: String,
+        /// Its serial.
+        serial: String,
+        /// Its start of validity.
+        not_before: Timestamp,
+        /// The time it was checked at.
+        now: Timestamp,
+    },
+    /// A certificate does not allow what its key did (e.g. a relay key signing an advisory).
+    #[error("role not allowed: {0}")]
+    RoleNotAllowed(String),
+    /// A scope does not nest where it must (cert in issuer, advisory in origin, relay on path).
+    #[error("scope violation: {what}: {scope} is not inside {allowed}")]
+    ScopeViolation {
+        /// Which relation failed.
+        what: String,
+        /// The scope found.
+        scope: String,
+        /// The scope it had to lie within (or overlap).
+        allowed: String,
+    },
+    /// The signing key was revoked at or before the time the object claims to be signed.
+    #[error("revoked key {keyid} ({subject}) since {effective_at} signed {what}")]
+    Revoked {
+        /// The revoked key id.
+        keyid: String,
+        /// The subject of the revoked certificate.
+        subject: String,
+        /// When the revocation took effect.
+        effective_at: Timestamp,
+        /// What it signed.
+        what: String,
+    },
+    /// The advisory's `expires_at` is not after `now`.
+    #[error("advisory expired at {expires_at}; now {now}")]
+    AdvisoryExpired {
+        /// The advisory's expiry.
+        expires_at: Timestamp,
+        /// The time it was checked at.
+        now: Timestamp,
+    },
+    /// A signed time lies in the future beyond the tolerated clock skew.
+    #[error("{what} is dated {at}, in the future (now {now})")]
+    FromTheFuture {
+        /// What carried the time.
+        what: String,
+        /// The time it claims.
+        at: Timestamp,
+        /// The verifier's time.
+        now: Timestamp,
+    },
+    /// Hops do not link: wrong advisory digest, `prev`, `upstream`, signer or a repeated relay.
+    #[error("broken hop chain at hop {index}: {reason}")]
+    BrokenHopChain {
+        /// 0-based position of the failing hop.
+        index: usize,
+        /// What did not link.
+        reason: String,
+    },
+    /// Hop times decrease along the chain (beyond the tolerated skew).
+    #[error("hop times out of order at hop {index}: {reason}")]
+    HopTimesOutOfOrder {
+        /// 0-based position of the failing hop.
+        index: usize,
+        /// Which two times disagree.
+        reason: String,
+    },
+    /// More hops than [`crate::limits::MAX_HOPS`].
+    #[error("too many hops: {count}, limit {limit}")]
+    TooManyHops {
+        /// Hops found.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More certificates than [`crate::limits::MAX_CERTS`].
+    #[error("too many certificates: {count}, limit {limit}")]
+    TooManyCerts {
+        /// Certificates found.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A certificate in the delivery or bundle does not chain to the trust anchors.
+    #[error("certificate chain broken: {0}")]
+    BrokenCertChain(String),
+    /// Trust anchors are inconsistent (threshold 0 or above the number of keys, duplicates).
+    #[error("invalid trust anchors: {0}")]
+    InvalidAnchors(String),
+}
+
+impl Error {
+    /// A stable, snake-case reason code (for logs, stored rejections, JSON and tests).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Oversize { .. } => "oversize_input",
+            Error::MalformedEnvelope(_) => "malformed_envelope",
+            Error::WrongPayloadType { .. } => "wrong_payload_type",
+            Error::BadSignature { .. } => "bad_signature",
+            Error::UnknownSigner { .. } => "unknown_signer",
+            Error::ThresholdNotMet { .. } => "threshold_not_met",
+            Error::WeakKey(_) => "weak_key",
+            Error::MalformedKey(_) => "malformed_key",
+            Error::MalformedPayload { .. } => "malformed_payload",
+            Error::InvalidAdvisory(_) => "invalid_advisory",
+            Error::CertExpired { .. } => "cert_expired",
+            Error::CertNotYetValid { .. } => "cert_not_yet_valid",
+            Error::RoleNotAllowed(_) => "role_not_allowed",
+            Error::ScopeViolation { .. } => "scope_violation",
+            Error::Revoked { .. } => "revoked_key",
+            Error::AdvisoryExpired { .. } => "advisory_expired",
+            Error::FromTheFuture { .. } => "from_the_future",
+            Error::BrokenHopChain { .. } => "broken_hop_chain",
+            Error::HopTimesOutOfOrder { .. } => "hop_times_out_of_order",
+            Error::TooManyHops { .. } => "too_many_hops",
+            Error::TooManyCerts { .. } => "too_many_certs",
+            Error::BrokenCertChain(_) => "broken_cert_chain",
+            Error::InvalidAnchors(_) => "invalid_anchors",
+        }
+    }
+}
+
+/// Result with the protocol [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

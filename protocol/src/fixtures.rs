@@ -1,0 +1,182 @@
+//! Deterministic fixtures: keys from labels, a sample advisory and a small signed hierarchy.
+//!
+//! Used by unit tests, golden test vectors, benchmarks, the fuzz target and `kairan demo`'s
+//! forgery cases. Every key is derived from a label (`SHA-256("kairan-fixture:" + label)`),
+//! so the same label always gives the same key: never use these keys in production.
+
+use sha2::{Digest as _, Sha256};
+
+use crate::advisory::{Advisory, Kind, Link, Localized, Severity, Source, Status, Tlp};
+use crate::cert::{Certificate, ROOT_ISSUER, Role};
+use crate::delivery::{Delivery, HopInput, VerifyContext, attest, verify_parsed};
+use crate::envelope::{ADVISORY_TYPE, Envelope};
+use crate::keys::{Digest, SecretKey};
+use crate::scope::Scope;
+use crate::time::Timestamp;
+use crate::trust::{RevocationSet, RootKey, TrustAnchors, TrustAnchorsFile};
+
+/// The 32-byte seed of the fixture key named `label`.
+pub fn seed(label: &str) -> [u8; 32] {
+    Sha256::digest(format!("kairan-fixture:{label}").as_bytes()).into()
+}
+
+/// The fixture key named `label`.
+pub fn key(label: &str) -> SecretKey {
+    // A SHA-256 output is always a valid Ed25519 seed; from_seed only fails on weak public
+    // keys, which a hashed seed gives with negligible probability (and the tests would show).
+    SecretKey::from_seed(&seed(label)).unwrap_or_else(|e| panic!("fixture key {label}: {e}"))
+}
+
+/// 2021-12-01T09:00:00Z, the fixtures' "now".
+pub const FIXTURE_NOW: Timestamp = Timestamp::from_unix_ms(1_638_349_200_000);
+
+fn scope(text: &str) -> Scope {
+    Scope::parse(text).unwrap_or_else(|e| panic!("fixture scope: {e}"))
+}
+
+/// A small valid advisory of `origin` (scope `jp`, issued at [`FIXTURE_NOW`], 30 days).
+pub fn sample_advisory(origin: &str, seq: u64, prev: Option<Digest>) -> Advisory {
+    Advisory {
+        origin: origin.to_owned(),
+        seq,
+        prev,
+        id: format!("{origin}-test-{seq}"),
+        kind: Kind::Alert,
+        references: Vec::new(),
+        status: Status::Test,
+        issued_at: FIXTURE_NOW,
+        expires_at: FIXTURE_NOW.plus_secs(30 * 24 * 3600),
+        tlp: Tlp::Amber,
+        handling: "医療機関職員及び契約ベンダーに限る / medical institution staff and contracted vendors only".into(),
+        scope: scope("jp"),
+        severity: Severity::Severe,
+        categories: vec!["ransomware".into()],
+        cves: vec!["CVE-2021-20837".into()],
+        lang: "ja".into(),
+        title: Localized::new("ja", "テスト注意喚起").with("en", "Test advisory"),
+        summary: Localized::new("ja", "これは試験用の注意喚起です。").with("en", "This is a test advisory."),
+        body: Localized::new("ja", "本文").with("en", "Body"),
+        items: vec![Localized::new("ja", "VPN機器を更新する").with("en", "Update VPN appliances")],
+        links: vec![Link {
+            url: "https://www.ipa.go.jp/security/".into(),
+            label: Localized::new("ja", "IPA 情報セキュリティ").with("en", "IPA security"),
+        }],
+        contact: Some(Localized::new("ja", "システムベンダーへ連絡").with("en", "Call your system vendor")),
+        source: Some(Source { name: "JPCERT/CC".into(), url: Some("https://www.jpcert.or.jp/".into()) }),
+    }
+}
+
+/// A relay of the fixture hierarchy.
+#[derive(Debug)]
+pub struct FixtureRelay {
+    /// Node id.
+    pub id: String,
+    /// Certified scope.
+    pub scope: Scope,
+    /// Signing key.
+    pub key: SecretKey,
+    /// Certificate envelope.
+    pub cert: Envelope,
+}
+
+/// root (2 of 3) → origin `mhlw` (scope `jp`) and national `jp` → `jp-13` → `jp-13-chuo`.
+#[derive(Debug)]
+pub struct Hierarchy {
+    /// The three root keys.
+    pub roots: Vec<SecretKey>,
+    /// Anchors: the three root public keys, threshold 2.
+    pub anchors: TrustAnchors,
+    /// The origin key.
+    pub origin_key: SecretKey,
+    /// The origin certificate (root-signed).
+    pub origin_cert: Envelope,
+    /// National, prefecture (Tokyo), district (Chuo).
+    pub relays: Vec<FixtureRelay>,
+    /// The time everything is valid at.
+    pub now: Timestamp,
+}
+
+impl Hierarchy {
+    /// The standard fixture hierarchy.
+    pub fn standard() -> Self {
+        let now = FIXTURE_NOW;
+        let roots: Vec<SecretKey> = (1..=3).map(|i| key(&format!("root-{i}"))).collect();
+        let anchors = TrustAnchors::new(TrustAnchorsFile {
+            threshold: 2,
+            roots: roots
+                .iter()
+                .enumerate()
+                .map(|(i, k)| RootKey { id: format!("root-{}", i + 1), key: k.public().clone() })
+                .collect(),
+        })
+        .unwrap_or_else(|e| panic!("fixture anchors: {e}"));
+        let not_before = now.plus_secs(-24 * 3600);
+        let not_after = now.plus_secs(365 * 24 * 3600);
+        let cert = |serial: &str, issuer: &str, subject: &str, key: &SecretKey, role: Role, scope_text: &str| {
+            Certificate {
+                serial: serial.into(),
+                issuer: issuer.into(),
+                subject: subject.into(),
+                key: key.public().clone(),
+                roles: vec![role],
+                scope: scope(scope_text),
+                not_before,
+                not_after,
+            }
+        };
+        let origin_key = key("origin-mhlw");
+        let origin_cert = cert("root-0001", ROOT_ISSUER, "mhlw", &origin_key, Role::Origin, "jp")
+            .sign(&[&roots[0], &roots[1]]);
+        let mut relays: Vec<FixtureRelay> = Vec::new();
+        for (id, scope_text) in [("jp", "jp"), ("jp-13", "jp/13"), ("jp-13-chuo", "jp/13/chuo")] {
+            let relay_key = key(&format!("relay-{id}"));
+            let envelope = match relays.last() {
+                None => cert("root-0002", ROOT_ISSUER, id, &relay_key, Role::Relay, scope_text)
+                    .sign(&[&roots[0], &roots[2]]),
+                Some(parent) => cert(&format!("{}-0001", parent.id), &parent.id, id, &relay_key, Role::Relay, scope_text)
+                    .sign(&[&parent.key]),
+            };
+            relays.push(FixtureRelay { id: id.into(), scope: scope(scope_text), key: relay_key, cert: envelope });
+        }
+        Self { roots, anchors, origin_key, origin_cert, relays, now }
+    }
+
+    /// The origin certificate followed by every relay certificate.
+    pub fn delivery_certs(&self) -> Vec<Envelope> {
+        std::iter::once(self.origin_cert.clone()).chain(self.relays.iter().map(|r| r.cert.clone())).collect()
+    }
+
+    /// The advisory signed by the origin key.
+    pub fn sign_advisory(&self, advisory: &Advisory) -> Envelope {
+        Envelope::sign(ADVISORY_TYPE, advisory.to_payload(), &[&self.origin_key])
+    }
+
+    /// A delivery of `advisory` as it leaves the first `hop_count` relays (0 = as published).
+    /// Hop `i` receives at `now + 10 s·i + 1 s` and forwards one second later.
+    pub fn delivery(&self, advisory: &Advisory, hop_count: usize) -> Delivery {
+        let revocations = RevocationSet::default();
+        let mut delivery = Delivery { advisory: self.sign_advisory(advisory), certs: vec![self.origin_cert.clone()], hops: vec![] };
+        for (index, relay) in self.relays.iter().take(hop_count).enumerate() {
+            let received_at = self.now.plus_secs(10 * index as i64 + 1);
+            let ctx = VerifyContext { anchors: &self.anchors, revocations: &revocations, now: received_at };
+            let verified = verify_parsed(delivery, ctx).unwrap_or_else(|e| panic!("fixture delivery: {e}"));
+            delivery = attest(
+                &verified,
+                &HopInput {
+                    relay_id: &relay.id,
+                    relay_key: &relay.key,
+                    relay_cert: &relay.cert,
+                    received_at,
+                    forwarded_at: received_at.plus_secs(1),
+                    relay_seq: 1,
+                },
+            );
+        }
+        delivery
+    }
+
+    /// A time after every fixture hop, when verifying a full delivery.
+    pub fn later(&self) -> Timestamp {
+        self.now.plus_secs(60)
+    }
+}

@@ -1,0 +1,64 @@
+//! # kairan-protocol
+//!
+//! The wire format of kairan and its verification: DSSE v1 envelopes signed with Ed25519,
+//! advisories, certificates, revocations, hop attestations and deliveries. This crate does
+//! no I/O and reads no clock: every verifier takes `now` as an argument, which is what lets
+//! the relay core and the simulator run it deterministically.
+//!
+//! `docs/protocol.md` in the repository is the normative specification; this crate is its
+//! reference implementation.
+//!
+//! ## Layout
+//! - [`envelope`]: DSSE envelopes, PAE, signing, strict threshold verification, payload types.
+//! - [`keys`]: public keys (weak keys refused on load), secret keys, key ids, digests.
+//! - [`advisory`]: the advisory payload and its validation rules.
+//! - [`scope`]: region paths (`jp/13/chuo`) and their nesting.
+//! - [`cert`]: certificates, roles, and certificate-set verification up to the anchors.
+//! - [`trust`]: trust anchors (k of n root keys), revocations, the trust bundle.
+//! - [`hop`]: hop attestations.
+//! - [`delivery`]: the delivery message, [`delivery::verify_delivery`] and [`delivery::attest`].
+//! - [`sequence`]: origin sequence rules (accept, duplicate, gap, backfill, fork).
+//! - [`verified`]: [`Verified<T>`], constructed only by this crate's verifiers.
+//! - [`limits`]: size and count limits, enforced before expensive work.
+//! - [`time`]: [`Timestamp`], RFC 3339 on the wire.
+//! - [`error`]: the crate's one error enum, with stable reason codes.
+//! - [`fixtures`]: deterministic keys and a signed sample hierarchy for tests and demos.
+//!
+//! ## Trust model
+//! The only things trusted a priori are the anchors: root public keys and a threshold. The
+//! root (k of n signatures) certifies origins and the national relay; each relay certifies
+//! its children within its own scope. A delivery is accepted only if every certificate in it
+//! chains to the anchors and is valid at `now`, the advisory is signed by a certified origin
+//! within its scope, and every hop is signed by a certified relay on a scope-nested path with
+//! increasing times. Key ids are hints for lookup, never trusted. Payloads are decoded only
+//! after their signature verifies. There is no switch that turns verification off.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod advisory;
+pub mod cert;
+pub mod delivery;
+pub mod envelope;
+pub mod error;
+pub mod fixtures;
+pub mod hop;
+pub mod keys;
+pub mod limits;
+pub mod scope;
+pub mod sequence;
+pub mod time;
+pub mod trust;
+pub mod verified;
+
+pub use advisory::{Advisory, Kind, Localized, Severity, Status, Tlp};
+pub use cert::{CertSet, Certificate, Role};
+pub use delivery::{Delivery, HopInput, VerifyContext, attest, verify_delivery, verify_parsed};
+pub use envelope::Envelope;
+pub use error::{Error, Result};
+pub use hop::Hop;
+pub use keys::{Digest, KeyId, PublicKey, SecretKey};
+pub use scope::Scope;
+pub use time::Timestamp;
+pub use trust::{Revocation, RevocationSet, TrustAnchors, TrustAnchorsFile, TrustBundle};
+pub use verified::Verified;

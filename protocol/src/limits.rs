@@ -1,0 +1,62 @@
+//! Size and count limits, enforced before any expensive work.
+//!
+//! Every decoder checks the byte length of its input against these constants *before*
+//! parsing JSON or verifying a signature, so a hostile peer cannot make a node spend
+//! CPU or memory in proportion to an input it chose to make huge.
+
+/// Largest serialized DSSE envelope (JSON bytes) accepted anywhere: 64 KiB.
+pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// Largest payload inside an envelope (decoded bytes). Base64 inflates by 4/3, and the
+/// envelope also carries signatures, so this sits below [`MAX_ENVELOPE_BYTES`].
+pub const MAX_PAYLOAD_BYTES: usize = 46 * 1024;
+
+/// Largest serialized delivery (advisory + certs + hops) accepted: 256 KiB.
+/// MQTT clients and brokers are configured with a packet limit above this.
+pub const MAX_DELIVERY_BYTES: usize = 256 * 1024;
+
+/// Most signatures one envelope may carry.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// Most hop attestations in one delivery (national, prefecture, district, and room to spare).
+pub const MAX_HOPS: usize = 8;
+
+/// Most certificates carried in one delivery or trust bundle chain section.
+pub const MAX_CERTS: usize = 16;
+
+/// Most revocations in one trust bundle.
+pub const MAX_REVOCATIONS: usize = 1024;
+
+/// Most certificates in one trust bundle.
+pub const MAX_BUNDLE_CERTS: usize = 4096;
+
+/// Largest trust bundle (JSON bytes): 4 MiB.
+pub const MAX_BUNDLE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest advisory title, in characters (per language).
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// Longest advisory summary, in characters (per language).
+pub const MAX_SUMMARY_CHARS: usize = 2_000;
+
+/// Longest advisory body, in characters (per language).
+pub const MAX_BODY_CHARS: usize = 12_000;
+
+/// Longest short text field (ids, handling note, contact, item text, link label), in characters.
+pub const MAX_SHORT_TEXT_CHARS: usize = 1_000;
+
+/// Most entries in each list field of an advisory (items, links, cves, categories, references).
+pub const MAX_LIST_ENTRIES: usize = 64;
+
+/// Most languages a localized text may carry.
+pub const MAX_LANGUAGES: usize = 8;
+
+/// Longest identifier (node ids, origin ids, certificate serials), in bytes.
+pub const MAX_ID_BYTES: usize = 64;
+
+/// Deepest scope path (`jp/13/chuo/...`), in segments.
+pub const MAX_SCOPE_DEPTH: usize = 6;
+
+/// Clock skew tolerated between two machines when comparing times they each wrote
+/// (hop times against each other, and signed times against the verifier's `now`): 5 s.
+pub const MAX_CLOCK_SKEW_MS: i64 = 5_000;

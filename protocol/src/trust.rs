@@ -1,0 +1,330 @@
+//! Trust anchors, revocation statements and the trust bundle.
+//!
+//! The anchors are the root public keys and a threshold `k` of `n`; they are configured into
+//! every program and never travel over MQTT. Revocations are signed by the root threshold or
+//! by a relay whose certified scope contains the revoked certificate's scope, and take effect
+//! at `effective_at`: whatever the revoked key signed at or after that time is refused, what it
+//! signed before stays verifiable.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cert::{CertSet, ROOT_ISSUER, Role};
+use crate::envelope::{Envelope, REVOCATION_TYPE, decode_payload, encode_payload};
+use crate::error::{Error, Result};
+use crate::keys::{KeyId, PublicKey, SecretKey};
+use crate::limits::{MAX_BUNDLE_BYTES, MAX_BUNDLE_CERTS, MAX_CLOCK_SKEW_MS, MAX_REVOCATIONS, MAX_SHORT_TEXT_CHARS};
+use crate::scope::Scope;
+use crate::time::Timestamp;
+use crate::verified::{Verifiable, Verified};
+
+/// One root key of the anchors file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootKey {
+    /// A name for people (`root-1`).
+    pub id: String,
+    /// The public key, 64 lowercase hex characters.
+    pub key: PublicKey,
+}
+
+/// The trust-anchors file: root keys and how many of them must sign a root-level object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustAnchorsFile {
+    /// `k` of `k`-of-`n`.
+    pub threshold: usize,
+    /// The `n` root keys.
+    pub roots: Vec<RootKey>,
+}
+
+/// Checked trust anchors: distinct keys, 1 ≤ threshold ≤ number of keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustAnchors {
+    threshold: usize,
+    roots: Vec<RootKey>,
+}
+
+impl TrustAnchors {
+    /// Checks an anchors file.
+    pub fn new(file: TrustAnchorsFile) -> Result<Self> {
+        if file.roots.is_empty() {
+            return Err(Error::InvalidAnchors("no root keys".into()));
+        }
+        if file.threshold == 0 || file.threshold > file.roots.len() {
+            return Err(Error::InvalidAnchors(format!(
+                "threshold {} must be between 1 and the number of root keys ({})",
+                file.threshold,
+                file.roots.len()
+            )));
+        }
+        for (index, root) in file.roots.iter().enumerate() {
+            if file.roots[..index].iter().any(|other| other.key == root.key) {
+                return Err(Error::InvalidAnchors(format!("root key {} is listed twice", root.id)));
+            }
+        }
+        Ok(Self { threshold: file.threshold, roots: file.roots })
+    }
+
+    /// The threshold `k`.
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
+    /// The root keys.
+    pub fn roots(&self) -> &[RootKey] {
+        &self.roots
+    }
+
+    /// The root key with this key id.
+    pub fn key(&self, keyid: &str) -> Option<&PublicKey> {
+        self.roots.iter().map(|r| &r.key).find(|k| k.keyid().as_str() == keyid)
+    }
+
+    /// The file form.
+    pub fn to_file(&self) -> TrustAnchorsFile {
+        TrustAnchorsFile { threshold: self.threshold, roots: self.roots.clone() }
+    }
+}
+
+/// A revocation statement (`application/vnd.kairan.revocation+json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    /// The revoked key.
+    pub keyid: KeyId,
+    /// The subject id of the revoked key's certificate.
+    pub subject: String,
+    /// The scope of the revoked key's certificate.
+    pub scope: Scope,
+    /// Who revokes: [`ROOT_ISSUER`] or a relay id.
+    pub issuer: String,
+    /// The issuer's control-stream sequence number (1, 2, …).
+    pub seq: u64,
+    /// When the statement was signed.
+    pub issued_at: Timestamp,
+    /// From when the key's signatures are refused.
+    pub effective_at: Timestamp,
+    /// Why, for people (`key compromised`, `node retired`).
+    pub reason: String,
+}
+
+impl Revocation {
+    /// Signs the statement.
+    pub fn sign(&self, signers: &[&SecretKey]) -> Envelope {
+        Envelope::sign(REVOCATION_TYPE, encode_payload(self), signers)
+    }
+
+    /// Verifies a revocation envelope: root threshold, or a certified relay (in `certs`) whose
+    /// scope contains the revoked scope.
+    pub fn verify(envelope: &Envelope, anchors: &TrustAnchors, certs: &CertSet, now: Timestamp) -> Result<Self> {
+        let what = "revocation";
+        let hints: Vec<&str> = envelope.keyid_hints().collect();
+        let by_root = !hints.is_empty() && hints.iter().all(|h| anchors.key(h).is_some());
+        let revocation: Revocation = if by_root {
+            envelope.verify_with(REVOCATION_TYPE, what, anchors.threshold(), |h| anchors.key(h))?;
+            let revocation: Revocation = decode_payload(REVOCATION_TYPE, &envelope.payload)?;
+            if revocation.issuer != ROOT_ISSUER {
+                return Err(Error::BrokenCertChain(format!(
+                    "revocation signed by the root names issuer {:?}",
+                    revocation.issuer
+                )));
+            }
+            revocation
+        } else {
+            let hint = hints.first().copied().unwrap_or("");
+            let issuer = certs
+                .find(hint, Role::Relay)
+                .map_err(|_| Error::UnknownSigner { what: what.into(), keyid: hint.to_owned() })?;
+            envelope.verify_by(REVOCATION_TYPE, what, &issuer.cert.key)?;
+            let revocation: Revocation = decode_payload(REVOCATION_TYPE, &envelope.payload)?;
+            if revocation.issuer != issuer.cert.subject {
+                return Err(Error::BrokenCertChain(format!(
+                    "revocation names issuer {:?} but is signed by {}",
+                    revocation.issuer, issuer.cert.subject
+                )));
+            }
+            if !issuer.cert.scope.contains(&revocation.scope) {
+                return Err(Error::ScopeViolation {
+                    what: format!("revocation of {} by {}", revocation.subject, issuer.cert.subject),
+                    scope: revocation.scope.to_string(),
+                    allowed: issuer.cert.scope.to_string(),
+                });
+            }
+            revocation
+        };
+        if revocation.reason.chars().count() > MAX_SHORT_TEXT_CHARS {
+            return Err(Error::MalformedPayload { payload_type: REVOCATION_TYPE.into(), reason: "reason too long".into() });
+        }
+        if revocation.issued_at > now.plus_ms(MAX_CLOCK_SKEW_MS) {
+            return Err(Error::FromTheFuture { what: what.into(), at: revocation.issued_at, now });
+        }
+        Ok(revocation)
+    }
+}
+
+/// The revoked keys in force: key id → (effective time, subject).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevocationSet {
+    revoked: BTreeMap<KeyId, (Timestamp, String)>,
+}
+
+impl RevocationSet {
+    /// Adds a verified revocation; the earliest effective time wins.
+    pub fn insert(&mut self, revocation: &Revocation) {
+        let entry = self
+            .revoked
+            .entry(revocation.keyid.clone())
+            .or_insert((revocation.effective_at, revocation.subject.clone()));
+        if revocation.effective_at < entry.0 {
+            *entry = (revocation.effective_at, revocation.subject.clone());
+        }
+    }
+
+    /// Refuses `keyid` signing something dated `signed_at` if it was revoked by then.
+    pub fn check(&self, keyid: &KeyId, signed_at: Timestamp, what: &str) -> Result<()> {
+        match self.revoked.get(keyid) {
+            Some((effective_at, subject)) if signed_at >= *effective_at => Err(Error::Revoked {
+                keyid: keyid.to_string(),
+                subject: subject.clone(),
+                effective_at: *effective_at,
+                what: what.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Number of revoked keys.
+    pub fn len(&self) -> usize {
+        self.revoked.len()
+    }
+
+    /// Whether no key is revoked.
+    pub fn is_empty(&self) -> bool {
+        self.revoked.is_empty()
+    }
+}
+
+/// The retained trust bundle: certificates and revocations, each signed on its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustBundle {
+    /// Certificates (relays' own chains, renewals).
+    #[serde(default)]
+    pub certs: Vec<Envelope>,
+    /// Revocation statements.
+    #[serde(default)]
+    pub revocations: Vec<Envelope>,
+}
+
+/// What verifying a bundle established.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BundleFacts {
+    /// The certificates, verified.
+    pub certs: CertSet,
+    /// The revocations, verified, in input order.
+    pub revocations: Vec<Revocation>,
+    /// The revoked keys.
+    pub revoked: RevocationSet,
+}
+
+impl Verifiable for TrustBundle {
+    type Facts = BundleFacts;
+}
+
+impl TrustBundle {
+    /// Parses bundle JSON, refusing oversize input first.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_BUNDLE_BYTES {
+            return Err(Error::Oversize { what: "trust bundle", limit: MAX_BUNDLE_BYTES, actual: bytes.len() });
+        }
+        let bundle: TrustBundle = serde_json::from_slice(bytes).map_err(|e| Error::MalformedEnvelope(e.to_string()))?;
+        if bundle.certs.len() > MAX_BUNDLE_CERTS {
+            return Err(Error::TooManyCerts { count: bundle.certs.len(), limit: MAX_BUNDLE_CERTS });
+        }
+        if bundle.revocations.len() > MAX_REVOCATIONS {
+            return Err(Error::Oversize { what: "revocations", limit: MAX_REVOCATIONS, actual: bundle.revocations.len() });
+        }
+        Ok(bundle)
+    }
+
+    /// Compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Verifies every certificate and revocation in the bundle.
+    pub fn verify(self, anchors: &TrustAnchors, now: Timestamp) -> Result<Verified<TrustBundle>> {
+        let certs = CertSet::verify(&self.certs, anchors, &RevocationSet::default(), now)?;
+        let mut revoked = RevocationSet::default();
+        let mut revocations = Vec::with_capacity(self.revocations.len());
+        for envelope in &self.revocations {
+            let revocation = Revocation::verify(envelope, anchors, &certs, now)?;
+            revoked.insert(&revocation);
+            revocations.push(revocation);
+        }
+        Ok(Verified::new(self, BundleFacts { certs, revocations, revoked }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::Hierarchy;
+
+    #[test]
+    fn anchors_reject_bad_thresholds_and_duplicates() {
+        let tree = Hierarchy::standard();
+        let mut file = tree.anchors.to_file();
+        file.threshold = 0;
+        assert_eq!(TrustAnchors::new(file.clone()).map_err(|e| e.code()), Err("invalid_anchors"));
+        file.threshold = 4;
+        assert_eq!(TrustAnchors::new(file.clone()).map_err(|e| e.code()), Err("invalid_anchors"));
+        file.threshold = 1;
+        file.roots.push(file.roots[0].clone());
+        assert_eq!(TrustAnchors::new(file).map_err(|e| e.code()), Err("invalid_anchors"));
+    }
+
+    #[test]
+    fn relay_revokes_inside_its_scope_only() {
+        let tree = Hierarchy::standard();
+        let certs = CertSet::verify(&tree.delivery_certs(), &tree.anchors, &RevocationSet::default(), tree.now)
+            .expect("certs");
+        let district = &tree.relays[2];
+        let mut revocation = Revocation {
+            keyid: district.key.keyid().clone(),
+            subject: district.id.clone(),
+            scope: district.scope.clone(),
+            issuer: tree.relays[1].id.clone(),
+            seq: 1,
+            issued_at: tree.now,
+            effective_at: tree.now,
+            reason: "key compromised".into(),
+        };
+        let signed = revocation.sign(&[&tree.relays[1].key]);
+        assert!(Revocation::verify(&signed, &tree.anchors, &certs, tree.now).is_ok());
+        revocation.scope = Scope::parse("jp/27").expect("scope");
+        let signed = revocation.sign(&[&tree.relays[1].key]);
+        let err = Revocation::verify(&signed, &tree.anchors, &certs, tree.now).expect_err("outside scope");
+        assert_eq!(err.code(), "scope_violation");
+    }
+
+    #[test]
+    fn revocation_applies_from_its_effective_time() {
+        let tree = Hierarchy::standard();
+        let mut set = RevocationSet::default();
+        set.insert(&Revocation {
+            keyid: tree.origin_key.keyid().clone(),
+            subject: "mhlw".into(),
+            scope: Scope::parse("jp").expect("scope"),
+            issuer: ROOT_ISSUER.into(),
+            seq: 1,
+            issued_at: tree.now,
+            effective_at: tree.now,
+            reason: "retired".into(),
+        });
+        assert!(set.check(tree.origin_key.keyid(), tree.now.plus_ms(-1), "advisory").is_ok());
+        assert_eq!(set.check(tree.origin_key.keyid(), tree.now, "advisory").map_err(|e| e.code()), Err("revoked_key"));
+    }
+}

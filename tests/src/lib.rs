@@ -1,0 +1,1 @@
+//! Multi-node integration tests and the simulator live under `tests/`.
