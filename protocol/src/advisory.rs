@@ -299,7 +299,9 @@ impl Advisory {
             )));
         }
         if matches!(self.kind, Kind::Update | Kind::Cancel) && self.references.is_empty() {
-            return Err(invalid(format!("a {:?} must reference the advisories it replaces", self.kind).to_lowercase()));
+            return Err(invalid(
+                format!("a {:?} must reference the advisories it replaces", self.kind).to_lowercase(),
+            ));
         }
         check_lang_tag("lang", &self.lang)?;
         self.title.check("title", MAX_TITLE_CHARS)?;

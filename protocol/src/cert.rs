@@ -240,7 +240,8 @@ impl CertSet {
             return Err(Error::ThresholdNotMet { what, needed: anchors.threshold(), found: 0 });
         }
         let (cert, issuer) = if hints.iter().all(|hint| anchors.key(hint).is_some()) {
-            let signers = envelope.verify_with(CERT_TYPE, &what, anchors.threshold(), |hint| anchors.key(hint))?;
+            let signers =
+                envelope.verify_with(CERT_TYPE, &what, anchors.threshold(), |hint| anchors.key(hint))?;
             let cert = Certificate::decode(&envelope.payload)?;
             if cert.issuer != ROOT_ISSUER {
                 return Err(Error::BrokenCertChain(format!(
@@ -249,14 +250,18 @@ impl CertSet {
                 )));
             }
             if let Some(role) = cert.roles.iter().find(|r| **r == Role::Clinic) {
-                return Err(Error::RoleNotAllowed(format!("the root does not certify {role:?} keys ({})", cert.subject)));
+                return Err(Error::RoleNotAllowed(format!(
+                    "the root does not certify {role:?} keys ({})",
+                    cert.subject
+                )));
             }
             (cert, Issuer::Root(signers))
         } else {
             let [hint] = hints[..] else {
                 return Ok(None);
             };
-            let Some(parent_index) = self.certs.iter().position(|v| v.cert.key.keyid().as_str() == hint) else {
+            let Some(parent_index) = self.certs.iter().position(|v| v.cert.key.keyid().as_str() == hint)
+            else {
                 return Ok(None);
             };
             let parent = &self.certs[parent_index].cert;
@@ -291,7 +296,10 @@ impl CertSet {
             (cert, Issuer::Cert(parent_index))
         };
         if cert.subject.len() > MAX_ID_BYTES {
-            return Err(Error::MalformedPayload { payload_type: CERT_TYPE.into(), reason: "subject too long".into() });
+            return Err(Error::MalformedPayload {
+                payload_type: CERT_TYPE.into(),
+                reason: "subject too long".into(),
+            });
         }
         cert.check_validity(now)?;
         Ok(Some(VerifiedCert { cert, issuer, input_index: index }))
@@ -300,7 +308,9 @@ impl CertSet {
 
 fn at_cert(index: usize, error: Error) -> Error {
     match error {
-        Error::MalformedEnvelope(reason) => Error::MalformedEnvelope(format!("certificate #{index}: {reason}")),
+        Error::MalformedEnvelope(reason) => {
+            Error::MalformedEnvelope(format!("certificate #{index}: {reason}"))
+        }
         other => other,
     }
 }
@@ -314,7 +324,8 @@ mod tests {
     fn standard_chain_verifies() {
         let tree = Hierarchy::standard();
         let envelopes = tree.delivery_certs();
-        let set = CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), tree.now).expect("verifies");
+        let set = CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), tree.now)
+            .expect("verifies");
         assert_eq!(set.certs().len(), envelopes.len());
         let district = set.find(tree.relays[2].key.keyid().as_str(), Role::Relay).expect("district cert");
         assert_eq!(district.cert.subject, "jp-13-chuo");
@@ -344,7 +355,8 @@ mod tests {
         };
         let mut envelopes = tree.delivery_certs();
         envelopes.push(cert.sign(&[&tree.relays[1].key]));
-        let err = CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), tree.now).expect_err("refused");
+        let err = CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), tree.now)
+            .expect_err("refused");
         assert_eq!(err.code(), "scope_violation");
     }
 
@@ -366,7 +378,8 @@ mod tests {
             .sign(&[signer])
         };
         let envelopes = vec![make("a", &a, "b", &b), make("b", &b, "a", &a)];
-        let err = CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), tree.now).expect_err("loop");
+        let err = CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), tree.now)
+            .expect_err("loop");
         assert_eq!(err.code(), "unknown_signer");
     }
 
@@ -375,10 +388,12 @@ mod tests {
         let tree = Hierarchy::standard();
         let envelopes = tree.delivery_certs();
         let late = tree.now.plus_secs(400 * 24 * 3600);
-        let err = CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), late).expect_err("expired");
+        let err =
+            CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), late).expect_err("expired");
         assert_eq!(err.code(), "cert_expired");
         let early = tree.now.plus_secs(-400 * 24 * 3600);
-        let err = CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), early).expect_err("early");
+        let err =
+            CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), early).expect_err("early");
         assert_eq!(err.code(), "cert_not_yet_valid");
     }
 }

@@ -123,7 +123,8 @@ pub fn verify_parsed(delivery: Delivery, ctx: VerifyContext<'_>) -> Result<Verif
     let mut chain_tip = digest;
     for (index, envelope) in delivery.hops.iter().enumerate() {
         let previous = hops.last().map(|(hop, cert)| (hop, &certs.certs()[*cert]));
-        let (hop, cert_index) = verify_hop(index, envelope, &advisory, digest, chain_tip, previous, &hops, &certs, ctx)?;
+        let (hop, cert_index) =
+            verify_hop(index, envelope, &advisory, digest, chain_tip, previous, &hops, &certs, ctx)?;
         chain_tip = Digest::of(&envelope.payload);
         hops.push((hop, cert_index));
     }
@@ -193,7 +194,8 @@ fn verify_hop(
     if hop.prev != expected_prev {
         return Err(broken(format!("prev is {} but should be {expected_prev}", hop.prev)));
     }
-    let expected_upstream = previous.map_or(advisory.origin.as_str(), |(prev_hop, _)| prev_hop.relay.as_str());
+    let expected_upstream =
+        previous.map_or(advisory.origin.as_str(), |(prev_hop, _)| prev_hop.relay.as_str());
     if hop.upstream != expected_upstream {
         return Err(broken(format!("upstream is {:?} but should be {expected_upstream:?}", hop.upstream)));
     }
@@ -217,9 +219,10 @@ fn verify_hop(
         }
     }
     let out_of_order = |reason: String| Error::HopTimesOutOfOrder { index, reason };
-    let (after_label, after) = previous.map_or(("advisory issued_at", advisory.issued_at), |(prev_hop, _)| {
-        ("previous hop forwarded_at", prev_hop.forwarded_at)
-    });
+    let (after_label, after) = previous
+        .map_or(("advisory issued_at", advisory.issued_at), |(prev_hop, _)| {
+            ("previous hop forwarded_at", prev_hop.forwarded_at)
+        });
     if hop.received_at.plus_ms(MAX_CLOCK_SKEW_MS) < after {
         return Err(out_of_order(format!("received_at {} is before {after_label} {after}", hop.received_at)));
     }
@@ -238,13 +241,19 @@ fn verify_hop(
 
 fn single_signer<'e>(envelope: &'e Envelope, expected_type: &str, what: &str) -> Result<&'e str> {
     if envelope.payload_type != expected_type {
-        return Err(Error::WrongPayloadType { expected: expected_type.to_owned(), found: envelope.payload_type.clone() });
+        return Err(Error::WrongPayloadType {
+            expected: expected_type.to_owned(),
+            found: envelope.payload_type.clone(),
+        });
     }
     envelope.check_shape()?;
     match envelope.signatures.as_slice() {
         [only] => Ok(only.keyid.as_str()),
         [] => Err(Error::ThresholdNotMet { what: what.to_owned(), needed: 1, found: 0 }),
-        more => Err(Error::MalformedEnvelope(format!("{what} must carry exactly one signature, has {}", more.len()))),
+        more => Err(Error::MalformedEnvelope(format!(
+            "{what} must carry exactly one signature, has {}",
+            more.len()
+        ))),
     }
 }
 

@@ -99,10 +99,18 @@ impl Envelope {
     /// Checks the limits and shape that parsing alone does not (counts, sizes, signature length).
     pub fn check_shape(&self) -> Result<()> {
         if self.payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(Error::Oversize { what: "payload", limit: MAX_PAYLOAD_BYTES, actual: self.payload.len() });
+            return Err(Error::Oversize {
+                what: "payload",
+                limit: MAX_PAYLOAD_BYTES,
+                actual: self.payload.len(),
+            });
         }
         if self.signatures.len() > MAX_SIGNATURES {
-            return Err(Error::Oversize { what: "signatures", limit: MAX_SIGNATURES, actual: self.signatures.len() });
+            return Err(Error::Oversize {
+                what: "signatures",
+                limit: MAX_SIGNATURES,
+                actual: self.signatures.len(),
+            });
         }
         if let Some(bad) = self.signatures.iter().find(|s| s.sig.len() != 64) {
             return Err(Error::MalformedEnvelope(format!(
@@ -149,8 +157,10 @@ impl Envelope {
         let mut seen = BTreeSet::new();
         let mut signers = Vec::new();
         for signature in &self.signatures {
-            let key = lookup(&signature.keyid)
-                .ok_or_else(|| Error::UnknownSigner { what: what.to_owned(), keyid: signature.keyid.clone() })?;
+            let key = lookup(&signature.keyid).ok_or_else(|| Error::UnknownSigner {
+                what: what.to_owned(),
+                keyid: signature.keyid.clone(),
+            })?;
             if !key.verify_strict(&message, &signature.sig) {
                 return Err(Error::BadSignature { what: what.to_owned(), keyid: signature.keyid.clone() });
             }
@@ -173,7 +183,10 @@ impl Envelope {
 }
 
 /// Decodes a verified payload as JSON of type `T`.
-pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(payload_type: &str, payload: &[u8]) -> Result<T> {
+pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(
+    payload_type: &str,
+    payload: &[u8],
+) -> Result<T> {
     serde_json::from_slice(payload)
         .map_err(|e| Error::MalformedPayload { payload_type: payload_type.to_owned(), reason: e.to_string() })
 }
@@ -188,11 +201,16 @@ pub(crate) fn encode_payload<T: Serialize>(value: &T) -> Vec<u8> {
 pub(crate) mod base64_bytes {
     use super::*;
 
-    pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        bytes: &[u8],
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         serializer.serialize_str(&STANDARD.encode(bytes))
     }
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<u8>, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Vec<u8>, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         STANDARD.decode(text.as_bytes()).map_err(|e| serde::de::Error::custom(format!("bad base64: {e}")))
     }
@@ -209,7 +227,10 @@ mod tests {
     #[test]
     fn pae_matches_the_dsse_spec_example() {
         // From the DSSE v1 protocol document.
-        assert_eq!(pae("http://example.com/HelloWorld", b"hello world"), b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec());
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
+        );
     }
 
     #[test]
@@ -224,8 +245,14 @@ mod tests {
     fn wrong_type_and_wrong_key_are_refused() {
         let signer = key(1);
         let envelope = Envelope::sign(ADVISORY_TYPE, b"{}".to_vec(), &[&signer]);
-        assert_eq!(envelope.verify_by(HOP_TYPE, "hop", signer.public()).map_err(|e| e.code()), Err("wrong_payload_type"));
-        assert_eq!(envelope.verify_by(ADVISORY_TYPE, "advisory", key(2).public()).map_err(|e| e.code()), Err("unknown_signer"));
+        assert_eq!(
+            envelope.verify_by(HOP_TYPE, "hop", signer.public()).map_err(|e| e.code()),
+            Err("wrong_payload_type")
+        );
+        assert_eq!(
+            envelope.verify_by(ADVISORY_TYPE, "advisory", key(2).public()).map_err(|e| e.code()),
+            Err("unknown_signer")
+        );
     }
 
     #[test]
@@ -245,7 +272,10 @@ mod tests {
         let signer = key(1);
         let mut envelope = Envelope::sign(ADVISORY_TYPE, b"{\"a\":1}".to_vec(), &[&signer]);
         envelope.payload[5] ^= 1;
-        assert_eq!(envelope.verify_by(ADVISORY_TYPE, "advisory", signer.public()).map_err(|e| e.code()), Err("bad_signature"));
+        assert_eq!(
+            envelope.verify_by(ADVISORY_TYPE, "advisory", signer.public()).map_err(|e| e.code()),
+            Err("bad_signature")
+        );
     }
 
     #[test]

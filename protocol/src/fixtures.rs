@@ -47,7 +47,9 @@ pub fn sample_advisory(origin: &str, seq: u64, prev: Option<Digest>) -> Advisory
         issued_at: FIXTURE_NOW,
         expires_at: FIXTURE_NOW.plus_secs(30 * 24 * 3600),
         tlp: Tlp::Amber,
-        handling: "医療機関職員及び契約ベンダーに限る / medical institution staff and contracted vendors only".into(),
+        handling:
+            "医療機関職員及び契約ベンダーに限る / medical institution staff and contracted vendors only"
+                .into(),
         scope: scope("jp"),
         severity: Severity::Severe,
         categories: vec!["ransomware".into()],
@@ -112,18 +114,19 @@ impl Hierarchy {
         .unwrap_or_else(|e| panic!("fixture anchors: {e}"));
         let not_before = now.plus_secs(-24 * 3600);
         let not_after = now.plus_secs(365 * 24 * 3600);
-        let cert = |serial: &str, issuer: &str, subject: &str, key: &SecretKey, role: Role, scope_text: &str| {
-            Certificate {
-                serial: serial.into(),
-                issuer: issuer.into(),
-                subject: subject.into(),
-                key: key.public().clone(),
-                roles: vec![role],
-                scope: scope(scope_text),
-                not_before,
-                not_after,
-            }
-        };
+        let cert =
+            |serial: &str, issuer: &str, subject: &str, key: &SecretKey, role: Role, scope_text: &str| {
+                Certificate {
+                    serial: serial.into(),
+                    issuer: issuer.into(),
+                    subject: subject.into(),
+                    key: key.public().clone(),
+                    roles: vec![role],
+                    scope: scope(scope_text),
+                    not_before,
+                    not_after,
+                }
+            };
         let origin_key = key("origin-mhlw");
         let origin_cert = cert("root-0001", ROOT_ISSUER, "mhlw", &origin_key, Role::Origin, "jp")
             .sign(&[&roots[0], &roots[1]]);
@@ -133,10 +136,17 @@ impl Hierarchy {
             let envelope = match relays.last() {
                 None => cert("root-0002", ROOT_ISSUER, id, &relay_key, Role::Relay, scope_text)
                     .sign(&[&roots[0], &roots[2]]),
-                Some(parent) => cert(&format!("{}-0001", parent.id), &parent.id, id, &relay_key, Role::Relay, scope_text)
-                    .sign(&[&parent.key]),
+                Some(parent) => {
+                    cert(&format!("{}-0001", parent.id), &parent.id, id, &relay_key, Role::Relay, scope_text)
+                        .sign(&[&parent.key])
+                }
             };
-            relays.push(FixtureRelay { id: id.into(), scope: scope(scope_text), key: relay_key, cert: envelope });
+            relays.push(FixtureRelay {
+                id: id.into(),
+                scope: scope(scope_text),
+                key: relay_key,
+                cert: envelope,
+            });
         }
         Self { roots, anchors, origin_key, origin_cert, relays, now }
     }
@@ -155,7 +165,11 @@ impl Hierarchy {
     /// Hop `i` receives at `now + 10 s·i + 1 s` and forwards one second later.
     pub fn delivery(&self, advisory: &Advisory, hop_count: usize) -> Delivery {
         let revocations = RevocationSet::default();
-        let mut delivery = Delivery { advisory: self.sign_advisory(advisory), certs: vec![self.origin_cert.clone()], hops: vec![] };
+        let mut delivery = Delivery {
+            advisory: self.sign_advisory(advisory),
+            certs: vec![self.origin_cert.clone()],
+            hops: vec![],
+        };
         for (index, relay) in self.relays.iter().take(hop_count).enumerate() {
             let received_at = self.now.plus_secs(10 * index as i64 + 1);
             let ctx = VerifyContext { anchors: &self.anchors, revocations: &revocations, now: received_at };

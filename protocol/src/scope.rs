@@ -51,7 +51,8 @@ impl Scope {
 
     /// Whether `other` lies inside this scope (or is equal to it).
     pub fn contains(&self, other: &Scope) -> bool {
-        other.segments.len() >= self.segments.len() && other.segments[..self.segments.len()] == self.segments[..]
+        other.segments.len() >= self.segments.len()
+            && other.segments[..self.segments.len()] == self.segments[..]
     }
 
     /// Whether one of the two scopes contains the other: an advisory for `jp` concerns the

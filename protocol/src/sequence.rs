@@ -60,7 +60,11 @@ pub fn classify(
         return if digest == head.digest { SeqDecision::Duplicate } else { SeqDecision::Fork { seq } };
     }
     if seq == head.seq + 1 {
-        return if prev == Some(head.digest) { SeqDecision::Accept } else { SeqDecision::Fork { seq: head.seq } };
+        return if prev == Some(head.digest) {
+            SeqDecision::Accept
+        } else {
+            SeqDecision::Fork { seq: head.seq }
+        };
     }
     if seq > head.seq + 1 {
         return SeqDecision::Gap { from: head.seq + 1, to: seq - 1 };
@@ -108,7 +112,10 @@ mod tests {
     fn second_history_is_a_fork() {
         assert_eq!(classify(head(2, "a2"), 2, Some(d("a1")), d("b2"), None), SeqDecision::Fork { seq: 2 });
         assert_eq!(classify(head(2, "a2"), 3, Some(d("b2")), d("a3"), None), SeqDecision::Fork { seq: 2 });
-        assert_eq!(classify(head(5, "a5"), 3, Some(d("a2")), d("b3"), Some(d("a3"))), SeqDecision::Fork { seq: 3 });
+        assert_eq!(
+            classify(head(5, "a5"), 3, Some(d("a2")), d("b3"), Some(d("a3"))),
+            SeqDecision::Fork { seq: 3 }
+        );
     }
 
     #[test]

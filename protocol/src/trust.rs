@@ -14,7 +14,9 @@ use crate::cert::{CertSet, ROOT_ISSUER, Role};
 use crate::envelope::{Envelope, REVOCATION_TYPE, decode_payload, encode_payload};
 use crate::error::{Error, Result};
 use crate::keys::{KeyId, PublicKey, SecretKey};
-use crate::limits::{MAX_BUNDLE_BYTES, MAX_BUNDLE_CERTS, MAX_CLOCK_SKEW_MS, MAX_REVOCATIONS, MAX_SHORT_TEXT_CHARS};
+use crate::limits::{
+    MAX_BUNDLE_BYTES, MAX_BUNDLE_CERTS, MAX_CLOCK_SKEW_MS, MAX_REVOCATIONS, MAX_SHORT_TEXT_CHARS,
+};
 use crate::scope::Scope;
 use crate::time::Timestamp;
 use crate::verified::{Verifiable, Verified};
@@ -118,7 +120,12 @@ impl Revocation {
 
     /// Verifies a revocation envelope: root threshold, or a certified relay (in `certs`) whose
     /// scope contains the revoked scope.
-    pub fn verify(envelope: &Envelope, anchors: &TrustAnchors, certs: &CertSet, now: Timestamp) -> Result<Self> {
+    pub fn verify(
+        envelope: &Envelope,
+        anchors: &TrustAnchors,
+        certs: &CertSet,
+        now: Timestamp,
+    ) -> Result<Self> {
         let what = "revocation";
         let hints: Vec<&str> = envelope.keyid_hints().collect();
         let by_root = !hints.is_empty() && hints.iter().all(|h| anchors.key(h).is_some());
@@ -155,7 +162,10 @@ impl Revocation {
             revocation
         };
         if revocation.reason.chars().count() > MAX_SHORT_TEXT_CHARS {
-            return Err(Error::MalformedPayload { payload_type: REVOCATION_TYPE.into(), reason: "reason too long".into() });
+            return Err(Error::MalformedPayload {
+                payload_type: REVOCATION_TYPE.into(),
+                reason: "reason too long".into(),
+            });
         }
         if revocation.issued_at > now.plus_ms(MAX_CLOCK_SKEW_MS) {
             return Err(Error::FromTheFuture { what: what.into(), at: revocation.issued_at, now });
@@ -237,14 +247,23 @@ impl TrustBundle {
     /// Parses bundle JSON, refusing oversize input first.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         if bytes.len() > MAX_BUNDLE_BYTES {
-            return Err(Error::Oversize { what: "trust bundle", limit: MAX_BUNDLE_BYTES, actual: bytes.len() });
+            return Err(Error::Oversize {
+                what: "trust bundle",
+                limit: MAX_BUNDLE_BYTES,
+                actual: bytes.len(),
+            });
         }
-        let bundle: TrustBundle = serde_json::from_slice(bytes).map_err(|e| Error::MalformedEnvelope(e.to_string()))?;
+        let bundle: TrustBundle =
+            serde_json::from_slice(bytes).map_err(|e| Error::MalformedEnvelope(e.to_string()))?;
         if bundle.certs.len() > MAX_BUNDLE_CERTS {
             return Err(Error::TooManyCerts { count: bundle.certs.len(), limit: MAX_BUNDLE_CERTS });
         }
         if bundle.revocations.len() > MAX_REVOCATIONS {
-            return Err(Error::Oversize { what: "revocations", limit: MAX_REVOCATIONS, actual: bundle.revocations.len() });
+            return Err(Error::Oversize {
+                what: "revocations",
+                limit: MAX_REVOCATIONS,
+                actual: bundle.revocations.len(),
+            });
         }
         Ok(bundle)
     }
@@ -289,8 +308,9 @@ mod tests {
     #[test]
     fn relay_revokes_inside_its_scope_only() {
         let tree = Hierarchy::standard();
-        let certs = CertSet::verify(&tree.delivery_certs(), &tree.anchors, &RevocationSet::default(), tree.now)
-            .expect("certs");
+        let certs =
+            CertSet::verify(&tree.delivery_certs(), &tree.anchors, &RevocationSet::default(), tree.now)
+                .expect("certs");
         let district = &tree.relays[2];
         let mut revocation = Revocation {
             keyid: district.key.keyid().clone(),
@@ -325,6 +345,9 @@ mod tests {
             reason: "retired".into(),
         });
         assert!(set.check(tree.origin_key.keyid(), tree.now.plus_ms(-1), "advisory").is_ok());
-        assert_eq!(set.check(tree.origin_key.keyid(), tree.now, "advisory").map_err(|e| e.code()), Err("revoked_key"));
+        assert_eq!(
+            set.check(tree.origin_key.keyid(), tree.now, "advisory").map_err(|e| e.code()),
+            Err("revoked_key")
+        );
     }
 }
