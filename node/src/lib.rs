@@ -1,1 +1,27 @@
-//! kairan node (placeholder until the CLI lands).
+//! # kairan-node
+//!
+//! The `kairan` binary and its library: the command line, key and certificate files, the
+//! advisory authoring format, provenance rendering — and (as they land) the relay node, the
+//! clinic subscriber, the publisher and the demo.
+//!
+//! ## Layout
+//! - [`cli`]: argument definitions (clap) and dispatch of every command.
+//! - [`keyfile`]: key files (0600, refused if group/other-readable), certificates, trust file.
+//! - [`draft`]: the TOML advisory authoring format, its template and the sample advisories.
+//! - [`provenance`]: who signed and who carried a verified delivery, as text or JSON.
+//! - [`clock`]: the one place that reads the wall clock.
+//! - [`error`]: [`error::CliError`] and its exit codes (64 bad usage/config, 1 refused).
+//!
+//! ## Trust model
+//! Every program is configured with the trust anchors only. Nothing is shown or forwarded
+//! unless `kairan_protocol` verified it; functions downstream of verification take
+//! `Verified<Delivery>`.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod clock;
+pub mod draft;
+pub mod error;
+pub mod keyfile;
+pub mod provenance;

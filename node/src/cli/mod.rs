@@ -1,0 +1,104 @@
+//! The `kairan` command line: argument definitions and dispatch.
+//!
+//! `main` parses arguments and calls [`run`]; every command returns a [`CliError`] whose
+//! exit code `main` uses.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
+
+mod advisory;
+mod keys;
+mod verify;
+
+/// kairan: signed cybersecurity advisories relayed through Japan's medical associations.
+#[derive(Debug, Parser)]
+#[command(name = "kairan", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every `kairan` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate an Ed25519 key pair: DIR/ID.key (secret, mode 0600) and DIR/ID.pub (hex).
+    #[command(after_help = "Example:\n  kairan keygen --name mhlw --out keys/\n  # writes keys/mhlw.key and keys/mhlw.pub")]
+    Keygen {
+        /// Key name (also the file stem): letters, digits, '-', '_', '.'.
+        #[arg(long)]
+        name: String,
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Author and sign advisories.
+    #[command(subcommand)]
+    Advisory(AdvisoryCommand),
+    /// Issue certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Make the trust-anchors file.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Verify an advisory envelope, a certificate or a delivery and print its provenance.
+    #[command(after_help = "Examples:\n  kairan verify --trust trust.toml delivery.json\n  kairan verify --trust trust.toml --cert mhlw.cert.json advisory.json --json\n\nExit status: 0 verified; 1 refused (the reason code is printed); 64 bad arguments.")]
+    Verify(verify::VerifyArgs),
+}
+
+/// `kairan advisory …`
+#[derive(Debug, Subcommand)]
+pub enum AdvisoryCommand {
+    /// Print a valid advisory authoring file (TOML, Japanese and English).
+    #[command(after_help = "Example:\n  kairan advisory template > advisory.toml")]
+    Template,
+    /// Sign an authoring file with an origin key; print the DSSE envelope (JSON) on stdout.
+    #[command(after_help = "Examples:\n  kairan advisory sign --key keys/mhlw.key advisory.toml > advisory.json\n  kairan advisory template | kairan advisory sign --key keys/mhlw.key -")]
+    Sign(advisory::SignArgs),
+}
+
+/// `kairan cert …`
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a certificate for a public key, signed by an issuer key (and its certificate), or
+    /// by a threshold of root keys when no --issuer-cert is given.
+    #[command(after_help = "Examples:\n  # root-issued (2 of 3 root keys) certificate for the national relay:\n  kairan cert issue --subject jp --subject-key keys/jp.pub --role relay --scope jp \\\n      --issuer-key keys/root-1.key --issuer-key keys/root-2.key --out certs/jp.cert.json\n  # the national relay certifies Tokyo's prefectural relay:\n  kairan cert issue --subject jp-13 --subject-key keys/jp-13.pub --role relay --scope jp/13 \\\n      --issuer-key keys/jp.key --issuer-cert certs/jp.cert.json --out certs/jp-13.cert.json")]
+    Issue(keys::CertIssueArgs),
+}
+
+/// `kairan trust …`
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Write a trust-anchors file from root public keys and a threshold.
+    #[command(after_help = "Example:\n  kairan trust init --threshold 2 --root keys/root-1.pub --root keys/root-2.pub \\\n      --root keys/root-3.pub --out trust.toml")]
+    Init(keys::TrustInitArgs),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Keygen { name, out } => keys::keygen(&name, &out),
+        Command::Advisory(AdvisoryCommand::Template) => {
+            print!("{}", crate::draft::TEMPLATE);
+            Ok(())
+        }
+        Command::Advisory(AdvisoryCommand::Sign(args)) => advisory::sign(&args),
+        Command::Cert(CertCommand::Issue(args)) => keys::cert_issue(&args),
+        Command::Trust(TrustCommand::Init(args)) => keys::trust_init(&args),
+        Command::Verify(args) => verify::verify(&args),
+    }
+}
+
+/// Reads a file, or standard input for `-`.
+pub(crate) fn read_input(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    if path.as_os_str() == "-" {
+        let mut buffer = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buffer).map_err(|e| CliError::io(path, e))?;
+        Ok(buffer)
+    } else {
+        std::fs::read(path).map_err(|e| CliError::io(path, e))
+    }
+}

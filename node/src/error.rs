@@ -1,0 +1,56 @@
+//! The node crate's error type for commands, with the process exit code for each kind.
+
+use std::path::Path;
+
+/// Why a command failed. Each kind maps to a distinct exit code (sysexits.h where one fits).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// Wrong arguments or unusable input files (exit 64, `EX_USAGE`).
+    #[error("{0}")]
+    Usage(String),
+    /// A configuration file is invalid; the message names the field (exit 64).
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// Verification refused the input; the message starts with the reason code (exit 1).
+    #[error("verification failed: {code}: {message}")]
+    Rejected {
+        /// Stable reason code from the protocol crate.
+        code: &'static str,
+        /// Human explanation.
+        message: String,
+    },
+    /// Reading or writing a file failed (exit 74, `EX_IOERR`).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Anything else that stopped the command (exit 70, `EX_SOFTWARE` / unavailable service).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        CliError::Io { path: path.display().to_string(), source }
+    }
+
+    /// A protocol rejection.
+    pub fn rejected(error: &kairan_protocol::Error) -> Self {
+        CliError::Rejected { code: error.code(), message: error.to_string() }
+    }
+
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) | CliError::Config(_) => 64,
+            CliError::Rejected { .. } => 1,
+            CliError::Io { .. } => 74,
+            CliError::Failed(_) => 70,
+        }
+    }
+}
