@@ -25,3 +25,4 @@ pub mod draft;
 pub mod error;
 pub mod keyfile;
 pub mod provenance;
+pub mod store;
