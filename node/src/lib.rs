@@ -20,9 +20,19 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod broker;
+pub mod clinic;
 pub mod clock;
+pub mod config;
+pub mod core;
+pub mod demo;
 pub mod draft;
 pub mod error;
+pub mod hierarchy;
 pub mod keyfile;
+pub mod mqtt;
+pub mod logging;
 pub mod provenance;
+pub mod publish;
+pub mod relay;
 pub mod store;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::error::CliError;
 
 mod advisory;
+mod daemon;
 mod keys;
 mod verify;
 
@@ -47,6 +48,30 @@ pub enum Command {
     /// Verify an advisory envelope, a certificate or a delivery and print its provenance.
     #[command(after_help = "Examples:\n  kairan verify --trust trust.toml delivery.json\n  kairan verify --trust trust.toml --cert mhlw.cert.json advisory.json --json\n\nExit status: 0 verified; 1 refused (the reason code is printed); 64 bad arguments.")]
     Verify(verify::VerifyArgs),
+    /// Run a relay node (national, prefectural or district association).
+    #[command(after_help = "Examples:\n  kairan node generate-config > node.toml\n  kairan node --config node.toml\n  KAIRAN__UPSTREAM__PASSWORD=... kairan node --config node.toml --log-format json\n\nExit status: 0 after a clean shutdown (SIGINT/SIGTERM); 64 bad configuration (the field is named).")]
+    Node(daemon::NodeArgs),
+    /// Run the clinic subscriber: verify and keep advisories from the district, show new ones.
+    #[command(after_help = "Examples:\n  kairan clinic generate-config > clinic.toml\n  kairan clinic --config clinic.toml")]
+    Clinic(daemon::ClinicArgs),
+    /// Read the clinic inbox (also while `kairan clinic` runs); every entry is verified again.
+    #[command(after_help = "Examples:\n  kairan inbox --config clinic.toml list\n  kairan inbox --config clinic.toml show 3f2a9c")]
+    Inbox(daemon::InboxArgs),
+    /// Sign and publish an advisory to the national node's ingest topic (next seq and prev
+    /// from the origin's state file); succeeds only once the broker acknowledged it.
+    #[command(after_help = "Example:\n  kairan publish --key keys/mhlw.key --cert certs/mhlw.cert.json \\\n      --to mqtt://127.0.0.1:1883 --node jp --password-file mhlw.secret samples/01-ransomware.toml")]
+    Publish(daemon::PublishArgs),
+    /// Run a whole hierarchy on this machine: root, origin, national, 2 prefectures, 2 districts
+    /// each, 3 clinics each; publish the samples and a forgery; check every inbox.
+    #[command(after_help = "Example:\n  kairan demo            # exits 0 only if every clinic holds exactly its advisories\n  kairan demo --keep     # keep the data directory")]
+    Demo {
+        /// Keep the data directory instead of removing it.
+        #[arg(long)]
+        keep: bool,
+        /// Show the nodes' logs (warnings and above otherwise).
+        #[arg(long)]
+        verbose: bool,
+    },
 }
 
 /// `kairan advisory …`
@@ -89,6 +114,18 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cert(CertCommand::Issue(args)) => keys::cert_issue(&args),
         Command::Trust(TrustCommand::Init(args)) => keys::trust_init(&args),
         Command::Verify(args) => verify::verify(&args),
+        Command::Node(args) => daemon::node(&args),
+        Command::Clinic(args) => daemon::clinic(&args),
+        Command::Inbox(args) => daemon::inbox(&args),
+        Command::Publish(args) => daemon::publish(&args),
+        Command::Demo { keep, verbose } => {
+            crate::logging::init(None, Some(if verbose { "info" } else { "warn" }));
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            runtime.block_on(crate::demo::run(crate::demo::DemoOptions { keep, ..Default::default() }))
+        }
     }
 }
 

@@ -1,0 +1,242 @@
+//! `kairan node`, `kairan clinic`, `kairan publish`, `kairan inbox`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, ClinicConfig, NodeConfig};
+use crate::error::CliError;
+use crate::keyfile;
+use crate::mqtt::{BrokerAddr, Credentials};
+use crate::publish::{self, PublishRequest};
+
+/// Arguments of `kairan node`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct NodeArgs {
+    /// The node configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Log format: human or json (overrides log.format).
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// Other actions.
+    #[command(subcommand)]
+    pub action: Option<ConfigAction>,
+}
+
+/// Actions besides running.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print a commented default configuration.
+    GenerateConfig,
+}
+
+/// Arguments of `kairan clinic`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ClinicArgs {
+    /// The clinic configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Log format: human or json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// Other actions.
+    #[command(subcommand)]
+    pub action: Option<ConfigAction>,
+}
+
+/// Arguments of `kairan publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The origin's secret key.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The origin's certificate (root-issued, role origin).
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// The national node's broker, mqtt://host:port.
+    #[arg(long)]
+    pub to: String,
+    /// The national node's id (its ingest topic is kairan/v1/NODE/ingest).
+    #[arg(long, default_value = "jp")]
+    pub node: String,
+    /// Username on the broker (default: the origin id).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// File holding the password on the broker (or set KAIRAN_PUBLISH_PASSWORD).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Chain state file (default: KEY with extension .state.json).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Authoring file (TOML) to sign, or an already signed envelope (JSON); `-` for stdin.
+    pub file: PathBuf,
+}
+
+/// Arguments of `kairan inbox`.
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// The clinic configuration file (for the inbox directory and the trust anchors).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// List or show.
+    #[command(subcommand)]
+    pub action: InboxAction,
+}
+
+/// `kairan inbox list|show`.
+#[derive(Debug, Subcommand)]
+pub enum InboxAction {
+    /// One line per advisory, oldest first.
+    List,
+    /// One advisory in full, with its verified provenance.
+    Show {
+        /// Its digest (`sha256:…`, or a unique prefix of the hex).
+        digest: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+pub(crate) fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        cancel.cancel();
+    });
+    token
+}
+
+pub(super) fn node(args: &NodeArgs) -> Result<(), CliError> {
+    if let Some(ConfigAction::GenerateConfig) = args.action {
+        print!("{}", config::NODE_TEMPLATE);
+        return Ok(());
+    }
+    let path = args.config.as_ref().ok_or_else(|| CliError::Usage("kairan node needs --config FILE (or: kairan node generate-config)".into()))?;
+    let config = NodeConfig::load(path)?;
+    crate::logging::init(args.log_format.as_deref().or(config.log.format.as_deref()), config.log.level.as_deref());
+    runtime()?.block_on(async {
+        let shutdown = shutdown_on_signals();
+        crate::relay::run(config, shutdown).await
+    })
+}
+
+pub(super) fn clinic(args: &ClinicArgs) -> Result<(), CliError> {
+    if let Some(ConfigAction::GenerateConfig) = args.action {
+        print!("{}", config::CLINIC_TEMPLATE);
+        return Ok(());
+    }
+    let path = args.config.as_ref().ok_or_else(|| CliError::Usage("kairan clinic needs --config FILE (or: kairan clinic generate-config)".into()))?;
+    let config = ClinicConfig::load(path)?;
+    crate::logging::init(args.log_format.as_deref().or(config.log.format.as_deref()), config.log.level.as_deref());
+    runtime()?.block_on(async {
+        let shutdown = shutdown_on_signals();
+        crate::clinic::run(config, shutdown).await
+    })
+}
+
+pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
+    let key = keyfile::load_secret(&args.key)?;
+    let cert = keyfile::load_envelope(&args.cert)?;
+    let addr = BrokerAddr::parse(&args.to).map_err(CliError::Usage)?;
+    let password = match &args.password_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?.trim().to_owned()),
+        None => std::env::var("KAIRAN_PUBLISH_PASSWORD").ok(),
+    };
+    let origin = kairan_protocol::Certificate::decode(&cert.payload).map_err(|e| CliError::Usage(format!("--cert: {e}")))?.subject;
+    let credentials = password.map(|password| Credentials { username: args.username.clone().unwrap_or_else(|| origin.clone()), password });
+    let state_path = args.state.clone().unwrap_or_else(|| args.key.with_extension("state.json"));
+    let input = super::read_input(&args.file)?;
+    let request = PublishRequest { key, cert, addr, node: args.node.clone(), credentials, state_path };
+    let (digest, seq) = runtime()?.block_on(publish::publish(&request, &input))?;
+    println!("published {digest} (origin {origin} seq {seq}) to {}; acknowledged by the broker", request.addr.url());
+    Ok(())
+}
+
+pub(super) fn inbox(args: &InboxArgs) -> Result<(), CliError> {
+    let config = ClinicConfig::load(&args.config)?;
+    let (entries, refused) = crate::clinic::read_inbox(&config.data_dir, &config.anchors)?;
+    for (name, reason) in &refused {
+        eprintln!("kairan: NOT shown, failed verification: {name}: {reason}");
+    }
+    match &args.action {
+        InboxAction::List => {
+            if entries.is_empty() {
+                println!("(inbox empty)");
+            }
+            for (entry, provenance) in &entries {
+                let advisory_title = &provenance.title;
+                println!(
+                    "{:>4}  {}  {:<17} {:<8} {}  {}",
+                    entry.inbox_seq,
+                    crate::clinic::jst(entry.received_at),
+                    provenance.tlp,
+                    provenance.severity,
+                    &entry.digest.to_string()[..19],
+                    advisory_title
+                );
+            }
+            Ok(())
+        }
+        InboxAction::Show { digest, json } => {
+            let wanted = digest.trim_start_matches("sha256:");
+            let matches: Vec<_> = entries
+                .iter()
+                .filter(|(entry, _)| entry.digest.to_string().trim_start_matches("sha256:").starts_with(wanted))
+                .collect();
+            let [(entry, provenance)] = matches[..] else {
+                return Err(CliError::Usage(format!("{} advisories match {digest:?}", matches.len())));
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(provenance).unwrap_or_default());
+                return Ok(());
+            }
+            let advisory: kairan_protocol::Advisory = serde_json::from_slice(&entry.delivery.advisory.payload)
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            let lang = config.lang.as_str();
+            println!("{}  取扱: {}", advisory.tlp, advisory.handling);
+            println!("{}\n", advisory.title.get(lang));
+            println!("{}\n", advisory.summary.get(lang));
+            println!("{}", advisory.body.get(lang).trim_end());
+            for (index, item) in advisory.items.iter().enumerate() {
+                println!("  {}. {}", index + 1, item.get(lang));
+            }
+            for link in &advisory.links {
+                println!("  - {} {}", link.label.get(lang), link.url);
+            }
+            if let Some(contact) = &advisory.contact {
+                println!("\n連絡先 / contact: {}", contact.get(lang));
+            }
+            println!();
+            print!("{}", provenance.render_text());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! Configuration files of `kairan node` and `kairan clinic`: TOML read through the `config`
+//! crate with `KAIRAN__SECTION__KEY` environment overrides, then checked into typed
+//! configs. Every error names the field (`upstream.url: …`); `main` exits 64 on them.
+//! Relative paths are relative to the configuration file's directory.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use kairan_protocol::{Certificate, Envelope, Role, Scope, SecretKey, TrustAnchors};
+
+use crate::error::CliError;
+use crate::keyfile;
+use crate::mqtt::{BrokerAddr, Credentials};
+
+/// Reads a TOML file plus `KAIRAN__…` environment overrides into `T`.
+pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, CliError> {
+    let built = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml).required(true))
+        .add_source(config::Environment::with_prefix("KAIRAN").separator("__"))
+        .build()
+        .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
+    built.try_deserialize().map_err(|e| CliError::Config(format!("{}: {e}", path.display())))
+}
+
+fn field(name: &str, message: impl std::fmt::Display) -> CliError {
+    CliError::Config(format!("{name}: {message}"))
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_owned() } else { base.join(path) }
+}
+
+/// `[node]` of node.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Node id (the subject of its certificate).
+    pub id: String,
+    /// Directory of the store.
+    pub data_dir: PathBuf,
+    /// Secret key file (mode 0600).
+    pub key: PathBuf,
+    /// Certificate envelope file.
+    pub cert: PathBuf,
+    /// Trust-anchors file.
+    pub trust: PathBuf,
+    /// Seconds to finish in-flight work on shutdown (default 10).
+    #[serde(default)]
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// `[upstream]`: where input comes from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// National node: take origins' deliveries from this node's own ingest topic.
+    #[serde(default)]
+    pub ingest: bool,
+    /// The parent's broker, `mqtt://host:port`.
+    pub url: Option<String>,
+    /// The parent node's id.
+    pub parent: Option<String>,
+    /// Username on the parent's broker (default: this node's id).
+    pub username: Option<String>,
+    /// Password on the parent's broker.
+    pub password: Option<String>,
+    /// File holding the password (alternative to `password`).
+    pub password_file: Option<PathBuf>,
+}
+
+/// `[broker]`: where this node publishes to its children.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSection {
+    /// Embedded broker listen address (default 127.0.0.1:1883; port 0 = any free port).
+    pub listen: Option<String>,
+    /// Members file (TOML `[[members]] id, password`): children and, for the national
+    /// node, origins allowed to publish to ingest.
+    pub members: Option<PathBuf>,
+    /// Use this external broker (`mqtt://host:port`, e.g. Mosquitto) instead of the embedded one.
+    pub external: Option<String>,
+    /// Username on the external broker (default: this node's id).
+    pub username: Option<String>,
+    /// Password on the external broker.
+    pub password: Option<String>,
+    /// File holding that password.
+    pub password_file: Option<PathBuf>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `human` (default) or `json`.
+    pub format: Option<String>,
+    /// A tracing filter, e.g. `info` or `kairan_node=debug` (default `info`).
+    pub level: Option<String>,
+}
+
+/// node.toml as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// `[node]`.
+    pub node: NodeSection,
+    /// `[upstream]`.
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+    /// `[broker]`.
+    #[serde(default)]
+    pub broker: BrokerSection,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// A member of an embedded broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// Username (the child's node id, clinic id, or origin id).
+    pub id: String,
+    /// Password.
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembersFile {
+    #[serde(default)]
+    members: Vec<Member>,
+}
+
+/// Where a node's input comes from, checked.
+#[derive(Debug, Clone)]
+pub enum UpstreamConfig {
+    /// Own ingest topic on own broker.
+    Ingest,
+    /// A parent relay's broker.
+    Parent {
+        /// Broker address.
+        addr: BrokerAddr,
+        /// Parent node id.
+        parent: String,
+        /// Credentials.
+        credentials: Option<Credentials>,
+    },
+}
+
+/// Where a node publishes, checked.
+#[derive(Debug, Clone)]
+pub enum BrokerConfig {
+    /// rumqttd in this process.
+    Embedded {
+        /// Listen address.
+        listen: SocketAddr,
+        /// Username → password.
+        members: HashMap<String, String>,
+    },
+    /// An existing broker.
+    External {
+        /// Broker address.
+        addr: BrokerAddr,
+        /// Credentials.
+        credentials: Option<Credentials>,
+    },
+}
+
+/// A checked relay node configuration.
+#[derive(Debug)]
+pub struct NodeConfig {
+    /// Node id.
+    pub id: String,
+    /// Store directory.
+    pub data_dir: PathBuf,
+    /// Relay key.
+    pub key: SecretKey,
+    /// Relay certificate envelope.
+    pub cert: Envelope,
+    /// Its decoded payload.
+    pub cert_info: Certificate,
+    /// Trust anchors.
+    pub anchors: TrustAnchors,
+    /// Input.
+    pub upstream: UpstreamConfig,
+    /// Output.
+    pub broker: BrokerConfig,
+    /// Shutdown grace period.
+    pub grace: Duration,
+    /// Log settings.
+    pub log: LogSection,
+}
+
+fn password(name: &str, inline: &Option<String>, file: &Option<PathBuf>, base: &Path) -> Result<Option<String>, CliError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(field(name, "give password or password_file, not both")),
+        (Some(password), None) => Ok(Some(password.clone())),
+        (None, Some(path)) => {
+            let path = resolve(base, path);
+            let text = std::fs::read_to_string(&path).map_err(|e| field(&format!("{name}_file"), format!("{}: {e}", path.display())))?;
+            Ok(Some(text.trim().to_owned()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn credentials(name: &str, default_user: &str, user: &Option<String>, password: Option<String>) -> Option<Credentials> {
+    let _ = name;
+    password.map(|password| Credentials { username: user.clone().unwrap_or_else(|| default_user.to_owned()), password })
+}
+
+/// Loads a relay's identity: key (0600), certificate granting `relay` for `id`.
+fn load_identity(id: &str, key: &Path, cert: &Path, role: Role) -> Result<(SecretKey, Envelope, Certificate), CliError> {
+    let secret = keyfile::load_secret(key).map_err(|e| field("node.key", e))?;
+    let envelope = keyfile::load_envelope(cert).map_err(|e| field("node.cert", e))?;
+    let info = Certificate::decode(&envelope.payload).map_err(|e| field("node.cert", e))?;
+    if info.key != *secret.public() {
+        return Err(field("node.cert", format!("certifies key {} but node.key is {}", info.key.keyid().short(), secret.keyid().short())));
+    }
+    if info.subject != id {
+        return Err(field("node.cert", format!("is for {:?} but node.id is {id:?}", info.subject)));
+    }
+    if !info.has_role(role) {
+        return Err(field("node.cert", format!("does not grant the {role:?} role")));
+    }
+    Ok((secret, envelope, info))
+}
+
+impl NodeConfig {
+    /// Reads and checks node.toml.
+    pub fn load(path: &Path) -> Result<Self, CliError> {
+        let file: NodeFile = read(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::check(file, base)
+    }
+
+    /// Checks a parsed node.toml; relative paths are resolved against `base`.
+    pub fn check(file: NodeFile, base: &Path) -> Result<Self, CliError> {
+        let node = &file.node;
+        kairan_protocol::advisory::check_id("node.id", &node.id).map_err(CliError::Config)?;
+        let (key, cert, cert_info) =
+            load_identity(&node.id, &resolve(base, &node.key), &resolve(base, &node.cert), Role::Relay)?;
+        let anchors = keyfile::load_trust(&resolve(base, &node.trust)).map_err(|e| field("node.trust", e))?;
+        let up = &file.upstream;
+        let upstream = match (up.ingest, &up.url, &up.parent) {
+            (true, None, None) => UpstreamConfig::Ingest,
+            (true, _, _) => return Err(field("upstream.ingest", "an ingest node has no upstream.url or upstream.parent")),
+            (false, Some(url), Some(parent)) => {
+                let addr = BrokerAddr::parse(url).map_err(|e| field("upstream.url", e))?;
+                kairan_protocol::advisory::check_id("upstream.parent", parent).map_err(CliError::Config)?;
+                let password = password("upstream.password", &up.password, &up.password_file, base)?;
+                UpstreamConfig::Parent {
+                    addr,
+                    parent: parent.clone(),
+                    credentials: credentials("upstream", &node.id, &up.username, password),
+                }
+            }
+            (false, None, _) => return Err(field("upstream.url", "missing: set upstream.url and upstream.parent, or upstream.ingest = true for the national node")),
+            (false, Some(_), None) => return Err(field("upstream.parent", "missing: the parent node's id")),
+        };
+        let broker = broker_config(&file.broker, &node.id, base)?;
+        let grace = Duration::from_secs(node.shutdown_grace_secs.unwrap_or(10));
+        if let Some(format) = &file.log.format {
+            if format != "human" && format != "json" {
+                return Err(field("log.format", format!("{format:?}: expected \"human\" or \"json\"")));
+            }
+        }
+        Ok(NodeConfig {
+            id: node.id.clone(),
+            data_dir: resolve(base, &node.data_dir),
+            key,
+            cert,
+            cert_info,
+            anchors,
+            upstream,
+            broker,
+            grace,
+            log: file.log,
+        })
+    }
+}
+
+fn broker_config(section: &BrokerSection, id: &str, base: &Path) -> Result<BrokerConfig, CliError> {
+    if let Some(url) = &section.external {
+        if section.listen.is_some() || section.members.is_some() {
+            return Err(field("broker.external", "an external broker takes no broker.listen or broker.members"));
+        }
+        let addr = BrokerAddr::parse(url).map_err(|e| field("broker.external", e))?;
+        let password = password("broker.password", &section.password, &section.password_file, base)?;
+        return Ok(BrokerConfig::External { addr, credentials: credentials("broker", id, &section.username, password) });
+    }
+    let listen_text = section.listen.clone().unwrap_or_else(|| "127.0.0.1:1883".into());
+    let listen: SocketAddr =
+        listen_text.parse().map_err(|e| field("broker.listen", format!("{listen_text:?}: {e}")))?;
+    let members = match &section.members {
+        None => HashMap::new(),
+        Some(path) => load_members(&resolve(base, path))?,
+    };
+    Ok(BrokerConfig::Embedded { listen, members })
+}
+
+/// Reads a members file.
+pub fn load_members(path: &Path) -> Result<HashMap<String, String>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| field("broker.members", format!("{}: {e}", path.display())))?;
+    let file: MembersFile = toml::from_str(&text).map_err(|e| field("broker.members", format!("{}: {e}", path.display())))?;
+    let mut members = HashMap::new();
+    for member in file.members {
+        if member.password.len() < 8 {
+            return Err(field("broker.members", format!("member {}: password shorter than 8 characters", member.id)));
+        }
+        if members.insert(member.id.clone(), member.password).is_some() {
+            return Err(field("broker.members", format!("member {} is listed twice", member.id)));
+        }
+    }
+    Ok(members)
+}
+
+/// `[clinic]` of clinic.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicSection {
+    /// Clinic id (its username on the district broker).
+    pub id: String,
+    /// The clinic's scope (its district's), e.g. `jp/13/chuo`.
+    pub scope: String,
+    /// Inbox directory.
+    pub data_dir: PathBuf,
+    /// Trust-anchors file.
+    pub trust: PathBuf,
+    /// Language to show advisories in (default `ja`).
+    pub lang: Option<String>,
+    /// Print each new advisory on the terminal (default true).
+    pub announce: Option<bool>,
+}
+
+/// clinic.toml as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicFile {
+    /// `[clinic]`.
+    pub clinic: ClinicSection,
+    /// `[upstream]`: the district's broker.
+    pub upstream: UpstreamSection,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// A checked clinic configuration.
+#[derive(Debug, Clone)]
+pub struct ClinicConfig {
+    /// Clinic id.
+    pub id: String,
+    /// Scope.
+    pub scope: Scope,
+    /// Inbox directory.
+    pub data_dir: PathBuf,
+    /// Trust anchors.
+    pub anchors: TrustAnchors,
+    /// District broker.
+    pub addr: BrokerAddr,
+    /// District node id.
+    pub district: String,
+    /// Credentials.
+    pub credentials: Option<Credentials>,
+    /// Display language.
+    pub lang: String,
+    /// Print each new advisory on the terminal.
+    pub announce: bool,
+    /// Log settings.
+    pub log: LogSection,
+}
+
+impl ClinicConfig {
+    /// Reads and checks clinic.toml.
+    pub fn load(path: &Path) -> Result<Self, CliError> {
+        let file: ClinicFile = read(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::check(file, base)
+    }
+
+    /// Checks a parsed clinic.toml.
+    pub fn check(file: ClinicFile, base: &Path) -> Result<Self, CliError> {
+        let clinic = &file.clinic;
+        kairan_protocol::advisory::check_id("clinic.id", &clinic.id).map_err(CliError::Config)?;
+        let scope = Scope::parse(&clinic.scope).map_err(|e| field("clinic.scope", e))?;
+        let anchors = keyfile::load_trust(&resolve(base, &clinic.trust)).map_err(|e| field("clinic.trust", e))?;
+        let up = &file.upstream;
+        let url = up.url.as_ref().ok_or_else(|| field("upstream.url", "missing: the district broker, mqtt://host:port"))?;
+        let addr = BrokerAddr::parse(url).map_err(|e| field("upstream.url", e))?;
+        let district = up.parent.clone().ok_or_else(|| field("upstream.parent", "missing: the district node's id"))?;
+        let password = password("upstream.password", &up.password, &up.password_file, base)?;
+        Ok(ClinicConfig {
+            id: clinic.id.clone(),
+            scope,
+            data_dir: resolve(base, &clinic.data_dir),
+            anchors,
+            addr,
+            district,
+            credentials: credentials("upstream", &clinic.id, &up.username, password),
+            lang: clinic.lang.clone().unwrap_or_else(|| "ja".into()),
+            announce: clinic.announce.unwrap_or(true),
+            log: file.log,
+        })
+    }
+}
+
+/// The commented default printed by `kairan node generate-config`.
+pub const NODE_TEMPLATE: &str = include_str!("../../deploy/node.example.toml");
+/// The commented default printed by `kairan clinic generate-config`.
+pub const CLINIC_TEMPLATE: &str = include_str!("../../deploy/clinic.example.toml");

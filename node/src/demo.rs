@@ -1,0 +1,214 @@
+//! `kairan demo`: a whole hierarchy on this machine, with no install and no configuration.
+//!
+//! A root (3 keys, threshold 2) and an origin; a national relay, 2 prefectural relays
+//! (Tokyo, Osaka), 2 districts under each and 3 clinics under each district, every relay with
+//! its own embedded broker on a loopback port the OS hands out and its own sled store in a
+//! temporary directory. It publishes the three sample advisories (the third scoped to Tokyo,
+//! to show routing) and one forged advisory, shows what each clinic received with the
+//! verified path and times, shows the forgery refused at the first hop, and succeeds only if
+//! every clinic holds exactly the advisories in its scope.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kairan_protocol::envelope::ADVISORY_TYPE;
+use kairan_protocol::{Delivery, Digest, Envelope, Scope};
+
+use crate::clinic::jst_clock;
+use crate::draft::{AdvisoryDraft, SAMPLES};
+use crate::error::CliError;
+use crate::hierarchy::HierarchyBuilder;
+use crate::provenance::Provenance;
+use crate::store::Store;
+
+/// Options of `kairan demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Keep the data directory (printed) instead of removing it.
+    pub keep: bool,
+    /// Prefectural relays.
+    pub prefectures: usize,
+    /// Districts per prefecture.
+    pub districts: usize,
+    /// Clinics per district.
+    pub clinics: usize,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self { keep: false, prefectures: 2, districts: 2, clinics: 3 }
+    }
+}
+
+fn step(started: Instant, text: &str) {
+    println!("[{:>6.2}s] {text}", started.elapsed().as_secs_f64());
+}
+
+/// Runs the demo; `Ok` only if every clinic holds exactly the advisories in its scope and
+/// the forgery was refused.
+pub async fn run(options: DemoOptions) -> Result<(), CliError> {
+    let started = Instant::now();
+    let temp = tempfile::Builder::new().prefix("kairan-demo-").tempdir().map_err(|e| CliError::Failed(e.to_string()))?;
+    let dir: PathBuf = temp.path().to_owned();
+    step(started, &format!("data directory {}", dir.display()));
+    step(started, "creating root keys (2 of 3), origin mhlw, relay and clinic identities, certificates");
+    let mut tree = HierarchyBuilder::new(&dir)
+        .prefectures(options.prefectures)
+        .districts_per_prefecture(options.districts)
+        .clinics_per_district(options.clinics)
+        .start()
+        .await?;
+    step(
+        started,
+        &format!(
+            "started {} relays (each with its embedded broker on 127.0.0.1) and {} clinics",
+            tree.relays.len(),
+            tree.clinics.len()
+        ),
+    );
+    for relay in &tree.relays {
+        if let Some(handle) = &relay.handle {
+            println!("          {:<14} scope {:<14} broker {}", handle.id, relay.scope.to_string(), handle.broker.url());
+        }
+    }
+    tree.wait_subscribed(Duration::from_secs(20)).await?;
+    step(started, "every relay and clinic is connected and subscribed");
+
+    // The three samples, re-dated to now; the third scoped to the first prefecture.
+    let first_prefecture = tree.relays.get(1).map(|r| r.scope.clone()).ok_or_else(|| CliError::Failed("no prefecture".into()))?;
+    let mut published: Vec<(Digest, Scope, String)> = Vec::new();
+    for (index, (name, text)) in SAMPLES.iter().enumerate() {
+        let mut draft = AdvisoryDraft::parse(text).map_err(|e| CliError::Failed(format!("sample {name}: {e}")))?;
+        draft.issued_at = None;
+        draft.expires_at = None;
+        draft.valid_days = Some(30);
+        if index == 2 {
+            draft.scope = first_prefecture.clone();
+        }
+        let advisory = draft.into_advisory(crate::clock::now(), None).map_err(|e| CliError::Failed(format!("sample {name}: {e}")))?;
+        let title = advisory.title.get("ja").to_owned();
+        let scope = advisory.scope.clone();
+        let (bytes, digest) = tree.sign_next(advisory);
+        tree.publish_raw(bytes).await?;
+        step(started, &format!("published {name} (scope {scope}) {digest}"));
+        published.push((digest, scope, title));
+    }
+
+    // A forgery: the origin's name and certificate, signed by a key the root never certified.
+    let mut forged_advisory = AdvisoryDraft::parse(SAMPLES[0].1)
+        .map_err(CliError::Failed)?
+        .into_advisory(crate::clock::now(), Some((tree.origin.state.seq + 1, tree.origin.state.digest)))
+        .map_err(CliError::Failed)?;
+    forged_advisory.id = "FORGED-0001".into();
+    forged_advisory.title = kairan_protocol::Localized::new("ja", "【至急】VPN機器のパスワードを下記サイトで再設定してください")
+        .with("en", "[Urgent] Reset your VPN password on the site below");
+    let mut attacker_seed = [0u8; 32];
+    rand::Rng::fill(&mut rand::rngs::OsRng, &mut attacker_seed);
+    let attacker = kairan_protocol::SecretKey::from_seed(&attacker_seed).map_err(|e| CliError::Failed(e.to_string()))?;
+    let forged_envelope = Envelope::sign(ADVISORY_TYPE, forged_advisory.to_payload(), &[&attacker]);
+    let forged_digest = Digest::of(&forged_envelope.payload);
+    let forged = Delivery { advisory: forged_envelope, certs: vec![tree.origin.cert.clone()], hops: Vec::new() };
+    tree.publish_raw(forged.to_json()).await?;
+    step(started, &format!("published a FORGED advisory claiming to be from mhlw {forged_digest}"));
+
+    let expected = |clinic: usize| -> BTreeSet<Digest> {
+        published
+            .iter()
+            .filter(|(_, scope, _)| tree.clinics[clinic].config.scope.overlaps(scope))
+            .map(|(digest, _, _)| *digest)
+            .collect()
+    };
+    let converged = tree.wait_for_inboxes(expected, Duration::from_secs(20)).await;
+    // Give stray deliveries (there must be none) a moment to show up before checking again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    step(started, "deliveries settled; checking every inbox");
+    println!();
+
+    let mut all_ok = converged.is_ok();
+    for (index, clinic) in tree.clinics.iter().enumerate() {
+        let held = tree.inbox(index)?;
+        let wanted = expected(index);
+        let ok = held == wanted;
+        all_ok &= ok;
+        println!(
+            "{} {:<18} scope {:<14} holds {} of {} expected advisories",
+            if ok { "OK  " } else { "FAIL" },
+            clinic.config.id,
+            clinic.config.scope.to_string(),
+            held.len(),
+            wanted.len()
+        );
+        let Some(handle) = &clinic.handle else { continue };
+        for record in handle.store().all().map_err(|e| CliError::Failed(e.to_string()))? {
+            let verified = kairan_protocol::verify_delivery(
+                record.delivery.as_bytes(),
+                kairan_protocol::VerifyContext {
+                    anchors: &tree.anchors,
+                    revocations: &kairan_protocol::RevocationSet::default(),
+                    now: record.received_at,
+                },
+            )
+            .map_err(|e| CliError::Failed(format!("stored delivery no longer verifies: {e}")))?;
+            let provenance = Provenance::of(&verified, &tree.anchors, record.received_at);
+            let path: Vec<String> = std::iter::once(format!("{} {}", provenance.origin, jst_clock(provenance.issued_at)))
+                .chain(provenance.hops.iter().map(|h| format!("{} {}", h.relay, jst_clock(h.forwarded_at))))
+                .chain(std::iter::once(format!("{} {}", clinic.config.id, jst_clock(record.received_at))))
+                .collect();
+            println!("       {} {} {}", provenance.tlp, &provenance.digest[..19], provenance.title);
+            println!("         path (JST): {}", path.join(" → "));
+        }
+    }
+    println!();
+
+    // The forgery: refused at the first hop, with its reason, and nowhere stored.
+    let national = tree.relays[0].handle.as_ref().ok_or_else(|| CliError::Failed("national stopped".into()))?;
+    let rejections = national.store().rejections().map_err(|e| CliError::Failed(e.to_string()))?;
+    let forged_rejection = rejections.iter().find(|r| r.claimed_digest == Some(forged_digest));
+    match forged_rejection {
+        Some(rejection) => println!(
+            "OK   forgery {} refused at the first hop (national relay jp): {} — {}",
+            &forged_digest.to_string()[..19],
+            rejection.code,
+            rejection.message
+        ),
+        None => {
+            all_ok = false;
+            println!("FAIL forgery was not recorded as rejected at the national relay");
+        }
+    }
+    let forged_anywhere = tree.relays.iter().filter_map(|r| r.handle.as_ref()).any(|h| h.store().contains(&forged_digest).unwrap_or(true))
+        || (0..tree.clinics.len()).any(|i| tree.inbox(i).map(|s| s.contains(&forged_digest)).unwrap_or(true));
+    if forged_anywhere {
+        all_ok = false;
+        println!("FAIL the forgery was stored somewhere");
+    } else {
+        println!("OK   the forgery is in no store and no inbox");
+    }
+    if let Some(first) = tree.clinics.first().and_then(|c| c.handle.as_ref()) {
+        if let Some(record) = first.store().all().map_err(|e| CliError::Failed(e.to_string()))?.first() {
+            let verified = kairan_protocol::verify_delivery(
+                record.delivery.as_bytes(),
+                kairan_protocol::VerifyContext { anchors: &tree.anchors, revocations: &kairan_protocol::RevocationSet::default(), now: record.received_at },
+            )
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+            println!("\nFull provenance of one delivery, as `kairan verify` prints it:\n");
+            print!("{}", Provenance::of(&verified, &tree.anchors, record.received_at).render_text());
+        }
+    }
+    tree.shutdown().await?;
+    let elapsed = started.elapsed();
+    if options.keep {
+        let kept = temp.keep();
+        println!("\ndata kept in {}", kept.display());
+    }
+    if let Err(error) = converged {
+        println!("{error}");
+    }
+    if all_ok {
+        println!("\ndemo passed: every clinic holds exactly the advisories in its scope ({:.1}s)", elapsed.as_secs_f64());
+        Ok(())
+    } else {
+        Err(CliError::Failed("demo FAILED: see the lines marked FAIL above".into()))
+    }
+}

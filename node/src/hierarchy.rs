@@ -1,0 +1,552 @@
+//! A whole kairan tree on one machine: keys, certificates, trust anchors, and in-process
+//! relays and clinics, each relay with its own broker (embedded rumqttd on a loopback port
+//! the OS hands out, or an external broker such as Mosquitto), all over real MQTT sockets
+//! and real on-disk stores. `kairan demo`, the integration tests and `kairan bench` build on it.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), kairan_node::error::CliError> {
+//! let dir = tempfile::tempdir().expect("tempdir");
+//! let tree = kairan_node::hierarchy::HierarchyBuilder::new(dir.path())
+//!     .prefectures(2)
+//!     .districts_per_prefecture(2)
+//!     .clinics_per_district(3)
+//!     .start()
+//!     .await?;
+//! tree.wait_subscribed(std::time::Duration::from_secs(10)).await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use kairan_protocol::cert::ROOT_ISSUER;
+use kairan_protocol::trust::RootKey;
+use kairan_protocol::{
+    Advisory, Certificate, Delivery, Digest, Envelope, Role, Scope, SecretKey, Timestamp, TrustAnchors, TrustAnchorsFile,
+};
+
+use crate::clinic::{self, ClinicHandle};
+use crate::config::{BrokerConfig, ClinicConfig, LogSection, NodeConfig, UpstreamConfig};
+use crate::error::CliError;
+use crate::mqtt::{self, BrokerAddr, Credentials};
+use crate::publish::{self, OriginState};
+use crate::relay::{self, RelayHandle, random_password};
+use crate::store::Store;
+
+/// The relay levels of the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// The national association.
+    National,
+    /// Prefectural associations.
+    Prefecture,
+    /// District associations.
+    District,
+}
+
+/// Names of the first districts of Tokyo and Osaka (other districts are `d1`, `d2`, …).
+fn district_name(prefecture_code: &str, index: usize) -> String {
+    let known: &[&str] = match prefecture_code {
+        "13" => &["chuo", "minato"],
+        "27" => &["kita", "naniwa"],
+        _ => &[],
+    };
+    known.get(index).map_or_else(|| format!("d{}", index + 1), |name| (*name).to_owned())
+}
+/// Prefecture codes used in order (Tokyo, Osaka, then the rest).
+const PREFECTURE_CODES: [&str; 47] = [
+    "13", "27", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "14", "15", "16", "17", "18",
+    "19", "20", "21", "22", "23", "24", "25", "26", "28", "29", "30", "31", "32", "33", "34", "35", "36", "37", "38",
+    "39", "40", "41", "42", "43", "44", "45", "46", "47",
+];
+
+/// An external broker shared by every relay of one level.
+#[derive(Debug, Clone)]
+pub struct ExternalBroker {
+    /// Address.
+    pub addr: BrokerAddr,
+    /// Credentials every node and child uses on it.
+    pub credentials: Option<Credentials>,
+}
+
+/// Builds and starts a tree.
+#[derive(Debug, Clone)]
+pub struct HierarchyBuilder {
+    dir: PathBuf,
+    prefectures: usize,
+    districts: usize,
+    clinics: usize,
+    external: HashMap<Level, ExternalBroker>,
+    cert_days: i64,
+}
+
+/// The origin: key, certificate, chain state, credentials on the national broker.
+#[derive(Debug)]
+pub struct Origin {
+    /// Origin id.
+    pub id: String,
+    /// Key.
+    pub key: SecretKey,
+    /// Root-issued certificate.
+    pub cert: Envelope,
+    /// Chain state.
+    pub state: OriginState,
+    /// Credentials on the national broker.
+    pub credentials: Option<Credentials>,
+}
+
+/// A running relay with its place in the tree.
+#[derive(Debug)]
+pub struct TreeRelay {
+    /// Level.
+    pub level: Level,
+    /// Scope.
+    pub scope: Scope,
+    /// Index of the parent in [`Hierarchy::relays`] (none for national).
+    pub parent: Option<usize>,
+    /// The running node (None while stopped by a test).
+    pub handle: Option<RelayHandle>,
+    /// Its configuration, to restart it.
+    pub config_parts: RelayParts,
+}
+
+/// Everything needed to (re)build a relay's [`NodeConfig`].
+#[derive(Debug, Clone)]
+pub struct RelayParts {
+    /// Node id.
+    pub id: String,
+    /// Store dir.
+    pub data_dir: PathBuf,
+    /// Secret key hex (kept to rebuild the config on restart).
+    key_hex: String,
+    /// Certificate.
+    pub cert: Envelope,
+    /// Upstream.
+    pub upstream: UpstreamConfig,
+    /// Broker.
+    pub broker: BrokerConfig,
+}
+
+/// A running clinic.
+#[derive(Debug)]
+pub struct TreeClinic {
+    /// Its configuration.
+    pub config: ClinicConfig,
+    /// Index of its district in [`Hierarchy::relays`].
+    pub district: usize,
+    /// The running subscriber (None while stopped).
+    pub handle: Option<ClinicHandle>,
+}
+
+/// A running tree.
+#[derive(Debug)]
+pub struct Hierarchy {
+    /// Base directory (keys, stores).
+    pub dir: PathBuf,
+    /// Root keys (3, threshold 2).
+    pub roots: Vec<SecretKey>,
+    /// Trust anchors.
+    pub anchors: TrustAnchors,
+    /// The origin.
+    pub origin: Origin,
+    /// Relays: national first, then prefectures, then districts.
+    pub relays: Vec<TreeRelay>,
+    /// Clinics.
+    pub clinics: Vec<TreeClinic>,
+    shutdown: CancellationToken,
+}
+
+fn failed(what: &str) -> impl Fn(String) -> CliError + '_ {
+    move |e| CliError::Failed(format!("{what}: {e}"))
+}
+
+fn new_key() -> Result<SecretKey, CliError> {
+    let mut seed = [0u8; 32];
+    rand::Rng::fill(&mut rand::rngs::OsRng, &mut seed);
+    SecretKey::from_seed(&seed).map_err(|e| CliError::Failed(e.to_string()))
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+impl HierarchyBuilder {
+    /// A tree rooted in `dir`: by default 2 prefectures × 2 districts × 3 clinics.
+    pub fn new(dir: &Path) -> Self {
+        Self { dir: dir.to_owned(), prefectures: 2, districts: 2, clinics: 3, external: HashMap::new(), cert_days: 365 }
+    }
+
+    /// Number of prefectural relays (1..=47).
+    pub fn prefectures(mut self, count: usize) -> Self {
+        self.prefectures = count.clamp(1, 47);
+        self
+    }
+
+    /// Districts under each prefecture.
+    pub fn districts_per_prefecture(mut self, count: usize) -> Self {
+        self.districts = count.max(1);
+        self
+    }
+
+    /// Clinics under each district.
+    pub fn clinics_per_district(mut self, count: usize) -> Self {
+        self.clinics = count;
+        self
+    }
+
+    /// Relays of `level` publish to this external broker instead of embedded ones.
+    pub fn external_broker(mut self, level: Level, broker: ExternalBroker) -> Self {
+        self.external.insert(level, broker);
+        self
+    }
+
+    /// Creates keys and certificates and starts every relay and clinic, top down.
+    pub async fn start(self) -> Result<Hierarchy, CliError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| CliError::io(&self.dir, e))?;
+        let now = crate::clock::now();
+        let not_before = now.plus_secs(-3600);
+        let not_after = now.plus_secs(self.cert_days * 24 * 3600);
+        let roots = (0..3).map(|_| new_key()).collect::<Result<Vec<_>, _>>()?;
+        let anchors = TrustAnchors::new(TrustAnchorsFile {
+            threshold: 2,
+            roots: roots.iter().enumerate().map(|(i, k)| RootKey { id: format!("root-{}", i + 1), key: k.public().clone() }).collect(),
+        })
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+        std::fs::write(self.dir.join("trust.toml"), crate::keyfile::render_trust(&anchors))
+            .map_err(|e| CliError::io(&self.dir, e))?;
+        let certify = |serial: String, issuer: &str, subject: &str, key: &SecretKey, role: Role, scope: &Scope, signers: &[&SecretKey]| {
+            Certificate {
+                serial,
+                issuer: issuer.to_owned(),
+                subject: subject.to_owned(),
+                key: key.public().clone(),
+                roles: vec![role],
+                scope: scope.clone(),
+                not_before,
+                not_after,
+            }
+            .sign(signers)
+        };
+        let jp = Scope::parse("jp").map_err(failed("scope"))?;
+        let origin_key = new_key()?;
+        let origin_cert = certify("root-origin-mhlw".into(), ROOT_ISSUER, "mhlw", &origin_key, Role::Origin, &jp, &[&roots[0], &roots[1]]);
+        let origin_password = random_password();
+
+        // Plan the tree: (id, level, scope, parent index, key, cert).
+        struct Planned {
+            id: String,
+            level: Level,
+            scope: Scope,
+            parent: Option<usize>,
+            key: SecretKey,
+            cert: Envelope,
+        }
+        let mut planned: Vec<Planned> = Vec::new();
+        let national_key = new_key()?;
+        let national_cert = certify("root-relay-jp".into(), ROOT_ISSUER, "jp", &national_key, Role::Relay, &jp, &[&roots[0], &roots[2]]);
+        planned.push(Planned { id: "jp".into(), level: Level::National, scope: jp.clone(), parent: None, key: national_key, cert: national_cert });
+        for code in PREFECTURE_CODES.iter().take(self.prefectures) {
+            let id = format!("jp-{code}");
+            let scope = jp.child(code).map_err(failed("scope"))?;
+            let key = new_key()?;
+            let cert = certify(format!("jp-{id}"), "jp", &id, &key, Role::Relay, &scope, &[&planned[0].key]);
+            planned.push(Planned { id, level: Level::Prefecture, scope, parent: Some(0), key, cert });
+        }
+        let prefecture_count = planned.len() - 1;
+        for prefecture in 1..=prefecture_count {
+            for district in 0..self.districts {
+                let code = planned[prefecture].scope.segments().last().cloned().unwrap_or_default();
+                let name = district_name(&code, district);
+                let id = format!("{}-{name}", planned[prefecture].id);
+                let scope = planned[prefecture].scope.child(&name).map_err(failed("scope"))?;
+                let key = new_key()?;
+                let parent_id = planned[prefecture].id.clone();
+                let cert = certify(format!("{parent_id}-{name}"), &parent_id, &id, &key, Role::Relay, &scope, &[&planned[prefecture].key]);
+                planned.push(Planned { id, level: Level::District, scope, parent: Some(prefecture), key, cert });
+            }
+        }
+
+        // Members: each relay's children (and the origin, on the national broker).
+        let mut passwords: HashMap<String, String> = HashMap::new();
+        let mut clinic_plan: Vec<(String, usize)> = Vec::new();
+        for (index, relay) in planned.iter().enumerate() {
+            if relay.level == Level::District {
+                for number in 1..=self.clinics {
+                    clinic_plan.push((format!("{}-c{number}", relay.id), index));
+                }
+            }
+        }
+        for relay in &planned {
+            passwords.insert(relay.id.clone(), random_password());
+        }
+        for (clinic_id, _) in &clinic_plan {
+            passwords.insert(clinic_id.clone(), random_password());
+        }
+
+        let shutdown = CancellationToken::new();
+        let mut relays: Vec<TreeRelay> = Vec::new();
+        for (index, relay) in planned.iter().enumerate() {
+            let children: Vec<&str> = planned
+                .iter()
+                .filter(|p| p.parent == Some(index))
+                .map(|p| p.id.as_str())
+                .chain(clinic_plan.iter().filter(|(_, d)| *d == index).map(|(id, _)| id.as_str()))
+                .collect();
+            let mut members: HashMap<String, String> =
+                children.iter().map(|id| ((*id).to_owned(), passwords.get(*id).cloned().unwrap_or_default())).collect();
+            if relay.level == Level::National {
+                members.insert("mhlw".into(), origin_password.clone());
+            }
+            let broker = match self.external.get(&relay.level) {
+                Some(external) => BrokerConfig::External { addr: external.addr.clone(), credentials: external.credentials.clone() },
+                None => BrokerConfig::Embedded { listen: loopback(), members },
+            };
+            let upstream = match relay.parent {
+                None => UpstreamConfig::Ingest,
+                Some(parent) => {
+                    let parent_relay = &relays[parent];
+                    let (addr, credentials) = child_access(parent_relay, &relay.id, &passwords, &self.external)?;
+                    UpstreamConfig::Parent { addr, parent: planned[parent].id.clone(), credentials }
+                }
+            };
+            let parts = RelayParts {
+                id: relay.id.clone(),
+                data_dir: self.dir.join("nodes").join(&relay.id),
+                key_hex: relay.key.to_hex(),
+                cert: relay.cert.clone(),
+                upstream,
+                broker,
+            };
+            let mut tree_relay =
+                TreeRelay { level: relay.level, scope: relay.scope.clone(), parent: relay.parent, handle: None, config_parts: parts };
+            let handle = start_relay(&tree_relay.config_parts, &anchors, &shutdown).await?;
+            // A restart reuses the embedded broker started now (rumqttd cannot be stopped
+            // in-process), reached as an external broker with the node's internal credentials.
+            if let BrokerConfig::Embedded { .. } = tree_relay.config_parts.broker {
+                tree_relay.config_parts.broker =
+                    BrokerConfig::External { addr: handle.broker.clone(), credentials: handle.internal_credentials.clone() };
+            }
+            tree_relay.handle = Some(handle);
+            relays.push(tree_relay);
+        }
+        let origin_credentials = match self.external.get(&Level::National) {
+            Some(external) => external.credentials.clone(),
+            None => Some(Credentials { username: "mhlw".into(), password: origin_password }),
+        };
+        let mut clinics = Vec::new();
+        for (clinic_id, district) in clinic_plan {
+            let (addr, credentials) = child_access(&relays[district], &clinic_id, &passwords, &self.external)?;
+            let config = ClinicConfig {
+                id: clinic_id.clone(),
+                scope: relays[district].scope.clone(),
+                data_dir: self.dir.join("clinics").join(&clinic_id),
+                anchors: anchors.clone(),
+                addr,
+                district: relays[district].config_parts.id.clone(),
+                credentials,
+                lang: "ja".into(),
+                announce: false,
+                log: LogSection::default(),
+            };
+            let handle = clinic::start(config.clone(), shutdown.child_token()).await?;
+            clinics.push(TreeClinic { config, district, handle: Some(handle) });
+        }
+        Ok(Hierarchy {
+            dir: self.dir,
+            roots,
+            anchors,
+            origin: Origin { id: "mhlw".into(), key: origin_key, cert: origin_cert, state: OriginState::default(), credentials: origin_credentials },
+            relays,
+            clinics,
+            shutdown,
+        })
+    }
+}
+
+/// Where a child of `parent` connects, and with which credentials.
+fn child_access(
+    parent: &TreeRelay,
+    child_id: &str,
+    passwords: &HashMap<String, String>,
+    external: &HashMap<Level, ExternalBroker>,
+) -> Result<(BrokerAddr, Option<Credentials>), CliError> {
+    match external.get(&parent.level) {
+        Some(broker) => Ok((broker.addr.clone(), broker.credentials.clone())),
+        None => {
+            let handle = parent.handle.as_ref().ok_or_else(|| CliError::Failed("parent not running".into()))?;
+            let password = passwords.get(child_id).cloned().unwrap_or_default();
+            Ok((handle.broker.clone(), Some(Credentials { username: child_id.to_owned(), password })))
+        }
+    }
+}
+
+async fn start_relay(parts: &RelayParts, anchors: &TrustAnchors, shutdown: &CancellationToken) -> Result<RelayHandle, CliError> {
+    let key = SecretKey::from_hex(&parts.key_hex).map_err(|e| CliError::Failed(e.to_string()))?;
+    let cert_info = Certificate::decode(&parts.cert.payload).map_err(|e| CliError::Failed(e.to_string()))?;
+    let config = NodeConfig {
+        id: parts.id.clone(),
+        data_dir: parts.data_dir.clone(),
+        key,
+        cert: parts.cert.clone(),
+        cert_info,
+        anchors: anchors.clone(),
+        upstream: parts.upstream.clone(),
+        broker: parts.broker.clone(),
+        grace: Duration::from_secs(5),
+        log: LogSection::default(),
+    };
+    relay::start(config, shutdown.child_token()).await
+}
+
+impl Hierarchy {
+    /// The national relay.
+    pub fn national(&self) -> &TreeRelay {
+        &self.relays[0]
+    }
+
+    /// The national broker address.
+    pub fn national_broker(&self) -> Result<BrokerAddr, CliError> {
+        self.relays[0].handle.as_ref().map(|h| h.broker.clone()).ok_or_else(|| CliError::Failed("national relay is stopped".into()))
+    }
+
+    /// Waits until every running relay and clinic has its subscriptions acknowledged.
+    pub async fn wait_subscribed(&self, timeout: Duration) -> Result<(), CliError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let relays_ready = self.relays.iter().filter_map(|r| r.handle.as_ref()).all(RelayHandle::is_subscribed);
+            let clinics_ready = self.clinics.iter().filter_map(|c| c.handle.as_ref()).all(ClinicHandle::is_subscribed);
+            if relays_ready && clinics_ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(CliError::Failed("the tree did not finish connecting in time".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Signs `advisory` as the origin's next link (overwriting seq and prev) and returns the
+    /// delivery bytes to publish, and the digest.
+    pub fn sign_next(&mut self, mut advisory: Advisory) -> (Vec<u8>, Digest) {
+        advisory.origin = self.origin.id.clone();
+        advisory.seq = self.origin.state.seq + 1;
+        advisory.prev = self.origin.state.digest;
+        let envelope = Envelope::sign(kairan_protocol::envelope::ADVISORY_TYPE, advisory.to_payload(), &[&self.origin.key]);
+        let digest = Digest::of(&envelope.payload);
+        self.origin.state = OriginState { seq: advisory.seq, digest: Some(digest) };
+        let delivery = Delivery { advisory: envelope, certs: vec![self.origin.cert.clone()], hops: Vec::new() };
+        (delivery.to_json(), digest)
+    }
+
+    /// Publishes delivery bytes to the national ingest topic; returns once the broker acked.
+    pub async fn publish_raw(&self, bytes: Vec<u8>) -> Result<(), CliError> {
+        let addr = match &self.relays[0].config_parts.broker {
+            BrokerConfig::External { addr, .. } => addr.clone(),
+            BrokerConfig::Embedded { .. } => self.national_broker()?,
+        };
+        // The origin's own credentials (a member of the national broker).
+        let client_id = format!("mhlw-publish-{}", &random_password()[..8]);
+        publish::publish_acked(&addr, self.origin.credentials.as_ref(), &client_id, &mqtt::ingest_topic("jp"), bytes, Duration::from_secs(10)).await
+    }
+
+    /// Publishes `bytes` on `topic` of relay `index`'s broker, as that relay would (a test
+    /// injecting forged input at a level).
+    pub async fn inject(&self, index: usize, topic: &str, bytes: Vec<u8>) -> Result<(), CliError> {
+        let relay = &self.relays[index];
+        let (addr, credentials) = match &relay.config_parts.broker {
+            BrokerConfig::External { addr, credentials } => (addr.clone(), credentials.clone()),
+            BrokerConfig::Embedded { .. } => return Err(CliError::Failed("relay broker not started".into())),
+        };
+        let client_id = format!("inject-{}", &random_password()[..8]);
+        publish::publish_acked(&addr, credentials.as_ref(), &client_id, topic, bytes, Duration::from_secs(10)).await
+    }
+
+    /// Clinics whose scope overlaps `scope`.
+    pub fn clinics_in(&self, scope: &Scope) -> Vec<usize> {
+        (0..self.clinics.len()).filter(|i| self.clinics[*i].config.scope.overlaps(scope)).collect()
+    }
+
+    /// The digests in clinic `index`'s inbox.
+    pub fn inbox(&self, index: usize) -> Result<BTreeSet<Digest>, CliError> {
+        let handle = self.clinics[index].handle.as_ref().ok_or_else(|| CliError::Failed("clinic is stopped".into()))?;
+        let records = handle.store().all().map_err(|e| CliError::Failed(e.to_string()))?;
+        Ok(records.into_iter().map(|r| r.digest).collect())
+    }
+
+    /// Waits until every clinic holds exactly `expected(clinic index)`; returns the time it took.
+    pub async fn wait_for_inboxes(
+        &self,
+        expected: impl Fn(usize) -> BTreeSet<Digest>,
+        timeout: Duration,
+    ) -> Result<Duration, CliError> {
+        let started = Instant::now();
+        loop {
+            let mut all_match = true;
+            for index in 0..self.clinics.len() {
+                if self.clinics[index].handle.is_some() && self.inbox(index)? != expected(index) {
+                    all_match = false;
+                    break;
+                }
+            }
+            if all_match {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                let mut report = String::new();
+                for index in 0..self.clinics.len() {
+                    let held = self.inbox(index).map(|s| s.len()).unwrap_or(0);
+                    report.push_str(&format!(" {}={}/{}", self.clinics[index].config.id, held, expected(index).len()));
+                }
+                return Err(CliError::Failed(format!("inboxes did not converge within {timeout:?}:{report}")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops relay `index` cleanly (its broker, if embedded, keeps running: rumqttd has no
+    /// graceful shutdown; children stay connected to it).
+    pub async fn stop_relay(&mut self, index: usize) -> Result<(), CliError> {
+        if let Some(handle) = self.relays[index].handle.take() {
+            handle.shutdown();
+            handle.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// Restarts relay `index` from its store. An embedded broker is not restarted with it
+    /// (rumqttd cannot be stopped in-process): the restarted node publishes to the broker
+    /// still running from its first start, with the internal credentials it had.
+    pub async fn restart_relay(&mut self, index: usize) -> Result<(), CliError> {
+        if self.relays[index].handle.is_some() {
+            return Ok(());
+        }
+        let parts = self.relays[index].config_parts.clone();
+        self.relays[index].handle = Some(start_relay(&parts, &self.anchors, &self.shutdown).await?);
+        Ok(())
+    }
+
+    /// Stops everything and waits (stores flushed).
+    pub async fn shutdown(mut self) -> Result<(), CliError> {
+        self.shutdown.cancel();
+        for clinic in &mut self.clinics {
+            if let Some(handle) = clinic.handle.take() {
+                handle.wait().await?;
+            }
+        }
+        for relay in self.relays.iter_mut().rev() {
+            if let Some(handle) = relay.handle.take() {
+                handle.wait().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Now.
+    pub fn now(&self) -> Timestamp {
+        crate::clock::now()
+    }
+}

@@ -1,0 +1,145 @@
+//! `kairan publish`: sign (or take a signed envelope) and publish to a national node's
+//! ingest topic, assigning the next `seq` and `prev` from the origin's local state file.
+//! Success is reported only after the broker acknowledged the publish (QoS 1).
+//!
+//! The state file (`ORIGIN.state.json` beside the key by default) records the last published
+//! `seq` and digest. It is updated only after the broker's acknowledgement, written to a
+//! temporary file and renamed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use serde::{Deserialize, Serialize};
+
+use kairan_protocol::envelope::ADVISORY_TYPE;
+use kairan_protocol::{Advisory, Certificate, Delivery, Digest, Envelope, SecretKey};
+
+use crate::clock;
+use crate::draft::AdvisoryDraft;
+use crate::error::CliError;
+use crate::mqtt::{self, BrokerAddr, Credentials};
+
+/// The origin's chain state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginState {
+    /// Last published sequence number (0 before the first).
+    pub seq: u64,
+    /// Its digest.
+    pub digest: Option<Digest>,
+}
+
+/// Reads a state file (absent = nothing published yet).
+pub fn read_state(path: &Path) -> Result<OriginState, CliError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| CliError::Usage(format!("state file {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(OriginState::default()),
+        Err(e) => Err(CliError::io(path, e)),
+    }
+}
+
+/// Writes a state file atomically.
+pub fn write_state(path: &Path, state: &OriginState) -> Result<(), CliError> {
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(&temporary, serde_json::to_vec_pretty(state).unwrap_or_default()).map_err(|e| CliError::io(&temporary, e))?;
+    std::fs::rename(&temporary, path).map_err(|e| CliError::io(path, e))
+}
+
+/// Signs an advisory as the next link of the origin's chain.
+pub fn sign_next(draft: AdvisoryDraft, key: &SecretKey, state: &OriginState) -> Result<(Advisory, Envelope), CliError> {
+    let advisory = draft
+        .into_advisory(clock::now(), Some((state.seq + 1, state.digest)))
+        .map_err(CliError::Usage)?;
+    let envelope = Envelope::sign(ADVISORY_TYPE, advisory.to_payload(), &[key]);
+    Ok((advisory, envelope))
+}
+
+/// Publishes `payload` to `topic` with QoS 1 and waits for the broker's PUBACK.
+pub async fn publish_acked(
+    addr: &BrokerAddr,
+    credentials: Option<&Credentials>,
+    client_id: &str,
+    topic: &str,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), CliError> {
+    let options = mqtt::client_options(client_id, addr, credentials, true, false);
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    // Queued before polling starts: the request channel has room, and the event loop sends
+    // it right after CONNACK.
+    client
+        .try_publish(topic, QoS::AtLeastOnce, false, payload)
+        .map_err(|e| CliError::Failed(format!("queue publish: {e}")))?;
+    let waited = tokio::time::timeout(timeout, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+                Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code != rumqttc::ConnectReturnCode::Success => {
+                    return Err(CliError::Failed(format!("broker {} refused the connection: {:?}", addr.url(), ack.code)));
+                }
+                Ok(_) => {}
+                Err(error) => return Err(CliError::Failed(format!("broker {}: {error}", addr.url()))),
+            }
+        }
+    })
+    .await;
+    let result = waited.unwrap_or_else(|_| Err(CliError::Failed(format!("no acknowledgement from {} within {timeout:?}", addr.url()))));
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
+    result
+}
+
+/// Everything `kairan publish` needs.
+#[derive(Debug)]
+pub struct PublishRequest {
+    /// Origin key.
+    pub key: SecretKey,
+    /// Origin certificate envelope.
+    pub cert: Envelope,
+    /// National node's broker.
+    pub addr: BrokerAddr,
+    /// National node id (ingest topic).
+    pub node: String,
+    /// Credentials on that broker.
+    pub credentials: Option<Credentials>,
+    /// State file.
+    pub state_path: PathBuf,
+}
+
+/// Publishes a draft (signing it as the next link) or a signed envelope. Returns the digest.
+pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<(Digest, u64), CliError> {
+    let cert = Certificate::decode(&request.cert.payload).map_err(|e| CliError::Usage(format!("--cert: {e}")))?;
+    if cert.key != *request.key.public() {
+        return Err(CliError::Usage("--cert does not certify --key".into()));
+    }
+    let state = read_state(&request.state_path)?;
+    let envelope = if input.first() == Some(&b'{') {
+        // Already signed: publish untouched.
+        Envelope::from_json(input).map_err(|e| CliError::Usage(format!("envelope: {e}")))?
+    } else {
+        let text = std::str::from_utf8(input).map_err(|_| CliError::Usage("authoring file is not UTF-8".into()))?;
+        let draft = AdvisoryDraft::parse(text).map_err(CliError::Usage)?;
+        if draft.origin != cert.subject {
+            return Err(CliError::Usage(format!("origin {:?} in the file, but the certificate is for {:?}", draft.origin, cert.subject)));
+        }
+        sign_next(draft, &request.key, &state)?.1
+    };
+    let advisory: Advisory =
+        serde_json::from_slice(&envelope.payload).map_err(|e| CliError::Usage(format!("envelope payload: {e}")))?;
+    let digest = Digest::of(&envelope.payload);
+    let delivery = Delivery { advisory: envelope, certs: vec![request.cert.clone()], hops: Vec::new() };
+    let client_id = format!("{}-publish-{}", cert.subject, crate::relay::random_password().get(..8).unwrap_or("0"));
+    publish_acked(
+        &request.addr,
+        request.credentials.as_ref(),
+        &client_id,
+        &mqtt::ingest_topic(&request.node),
+        delivery.to_json(),
+        Duration::from_secs(30),
+    )
+    .await?;
+    if advisory.seq > state.seq {
+        write_state(&request.state_path, &OriginState { seq: advisory.seq, digest: Some(digest) })?;
+    }
+    Ok((digest, advisory.seq))
+}
