@@ -545,6 +545,16 @@ impl Hierarchy {
         Ok(())
     }
 
+    /// Relay `index`'s signing key (tests build hops with it).
+    pub fn relay_key(&self, index: usize) -> Result<SecretKey, CliError> {
+        SecretKey::from_hex(&self.relays[index].config_parts.key_hex).map_err(|e| CliError::Failed(e.to_string()))
+    }
+
+    /// Index of the relay with this id.
+    pub fn relay_index(&self, id: &str) -> Option<usize> {
+        self.relays.iter().position(|r| r.config_parts.id == id)
+    }
+
     /// Now.
     pub fn now(&self) -> Timestamp {
         crate::clock::now()
