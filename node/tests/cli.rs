@@ -1,0 +1,141 @@
+//! The `kairan` binary as scripts and operators use it.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn kairan(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kairan")).args(args).current_dir(dir).output().expect("run kairan")
+}
+
+fn ok(output: &Output) -> String {
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Root keys, trust file, an origin and a national relay certificate in `dir`.
+fn identities(dir: &Path) {
+    for name in ["root-1", "root-2", "root-3", "mhlw", "jp"] {
+        ok(&kairan(&["keygen", "--name", name, "--out", "keys"], dir));
+    }
+    ok(&kairan(
+        &["trust", "init", "--threshold", "2", "--root", "keys/root-1.pub", "--root", "keys/root-2.pub", "--root", "keys/root-3.pub", "--out", "trust.toml"],
+        dir,
+    ));
+    for (subject, role, out) in [("mhlw", "origin", "mhlw.cert.json"), ("jp", "relay", "jp.cert.json")] {
+        ok(&kairan(
+            &[
+                "cert", "issue", "--subject", subject, "--subject-key", &format!("keys/{subject}.pub"), "--role", role, "--scope", "jp",
+                "--issuer-key", "keys/root-1.key", "--issuer-key", "keys/root-2.key", "--out", out,
+            ],
+            dir,
+        ));
+    }
+}
+
+#[test]
+fn keygen_writes_the_contracted_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ok(&kairan(&["keygen", "--name", "mhlw", "--out", "keys"], dir.path()));
+    let public = std::fs::read_to_string(dir.path().join("keys/mhlw.pub")).expect("pub");
+    assert_eq!(public.len(), 65);
+    assert!(public[..64].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("keys/mhlw.key")).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
+
+#[test]
+fn template_sign_verify_and_json_failure_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    identities(dir.path());
+    let template = ok(&kairan(&["advisory", "template"], dir.path()));
+    std::fs::write(dir.path().join("advisory.toml"), template).expect("write");
+    let envelope = ok(&kairan(&["advisory", "sign", "--key", "keys/mhlw.key", "advisory.toml"], dir.path()));
+    std::fs::write(dir.path().join("advisory.json"), &envelope).expect("write");
+    let text = ok(&kairan(&["verify", "--trust", "trust.toml", "--cert", "mhlw.cert.json", "advisory.json"], dir.path()));
+    assert!(text.contains("VERIFIED") && text.contains("root (root-1, root-2; threshold 2)"), "{text}");
+    let json = ok(&kairan(&["verify", "--json", "--trust", "trust.toml", "--cert", "mhlw.cert.json", "advisory.json"], dir.path()));
+    let value: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(value["verified"], true);
+    assert_eq!(value["origin"], "mhlw");
+    // Without the origin certificate: refused, exit 1, reason named.
+    let refused = kairan(&["verify", "--json", "--trust", "trust.toml", "advisory.json"], dir.path());
+    assert_eq!(refused.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&refused.stdout).expect("json");
+    assert_eq!(value["reason"], "unknown_signer");
+}
+
+#[test]
+fn bad_config_exits_64_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    identities(dir.path());
+    let cases = [
+        ("[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\ningest = true\n[broker]\nlisten = \"not-an-address\"\n", "broker.listen"),
+        ("[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\nurl = \"mqtt://127.0.0.1:1\"\n", "upstream.parent"),
+        ("[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"mhlw.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\ningest = true\n", "node.cert"),
+        ("[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\nbogus = 1\n[upstream]\ningest = true\n", "bogus"),
+    ];
+    for (text, field) in cases {
+        std::fs::write(dir.path().join("node.toml"), text).expect("write");
+        let output = kairan(&["node", "--config", "node.toml"], dir.path());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{stderr}");
+        assert!(stderr.contains(field), "error should name {field}: {stderr}");
+    }
+    // An environment override is applied (and checked) too.
+    std::fs::write(dir.path().join("node.toml"), cases[0].0.replace("not-an-address", "127.0.0.1:0")).expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_kairan"))
+        .args(["node", "--config", "node.toml"])
+        .env("KAIRAN__BROKER__LISTEN", "still-not-an-address")
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("still-not-an-address"));
+}
+
+#[test]
+fn generated_configs_parse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = ok(&kairan(&["node", "generate-config"], dir.path()));
+    let clinic = ok(&kairan(&["clinic", "generate-config"], dir.path()));
+    let _: kairan_node::config::NodeFile = toml::from_str(&node).expect("node template parses");
+    let _: kairan_node::config::ClinicFile = toml::from_str(&clinic).expect("clinic template parses");
+}
+
+#[cfg(unix)]
+#[test]
+fn node_process_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    identities(dir.path());
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[node]\nid = \"jp\"\ndata_dir = \"data\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\ningest = true\n[broker]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .expect("write");
+    let child = Command::new(env!("CARGO_BIN_EXE_kairan"))
+        .args(["node", "--config", "node.toml", "--log-format", "json"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    // Wait until it has opened its store and started its broker.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.path().join("data/db").exists() {
+        assert!(Instant::now() < deadline, "node did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("relay node stopped; store flushed"), "{stderr}");
+    assert!(stderr.lines().all(|line| line.starts_with('{')), "JSON logs: {stderr}");
+}
