@@ -139,3 +139,16 @@ fn node_process_stops_cleanly_on_sigterm() {
     assert!(stderr.contains("relay node stopped; store flushed"), "{stderr}");
     assert!(stderr.lines().all(|line| line.starts_with('{')), "JSON logs: {stderr}");
 }
+
+#[test]
+fn deploy_examples_parse() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    for node in ["national/node.toml", "prefecture-13/node.toml", "district-13-chuo/node.toml", "node.example.toml"] {
+        let text = std::fs::read_to_string(deploy.join(node)).expect("read");
+        let _: kairan_node::config::NodeFile = toml::from_str(&text).unwrap_or_else(|e| panic!("{node}: {e}"));
+    }
+    for clinic in ["clinic/clinic.toml", "clinic.example.toml"] {
+        let text = std::fs::read_to_string(deploy.join(clinic)).expect("read");
+        let _: kairan_node::config::ClinicFile = toml::from_str(&text).unwrap_or_else(|e| panic!("{clinic}: {e}"));
+    }
+}
