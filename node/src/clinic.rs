@@ -11,22 +11,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rumqttc::{AsyncClient, Publish};
+use rumqttc::AsyncClient;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::info;
 
 use kairan_protocol::{Delivery, Digest, RevocationSet, Timestamp, Verified, VerifyContext, verify_delivery};
 
-use crate::clock;
 use crate::config::ClinicConfig;
-use crate::core::{Core, CoreConfig, Counters, Outcome, Upstream};
+use crate::core::{Accepted, Core, CoreConfig, Counters, Upstream};
+use crate::intake::{CatchUp, Sink, intake_loop, upstream_loop};
 use crate::error::CliError;
 use crate::mqtt::{self, REQUEST_CHANNEL_CAPACITY};
 use crate::provenance::Provenance;
-use crate::relay::{persist, upstream_loop};
 use crate::store::{SledStore, Store};
 
 /// A readable copy of an inbox entry.
@@ -121,7 +120,14 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
     let options = mqtt::client_options(&config.id, &config.addr, config.credentials.as_ref(), false, true);
     let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
     let (queue_tx, queue_rx) = mpsc::channel(256);
-    let filters = mqtt::delivery_filters(&config.district, &config.scope);
+    let catch_up = CatchUp {
+        parent: config.district.clone(),
+        child: config.id.clone(),
+        scope: config.scope.clone(),
+        interval: config.sync_interval,
+    };
+    let mut filters = mqtt::delivery_filters(&config.district, &config.scope);
+    filters.push(catch_up.response_topic());
     let subscribed = Arc::new(AtomicBool::new(false));
     let upstream = tokio::spawn(upstream_loop(
         client.clone(),
@@ -133,7 +139,17 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
         subscribed.clone(),
     ));
     let counters = Arc::new(Mutex::new(Counters::default()));
-    let processor = tokio::spawn(process_loop(core, store.clone(), client, queue_rx, counters.clone(), shutdown.clone(), config.clone()));
+    let sink = ClinicSink { config: config.clone(), copies: copies.clone() };
+    let processor = tokio::spawn(intake_loop(
+        core,
+        store.clone(),
+        client,
+        queue_rx,
+        Some(catch_up),
+        sink,
+        counters.clone(),
+        shutdown.clone(),
+    ));
     let join = tokio::spawn({
         let store = store.clone();
         async move {
@@ -146,51 +162,21 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
     Ok(ClinicHandle { id: config.id, store, counters, subscribed, shutdown, join })
 }
 
-async fn process_loop(
-    mut core: Core,
-    store: SledStore,
-    client: AsyncClient,
-    mut queue: mpsc::Receiver<Publish>,
-    counters: Arc<Mutex<Counters>>,
-    shutdown: CancellationToken,
+/// Keeps a readable copy of each accepted delivery and announces it.
+struct ClinicSink {
     config: ClinicConfig,
-) -> Result<(), CliError> {
-    let copies = copies_dir(&config.data_dir);
-    while let Some(publish) = queue.recv().await {
-        let now = clock::now();
-        let outcome = core.on_delivery(&publish.payload, &publish.topic, now);
-        if let Err(error) = persist(&store, &outcome).await {
-            error!(clinic = %config.id, %error, "inbox store failed; stopping");
-            shutdown.cancel();
-            return Err(CliError::Failed(error.to_string()));
+    copies: PathBuf,
+}
+
+impl Sink for ClinicSink {
+    fn accepted(&mut self, accepted: &Accepted) -> Result<(), CliError> {
+        let record = &accepted.record;
+        write_copy(&self.copies, &record.digest, record.relay_seq, record.received_at, &record.delivery)?;
+        if self.config.announce {
+            println!("{}", announce(&accepted.verified, &self.config, record.received_at));
         }
-        if let Outcome::Accepted(accepted) = &outcome {
-            let record = &accepted.record;
-            write_copy(&copies, &record.digest, record.relay_seq, record.received_at, &record.delivery)?;
-        }
-        if let Err(error) = client.ack(&publish).await {
-            debug!(%error, "ack not sent; redelivery will be deduplicated");
-        }
-        match outcome {
-            Outcome::Accepted(accepted) => {
-                info!(clinic = %config.id, digest = %accepted.record.digest, inbox_seq = accepted.record.relay_seq, "new advisory verified and stored");
-                if config.announce {
-                    println!("{}", announce(&accepted.verified, &config, now));
-                }
-            }
-            Outcome::Duplicate { digest } => debug!(clinic = %config.id, %digest, "duplicate dropped"),
-            Outcome::Rejected(rejection) => warn!(
-                clinic = %config.id,
-                reason = %rejection.code,
-                source = %rejection.source,
-                "REJECTED, not shown: {}",
-                rejection.message
-            ),
-            Outcome::Fork(fork) => error!(clinic = %config.id, origin = %fork.origin, seq = fork.seq, "FORK detected; kept for audit, not shown"),
-        }
-        *counters.lock().await = core.counters();
+        Ok(())
     }
-    Ok(())
 }
 
 fn copy_path(dir: &Path, digest: &Digest) -> PathBuf {

@@ -71,6 +71,9 @@ pub struct UpstreamSection {
     pub password: Option<String>,
     /// File holding the password (alternative to `password`).
     pub password_file: Option<PathBuf>,
+    /// Seconds between periodic catch-up requests to the parent (default 60). Catch-up also
+    /// runs at every (re)connect and whenever an origin's chain jumps.
+    pub sync_interval_secs: Option<u64>,
 }
 
 /// `[broker]`: where this node publishes to its children.
@@ -192,6 +195,8 @@ pub struct NodeConfig {
     pub broker: BrokerConfig,
     /// Shutdown grace period.
     pub grace: Duration,
+    /// Periodic catch-up interval.
+    pub sync_interval: Duration,
     /// Log settings.
     pub log: LogSection,
 }
@@ -280,8 +285,17 @@ impl NodeConfig {
             upstream,
             broker,
             grace,
+            sync_interval: sync_interval(&file.upstream)?,
             log: file.log,
         })
+    }
+}
+
+fn sync_interval(upstream: &UpstreamSection) -> Result<Duration, CliError> {
+    match upstream.sync_interval_secs {
+        Some(0) => Err(field("upstream.sync_interval_secs", "must be at least 1")),
+        Some(secs) => Ok(Duration::from_secs(secs)),
+        None => Ok(Duration::from_secs(60)),
     }
 }
 
@@ -372,6 +386,8 @@ pub struct ClinicConfig {
     pub lang: String,
     /// Print each new advisory on the terminal.
     pub announce: bool,
+    /// Periodic catch-up interval.
+    pub sync_interval: Duration,
     /// Log settings.
     pub log: LogSection,
 }
@@ -405,6 +421,7 @@ impl ClinicConfig {
             credentials: credentials("upstream", &clinic.id, &up.username, password),
             lang: clinic.lang.clone().unwrap_or_else(|| "ja".into()),
             announce: clinic.announce.unwrap_or(true),
+            sync_interval: sync_interval(up)?,
             log: file.log,
         })
     }

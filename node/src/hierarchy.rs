@@ -37,6 +37,9 @@ use crate::publish::{self, OriginState};
 use crate::relay::{self, RelayHandle, random_password};
 use crate::store::Store;
 
+/// Periodic catch-up in a test tree: short, so healed faults converge quickly.
+const SYNC_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The relay levels of the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Level {
@@ -350,6 +353,7 @@ impl HierarchyBuilder {
                 credentials,
                 lang: "ja".into(),
                 announce: false,
+                sync_interval: SYNC_INTERVAL,
                 log: LogSection::default(),
             };
             let handle = clinic::start(config.clone(), shutdown.child_token()).await?;
@@ -397,6 +401,7 @@ async fn start_relay(parts: &RelayParts, anchors: &TrustAnchors, shutdown: &Canc
         upstream: parts.upstream.clone(),
         broker: parts.broker.clone(),
         grace: Duration::from_secs(5),
+        sync_interval: SYNC_INTERVAL,
         log: LogSection::default(),
     };
     relay::start(config, shutdown.child_token()).await

@@ -9,6 +9,8 @@
 //! - [`keyfile`]: key files (0600, refused if group/other-readable), certificates, trust file.
 //! - [`draft`]: the TOML advisory authoring format, its template and the sample advisories.
 //! - [`provenance`]: who signed and who carried a verified delivery, as text or JSON.
+//! - [`bench`]: `kairan bench`, end-to-end latency and throughput of a whole tree, with a
+//!   chain of Mosquitto bridges measured side by side.
 //! - [`clock`]: the one place that reads the wall clock.
 //! - [`error`]: [`error::CliError`] and its exit codes (64 bad usage/config, 1 refused).
 //!
@@ -20,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod bench;
 pub mod broker;
 pub mod clinic;
 pub mod clock;
@@ -29,6 +32,7 @@ pub mod demo;
 pub mod draft;
 pub mod error;
 pub mod hierarchy;
+pub mod intake;
 pub mod keyfile;
 pub mod mqtt;
 pub mod logging;
@@ -36,3 +40,4 @@ pub mod provenance;
 pub mod publish;
 pub mod relay;
 pub mod store;
+pub mod sync;

@@ -25,17 +25,17 @@ use rumqttc::{AsyncClient, Event, Packet, Publish, QoS};
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
-
-use kairan_protocol::sequence::SeqDecision;
+use tracing::{debug, info, warn};
 
 use crate::broker;
 use crate::clock;
 use crate::config::{BrokerConfig, NodeConfig, UpstreamConfig};
-use crate::core::{Attester, Core, CoreConfig, Counters, Outcome, Upstream};
+use crate::core::{Accepted, Attester, Core, CoreConfig, Counters, Upstream};
+use crate::intake::{CatchUp, Sink, intake_loop, upstream_loop};
 use crate::error::CliError;
 use crate::mqtt::{self, Backoff, BrokerAddr, Credentials, REQUEST_CHANNEL_CAPACITY};
 use crate::store::{SledStore, Store, StoreError};
+use crate::sync::{self, RateLimiter};
 
 /// Publishes handed from the upstream task to the processor, at most.
 const PROCESS_QUEUE: usize = 256;
@@ -132,12 +132,26 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         }
         BrokerConfig::External { addr, credentials } => (addr, credentials),
     };
-    let (upstream_addr, upstream_credentials, client_id, filters) = match &config.upstream {
-        UpstreamConfig::Ingest => (own_addr.clone(), internal.clone(), format!("{id}-ingest"), vec![mqtt::ingest_topic(&id)]),
-        UpstreamConfig::Parent { addr, parent, credentials } => {
-            (addr.clone(), credentials.clone(), id.clone(), mqtt::delivery_filters(parent, &config.cert_info.scope))
+    let (upstream_addr, upstream_credentials, client_id, mut filters, catch_up) = match &config.upstream {
+        UpstreamConfig::Ingest => {
+            (own_addr.clone(), internal.clone(), format!("{id}-ingest"), vec![mqtt::ingest_topic(&id)], None)
         }
+        UpstreamConfig::Parent { addr, parent, credentials } => (
+            addr.clone(),
+            credentials.clone(),
+            id.clone(),
+            mqtt::delivery_filters(parent, &config.cert_info.scope),
+            Some(CatchUp {
+                parent: parent.clone(),
+                child: id.clone(),
+                scope: config.cert_info.scope.clone(),
+                interval: config.sync_interval,
+            }),
+        ),
     };
+    if let Some(catch_up) = &catch_up {
+        filters.push(catch_up.response_topic());
+    }
     info!(
         node = %id,
         scope = %config.cert_info.scope,
@@ -174,7 +188,16 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         id.clone(),
         subscribed.clone(),
     ));
-    let processor = tokio::spawn(process_loop(core, store.clone(), client, queue_rx, latest_tx, counters.clone(), shutdown.clone()));
+    let processor = tokio::spawn(intake_loop(
+        core,
+        store.clone(),
+        client,
+        queue_rx,
+        catch_up,
+        RelaySink { latest: latest_tx },
+        counters.clone(),
+        shutdown.clone(),
+    ));
 
     let join = tokio::spawn({
         let store = store.clone();
@@ -192,156 +215,63 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
     Ok(RelayHandle { id, broker: own_addr, internal_credentials: internal, store, counters, subscribed, shutdown, join })
 }
 
+/// Wakes the publisher when a delivery is durable.
+struct RelaySink {
+    latest: watch::Sender<u64>,
+}
+
+impl Sink for RelaySink {
+    fn accepted(&mut self, accepted: &Accepted) -> Result<(), CliError> {
+        self.latest.send_replace(accepted.record.relay_seq);
+        Ok(())
+    }
+}
+
 pub(crate) fn random_password() -> String {
     let mut bytes = [0u8; 16];
     rand::Rng::fill(&mut rand::rngs::OsRng, &mut bytes);
     hex::encode(bytes)
 }
 
-/// Polls the upstream connection and hands publishes to the processor. Never publishes.
-pub(crate) async fn upstream_loop(
-    client: AsyncClient,
-    mut eventloop: rumqttc::EventLoop,
-    filters: Vec<String>,
-    queue: mpsc::Sender<Publish>,
-    shutdown: CancellationToken,
-    label: String,
-    subscribed: Arc<AtomicBool>,
-) {
-    let mut backoff = Backoff::new();
-    let mut awaited_subacks = 0usize;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            event = eventloop.poll() => match event {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    backoff.reset();
-                    info!(node = %label, session_present = ack.session_present, "connected upstream");
-                    awaited_subacks = filters.len();
-                    // Subscribing goes through the request channel, which this task drains:
-                    // do it from another task.
-                    let (client, filters) = (client.clone(), filters.clone());
-                    tokio::spawn(async move {
-                        for filter in filters {
-                            if let Err(error) = client.subscribe(filter, QoS::AtLeastOnce).await {
-                                warn!(%error, "subscribe failed");
-                            }
-                        }
-                    });
-                }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if queue.send(publish).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    awaited_subacks = awaited_subacks.saturating_sub(1);
-                    if awaited_subacks == 0 {
-                        subscribed.store(true, Ordering::SeqCst);
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    subscribed.store(false, Ordering::SeqCst);
-                    let delay = backoff.next_delay();
-                    warn!(node = %label, %error, retry_in_ms = delay.as_millis() as u64, "upstream connection lost");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
-        }
-    }
-    let _ = client.try_disconnect();
-    // Give the event loop a moment to send DISCONNECT so the broker keeps our session cleanly.
-    let _ = tokio::time::timeout(Duration::from_millis(200), async {
-        while let Ok(event) = eventloop.poll().await {
-            if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                break;
-            }
-        }
-    })
-    .await;
-}
+/// Catch-up requests answered per child and second, sustained.
+const SYNC_REQUESTS_PER_SEC: u32 = 20;
+/// Catch-up requests a child may send in a burst.
+const SYNC_REQUEST_BURST: u32 = 40;
+/// Log entries scanned for one catch-up page at most.
+const SYNC_SCAN_LIMIT: usize = 4096;
 
-/// Decides, persists, acknowledges, wakes the publisher.
-async fn process_loop(
-    mut core: Core,
-    store: SledStore,
-    client: AsyncClient,
-    mut queue: mpsc::Receiver<Publish>,
-    latest: watch::Sender<u64>,
-    counters: Arc<Mutex<Counters>>,
-    shutdown: CancellationToken,
+/// Answers one catch-up request from the store. Answers go out with QoS 0 (they do not
+/// count as outstanding deliveries); a lost answer is asked for again at the child's next
+/// tick.
+fn answer_sync_request(
+    store: &SledStore,
+    client: &AsyncClient,
+    node: &str,
+    request: &Publish,
+    last_relay_seq: u64,
+    limiter: &mut RateLimiter,
 ) -> Result<(), CliError> {
-    let node = core.id().to_owned();
-    while let Some(publish) = queue.recv().await {
-        let now = clock::now();
-        let outcome = core.on_delivery(&publish.payload, &publish.topic, now);
-        let persisted = persist(&store, &outcome).await;
-        if let Err(error) = persisted {
-            error!(node = %node, %error, "store failed; stopping");
-            shutdown.cancel();
-            return Err(store_failed(error));
+    let Some(child) = sync::child_of_request_topic(node, &request.topic) else {
+        return Ok(());
+    };
+    if !limiter.allow(child, clock::now()) {
+        warn!(node = %node, %child, "catch-up request over the rate limit; dropped");
+        return Ok(());
+    }
+    let parsed = match sync::parse_request(&request.payload) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            warn!(node = %node, %child, %error, "catch-up request refused");
+            return Ok(());
         }
-        // Durable now: acknowledge upstream (a lost ack only means a redelivered duplicate).
-        if let Err(error) = client.ack(&publish).await {
-            debug!(%error, "ack not sent; the delivery will be redelivered and deduplicated");
-        }
-        match outcome {
-            Outcome::Accepted(accepted) => {
-                let record = &accepted.record;
-                info!(
-                    node = %node,
-                    digest = %record.digest,
-                    origin = %record.origin,
-                    seq = record.seq,
-                    relay_seq = record.relay_seq,
-                    scope = %record.scope,
-                    "accepted"
-                );
-                match accepted.sequence {
-                    SeqDecision::Gap { from, to } => {
-                        warn!(node = %node, origin = %record.origin, from, to, "gap in origin chain: advisories missing")
-                    }
-                    SeqDecision::Backfill => info!(node = %node, origin = %record.origin, seq = record.seq, "backfilled"),
-                    _ => {}
-                }
-                latest.send_replace(record.relay_seq);
-            }
-            Outcome::Duplicate { digest } => debug!(node = %node, %digest, "duplicate dropped"),
-            Outcome::Rejected(rejection) => warn!(
-                node = %node,
-                digest = %rejection.claimed_digest.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
-                reason = %rejection.code,
-                source = %rejection.source,
-                "rejected: {}",
-                rejection.message
-            ),
-            Outcome::Fork(fork) => error!(
-                node = %node,
-                digest = %fork.digest,
-                origin = %fork.origin,
-                seq = fork.seq,
-                "FORK: origin signed two advisories for one sequence number; kept for audit, not forwarded"
-            ),
-        }
-        *counters.lock().await = core.counters();
+    };
+    let entries = store.log_after(parsed.after, SYNC_SCAN_LIMIT).map_err(store_failed)?;
+    let response = sync::build_response(&parsed, entries, last_relay_seq);
+    debug!(node = %node, %child, after = parsed.after, sent = response.deliveries.len(), scanned_upto = response.scanned_upto, "catch-up answered");
+    if client.try_publish(sync::response_topic(node, child), QoS::AtMostOnce, false, response.to_json()).is_err() {
+        debug!(node = %node, %child, "catch-up answer dropped: request channel full");
     }
     Ok(())
-}
-
-pub(crate) async fn persist(store: &SledStore, outcome: &Outcome) -> Result<(), StoreError> {
-    match outcome {
-        Outcome::Accepted(accepted) => store.put_accepted(&accepted.record)?,
-        Outcome::Rejected(rejection) => {
-            store.put_rejection(rejection)?;
-        }
-        Outcome::Fork(fork) => store.put_fork(fork)?,
-        Outcome::Duplicate { .. } => return Ok(()),
-    }
-    store.flush().await
 }
 
 /// Publishes the output log to the own broker, in relay_seq order, at least once.
@@ -362,6 +292,7 @@ async fn publisher_loop(
     let mut latest_open = true;
     // Topic per scope, computed once per scope string.
     let mut topics: HashMap<String, String> = HashMap::new();
+    let mut limiter = RateLimiter::new(SYNC_REQUESTS_PER_SEC, SYNC_REQUEST_BURST);
     'connection: loop {
         let options = mqtt::client_options(&client_id, &addr, credentials.as_ref(), true, false);
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
@@ -400,6 +331,13 @@ async fn publisher_loop(
                         connected = true;
                         backoff.reset();
                         debug!(node = %node, "publisher connected to own broker");
+                        // Children's catch-up requests are answered on this connection.
+                        if let Err(error) = client.try_subscribe(sync::request_filter(&node), QoS::AtMostOnce) {
+                            warn!(node = %node, %error, "cannot subscribe to catch-up requests");
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(request))) => {
+                        answer_sync_request(&store, &client, &node, &request, *latest.borrow(), &mut limiter)?;
                     }
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
                         outstanding = outstanding.saturating_sub(1);

@@ -72,6 +72,10 @@ pub enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Measure end-to-end latency and throughput of a whole tree at 10, 100 and 1,000 clinics,
+    /// beside a chain of Mosquitto bridges (when `mosquitto` is installed).
+    #[command(after_help = "Example:\n  ulimit -n 65536 && kairan bench --out docs/performance.md\n  kairan bench --clinics 10,100 --samples 50 --no-mosquitto")]
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `kairan advisory …`
@@ -126,6 +130,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(|e| CliError::Failed(e.to_string()))?;
             runtime.block_on(crate::demo::run(crate::demo::DemoOptions { keep, ..Default::default() }))
         }
+        Command::Bench(args) => crate::bench::cli(&args),
     }
 }
 

@@ -1,0 +1,293 @@
+//! The input side shared by relays and clinics: the upstream connection, the processing loop
+//! (decide with the core, persist and flush, acknowledge), and catch-up from the parent.
+//!
+//! The upstream task only polls its rumqttc event loop and hands [`Input`]s to the processing
+//! loop over a bounded channel; it never publishes or subscribes itself (rumqttc deadlocks
+//! when the polling task waits on its own request channel). The processing loop acknowledges
+//! each publish only after the store flushed what it decided, sends catch-up requests when
+//! the connection comes up, periodically, and while the parent has more pages.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, Packet, Publish, QoS};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use kairan_protocol::Scope;
+use kairan_protocol::sequence::SeqDecision;
+
+use crate::clock;
+use crate::core::{Accepted, Core, Counters, Outcome};
+use crate::error::CliError;
+use crate::mqtt::Backoff;
+use crate::store::{SledStore, Store, StoreError};
+use crate::sync::{self, MAX_SYNC_PAGE_ENTRIES, SyncRequest};
+
+/// What the upstream task hands to the processing loop.
+#[derive(Debug)]
+pub enum Input {
+    /// The connection is up (again) and subscriptions were requested.
+    Connected,
+    /// A message arrived.
+    Publish(Publish),
+}
+
+/// Cursor name of the parent's output log position this node has caught up to.
+pub const SYNC_CURSOR: &str = "sync";
+
+/// Polls the upstream connection and hands inputs to the processing loop.
+pub async fn upstream_loop(
+    client: AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+    filters: Vec<String>,
+    queue: mpsc::Sender<Input>,
+    shutdown: CancellationToken,
+    label: String,
+    subscribed: Arc<AtomicBool>,
+) {
+    let mut backoff = Backoff::new();
+    let mut awaited_subacks = 0usize;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff.reset();
+                    info!(node = %label, session_present = ack.session_present, "connected upstream");
+                    awaited_subacks = filters.len();
+                    // Subscribing goes through the request channel, which this task drains:
+                    // do it from another task.
+                    let (client, filters) = (client.clone(), filters.clone());
+                    tokio::spawn(async move {
+                        for filter in filters {
+                            if let Err(error) = client.subscribe(filter, QoS::AtLeastOnce).await {
+                                warn!(%error, "subscribe failed");
+                            }
+                        }
+                    });
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    awaited_subacks = awaited_subacks.saturating_sub(1);
+                    if awaited_subacks == 0 {
+                        subscribed.store(true, Ordering::SeqCst);
+                        if queue.send(Input::Connected).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if queue.send(Input::Publish(publish)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    subscribed.store(false, Ordering::SeqCst);
+                    let delay = backoff.next_delay();
+                    warn!(node = %label, %error, retry_in_ms = delay.as_millis() as u64, "upstream connection lost");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+    // Give the event loop a moment to send DISCONNECT so the broker keeps our session cleanly.
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        while let Ok(event) = eventloop.poll().await {
+            if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Persists an outcome and flushes.
+pub async fn persist(store: &SledStore, outcome: &Outcome) -> Result<(), StoreError> {
+    match outcome {
+        Outcome::Accepted(accepted) => store.put_accepted(&accepted.record)?,
+        Outcome::Rejected(rejection) => {
+            store.put_rejection(rejection)?;
+        }
+        Outcome::Fork(fork) => store.put_fork(fork)?,
+        Outcome::Duplicate { .. } => return Ok(()),
+    }
+    store.flush().await
+}
+
+/// Catch-up from the parent: where to ask, and how far this node got.
+#[derive(Debug, Clone)]
+pub struct CatchUp {
+    /// The parent's node id.
+    pub parent: String,
+    /// This node's id (its name in the sync topics).
+    pub child: String,
+    /// This node's scope.
+    pub scope: Scope,
+    /// Time between periodic requests.
+    pub interval: Duration,
+}
+
+impl CatchUp {
+    /// The topic this node receives answers on (add it to the upstream filters).
+    pub fn response_topic(&self) -> String {
+        sync::response_topic(&self.parent, &self.child)
+    }
+}
+
+/// What the processing loop reports besides deciding.
+pub trait Sink: Send {
+    /// A delivery was accepted and is durable.
+    fn accepted(&mut self, accepted: &Accepted) -> Result<(), CliError>;
+}
+
+/// Decides, persists, acknowledges, catches up. Returns when the upstream task ends.
+#[allow(clippy::too_many_arguments)] // two call sites (relay, clinic); these are the loop's inputs
+pub async fn intake_loop(
+    mut core: Core,
+    store: SledStore,
+    client: AsyncClient,
+    mut queue: mpsc::Receiver<Input>,
+    catch_up: Option<CatchUp>,
+    mut sink: impl Sink,
+    counters: Arc<Mutex<Counters>>,
+    shutdown: CancellationToken,
+) -> Result<(), CliError> {
+    let node = core.id().to_owned();
+    let response_topic = catch_up.as_ref().map(CatchUp::response_topic);
+    let mut cursor = store.cursor(SYNC_CURSOR).map_err(store_failed)?;
+    let mut ticker = tokio::time::interval(catch_up.as_ref().map_or(Duration::from_secs(3600), |c| c.interval));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        let input = tokio::select! {
+            input = queue.recv() => match input {
+                Some(input) => input,
+                None => break,
+            },
+            _ = ticker.tick() => Input::Connected,
+        };
+        let publish = match input {
+            Input::Connected => {
+                if let Some(catch_up) = &catch_up {
+                    request_page(&client, catch_up, cursor).await;
+                }
+                continue;
+            }
+            Input::Publish(publish) => publish,
+        };
+        if Some(&publish.topic) == response_topic.as_ref() {
+            let Some(catch_up) = &catch_up else { continue };
+            match sync::parse_response(&publish.payload) {
+                Ok(response) if response.after == cursor => {
+                    let count = response.deliveries.len();
+                    for delivery in &response.deliveries {
+                        let outcome = core.on_delivery(&delivery.to_json(), "sync", clock::now());
+                        decide(&store, &outcome, &node, &mut sink, &shutdown).await?;
+                    }
+                    // Any origin gap still open after this page is closed by the next pages or
+                    // by the parent's own catch-up, picked up at the next periodic request.
+                    cursor = response.scanned_upto;
+                    store.set_cursor(SYNC_CURSOR, cursor).map_err(store_failed)?;
+                    store.flush().await.map_err(store_failed)?;
+                    if count > 0 || response.has_more() {
+                        info!(node = %node, received = count, caught_up_to = cursor, parent_latest = response.last_relay_seq, "catch-up page");
+                    }
+                    if response.has_more() {
+                        request_page(&client, catch_up, cursor).await;
+                    }
+                }
+                // An answer to an older request (a page already applied): ignore.
+                Ok(response) => debug!(node = %node, after = response.after, cursor, "stale catch-up page ignored"),
+                Err(error) => warn!(node = %node, %error, "catch-up response refused"),
+            }
+            let _ = client.ack(&publish).await;
+        } else {
+            let outcome = core.on_delivery(&publish.payload, &publish.topic, clock::now());
+            let gap = decide(&store, &outcome, &node, &mut sink, &shutdown).await?;
+            if let (true, Some(catch_up)) = (gap, &catch_up) {
+                // A jump in an origin's chain: ask the parent for what we missed now.
+                request_page(&client, catch_up, cursor).await;
+            }
+            // Durable now: acknowledge upstream (a lost ack only means a redelivered duplicate).
+            if let Err(error) = client.ack(&publish).await {
+                debug!(%error, "ack not sent; the delivery will be redelivered and deduplicated");
+            }
+        }
+        *counters.lock().await = core.counters();
+    }
+    Ok(())
+}
+
+async fn request_page(client: &AsyncClient, catch_up: &CatchUp, after: u64) {
+    let request = SyncRequest { after, scope: catch_up.scope.clone(), limit: MAX_SYNC_PAGE_ENTRIES };
+    let topic = sync::request_topic(&catch_up.parent, &catch_up.child);
+    if let Err(error) = client.publish(topic, QoS::AtMostOnce, false, request.to_json()).await {
+        debug!(%error, "catch-up request not sent; retried at the next tick");
+    }
+}
+
+fn store_failed(error: StoreError) -> CliError {
+    CliError::Failed(format!("{error}; stopping so nothing is acknowledged that is not stored"))
+}
+
+async fn decide(
+    store: &SledStore,
+    outcome: &Outcome,
+    node: &str,
+    sink: &mut impl Sink,
+    shutdown: &CancellationToken,
+) -> Result<bool, CliError> {
+    let mut gap = false;
+    if let Err(error) = persist(store, outcome).await {
+        error!(node = %node, %error, "store failed; stopping");
+        shutdown.cancel();
+        return Err(store_failed(error));
+    }
+    match outcome {
+        Outcome::Accepted(accepted) => {
+            let record = &accepted.record;
+            info!(
+                node = %node,
+                digest = %record.digest,
+                origin = %record.origin,
+                seq = record.seq,
+                relay_seq = record.relay_seq,
+                scope = %record.scope,
+                "accepted"
+            );
+            match accepted.sequence {
+                SeqDecision::Gap { from, to } => {
+                    gap = true;
+                    warn!(node = %node, origin = %record.origin, from, to, "gap in origin chain: advisories missing; catching up")
+                }
+                SeqDecision::Backfill => info!(node = %node, origin = %record.origin, seq = record.seq, "backfilled"),
+                _ => {}
+            }
+            sink.accepted(accepted)?;
+        }
+        Outcome::Duplicate { digest } => debug!(node = %node, %digest, "duplicate dropped"),
+        Outcome::Rejected(rejection) => warn!(
+            node = %node,
+            digest = %rejection.claimed_digest.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            reason = %rejection.code,
+            source = %rejection.source,
+            "rejected: {}",
+            rejection.message
+        ),
+        Outcome::Fork(fork) => error!(
+            node = %node,
+            digest = %fork.digest,
+            origin = %fork.origin,
+            seq = fork.seq,
+            "FORK: origin signed two advisories for one sequence number; kept for audit, not forwarded"
+        ),
+    }
+    Ok(gap)
+}

@@ -1,0 +1,268 @@
+//! Catch-up: a child asks its parent for every delivery after a point of the parent's
+//! output log, in pages, and the parent answers from its store.
+//!
+//! MQTT persistent sessions cover short gaps; they do not cover a broker restart, a lost
+//! session, or a child that was off for a week. So a child sends a [`SyncRequest`] on
+//! `kairan/v1/<parent>/sync/<child>/req` whenever it (re)connects and periodically; the
+//! parent answers on `…/sync/<child>/resp` with the deliveries of its output log after
+//! `after` whose scope overlaps the child's, up to a page of [`MAX_SYNC_PAGE_BYTES`], and
+//! tells how far it scanned. The child processes them like live deliveries (verify, dedup),
+//! stores its cursor (`scanned_upto`), and asks for the next page while the parent has more.
+//! Nothing in a response is trusted: every delivery is verified as usual.
+//!
+//! Pure functions only; the relay and clinic adapters do the I/O.
+
+use serde::{Deserialize, Serialize};
+
+use kairan_protocol::limits::MAX_DELIVERY_BYTES;
+use kairan_protocol::{Delivery, Scope};
+
+use crate::store::StoredDelivery;
+
+/// Largest sync request accepted (bytes); anything larger is refused unparsed.
+pub const MAX_SYNC_REQUEST_BYTES: usize = 1024;
+/// Largest page of deliveries in one response (serialized bytes, approximately).
+pub const MAX_SYNC_PAGE_BYTES: usize = 768 * 1024;
+/// Largest sync response accepted: a page plus one maximal delivery of overshoot.
+pub const MAX_SYNC_RESPONSE_BYTES: usize = MAX_SYNC_PAGE_BYTES + MAX_DELIVERY_BYTES + 4096;
+/// Most deliveries a child may ask for in one page.
+pub const MAX_SYNC_PAGE_ENTRIES: u32 = 512;
+
+/// `kairan/v1/<parent>/sync/<child>/req`.
+pub fn request_topic(parent: &str, child: &str) -> String {
+    format!("kairan/v1/{parent}/sync/{child}/req")
+}
+
+/// `kairan/v1/<parent>/sync/<child>/resp`.
+pub fn response_topic(parent: &str, child: &str) -> String {
+    format!("kairan/v1/{parent}/sync/{child}/resp")
+}
+
+/// The filter a parent subscribes to for every child's requests.
+pub fn request_filter(parent: &str) -> String {
+    format!("kairan/v1/{parent}/sync/+/req")
+}
+
+/// The child id in a request topic of `parent`, if the topic is one.
+pub fn child_of_request_topic<'t>(parent: &str, topic: &'t str) -> Option<&'t str> {
+    let rest = topic.strip_prefix("kairan/v1/")?.strip_prefix(parent)?.strip_prefix("/sync/")?;
+    let child = rest.strip_suffix("/req")?;
+    (!child.is_empty() && !child.contains('/')).then_some(child)
+}
+
+/// A child's request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// Send deliveries whose relay_seq is greater than this.
+    pub after: u64,
+    /// The child's scope: only overlapping deliveries are sent.
+    pub scope: Scope,
+    /// At most this many deliveries.
+    pub limit: u32,
+}
+
+/// A parent's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncResponse {
+    /// The request's `after`.
+    pub after: u64,
+    /// The parent scanned its log up to this relay_seq (the child's next `after`).
+    pub scanned_upto: u64,
+    /// The parent's latest relay_seq: more pages follow while `scanned_upto` is below it.
+    pub last_relay_seq: u64,
+    /// Deliveries in relay_seq order, as the parent forwarded them.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Why a sync message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// Larger than allowed; not parsed.
+    #[error("sync message of {size} bytes exceeds {limit}")]
+    Oversize {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not the expected JSON.
+    #[error("malformed sync message: {0}")]
+    Malformed(String),
+}
+
+/// Parses a request: size first, then strict JSON, then the page limit.
+pub fn parse_request(bytes: &[u8]) -> Result<SyncRequest, SyncError> {
+    if bytes.len() > MAX_SYNC_REQUEST_BYTES {
+        return Err(SyncError::Oversize { size: bytes.len(), limit: MAX_SYNC_REQUEST_BYTES });
+    }
+    let request: SyncRequest = serde_json::from_slice(bytes).map_err(|e| SyncError::Malformed(e.to_string()))?;
+    if request.limit == 0 || request.limit > MAX_SYNC_PAGE_ENTRIES {
+        return Err(SyncError::Malformed(format!("limit {} must be 1..={MAX_SYNC_PAGE_ENTRIES}", request.limit)));
+    }
+    Ok(request)
+}
+
+/// Parses a response: size first, then strict JSON.
+pub fn parse_response(bytes: &[u8]) -> Result<SyncResponse, SyncError> {
+    if bytes.len() > MAX_SYNC_RESPONSE_BYTES {
+        return Err(SyncError::Oversize { size: bytes.len(), limit: MAX_SYNC_RESPONSE_BYTES });
+    }
+    serde_json::from_slice(bytes).map_err(|e| SyncError::Malformed(e.to_string()))
+}
+
+/// Builds the answer to `request` from log entries after `request.after`, in order (the
+/// caller reads them from its store). Stops at the page limits; entries out of the child's
+/// scope are skipped but count as scanned.
+pub fn build_response(
+    request: &SyncRequest,
+    entries: impl IntoIterator<Item = StoredDelivery>,
+    last_relay_seq: u64,
+) -> SyncResponse {
+    let mut response = SyncResponse { after: request.after, scanned_upto: request.after, last_relay_seq, deliveries: Vec::new() };
+    let mut page_bytes = 0usize;
+    for entry in entries {
+        if entry.relay_seq <= request.after {
+            continue;
+        }
+        let in_scope = Scope::parse(&entry.scope).is_ok_and(|scope| scope.overlaps(&request.scope));
+        if in_scope {
+            if response.deliveries.len() as u32 >= request.limit || page_bytes >= MAX_SYNC_PAGE_BYTES {
+                break;
+            }
+            match Delivery::from_json(entry.delivery.as_bytes()) {
+                Ok(delivery) => {
+                    page_bytes += entry.delivery.len();
+                    response.deliveries.push(delivery);
+                }
+                // A stored delivery that no longer parses is skipped; the store's integrity
+                // check reports it at start.
+                Err(_) => {}
+            }
+        }
+        response.scanned_upto = entry.relay_seq;
+    }
+    response
+}
+
+impl SyncResponse {
+    /// Whether the parent has more after this page.
+    pub fn has_more(&self) -> bool {
+        self.scanned_upto < self.last_relay_seq
+    }
+
+    /// Compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl SyncRequest {
+    /// Compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Token bucket per child: `rate` requests per second sustained, `burst` at once.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    rate_per_sec: u32,
+    burst: u32,
+    buckets: std::collections::HashMap<String, (f64, i64)>,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `rate_per_sec` sustained and `burst` at once, per key.
+    pub fn new(rate_per_sec: u32, burst: u32) -> Self {
+        Self { rate_per_sec, burst, buckets: std::collections::HashMap::new() }
+    }
+
+    /// Whether `key` may act at `now` (and takes a token if so).
+    pub fn allow(&mut self, key: &str, now: kairan_protocol::Timestamp) -> bool {
+        // Bound the table: a flood of distinct keys cannot grow it without limit.
+        if self.buckets.len() > 100_000 && !self.buckets.contains_key(key) {
+            self.buckets.clear();
+        }
+        let burst = f64::from(self.burst);
+        let (tokens, last_ms) = self.buckets.entry(key.to_owned()).or_insert((burst, now.unix_ms()));
+        let elapsed_ms = (now.unix_ms() - *last_ms).max(0);
+        *tokens = (*tokens + elapsed_ms as f64 * f64::from(self.rate_per_sec) / 1000.0).min(burst);
+        *last_ms = now.unix_ms();
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kairan_protocol::fixtures::{self, Hierarchy};
+    use kairan_protocol::{Digest, Timestamp};
+
+    fn entry(tree: &Hierarchy, relay_seq: u64, scope: &str) -> StoredDelivery {
+        let mut advisory = fixtures::sample_advisory("mhlw", 1, None);
+        advisory.id = format!("a-{relay_seq}");
+        advisory.scope = Scope::parse(scope).expect("scope");
+        let delivery = tree.delivery(&advisory, 1);
+        StoredDelivery {
+            digest: Digest::of(&delivery.advisory.payload),
+            origin: "mhlw".into(),
+            seq: 1,
+            scope: scope.into(),
+            relay_seq,
+            received_at: Timestamp::from_unix_ms(0),
+            delivery: String::from_utf8(delivery.to_json()).expect("utf8"),
+        }
+    }
+
+    #[test]
+    fn pages_by_scope_and_limit() {
+        let tree = Hierarchy::standard();
+        let log: Vec<StoredDelivery> =
+            vec![entry(&tree, 1, "jp"), entry(&tree, 2, "jp/27"), entry(&tree, 3, "jp/13"), entry(&tree, 4, "jp/13/chuo")];
+        let request = SyncRequest { after: 0, scope: Scope::parse("jp/13/chuo").expect("scope"), limit: 2 };
+        let first = build_response(&request, log.clone(), 4);
+        assert_eq!(first.deliveries.len(), 2);
+        assert_eq!(first.scanned_upto, 3, "entry 2 is out of scope but scanned");
+        assert!(first.has_more());
+        let next = SyncRequest { after: first.scanned_upto, ..request };
+        let second = build_response(&next, log, 4);
+        assert_eq!((second.deliveries.len(), second.scanned_upto, second.has_more()), (1, 4, false));
+        let parsed = parse_response(&second.to_json()).expect("round trip");
+        assert_eq!(parsed, second);
+    }
+
+    #[test]
+    fn requests_are_bounded_and_strict() {
+        assert!(matches!(parse_request(&vec![b' '; 2000]), Err(SyncError::Oversize { .. })));
+        assert!(parse_request(br#"{"after":1,"scope":"jp","limit":0}"#).is_err());
+        assert!(parse_request(br#"{"after":1,"scope":"jp","limit":10,"x":1}"#).is_err());
+        assert!(parse_request(br#"{"after":-1,"scope":"jp","limit":10}"#).is_err());
+        assert_eq!(parse_request(br#"{"after":7,"scope":"jp/13","limit":10}"#).map(|r| r.after), Ok(7));
+    }
+
+    #[test]
+    fn rate_limiter_allows_a_burst_then_the_rate() {
+        let mut limiter = RateLimiter::new(10, 3);
+        let t0 = Timestamp::from_unix_ms(1_000_000);
+        assert!((0..3).all(|_| limiter.allow("a", t0)));
+        assert!(!limiter.allow("a", t0), "burst spent");
+        assert!(limiter.allow("b", t0), "per key");
+        assert!(limiter.allow("a", t0.plus_ms(100)), "one token after 100 ms at 10/s");
+        assert!(!limiter.allow("a", t0.plus_ms(100)));
+    }
+
+    #[test]
+    fn request_topics_name_the_child() {
+        assert_eq!(child_of_request_topic("jp-13", &request_topic("jp-13", "jp-13-chuo")), Some("jp-13-chuo"));
+        assert_eq!(child_of_request_topic("jp-13", "kairan/v1/jp-13/sync/a/b/req"), None);
+        assert_eq!(child_of_request_topic("jp-13", "kairan/v1/jp-1/sync/a/req"), None);
+    }
+}
