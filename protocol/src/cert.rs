@@ -6,13 +6,15 @@
 //! trusted is verified, decoded and checked, until nothing more can be verified. Whatever is
 //! left does not chain to the anchors (an unknown signer, or a loop) and fails the whole set.
 
+use std::collections::{HashMap, VecDeque};
+
 use serde::{Deserialize, Serialize};
 
 use crate::advisory::check_id;
 use crate::envelope::{CERT_TYPE, Envelope, decode_payload, encode_payload};
 use crate::error::{Error, Result};
 use crate::keys::{KeyId, PublicKey, SecretKey};
-use crate::limits::{MAX_CLOCK_SKEW_MS, MAX_ID_BYTES};
+use crate::limits::{MAX_CHAIN_DEPTH, MAX_CLOCK_SKEW_MS};
 use crate::scope::Scope;
 use crate::time::Timestamp;
 use crate::trust::{RevocationSet, TrustAnchors};
@@ -88,6 +90,9 @@ impl Certificate {
         }
         if wire.roles.is_empty() || wire.roles.len() > 3 {
             return Err(malformed("roles must name 1 to 3 roles".into()));
+        }
+        if wire.roles.iter().enumerate().any(|(i, role)| wire.roles[..i].contains(role)) {
+            return Err(malformed("a role is listed twice".into()));
         }
         if wire.not_after <= wire.not_before {
             return Err(malformed("not_after must be after not_before".into()));
@@ -194,7 +199,12 @@ impl CertSet {
         now: Timestamp,
     ) -> Result<Self> {
         let mut set = CertSet::default();
-        let mut pending: Vec<usize> = (0..envelopes.len()).collect();
+        // Worklist from the anchors: root-signed certificates first; a certificate signed by
+        // one relay key waits until a certificate for that key is verified. Linear in the
+        // number of certificates, whatever their order; loops and unknown issuers never
+        // become ready.
+        let mut ready: VecDeque<(usize, Option<usize>)> = VecDeque::new();
+        let mut waiting: HashMap<&str, Vec<usize>> = HashMap::new();
         for (index, envelope) in envelopes.iter().enumerate() {
             if envelope.payload_type != CERT_TYPE {
                 return Err(Error::WrongPayloadType {
@@ -203,106 +213,123 @@ impl CertSet {
                 });
             }
             envelope.check_shape().map_err(|e| at_cert(index, e))?;
+            let hints: Vec<&str> = envelope.keyid_hints().collect();
+            if hints.is_empty() {
+                return Err(Error::ThresholdNotMet {
+                    what: format!("certificate #{index}"),
+                    needed: anchors.threshold(),
+                    found: 0,
+                });
+            }
+            if hints.iter().all(|hint| anchors.key(hint).is_some()) {
+                ready.push_back((index, None));
+            } else if let [hint] = hints[..] {
+                waiting.entry(hint).or_default().push(index);
+            }
         }
-        loop {
-            let before = pending.len();
-            let mut still_pending = Vec::new();
-            for index in pending {
-                match set.try_verify_one(index, &envelopes[index], anchors, revocations, now)? {
-                    Some(verified) => set.certs.push(verified),
-                    None => still_pending.push(index),
-                }
+        let mut depths: Vec<usize> = Vec::with_capacity(envelopes.len());
+        let mut verified = vec![false; envelopes.len()];
+        while let Some((index, parent)) = ready.pop_front() {
+            let depth = parent.map_or(1, |p| depths[p] + 1);
+            if depth > MAX_CHAIN_DEPTH {
+                return Err(Error::BrokenCertChain(format!(
+                    "certificate #{index} is {depth} certificates below the root; at most {MAX_CHAIN_DEPTH}"
+                )));
             }
-            pending = still_pending;
-            if pending.is_empty() {
-                return Ok(set);
+            let cert = set.verify_one(index, &envelopes[index], parent, anchors, revocations, now)?;
+            verified[index] = true;
+            let position = set.certs.len();
+            let keyid = cert.cert.key.keyid().as_str().to_owned();
+            set.certs.push(cert);
+            depths.push(depth);
+            if let Some(children) = waiting.remove(keyid.as_str()) {
+                ready.extend(children.into_iter().map(|child| (child, Some(position))));
             }
-            if pending.len() == before {
-                let index = pending[0];
+        }
+        match verified.iter().position(|done| !done) {
+            None => Ok(set),
+            Some(index) => {
                 let keyid = envelopes[index].keyid_hints().next().unwrap_or("").to_owned();
-                return Err(Error::UnknownSigner { what: format!("certificate #{index}"), keyid });
+                Err(Error::UnknownSigner { what: format!("certificate #{index}"), keyid })
             }
         }
     }
 
-    /// Verifies one certificate if its signer is already trusted; `Ok(None)` if not yet.
-    fn try_verify_one(
+    /// Verifies one certificate whose signer is trusted: the root (`parent` None) or the key
+    /// of the certificate at `parent` (a relay certificate for that key is preferred).
+    fn verify_one(
         &self,
         index: usize,
         envelope: &Envelope,
+        parent: Option<usize>,
         anchors: &TrustAnchors,
         revocations: &RevocationSet,
         now: Timestamp,
-    ) -> Result<Option<VerifiedCert>> {
+    ) -> Result<VerifiedCert> {
         let what = format!("certificate #{index}");
-        let hints: Vec<&str> = envelope.keyid_hints().collect();
-        if hints.is_empty() {
-            return Err(Error::ThresholdNotMet { what, needed: anchors.threshold(), found: 0 });
-        }
-        let (cert, issuer) = if hints.iter().all(|hint| anchors.key(hint).is_some()) {
-            let signers =
-                envelope.verify_with(CERT_TYPE, &what, anchors.threshold(), |hint| anchors.key(hint))?;
-            let cert = Certificate::decode(&envelope.payload)?;
-            if cert.issuer != ROOT_ISSUER {
-                return Err(Error::BrokenCertChain(format!(
-                    "{what} ({}) is signed by the root but names issuer {:?}",
-                    cert.subject, cert.issuer
-                )));
+        let (cert, issuer) = match parent {
+            None => {
+                let signers =
+                    envelope.verify_with(CERT_TYPE, &what, anchors.threshold(), |hint| anchors.key(hint))?;
+                let cert = Certificate::decode(&envelope.payload)?;
+                if cert.issuer != ROOT_ISSUER {
+                    return Err(Error::BrokenCertChain(format!(
+                        "{what} ({}) is signed by the root but names issuer {:?}",
+                        cert.subject, cert.issuer
+                    )));
+                }
+                if cert.has_role(Role::Clinic) {
+                    return Err(Error::RoleNotAllowed(format!(
+                        "the root does not certify clinic keys ({})",
+                        cert.subject
+                    )));
+                }
+                (cert, Issuer::Root(signers))
             }
-            if let Some(role) = cert.roles.iter().find(|r| **r == Role::Clinic) {
-                return Err(Error::RoleNotAllowed(format!(
-                    "the root does not certify {role:?} keys ({})",
-                    cert.subject
-                )));
+            Some(first_parent) => {
+                let parent_key = self.certs[first_parent].cert.key.keyid();
+                let parent_index = self
+                    .certs
+                    .iter()
+                    .position(|v| v.cert.key.keyid() == parent_key && v.cert.has_role(Role::Relay))
+                    .unwrap_or(first_parent);
+                let parent = &self.certs[parent_index].cert;
+                envelope.verify_by(CERT_TYPE, &what, &parent.key)?;
+                let cert = Certificate::decode(&envelope.payload)?;
+                if !parent.has_role(Role::Relay) {
+                    return Err(Error::RoleNotAllowed(format!(
+                        "{} is not a relay and cannot certify {}",
+                        parent.subject, cert.subject
+                    )));
+                }
+                if cert.issuer != parent.subject {
+                    return Err(Error::BrokenCertChain(format!(
+                        "{what} ({}) names issuer {:?} but is signed by {}",
+                        cert.subject, cert.issuer, parent.subject
+                    )));
+                }
+                if cert.has_role(Role::Origin) {
+                    return Err(Error::RoleNotAllowed(format!(
+                        "relay {} cannot certify origin {}: origins are certified by the root",
+                        parent.subject, cert.subject
+                    )));
+                }
+                if !parent.scope.contains(&cert.scope) {
+                    return Err(Error::ScopeViolation {
+                        what: format!(
+                            "certificate of {} outside its issuer {}",
+                            cert.subject, parent.subject
+                        ),
+                        scope: cert.scope.to_string(),
+                        allowed: parent.scope.to_string(),
+                    });
+                }
+                revocations.check(parent.key.keyid(), cert.not_before, &what)?;
+                (cert, Issuer::Cert(parent_index))
             }
-            (cert, Issuer::Root(signers))
-        } else {
-            let [hint] = hints[..] else {
-                return Ok(None);
-            };
-            let Some(parent_index) = self.certs.iter().position(|v| v.cert.key.keyid().as_str() == hint)
-            else {
-                return Ok(None);
-            };
-            let parent = &self.certs[parent_index].cert;
-            envelope.verify_by(CERT_TYPE, &what, &parent.key)?;
-            let cert = Certificate::decode(&envelope.payload)?;
-            if !parent.has_role(Role::Relay) {
-                return Err(Error::RoleNotAllowed(format!(
-                    "{} is not a relay and cannot certify {}",
-                    parent.subject, cert.subject
-                )));
-            }
-            if cert.issuer != parent.subject {
-                return Err(Error::BrokenCertChain(format!(
-                    "{what} ({}) names issuer {:?} but is signed by {}",
-                    cert.subject, cert.issuer, parent.subject
-                )));
-            }
-            if cert.has_role(Role::Origin) {
-                return Err(Error::RoleNotAllowed(format!(
-                    "relay {} cannot certify origin {}: origins are certified by the root",
-                    parent.subject, cert.subject
-                )));
-            }
-            if !parent.scope.contains(&cert.scope) {
-                return Err(Error::ScopeViolation {
-                    what: format!("certificate of {} outside its issuer {}", cert.subject, parent.subject),
-                    scope: cert.scope.to_string(),
-                    allowed: parent.scope.to_string(),
-                });
-            }
-            revocations.check(parent.key.keyid(), cert.not_before, &what)?;
-            (cert, Issuer::Cert(parent_index))
         };
-        if cert.subject.len() > MAX_ID_BYTES {
-            return Err(Error::MalformedPayload {
-                payload_type: CERT_TYPE.into(),
-                reason: "subject too long".into(),
-            });
-        }
         cert.check_validity(now)?;
-        Ok(Some(VerifiedCert { cert, issuer, input_index: index }))
+        Ok(VerifiedCert { cert, issuer, input_index: index })
     }
 }
 

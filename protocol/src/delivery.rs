@@ -179,6 +179,12 @@ fn verify_hop(
     let relay = signer_cert(certs, signer, Role::Relay, &what)?;
     envelope.verify_by(HOP_TYPE, &what, &relay.cert.key)?;
     let hop: Hop = decode_payload(HOP_TYPE, &envelope.payload)?;
+    if hop.relay_seq == 0 {
+        return Err(Error::MalformedPayload {
+            payload_type: HOP_TYPE.into(),
+            reason: "relay_seq starts at 1".into(),
+        });
+    }
     if hop.advisory != digest {
         return Err(broken(format!("attests {} but the advisory is {digest}", hop.advisory)));
     }

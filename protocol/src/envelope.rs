@@ -112,6 +112,12 @@ impl Envelope {
                 actual: self.signatures.len(),
             });
         }
+        if let Some(bad) = self.signatures.iter().find(|s| s.keyid.len() > 64) {
+            return Err(Error::MalformedEnvelope(format!(
+                "key id hint of {} characters; key ids are 64 hex characters",
+                bad.keyid.len()
+            )));
+        }
         if let Some(bad) = self.signatures.iter().find(|s| s.sig.len() != 64) {
             return Err(Error::MalformedEnvelope(format!(
                 "signature by {:?} is {} bytes, Ed25519 signatures are 64",

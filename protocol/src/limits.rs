@@ -24,6 +24,10 @@ pub const MAX_HOPS: usize = 8;
 /// Most certificates carried in one delivery or trust bundle chain section.
 pub const MAX_CERTS: usize = 16;
 
+/// Most certificates from the root down to any certificate, that one included
+/// (root → national → prefecture → district → clinic is 4, with room for more levels).
+pub const MAX_CHAIN_DEPTH: usize = 6;
+
 /// Most revocations in one trust bundle.
 pub const MAX_REVOCATIONS: usize = 1024;
 

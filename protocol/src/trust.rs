@@ -152,9 +152,33 @@ impl Revocation {
                     revocation.issuer, issuer.cert.subject
                 )));
             }
-            if !issuer.cert.scope.contains(&revocation.scope) {
+            // A relay may revoke only a key certified below it: the revoked key's certificate
+            // must be in the set, match what the statement says, and have the revoking relay's
+            // key among its issuers (or be the relay's own).
+            let revoker_key = issuer.cert.key.keyid();
+            let revoked: Vec<usize> = (0..certs.certs().len())
+                .filter(|i| *certs.certs()[*i].cert.key.keyid() == revocation.keyid)
+                .collect();
+            if revoked.is_empty() {
+                return Err(Error::BrokenCertChain(format!(
+                    "revocation by {} names key {} whose certificate is not given",
+                    issuer.cert.subject,
+                    revocation.keyid.short()
+                )));
+            }
+            let below_revoker = revoked.iter().any(|index| {
+                let chain = certs.chain_of(*index);
+                let cert = &certs.certs()[*index].cert;
+                cert.subject == revocation.subject
+                    && cert.scope == revocation.scope
+                    && chain.iter().any(|link| link.cert.key.keyid() == revoker_key)
+            });
+            if !below_revoker {
                 return Err(Error::ScopeViolation {
-                    what: format!("revocation of {} by {}", revocation.subject, issuer.cert.subject),
+                    what: format!(
+                        "revocation of {} by {}: the revoked certificate (subject and scope as stated) was not issued at or below the revoker",
+                        revocation.subject, issuer.cert.subject
+                    ),
                     scope: revocation.scope.to_string(),
                     allowed: issuer.cert.scope.to_string(),
                 });
@@ -275,14 +299,21 @@ impl TrustBundle {
 
     /// Verifies every certificate and revocation in the bundle.
     pub fn verify(self, anchors: &TrustAnchors, now: Timestamp) -> Result<Verified<TrustBundle>> {
-        let certs = CertSet::verify(&self.certs, anchors, &RevocationSet::default(), now)?;
+        let unrevoked = CertSet::verify(&self.certs, anchors, &RevocationSet::default(), now)?;
         let mut revoked = RevocationSet::default();
         let mut revocations = Vec::with_capacity(self.revocations.len());
         for envelope in &self.revocations {
-            let revocation = Revocation::verify(envelope, anchors, &certs, now)?;
+            let revocation = Revocation::verify(envelope, anchors, &unrevoked, now)?;
             revoked.insert(&revocation);
             revocations.push(revocation);
         }
+        // Again with the bundle's own revocations in force: a certificate issued by a key
+        // revoked in this very bundle (at or before its not_before) fails the bundle.
+        let certs = if revoked.is_empty() {
+            unrevoked
+        } else {
+            CertSet::verify(&self.certs, anchors, &revoked, now)?
+        };
         Ok(Verified::new(self, BundleFacts { certs, revocations, revoked }))
     }
 }
@@ -328,6 +359,44 @@ mod tests {
         let signed = revocation.sign(&[&tree.relays[1].key]);
         let err = Revocation::verify(&signed, &tree.anchors, &certs, tree.now).expect_err("outside scope");
         assert_eq!(err.code(), "scope_violation");
+    }
+
+    #[test]
+    fn a_relay_cannot_revoke_a_key_outside_its_subtree() {
+        // The district claims its own scope for the origin's key: refused, the origin's
+        // certificate was not issued at or below the district.
+        let tree = Hierarchy::standard();
+        let certs =
+            CertSet::verify(&tree.delivery_certs(), &tree.anchors, &RevocationSet::default(), tree.now)
+                .expect("certs");
+        let district = &tree.relays[2];
+        let forged = Revocation {
+            keyid: tree.origin_key.keyid().clone(),
+            subject: district.id.clone(),
+            scope: district.scope.clone(),
+            issuer: district.id.clone(),
+            seq: 1,
+            issued_at: tree.now,
+            effective_at: tree.now,
+            reason: "hostile".into(),
+        }
+        .sign(&[&district.key]);
+        let err = Revocation::verify(&forged, &tree.anchors, &certs, tree.now).expect_err("refused");
+        assert_eq!(err.code(), "scope_violation");
+        // Nor the national relay's key (above it), stating the national scope.
+        let national = &tree.relays[0];
+        let upward = Revocation {
+            keyid: national.key.keyid().clone(),
+            subject: national.id.clone(),
+            scope: national.scope.clone(),
+            issuer: district.id.clone(),
+            seq: 2,
+            issued_at: tree.now,
+            effective_at: tree.now,
+            reason: "hostile".into(),
+        }
+        .sign(&[&district.key]);
+        assert!(Revocation::verify(&upward, &tree.anchors, &certs, tree.now).is_err());
     }
 
     #[test]
