@@ -29,6 +29,8 @@ pub const HOP_TYPE: &str = "application/vnd.kairan.hop+json";
 pub const REVOCATION_TYPE: &str = "application/vnd.kairan.revocation+json";
 /// `payloadType` of signed origin heads.
 pub const HEAD_TYPE: &str = "application/vnd.kairan.head+json";
+/// `payloadType` of root-anchor rotation statements.
+pub const ANCHORS_TYPE: &str = "application/vnd.kairan.anchors+json";
 /// `payloadType` of clinic receipts.
 pub const RECEIPT_TYPE: &str = "application/vnd.kairan.receipt+json";
 

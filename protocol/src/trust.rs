@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::cert::{CertSet, ROOT_ISSUER, Role};
-use crate::envelope::{Envelope, REVOCATION_TYPE, decode_payload, encode_payload};
+use crate::envelope::{ANCHORS_TYPE, Envelope, REVOCATION_TYPE, decode_payload, encode_payload};
 use crate::error::{Error, Result};
 use crate::keys::{KeyId, PublicKey, SecretKey};
 use crate::limits::{
@@ -240,7 +240,91 @@ impl RevocationSet {
     }
 }
 
-/// The retained trust bundle: certificates and revocations, each signed on its own.
+/// A root-anchor rotation (`application/vnd.kairan.anchors+json`): the complete new anchors,
+/// signed by a threshold of the anchors in force *and* a threshold of the new ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorRotation {
+    /// Rotation number: 1 for the first rotation after the configured anchors, +1 each time.
+    pub seq: u64,
+    /// When it was signed.
+    pub issued_at: Timestamp,
+    /// The anchors in force after it.
+    pub anchors: TrustAnchorsFile,
+}
+
+impl AnchorRotation {
+    /// Signs the rotation with old and new root keys.
+    pub fn sign(&self, signers: &[&SecretKey]) -> Envelope {
+        Envelope::sign(ANCHORS_TYPE, encode_payload(self), signers)
+    }
+
+    /// Verifies a rotation against the anchors in force: every signature is by an old or a
+    /// new root key, at least `old.threshold` distinct old keys and `new.threshold` distinct
+    /// new keys signed. Returns the new anchors.
+    pub fn verify(
+        envelope: &Envelope,
+        current: &TrustAnchors,
+        now: Timestamp,
+    ) -> Result<(Self, TrustAnchors)> {
+        let what = "anchor rotation";
+        if envelope.payload_type != ANCHORS_TYPE {
+            return Err(Error::WrongPayloadType {
+                expected: ANCHORS_TYPE.into(),
+                found: envelope.payload_type.clone(),
+            });
+        }
+        envelope.check_shape()?;
+        // The new keys are only known from the payload, so first establish that a threshold
+        // of the anchors in force signed these exact bytes; only then decode them.
+        let message = crate::envelope::pae(&envelope.payload_type, &envelope.payload);
+        let mut old_signers: Vec<&KeyId> = Vec::new();
+        for signature in &envelope.signatures {
+            if let Some(key) = current.key(&signature.keyid) {
+                if !key.verify_strict(&message, &signature.sig) {
+                    return Err(Error::BadSignature { what: what.into(), keyid: signature.keyid.clone() });
+                }
+                if !old_signers.contains(&key.keyid()) {
+                    old_signers.push(key.keyid());
+                }
+            }
+        }
+        if old_signers.len() < current.threshold() {
+            return Err(Error::ThresholdNotMet {
+                what: format!("{what} (current anchors)"),
+                needed: current.threshold(),
+                found: old_signers.len(),
+            });
+        }
+        let claimed: AnchorRotation = decode_payload(ANCHORS_TYPE, &envelope.payload)?;
+        let next = TrustAnchors::new(claimed.anchors.clone())?;
+        let signers = envelope
+            .verify_with(ANCHORS_TYPE, what, 1, |hint| current.key(hint).or_else(|| next.key(hint)))?;
+        let old_count = signers.iter().filter(|k| current.key(k.as_str()).is_some()).count();
+        let new_count = signers.iter().filter(|k| next.key(k.as_str()).is_some()).count();
+        if old_count < current.threshold() {
+            return Err(Error::ThresholdNotMet {
+                what: format!("{what} (current anchors)"),
+                needed: current.threshold(),
+                found: old_count,
+            });
+        }
+        if new_count < next.threshold() {
+            return Err(Error::ThresholdNotMet {
+                what: format!("{what} (new anchors)"),
+                needed: next.threshold(),
+                found: new_count,
+            });
+        }
+        if claimed.issued_at > now.plus_ms(MAX_CLOCK_SKEW_MS) {
+            return Err(Error::FromTheFuture { what: what.into(), at: claimed.issued_at, now });
+        }
+        Ok((claimed, next))
+    }
+}
+
+/// The retained trust bundle: certificates, revocations and anchor rotations, each signed
+/// on its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustBundle {
@@ -250,11 +334,16 @@ pub struct TrustBundle {
     /// Revocation statements.
     #[serde(default)]
     pub revocations: Vec<Envelope>,
+    /// Root-anchor rotations, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<Envelope>,
 }
 
 /// What verifying a bundle established.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleFacts {
+    /// The anchors in force after the bundle's rotations (the configured ones if none).
+    pub anchors: TrustAnchors,
     /// The certificates, verified.
     pub certs: CertSet,
     /// The revocations, verified, in input order.
@@ -297,8 +386,42 @@ impl TrustBundle {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Verifies every certificate and revocation in the bundle.
-    pub fn verify(self, anchors: &TrustAnchors, now: Timestamp) -> Result<Verified<TrustBundle>> {
+    /// This bundle with everything of `other` it lacks added (certificates and revocations
+    /// by exact envelope; rotations when `other` carries a longer sequence). Verify the
+    /// result before using it.
+    pub fn merged(&self, other: &TrustBundle) -> TrustBundle {
+        let mut merged = self.clone();
+        for cert in &other.certs {
+            if !merged.certs.contains(cert) {
+                merged.certs.push(cert.clone());
+            }
+        }
+        for revocation in &other.revocations {
+            if !merged.revocations.contains(revocation) {
+                merged.revocations.push(revocation.clone());
+            }
+        }
+        if other.rotations.len() > merged.rotations.len() && other.rotations.starts_with(&merged.rotations) {
+            merged.rotations = other.rotations.clone();
+        }
+        merged
+    }
+
+    /// Verifies every rotation (in order, from the configured anchors), certificate and
+    /// revocation in the bundle.
+    pub fn verify(self, configured: &TrustAnchors, now: Timestamp) -> Result<Verified<TrustBundle>> {
+        let mut anchors = configured.clone();
+        for (index, envelope) in self.rotations.iter().enumerate() {
+            let (rotation, next) = AnchorRotation::verify(envelope, &anchors, now)?;
+            if rotation.seq != index as u64 + 1 {
+                return Err(Error::MalformedPayload {
+                    payload_type: ANCHORS_TYPE.into(),
+                    reason: format!("rotation {} found where {} was expected", rotation.seq, index + 1),
+                });
+            }
+            anchors = next;
+        }
+        let anchors = &anchors;
         let unrevoked = CertSet::verify(&self.certs, anchors, &RevocationSet::default(), now)?;
         let mut revoked = RevocationSet::default();
         let mut revocations = Vec::with_capacity(self.revocations.len());
@@ -314,7 +437,8 @@ impl TrustBundle {
         } else {
             CertSet::verify(&self.certs, anchors, &revoked, now)?
         };
-        Ok(Verified::new(self, BundleFacts { certs, revocations, revoked }))
+        let anchors = anchors.clone();
+        Ok(Verified::new(self, BundleFacts { anchors, certs, revocations, revoked }))
     }
 }
 
@@ -397,6 +521,39 @@ mod tests {
         }
         .sign(&[&district.key]);
         assert!(Revocation::verify(&upward, &tree.anchors, &certs, tree.now).is_err());
+    }
+
+    #[test]
+    fn anchors_rotate_with_old_and_new_thresholds() {
+        let tree = Hierarchy::standard();
+        let new_keys: Vec<SecretKey> =
+            (0..3).map(|i| crate::fixtures::key(&format!("new-root-{i}"))).collect();
+        let rotation = AnchorRotation {
+            seq: 1,
+            issued_at: tree.now,
+            anchors: TrustAnchorsFile {
+                threshold: 2,
+                roots: new_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| RootKey { id: format!("new-root-{i}"), key: k.public().clone() })
+                    .collect(),
+            },
+        };
+        let both = rotation.sign(&[&tree.roots[0], &tree.roots[1], &new_keys[0], &new_keys[2]]);
+        let (_, next) = AnchorRotation::verify(&both, &tree.anchors, tree.now).expect("rotates");
+        assert_eq!(next.roots().len(), 3);
+        let old_only = rotation.sign(&[&tree.roots[0], &tree.roots[1]]);
+        let err =
+            AnchorRotation::verify(&old_only, &tree.anchors, tree.now).expect_err("new threshold missing");
+        assert_eq!(err.code(), "threshold_not_met");
+        let new_only = rotation.sign(&[&new_keys[0], &new_keys[1]]);
+        let err =
+            AnchorRotation::verify(&new_only, &tree.anchors, tree.now).expect_err("old threshold missing");
+        assert_eq!(err.code(), "threshold_not_met");
+        let bundle = TrustBundle { rotations: vec![both], ..TrustBundle::default() };
+        let verified = bundle.verify(&tree.anchors, tree.now).expect("bundle with rotation");
+        assert_eq!(verified.facts().anchors, next);
     }
 
     #[test]

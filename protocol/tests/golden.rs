@@ -1,0 +1,385 @@
+//! Golden test vectors in `protocol/tests/vectors/`.
+//!
+//! `golden_vectors_match_the_implementation` regenerates every vector from the deterministic
+//! fixtures and compares it byte for byte with the file. With `KAIRAN_BLESS=1` in the
+//! environment it (re)writes the files instead; review the diff before committing it.
+//!
+//! `vectors_are_self_consistent` checks the files *without* this crate: it recomputes the
+//! PAE from payload and type by hand, checks every Ed25519 signature with `ed25519-dalek`
+//! directly, using only the public keys in `keys.json`, checks key ids and digests with
+//! SHA-256, and walks the hop chain. That is what a third-party implementation has to do, so
+//! the vectors are usable (and proven usable) on their own.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
+use kairan_protocol::envelope::{ADVISORY_TYPE, CERT_TYPE, HOP_TYPE, pae};
+use kairan_protocol::fixtures::{self, FIXTURE_NOW, Hierarchy};
+use kairan_protocol::{Digest, Envelope, PublicKey, TrustAnchors, TrustAnchorsFile, VerifyContext};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+/// The fixture keys in the vectors, in the order `keys.json` lists them.
+const LABELS: [&str; 7] =
+    ["root-1", "root-2", "root-3", "origin-mhlw", "relay-jp", "relay-jp-13", "relay-jp-13-chuo"];
+
+/// The vector files, in the order they are generated.
+const FILES: [&str; 8] = [
+    "keys.json",
+    "trust.json",
+    "advisory.payload.json",
+    "advisory.pae.txt",
+    "advisory.envelope.json",
+    "certs.json",
+    "delivery-2hops.json",
+    "digest.txt",
+];
+
+/// One entry of `keys.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    /// The 32-byte Ed25519 seed (RFC 8032 secret key), hex.
+    seed: String,
+    /// The raw 32-byte public key, hex.
+    public: String,
+    /// Lowercase hex SHA-256 of the raw public key.
+    keyid: String,
+}
+
+/// A JSON object that keeps its keys in the order given.
+struct OrderedMap<'a, V>(&'a [(&'a str, V)]);
+
+impl<V: Serialize> Serialize for OrderedMap<'_, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("vectors")
+}
+
+/// Pretty JSON with a final newline, for the files people read (keys, trust, certs).
+fn pretty<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Every vector, generated from the fixtures.
+fn generate() -> Vec<(&'static str, Vec<u8>)> {
+    let tree = Hierarchy::standard();
+    let advisory = fixtures::sample_advisory("mhlw", 1, None);
+    let envelope = tree.sign_advisory(&advisory);
+    let payload = advisory.to_payload();
+    assert_eq!(envelope.payload, payload);
+
+    let keys: Vec<(&str, KeyEntry)> = LABELS
+        .iter()
+        .map(|&label| {
+            let key = fixtures::key(label);
+            let entry = KeyEntry {
+                seed: hex::encode(fixtures::seed(label)),
+                public: key.public().to_hex(),
+                keyid: key.keyid().to_string(),
+            };
+            (label, entry)
+        })
+        .collect();
+
+    let vectors = vec![
+        ("keys.json", pretty(&OrderedMap(&keys))),
+        ("trust.json", pretty(&tree.anchors.to_file())),
+        ("advisory.payload.json", payload.clone()),
+        ("advisory.pae.txt", pae(ADVISORY_TYPE, &payload)),
+        ("advisory.envelope.json", envelope.to_json()),
+        ("certs.json", pretty(&tree.delivery_certs())),
+        ("delivery-2hops.json", tree.delivery(&advisory, 2).to_json()),
+        ("digest.txt", format!("{}\n", Digest::of(&payload)).into_bytes()),
+    ];
+    let names: Vec<&str> = vectors.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, FILES);
+    vectors
+}
+
+fn bless_requested() -> bool {
+    std::env::var("KAIRAN_BLESS").is_ok_and(|v| v == "1")
+}
+
+/// The vector files as they are on disk, after (re)writing them first if blessing was asked
+/// for. Initialised once, so the tests of this file never read a half-written file.
+static ON_DISK: LazyLock<BTreeMap<&'static str, Vec<u8>>> = LazyLock::new(|| {
+    let dir = vectors_dir();
+    if bless_requested() {
+        std::fs::create_dir_all(&dir).expect("create the vectors directory");
+        for (name, bytes) in generate() {
+            std::fs::write(dir.join(name), bytes).unwrap_or_else(|e| panic!("write {name}: {e}"));
+        }
+        eprintln!("KAIRAN_BLESS=1: wrote {} vectors to {}", FILES.len(), dir.display());
+    }
+    FILES
+        .iter()
+        .map(|&name| {
+            let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| {
+                panic!("read {}: {e} (generate the vectors with KAIRAN_BLESS=1)", dir.join(name).display())
+            });
+            (name, bytes)
+        })
+        .collect()
+});
+
+fn file(name: &str) -> &'static [u8] {
+    ON_DISK.get(name).unwrap_or_else(|| panic!("{name} is not a vector file"))
+}
+
+fn json(name: &str) -> Value {
+    serde_json::from_slice(file(name)).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"))
+}
+
+#[test]
+fn golden_vectors_match_the_implementation() {
+    let mut mismatches = Vec::new();
+    for (name, expected) in generate() {
+        let found = file(name);
+        if found != expected.as_slice() {
+            let at = found
+                .iter()
+                .zip(&expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(found.len().min(expected.len()));
+            mismatches.push(format!(
+                "{name}: file has {} bytes, implementation gives {}; first difference at byte {at}",
+                found.len(),
+                expected.len()
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "golden vectors differ from the implementation (if the change of wire format is intended, \
+         rerun with KAIRAN_BLESS=1 and review the diff):\n{}",
+        mismatches.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Independent checks: only ed25519-dalek, sha2, base64, hex and serde_json below, until the
+// final test, which feeds the files to this crate's verifier.
+// ---------------------------------------------------------------------------------------------
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn keys() -> BTreeMap<String, KeyEntry> {
+    serde_json::from_slice(file("keys.json")).expect("keys.json: label -> {seed, public, keyid}")
+}
+
+/// The DSSE v1 PAE, written out from the spec rather than calling the crate.
+fn pae_by_hand(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+fn str_field<'v>(value: &'v Value, field: &str) -> &'v str {
+    value[field].as_str().unwrap_or_else(|| panic!("{field} is not a string in {value}"))
+}
+
+/// Checks a DSSE envelope (as JSON) by hand: every signature must be by a key of `keys`
+/// (looked up by keyid) and verify strictly over the PAE. Returns the payload and the labels
+/// of the signers.
+fn check_envelope(
+    envelope: &Value,
+    expected_type: &str,
+    keys: &BTreeMap<String, KeyEntry>,
+) -> (Vec<u8>, Vec<String>) {
+    let object = envelope.as_object().expect("an envelope is an object");
+    let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["payload", "payloadType", "signatures"]);
+    let payload_type = str_field(envelope, "payloadType");
+    assert_eq!(payload_type, expected_type);
+    let payload = STANDARD.decode(str_field(envelope, "payload")).expect("payload is standard base64");
+    let message = pae_by_hand(payload_type, &payload);
+    let signatures = envelope["signatures"].as_array().expect("signatures is an array");
+    assert!(!signatures.is_empty(), "unsigned envelope");
+    let mut signers = Vec::new();
+    for signature in signatures {
+        let keyid = str_field(signature, "keyid");
+        let (label, entry) = keys
+            .iter()
+            .find(|(_, entry)| entry.keyid == keyid)
+            .unwrap_or_else(|| panic!("keyid {keyid} is not in keys.json"));
+        let public: [u8; 32] = hex::decode(&entry.public).expect("hex").try_into().expect("32 bytes");
+        let key = VerifyingKey::from_bytes(&public).expect("a curve point");
+        let sig = STANDARD.decode(str_field(signature, "sig")).expect("sig is standard base64");
+        let sig = Signature::from_slice(&sig).expect("64-byte signature");
+        key.verify_strict(&message, &sig).unwrap_or_else(|e| panic!("signature by {label} fails: {e}"));
+        signers.push(label.clone());
+    }
+    (payload, signers)
+}
+
+#[test]
+fn keys_are_derived_as_documented() {
+    let keys = keys();
+    let labels: Vec<&str> = keys.keys().map(String::as_str).collect();
+    let mut expected = LABELS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(labels, expected);
+    // Listed in the documented order, too.
+    let text = std::str::from_utf8(file("keys.json")).expect("UTF-8");
+    let positions: Vec<usize> =
+        LABELS.iter().map(|label| text.find(&format!("\"{label}\"")).expect("label present")).collect();
+    assert!(positions.is_sorted(), "keys.json lists the keys in the order {LABELS:?}");
+    for (label, entry) in &keys {
+        // seed = SHA-256("kairan-fixture:" + label)
+        assert_eq!(entry.seed, sha256_hex(format!("kairan-fixture:{label}").as_bytes()), "{label} seed");
+        let seed: [u8; 32] = hex::decode(&entry.seed).expect("hex").try_into().expect("32 bytes");
+        let public = SigningKey::from_bytes(&seed).verifying_key();
+        assert_eq!(entry.public, hex::encode(public.as_bytes()), "{label} public key");
+        assert!(!public.is_weak(), "{label} is weak");
+        assert_eq!(entry.keyid, sha256_hex(public.as_bytes()), "{label} keyid = sha256(public key)");
+        for hex_text in [&entry.seed, &entry.public, &entry.keyid] {
+            assert!(hex_text.len() == 64 && hex_text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        }
+    }
+}
+
+#[test]
+fn trust_file_lists_the_root_keys() {
+    let keys = keys();
+    let trust = json("trust.json");
+    assert_eq!(trust["threshold"], 2);
+    let roots = trust["roots"].as_array().expect("roots");
+    assert_eq!(roots.len(), 3);
+    for (index, root) in roots.iter().enumerate() {
+        let id = format!("root-{}", index + 1);
+        assert_eq!(str_field(root, "id"), id);
+        assert_eq!(str_field(root, "key"), keys[&id].public);
+    }
+}
+
+#[test]
+fn advisory_envelope_verifies_by_hand() {
+    let keys = keys();
+    let envelope = json("advisory.envelope.json");
+    let (payload, signers) = check_envelope(&envelope, ADVISORY_TYPE, &keys);
+    assert_eq!(signers, ["origin-mhlw"]);
+    assert_eq!(payload, file("advisory.payload.json"), "the envelope carries the payload file's bytes");
+    assert_eq!(pae_by_hand(ADVISORY_TYPE, &payload), file("advisory.pae.txt"));
+    let pae_text = std::str::from_utf8(file("advisory.pae.txt")).expect("UTF-8");
+    assert!(pae_text.starts_with(&format!("DSSEv1 36 {ADVISORY_TYPE} {} {{", payload.len())), "{pae_text}");
+    assert_eq!(
+        std::str::from_utf8(file("digest.txt")).expect("UTF-8"),
+        format!("sha256:{}\n", sha256_hex(&payload))
+    );
+    let advisory: Value = serde_json::from_slice(&payload).expect("the payload is JSON");
+    assert_eq!(advisory["origin"], "mhlw");
+    assert_eq!(advisory["seq"], 1);
+    assert!(advisory.get("prev").is_none());
+    assert_eq!(advisory["lang"], "ja");
+    assert_eq!(advisory["title"]["ja"], "テスト注意喚起");
+    // The payload is compact UTF-8 JSON: Japanese is not \u-escaped.
+    assert!(std::str::from_utf8(&payload).expect("UTF-8").contains("テスト注意喚起"));
+}
+
+#[test]
+fn certificates_verify_by_hand_up_to_the_roots() {
+    let keys = keys();
+    let trust = json("trust.json");
+    let threshold = usize::try_from(trust["threshold"].as_u64().expect("threshold")).expect("small");
+    let certs = json("certs.json");
+    let certs = certs.as_array().expect("certs.json is an array");
+    let mut subjects = Vec::new();
+    for cert in certs {
+        let (payload, signers) = check_envelope(cert, CERT_TYPE, &keys);
+        let body: Value = serde_json::from_slice(&payload).expect("certificate payload is JSON");
+        let (issuer, subject) = (str_field(&body, "issuer"), str_field(&body, "subject"));
+        if issuer == "root" {
+            let mut distinct = signers.clone();
+            distinct.dedup();
+            assert!(distinct.iter().all(|s| s.starts_with("root-")), "{subject}: {signers:?}");
+            assert!(distinct.len() >= threshold, "{subject}: {signers:?}");
+        } else {
+            assert_eq!(signers, [format!("relay-{issuer}")], "{subject} is signed by its issuer");
+            assert!(subjects.contains(&issuer.to_owned()), "{issuer} is certified before {subject}");
+        }
+        let label = if body["roles"] == serde_json::json!(["origin"]) {
+            format!("origin-{subject}")
+        } else {
+            format!("relay-{subject}")
+        };
+        assert_eq!(str_field(&body, "key"), keys[&label].public, "{subject} certifies {label}");
+        subjects.push(subject.to_owned());
+    }
+    assert_eq!(subjects, ["mhlw", "jp", "jp-13", "jp-13-chuo"]);
+}
+
+#[test]
+fn two_hop_delivery_verifies_by_hand() {
+    let keys = keys();
+    let bytes = file("delivery-2hops.json");
+    let delivery: Value = serde_json::from_slice(bytes).expect("delivery JSON");
+    // The origin's envelope travels untouched: its exact bytes are inside the delivery.
+    assert_eq!(delivery["advisory"], json("advisory.envelope.json"));
+    let envelope_bytes = file("advisory.envelope.json");
+    assert!(bytes.windows(envelope_bytes.len()).any(|w| w == envelope_bytes));
+    let (payload, _) = check_envelope(&delivery["advisory"], ADVISORY_TYPE, &keys);
+    let digest = format!("sha256:{}", sha256_hex(&payload));
+    let all_certs = json("certs.json");
+    for cert in delivery["certs"].as_array().expect("certs") {
+        assert!(all_certs.as_array().expect("array").contains(cert), "every carried cert is in certs.json");
+    }
+    let hops = delivery["hops"].as_array().expect("hops");
+    assert_eq!(hops.len(), 2);
+    let (mut prev, mut upstream, mut after) = (digest.clone(), "mhlw".to_owned(), String::new());
+    for (hop_envelope, relay) in hops.iter().zip(["jp", "jp-13"]) {
+        let (hop_payload, signers) = check_envelope(hop_envelope, HOP_TYPE, &keys);
+        assert_eq!(signers, [format!("relay-{relay}")]);
+        let hop: Value = serde_json::from_slice(&hop_payload).expect("hop payload is JSON");
+        assert_eq!(hop["advisory"], digest.as_str());
+        assert_eq!(hop["relay"], relay);
+        assert_eq!(hop["keyid"], keys[&format!("relay-{relay}")].keyid.as_str());
+        assert_eq!(hop["upstream"], upstream.as_str());
+        assert_eq!(hop["prev"], prev.as_str());
+        // RFC 3339 UTC with milliseconds compares correctly as text.
+        let (received, forwarded) = (str_field(&hop, "received_at"), str_field(&hop, "forwarded_at"));
+        assert!(after.as_str() <= received && received <= forwarded, "{after} <= {received} <= {forwarded}");
+        prev = format!("sha256:{}", sha256_hex(&hop_payload));
+        upstream = relay.to_owned();
+        after = forwarded.to_owned();
+    }
+}
+
+#[test]
+fn vector_files_verify_with_this_crate() {
+    // Anchors loaded from trust.json, delivery verified by the crate's one entry point.
+    let file_form: TrustAnchorsFile = serde_json::from_slice(file("trust.json")).expect("anchors file");
+    let anchors = TrustAnchors::new(file_form).expect("valid anchors");
+    let revocations = Default::default();
+    let now = FIXTURE_NOW.plus_secs(60);
+    let verified = kairan_protocol::verify_delivery(
+        file("delivery-2hops.json"),
+        VerifyContext { anchors: &anchors, revocations: &revocations, now },
+    )
+    .expect("the 2-hop vector verifies");
+    assert_eq!(format!("{}\n", verified.digest()).as_bytes(), file("digest.txt"));
+    assert_eq!(verified.hops().count(), 2);
+    // The value docs/protocol.md §14 states for this vector.
+    assert_eq!(
+        verified.facts().chain_tip.to_string(),
+        "sha256:3ce1227e0f7be27a08eb96b2b75679a8929bdfdf542c91670adb3a8f636c8043"
+    );
+    let envelope = Envelope::from_json(file("advisory.envelope.json")).expect("envelope");
+    let origin = PublicKey::from_hex(&keys()["origin-mhlw"].public).expect("origin key");
+    envelope.verify_by(ADVISORY_TYPE, "advisory", &origin).expect("verifies by the origin key");
+    assert_eq!(pae(ADVISORY_TYPE, &envelope.payload), file("advisory.pae.txt"));
+}
