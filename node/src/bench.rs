@@ -164,7 +164,8 @@ pub struct BenchArgs {
 pub fn cli(args: &BenchArgs) -> Result<(), CliError> {
     crate::logging::init(None, Some(if args.verbose { "info" } else { "warn" }));
     let options = BenchOptions {
-        clinics: parse_clinic_counts(&args.clinics).map_err(|e| CliError::Usage(format!("--clinics: {e}")))?,
+        clinics: parse_clinic_counts(&args.clinics)
+            .map_err(|e| CliError::Usage(format!("--clinics: {e}")))?,
         advisories: args.advisories.max(1),
         latency_samples: args.samples.max(1),
         mosquitto: !args.no_mosquitto,
@@ -174,8 +175,11 @@ pub fn cli(args: &BenchArgs) -> Result<(), CliError> {
     let report = run_blocking(options)?;
     print!("{report}");
     if let Some(path) = &args.out {
-        let mut file =
-            std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| CliError::io(path, e))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| CliError::io(path, e))?;
         file.write_all(report.as_bytes()).map_err(|e| CliError::io(path, e))?;
     }
     Ok(())
@@ -183,7 +187,10 @@ pub fn cli(args: &BenchArgs) -> Result<(), CliError> {
 
 /// Runs the bench on a new multi-thread runtime (the clap-free entry point).
 pub fn run_blocking(options: BenchOptions) -> Result<String, CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| CliError::Failed(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     runtime.block_on(run(options))
 }
 
@@ -207,7 +214,9 @@ pub async fn run(options: BenchOptions) -> Result<String, CliError> {
     let mosquitto = if options.mosquitto {
         let found = find_mosquitto();
         if found.is_none() {
-            eprintln!("kairan bench: mosquitto is not installed (not on PATH nor in /usr/sbin): the Mosquitto column is skipped");
+            eprintln!(
+                "kairan bench: mosquitto is not installed (not on PATH nor in /usr/sbin): the Mosquitto column is skipped"
+            );
         }
         found
     } else {
@@ -221,11 +230,19 @@ pub async fn run(options: BenchOptions) -> Result<String, CliError> {
         let total = per_district * districts;
         let batch = options.advisories.min((options.max_deliveries / total).max(MIN_BATCH)).max(1);
         let shape = Shape { clinics: total, districts, per_district, batch };
-        progress(&options, started, &format!("N = {total}: kairan, {districts} district(s) × {per_district} clinics"));
+        progress(
+            &options,
+            started,
+            &format!("N = {total}: kairan, {districts} district(s) × {per_district} clinics"),
+        );
         let (kairan, payload) = bench_kairan(&shape, &options, started).await?;
         let reference = match &mosquitto {
             Some(binary) => {
-                progress(&options, started, &format!("N = {total}: Mosquitto bridge chain ({} processes)", 2 + districts));
+                progress(
+                    &options,
+                    started,
+                    &format!("N = {total}: Mosquitto bridge chain ({} processes)", 2 + districts),
+                );
                 Some(bench_mosquitto(binary, &shape, &payload, &options, started).await?)
             }
             None => None,
@@ -378,7 +395,11 @@ fn wait_all_blocking(receivers: &Receivers, items: &[Item], timeout: Duration) -
 }
 
 /// Starts the detector on a blocking thread (it starts looking at once).
-fn spawn_wait_all(receivers: Receivers, items: Vec<Item>, timeout: Duration) -> JoinHandle<Result<Instant, CliError>> {
+fn spawn_wait_all(
+    receivers: Receivers,
+    items: Vec<Item>,
+    timeout: Duration,
+) -> JoinHandle<Result<Instant, CliError>> {
     tokio::task::spawn_blocking(move || wait_all_blocking(&receivers, &items, timeout))
 }
 
@@ -397,7 +418,11 @@ struct Publisher {
 }
 
 impl Publisher {
-    async fn connect(addr: &BrokerAddr, credentials: Option<&Credentials>, client_id: &str) -> Result<Self, CliError> {
+    async fn connect(
+        addr: &BrokerAddr,
+        credentials: Option<&Credentials>,
+        client_id: &str,
+    ) -> Result<Self, CliError> {
         let options = mqtt::client_options(client_id, addr, credentials, true, false);
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
         let connected = Arc::new(AtomicBool::new(false));
@@ -424,8 +449,12 @@ impl Publisher {
         while !connected.load(Ordering::SeqCst) {
             if Instant::now() > deadline {
                 task.abort();
-                let reason = last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_else(|| "no answer".into());
-                return Err(CliError::Failed(format!("bench publisher cannot connect to {}: {reason}", addr.url())));
+                let reason =
+                    last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_else(|| "no answer".into());
+                return Err(CliError::Failed(format!(
+                    "bench publisher cannot connect to {}: {reason}",
+                    addr.url()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -433,7 +462,10 @@ impl Publisher {
     }
 
     async fn publish(&self, topic: &str, bytes: Vec<u8>) -> Result<(), CliError> {
-        self.client.publish(topic, QoS::AtLeastOnce, false, bytes).await.map_err(|e| CliError::Failed(format!("bench publish: {e}")))
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, bytes)
+            .await
+            .map_err(|e| CliError::Failed(format!("bench publish: {e}")))
     }
 
     async fn close(self) {
@@ -512,9 +544,16 @@ async fn measure(
 
 /// Measures kairan at one N; also returns the delivery bytes an origin publishes, for the
 /// Mosquitto side.
-async fn bench_kairan(shape: &Shape, options: &BenchOptions, started: Instant) -> Result<(Measured, Vec<u8>), CliError> {
+async fn bench_kairan(
+    shape: &Shape,
+    options: &BenchOptions,
+    started: Instant,
+) -> Result<(Measured, Vec<u8>), CliError> {
     let setup_started = Instant::now();
-    let temp = tempfile::Builder::new().prefix("kairan-bench-").tempdir().map_err(|e| CliError::Failed(e.to_string()))?;
+    let temp = tempfile::Builder::new()
+        .prefix("kairan-bench-")
+        .tempdir()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let mut tree = HierarchyBuilder::new(temp.path())
         .prefectures(1)
         .districts_per_prefecture(shape.districts)
@@ -527,7 +566,12 @@ async fn bench_kairan(shape: &Shape, options: &BenchOptions, started: Instant) -
     progress(
         options,
         started,
-        &format!("  kairan: {} relays and {} clinics connected in {:.1}s", tree.relays.len(), tree.clinics.len(), setup.as_secs_f64()),
+        &format!(
+            "  kairan: {} relays and {} clinics connected in {:.1}s",
+            tree.relays.len(),
+            tree.clinics.len(),
+            setup.as_secs_f64()
+        ),
     );
 
     let stores = |handles: Vec<Option<&SledStore>>| -> Result<Receivers, CliError> {
@@ -539,16 +583,23 @@ async fn bench_kairan(shape: &Shape, options: &BenchOptions, started: Instant) -
     };
     let clinics = stores(tree.clinics.iter().map(|c| c.handle.as_ref().map(|h| h.store())).collect())?;
     let districts = stores(
-        tree.relays.iter().filter(|r| r.level == Level::District).map(|r| r.handle.as_ref().map(|h| h.store())).collect(),
+        tree.relays
+            .iter()
+            .filter(|r| r.level == Level::District)
+            .map(|r| r.handle.as_ref().map(|h| h.store()))
+            .collect(),
     )?;
 
     // The payload: the first sample advisory, re-dated to now, a distinct id per message.
     let (name, text) = SAMPLES[0];
-    let mut draft = AdvisoryDraft::parse(text).map_err(|e| CliError::Failed(format!("sample {name}: {e}")))?;
+    let mut draft =
+        AdvisoryDraft::parse(text).map_err(|e| CliError::Failed(format!("sample {name}: {e}")))?;
     draft.issued_at = None;
     draft.expires_at = None;
     draft.valid_days = Some(30);
-    let base = draft.into_advisory(crate::clock::now(), None).map_err(|e| CliError::Failed(format!("sample {name}: {e}")))?;
+    let base = draft
+        .into_advisory(crate::clock::now(), None)
+        .map_err(|e| CliError::Failed(format!("sample {name}: {e}")))?;
     let mut next = |number: usize| -> (Vec<u8>, Item) {
         let mut advisory = base.clone();
         advisory.id = format!("{}-BENCH-{number:06}", base.id);
@@ -564,7 +615,8 @@ async fn bench_kairan(shape: &Shape, options: &BenchOptions, started: Instant) -
             })
             .collect()
     };
-    let workload = Workload { warmup: take(2), samples: take(options.latency_samples), batch: take(shape.batch) };
+    let workload =
+        Workload { warmup: take(2), samples: take(options.latency_samples), batch: take(shape.batch) };
     let payload = workload.warmup.first().map(|(bytes, _)| bytes.clone()).unwrap_or_default();
     let first_digest = match workload.warmup.first() {
         Some((_, Item::Advisory(digest))) => Some(*digest),
@@ -587,7 +639,9 @@ async fn bench_kairan(shape: &Shape, options: &BenchOptions, started: Instant) -
     publisher.close().await;
     // What a clinic holds: the delivery with one hop attestation per relay.
     let received_bytes = match (first_digest, tree.clinics.first().and_then(|c| c.handle.as_ref())) {
-        (Some(digest), Some(handle)) => handle.store().get(&digest).ok().flatten().map_or(0, |r| r.delivery.len()),
+        (Some(digest), Some(handle)) => {
+            handle.store().get(&digest).ok().flatten().map_or(0, |r| r.delivery.len())
+        }
         _ => 0,
     };
     progress(options, started, "  kairan: shutting the tree down");
@@ -621,7 +675,8 @@ fn find_mosquitto() -> Option<PathBuf> {
 }
 
 fn free_port() -> Result<u16, CliError> {
-    let probe = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| CliError::Failed(format!("free port: {e}")))?;
+    let probe = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .map_err(|e| CliError::Failed(format!("free port: {e}")))?;
     probe.local_addr().map(|a| a.port()).map_err(|e| CliError::Failed(format!("free port: {e}")))
 }
 
@@ -670,11 +725,18 @@ fn mosquitto_config(port: u16, parent: Option<(&str, u16)>, log: &Path) -> Strin
 
 impl MosquittoChain {
     /// Starts one broker and waits until it accepts connections.
-    fn start(&mut self, binary: &Path, dir: &Path, name: &str, parent: Option<(&str, u16)>) -> Result<u16, CliError> {
+    fn start(
+        &mut self,
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        parent: Option<(&str, u16)>,
+    ) -> Result<u16, CliError> {
         let port = free_port()?;
         let config_path = dir.join(format!("{name}.conf"));
         let log_path = dir.join(format!("{name}.log"));
-        std::fs::write(&config_path, mosquitto_config(port, parent, &log_path)).map_err(|e| CliError::io(&config_path, e))?;
+        std::fs::write(&config_path, mosquitto_config(port, parent, &log_path))
+            .map_err(|e| CliError::io(&config_path, e))?;
         let child = Command::new(binary)
             .arg("-c")
             .arg(&config_path)
@@ -690,7 +752,10 @@ impl MosquittoChain {
             let exited = self.children.last_mut().and_then(|(_, child)| child.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() > deadline {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                return Err(CliError::Failed(format!("mosquitto {name} did not start listening on {addr}: {}", log.trim())));
+                return Err(CliError::Failed(format!(
+                    "mosquitto {name} did not start listening on {addr}: {}",
+                    log.trim()
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -721,12 +786,18 @@ fn stamped(payload: &[u8], id: u64) -> Vec<u8> {
     bytes
 }
 
-fn start_subscriber(addr: &BrokerAddr, client_id: &str, duplicates: Arc<AtomicU64>) -> Result<Subscriber, CliError> {
+fn start_subscriber(
+    addr: &BrokerAddr,
+    client_id: &str,
+    duplicates: Arc<AtomicU64>,
+) -> Result<Subscriber, CliError> {
     // The clinics' client options: persistent session, QoS 1, large packets; acks automatic
     // (there is nothing to store first).
     let options = mqtt::client_options(client_id, addr, None, false, false);
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
-    client.try_subscribe("bench/#", QoS::AtLeastOnce).map_err(|e| CliError::Failed(format!("subscribe: {e}")))?;
+    client
+        .try_subscribe("bench/#", QoS::AtLeastOnce)
+        .map_err(|e| CliError::Failed(format!("subscribe: {e}")))?;
     let received = Arc::new(Mutex::new(HashSet::new()));
     let subscribed = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn({
@@ -760,10 +831,14 @@ async fn bench_mosquitto(
     started: Instant,
 ) -> Result<Measured, CliError> {
     let setup_started = Instant::now();
-    let temp = tempfile::Builder::new().prefix("kairan-bench-mosquitto-").tempdir().map_err(|e| CliError::Failed(e.to_string()))?;
+    let temp = tempfile::Builder::new()
+        .prefix("kairan-bench-mosquitto-")
+        .tempdir()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let mut chain = MosquittoChain::default();
     let national = chain.start(binary, temp.path(), "national", None)?;
-    let prefecture = chain.start(binary, temp.path(), "prefecture", Some(("prefecture-to-national", national)))?;
+    let prefecture =
+        chain.start(binary, temp.path(), "prefecture", Some(("prefecture-to-national", national)))?;
     let mut district_ports = Vec::new();
     for district in 0..shape.districts {
         let name = format!("district-{}", district + 1);
@@ -775,11 +850,16 @@ async fn bench_mosquitto(
     for (district, port) in district_ports.iter().enumerate() {
         let addr = BrokerAddr { host: "127.0.0.1".into(), port: *port };
         for clinic in 0..shape.per_district {
-            subscribers.push(start_subscriber(&addr, &format!("bench-d{}-c{}", district + 1, clinic + 1), duplicates.clone())?);
+            subscribers.push(start_subscriber(
+                &addr,
+                &format!("bench-d{}-c{}", district + 1, clinic + 1),
+                duplicates.clone(),
+            )?);
         }
     }
     let result = async {
-        let deadline = Instant::now() + Duration::from_secs(30) + Duration::from_millis(50 * shape.clinics as u64);
+        let deadline =
+            Instant::now() + Duration::from_secs(30) + Duration::from_millis(50 * shape.clinics as u64);
         while !subscribers.iter().all(|s| s.subscribed.load(Ordering::SeqCst)) {
             if Instant::now() > deadline {
                 return Err(CliError::Failed("Mosquitto subscribers did not all subscribe in time".into()));
@@ -787,19 +867,41 @@ async fn bench_mosquitto(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let receivers = Receivers::Subscribers(subscribers.iter().map(|s| s.received.clone()).collect());
-        let publisher = Publisher::connect(&BrokerAddr { host: "127.0.0.1".into(), port: national }, None, "bench-publisher").await?;
+        let publisher = Publisher::connect(
+            &BrokerAddr { host: "127.0.0.1".into(), port: national },
+            None,
+            "bench-publisher",
+        )
+        .await?;
         // The bridges connect on their own schedule: probe until a message crosses all of them.
         let mut probe = PROBE_ID_BASE;
         loop {
             publisher.publish(BENCH_TOPIC, stamped(payload, probe)).await?;
-            match joined(spawn_wait_all(receivers.clone(), vec![Item::Message(probe)], Duration::from_millis(500))).await {
+            match joined(spawn_wait_all(
+                receivers.clone(),
+                vec![Item::Message(probe)],
+                Duration::from_millis(500),
+            ))
+            .await
+            {
                 Ok(_) => break,
                 Err(_) if Instant::now() < deadline => probe += 1,
-                Err(error) => return Err(CliError::Failed(format!("the Mosquitto bridges did not connect: {error}"))),
+                Err(error) => {
+                    return Err(CliError::Failed(format!("the Mosquitto bridges did not connect: {error}")));
+                }
             }
         }
         let setup = setup_started.elapsed();
-        progress(options, started, &format!("  mosquitto: {} brokers bridged, {} subscribers in {:.1}s", chain.children.len(), subscribers.len(), setup.as_secs_f64()));
+        progress(
+            options,
+            started,
+            &format!(
+                "  mosquitto: {} brokers bridged, {} subscribers in {:.1}s",
+                chain.children.len(),
+                subscribers.len(),
+                setup.as_secs_f64()
+            ),
+        );
         let mut id = 0u64;
         let mut take = |count: usize| -> Vec<(Vec<u8>, Item)> {
             (0..count)
@@ -814,7 +916,8 @@ async fn bench_mosquitto(
             samples: take(options.latency_samples),
             batch: take(shape.batch),
         };
-        let measured = measure("mosquitto", &publisher, BENCH_TOPIC, &receivers, None, workload, options, started).await;
+        let measured =
+            measure("mosquitto", &publisher, BENCH_TOPIC, &receivers, None, workload, options, started).await;
         publisher.close().await;
         let (latencies, batch, batch_elapsed, _) = measured?;
         Ok(Measured {
@@ -834,7 +937,11 @@ async fn bench_mosquitto(
     }
     let repeated = duplicates.load(Ordering::Relaxed);
     if repeated > 0 {
-        progress(options, started, &format!("  mosquitto: {repeated} duplicate deliveries (QoS 1 redelivery)"));
+        progress(
+            options,
+            started,
+            &format!("  mosquitto: {repeated} duplicate deliveries (QoS 1 redelivery)"),
+        );
     }
     drop(chain);
     drop(temp);
@@ -898,7 +1005,13 @@ fn secs(duration: Option<Duration>) -> Option<f64> {
     duration.map(|d| d.as_secs_f64())
 }
 
-fn render(options: &BenchOptions, machine: &Machine, mosquitto: Option<&Path>, results: &[NResult], elapsed: Duration) -> String {
+fn render(
+    options: &BenchOptions,
+    machine: &Machine,
+    mosquitto: Option<&Path>,
+    results: &[NResult],
+    elapsed: Duration,
+) -> String {
     let mut out = String::new();
     let now = crate::clock::now().to_rfc3339();
     let _ = writeln!(out, "### kairan bench, {}\n", &now[..now.len().min(19)]);
@@ -920,7 +1033,11 @@ fn render(options: &BenchOptions, machine: &Machine, mosquitto: Option<&Path>, r
                 .ok()
                 .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_owned))
                 .unwrap_or_else(|| binary.display().to_string());
-            let _ = writeln!(out, "Reference: {version} ({}), one process per relay, bridged child → parent.\n", binary.display());
+            let _ = writeln!(
+                out,
+                "Reference: {version} ({}), one process per relay, bridged child → parent.\n",
+                binary.display()
+            );
         }
         None if options.mosquitto => {
             let _ = writeln!(out, "Reference: mosquitto is not installed; the Mosquitto column is empty.\n");
@@ -929,7 +1046,10 @@ fn render(options: &BenchOptions, machine: &Machine, mosquitto: Option<&Path>, r
             let _ = writeln!(out, "Reference: not run (--no-mosquitto).\n");
         }
     }
-    let _ = writeln!(out, "| N clinics | districts × clinics | kairan p50 | kairan p99 | kairan adv/s | Mosquitto p50 | Mosquitto p99 | Mosquitto adv/s | p50 ratio | adv/s ratio |");
+    let _ = writeln!(
+        out,
+        "| N clinics | districts × clinics | kairan p50 | kairan p99 | kairan adv/s | Mosquitto p50 | Mosquitto p99 | Mosquitto adv/s | p50 ratio | adv/s ratio |"
+    );
     let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for result in results {
         let k = &result.kairan;
@@ -985,16 +1105,31 @@ fn render(options: &BenchOptions, machine: &Machine, mosquitto: Option<&Path>, r
         );
         let kr = Some(k.advisories_per_sec());
         let mr = m.map(Measured::advisories_per_sec);
-        let _ = writeln!(out, "| throughput, advisories/s (all N hold all K) | {} | {} | {} |", rate(kr), rate(mr), ratio(mr, kr));
+        let _ = writeln!(
+            out,
+            "| throughput, advisories/s (all N hold all K) | {} | {} | {} |",
+            rate(kr),
+            rate(mr),
+            ratio(mr, kr)
+        );
         let kd = kr.map(|r| r * shape.clinics as f64);
         let md = mr.map(|r| r * shape.clinics as f64);
-        let _ = writeln!(out, "| throughput, deliveries/s (K·N/s) | {} | {} | {} |", rate(kd), rate(md), ratio(md, kd));
+        let _ = writeln!(
+            out,
+            "| throughput, deliveries/s (K·N/s) | {} | {} | {} |",
+            rate(kd),
+            rate(md),
+            ratio(md, kd)
+        );
         let _ = writeln!(
             out,
             "| K (advisories back to back), time | {} in {:.2} s | {} | |",
             k.batch,
             k.batch_elapsed.as_secs_f64(),
-            m.map_or_else(|| "–".into(), |m| format!("{} in {:.2} s", m.batch, m.batch_elapsed.as_secs_f64()))
+            m.map_or_else(
+                || "–".into(),
+                |m| format!("{} in {:.2} s", m.batch, m.batch_elapsed.as_secs_f64())
+            )
         );
         let _ = writeln!(
             out,
@@ -1044,7 +1179,11 @@ mod tests {
     fn bridge_config_names_the_parent() {
         let text = mosquitto_config(1884, Some(("d1-to-p", 1883)), Path::new("/tmp/x.log"));
         assert!(text.contains("listener 1884 127.0.0.1"));
-        assert!(text.contains("connection d1-to-p\naddress 127.0.0.1:1883\ntopic bench/# in 1\ncleansession false"));
+        assert!(
+            text.contains(
+                "connection d1-to-p\naddress 127.0.0.1:1883\ntopic bench/# in 1\ncleansession false"
+            )
+        );
         assert!(!mosquitto_config(1883, None, Path::new("/tmp/x.log")).contains("connection"));
     }
 }

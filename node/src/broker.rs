@@ -33,7 +33,11 @@ fn resolve_port(listen: SocketAddr) -> std::io::Result<SocketAddr> {
 
 /// Starts rumqttd on `listen` accepting exactly the `members` (username → password).
 /// Returns once the broker accepts TCP connections.
-pub fn start(name: &str, listen: SocketAddr, members: HashMap<String, String>) -> Result<EmbeddedBroker, String> {
+pub fn start(
+    name: &str,
+    listen: SocketAddr,
+    members: HashMap<String, String>,
+) -> Result<EmbeddedBroker, String> {
     let addr = resolve_port(listen).map_err(|e| format!("broker.listen {listen}: {e}"))?;
     let connections = ConnectionSettings {
         connection_timeout_ms: 10_000,

@@ -22,11 +22,12 @@ use kairan_protocol::{Delivery, Digest, RevocationSet, Timestamp, Verified, Veri
 
 use crate::config::ClinicConfig;
 use crate::core::{Accepted, Core, CoreConfig, Counters, Upstream};
-use crate::intake::{CatchUp, Sink, intake_loop, upstream_loop};
 use crate::error::CliError;
+use crate::intake::{CatchUp, Sink, TrustInput, intake_loop, upstream_loop};
 use crate::mqtt::{self, REQUEST_CHANNEL_CAPACITY};
 use crate::provenance::Provenance;
 use crate::store::{SledStore, Store};
+use crate::trust_state::{self, TrustState};
 
 /// A readable copy of an inbox entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +129,13 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
     };
     let mut filters = mqtt::delivery_filters(&config.district, &config.scope);
     filters.push(catch_up.response_topic());
+    let trust_topic = trust_state::trust_topic(&config.district);
+    filters.push(trust_topic.clone());
+    let (trust, warning) = TrustState::load(&store, config.anchors.clone(), crate::clock::now())
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    if let Some(warning) = warning {
+        tracing::warn!(clinic = %config.id, "{warning}");
+    }
     let subscribed = Arc::new(AtomicBool::new(false));
     let upstream = tokio::spawn(upstream_loop(
         client.clone(),
@@ -146,6 +154,7 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
         client,
         queue_rx,
         Some(catch_up),
+        TrustInput { state: trust, topics: vec![trust_topic] },
         sink,
         counters.clone(),
         shutdown.clone(),
@@ -183,8 +192,15 @@ fn copy_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join(format!("{}.json", digest.to_string().trim_start_matches("sha256:")))
 }
 
-fn write_copy(dir: &Path, digest: &Digest, inbox_seq: u64, received_at: Timestamp, delivery: &str) -> Result<(), CliError> {
-    let delivery = Delivery::from_json(delivery.as_bytes()).map_err(|e| CliError::Failed(format!("stored delivery: {e}")))?;
+fn write_copy(
+    dir: &Path,
+    digest: &Digest,
+    inbox_seq: u64,
+    received_at: Timestamp,
+    delivery: &str,
+) -> Result<(), CliError> {
+    let delivery = Delivery::from_json(delivery.as_bytes())
+        .map_err(|e| CliError::Failed(format!("stored delivery: {e}")))?;
     let entry = InboxEntry { digest: *digest, inbox_seq, received_at, delivery };
     let path = copy_path(dir, digest);
     let temporary = path.with_extension("json.tmp");
@@ -268,7 +284,10 @@ pub fn read_inbox(
                 let provenance = Provenance::of(&verified, anchors, entry.received_at);
                 entries.push((entry, provenance));
             }
-            Ok(verified) => refused.push((name, format!("digest mismatch: file says {}, content is {}", entry.digest, verified.digest()))),
+            Ok(verified) => refused.push((
+                name,
+                format!("digest mismatch: file says {}, content is {}", entry.digest, verified.digest()),
+            )),
             Err(error) => refused.push((name, format!("{}: {error}", error.code()))),
         }
     }

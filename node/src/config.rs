@@ -52,6 +52,10 @@ pub struct NodeSection {
     /// Seconds to finish in-flight work on shutdown (default 10).
     #[serde(default)]
     pub shutdown_grace_secs: Option<u64>,
+    /// Previous certificates to keep carrying after a key rotation (their keys issued the
+    /// children's certificates), e.g. `["certs/jp-13.2025.cert.json"]`.
+    #[serde(default)]
+    pub extra_certs: Vec<PathBuf>,
 }
 
 /// `[upstream]`: where input comes from.
@@ -187,6 +191,8 @@ pub struct NodeConfig {
     pub cert: Envelope,
     /// Its decoded payload.
     pub cert_info: Certificate,
+    /// Previous certificates carried after a key rotation.
+    pub extra_certs: Vec<Envelope>,
     /// Trust anchors.
     pub anchors: TrustAnchors,
     /// Input.
@@ -201,31 +207,53 @@ pub struct NodeConfig {
     pub log: LogSection,
 }
 
-fn password(name: &str, inline: &Option<String>, file: &Option<PathBuf>, base: &Path) -> Result<Option<String>, CliError> {
+fn password(
+    name: &str,
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+    base: &Path,
+) -> Result<Option<String>, CliError> {
     match (inline, file) {
         (Some(_), Some(_)) => Err(field(name, "give password or password_file, not both")),
         (Some(password), None) => Ok(Some(password.clone())),
         (None, Some(path)) => {
             let path = resolve(base, path);
-            let text = std::fs::read_to_string(&path).map_err(|e| field(&format!("{name}_file"), format!("{}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| field(&format!("{name}_file"), format!("{}: {e}", path.display())))?;
             Ok(Some(text.trim().to_owned()))
         }
         (None, None) => Ok(None),
     }
 }
 
-fn credentials(name: &str, default_user: &str, user: &Option<String>, password: Option<String>) -> Option<Credentials> {
+fn credentials(
+    name: &str,
+    default_user: &str,
+    user: &Option<String>,
+    password: Option<String>,
+) -> Option<Credentials> {
     let _ = name;
-    password.map(|password| Credentials { username: user.clone().unwrap_or_else(|| default_user.to_owned()), password })
+    password.map(|password| Credentials {
+        username: user.clone().unwrap_or_else(|| default_user.to_owned()),
+        password,
+    })
 }
 
 /// Loads a relay's identity: key (0600), certificate granting `relay` for `id`.
-fn load_identity(id: &str, key: &Path, cert: &Path, role: Role) -> Result<(SecretKey, Envelope, Certificate), CliError> {
+fn load_identity(
+    id: &str,
+    key: &Path,
+    cert: &Path,
+    role: Role,
+) -> Result<(SecretKey, Envelope, Certificate), CliError> {
     let secret = keyfile::load_secret(key).map_err(|e| field("node.key", e))?;
     let envelope = keyfile::load_envelope(cert).map_err(|e| field("node.cert", e))?;
     let info = Certificate::decode(&envelope.payload).map_err(|e| field("node.cert", e))?;
     if info.key != *secret.public() {
-        return Err(field("node.cert", format!("certifies key {} but node.key is {}", info.key.keyid().short(), secret.keyid().short())));
+        return Err(field(
+            "node.cert",
+            format!("certifies key {} but node.key is {}", info.key.keyid().short(), secret.keyid().short()),
+        ));
     }
     if info.subject != id {
         return Err(field("node.cert", format!("is for {:?} but node.id is {id:?}", info.subject)));
@@ -254,7 +282,12 @@ impl NodeConfig {
         let up = &file.upstream;
         let upstream = match (up.ingest, &up.url, &up.parent) {
             (true, None, None) => UpstreamConfig::Ingest,
-            (true, _, _) => return Err(field("upstream.ingest", "an ingest node has no upstream.url or upstream.parent")),
+            (true, _, _) => {
+                return Err(field(
+                    "upstream.ingest",
+                    "an ingest node has no upstream.url or upstream.parent",
+                ));
+            }
             (false, Some(url), Some(parent)) => {
                 let addr = BrokerAddr::parse(url).map_err(|e| field("upstream.url", e))?;
                 kairan_protocol::advisory::check_id("upstream.parent", parent).map_err(CliError::Config)?;
@@ -265,7 +298,12 @@ impl NodeConfig {
                     credentials: credentials("upstream", &node.id, &up.username, password),
                 }
             }
-            (false, None, _) => return Err(field("upstream.url", "missing: set upstream.url and upstream.parent, or upstream.ingest = true for the national node")),
+            (false, None, _) => {
+                return Err(field(
+                    "upstream.url",
+                    "missing: set upstream.url and upstream.parent, or upstream.ingest = true for the national node",
+                ));
+            }
             (false, Some(_), None) => return Err(field("upstream.parent", "missing: the parent node's id")),
         };
         let broker = broker_config(&file.broker, &node.id, base)?;
@@ -275,12 +313,20 @@ impl NodeConfig {
                 return Err(field("log.format", format!("{format:?}: expected \"human\" or \"json\"")));
             }
         }
+        let extra_certs = node
+            .extra_certs
+            .iter()
+            .map(|path| {
+                keyfile::load_envelope(&resolve(base, path)).map_err(|e| field("node.extra_certs", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(NodeConfig {
             id: node.id.clone(),
             data_dir: resolve(base, &node.data_dir),
             key,
             cert,
             cert_info,
+            extra_certs,
             anchors,
             upstream,
             broker,
@@ -302,11 +348,17 @@ fn sync_interval(upstream: &UpstreamSection) -> Result<Duration, CliError> {
 fn broker_config(section: &BrokerSection, id: &str, base: &Path) -> Result<BrokerConfig, CliError> {
     if let Some(url) = &section.external {
         if section.listen.is_some() || section.members.is_some() {
-            return Err(field("broker.external", "an external broker takes no broker.listen or broker.members"));
+            return Err(field(
+                "broker.external",
+                "an external broker takes no broker.listen or broker.members",
+            ));
         }
         let addr = BrokerAddr::parse(url).map_err(|e| field("broker.external", e))?;
         let password = password("broker.password", &section.password, &section.password_file, base)?;
-        return Ok(BrokerConfig::External { addr, credentials: credentials("broker", id, &section.username, password) });
+        return Ok(BrokerConfig::External {
+            addr,
+            credentials: credentials("broker", id, &section.username, password),
+        });
     }
     let listen_text = section.listen.clone().unwrap_or_else(|| "127.0.0.1:1883".into());
     let listen: SocketAddr =
@@ -320,12 +372,17 @@ fn broker_config(section: &BrokerSection, id: &str, base: &Path) -> Result<Broke
 
 /// Reads a members file.
 pub fn load_members(path: &Path) -> Result<HashMap<String, String>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| field("broker.members", format!("{}: {e}", path.display())))?;
-    let file: MembersFile = toml::from_str(&text).map_err(|e| field("broker.members", format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| field("broker.members", format!("{}: {e}", path.display())))?;
+    let file: MembersFile =
+        toml::from_str(&text).map_err(|e| field("broker.members", format!("{}: {e}", path.display())))?;
     let mut members = HashMap::new();
     for member in file.members {
         if member.password.len() < 8 {
-            return Err(field("broker.members", format!("member {}: password shorter than 8 characters", member.id)));
+            return Err(field(
+                "broker.members",
+                format!("member {}: password shorter than 8 characters", member.id),
+            ));
         }
         if members.insert(member.id.clone(), member.password).is_some() {
             return Err(field("broker.members", format!("member {} is listed twice", member.id)));
@@ -405,11 +462,16 @@ impl ClinicConfig {
         let clinic = &file.clinic;
         kairan_protocol::advisory::check_id("clinic.id", &clinic.id).map_err(CliError::Config)?;
         let scope = Scope::parse(&clinic.scope).map_err(|e| field("clinic.scope", e))?;
-        let anchors = keyfile::load_trust(&resolve(base, &clinic.trust)).map_err(|e| field("clinic.trust", e))?;
+        let anchors =
+            keyfile::load_trust(&resolve(base, &clinic.trust)).map_err(|e| field("clinic.trust", e))?;
         let up = &file.upstream;
-        let url = up.url.as_ref().ok_or_else(|| field("upstream.url", "missing: the district broker, mqtt://host:port"))?;
+        let url = up
+            .url
+            .as_ref()
+            .ok_or_else(|| field("upstream.url", "missing: the district broker, mqtt://host:port"))?;
         let addr = BrokerAddr::parse(url).map_err(|e| field("upstream.url", e))?;
-        let district = up.parent.clone().ok_or_else(|| field("upstream.parent", "missing: the district node's id"))?;
+        let district =
+            up.parent.clone().ok_or_else(|| field("upstream.parent", "missing: the district node's id"))?;
         let password = password("upstream.password", &up.password, &up.password_file, base)?;
         Ok(ClinicConfig {
             id: clinic.id.clone(),

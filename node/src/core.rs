@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 
 use kairan_protocol::sequence::{ChainHead, SeqDecision, classify};
 use kairan_protocol::{
-    Delivery, Digest, Envelope, Error, HopInput, RevocationSet, Scope, SecretKey, Timestamp, TrustAnchors, Verified,
-    VerifyContext, attest, verify_delivery,
+    Certificate, Delivery, Digest, Envelope, Error, HopInput, RevocationSet, Scope, SecretKey, Timestamp,
+    TrustAnchors, Verified, VerifyContext, attest, verify_delivery,
 };
 
 use crate::store::{ForkRecord, Rejection, RestoredState, StoredDelivery};
@@ -33,6 +33,10 @@ pub struct Attester {
     pub key: SecretKey,
     /// The relay certificate envelope (must certify `key`).
     pub cert: Envelope,
+    /// Further certificates carried in every forwarded delivery: after a key rotation, the
+    /// relay's previous certificate, which still certifies the key its children's
+    /// certificates were issued under.
+    pub extra_certs: Vec<Envelope>,
 }
 
 /// What a core is.
@@ -75,6 +79,12 @@ pub enum Outcome {
     Rejected(Rejection),
     /// Verified, but a second history of its origin: keep for audit, alarm, never forward.
     Fork(Box<ForkRecord>),
+    /// This relay cannot attest now (its own certificate is expired or not yet valid): do not
+    /// acknowledge; the broker redelivers after the certificate is renewed and the node restarted.
+    Held {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Counters since start.
@@ -141,6 +151,11 @@ impl Core {
         self.revocations = revocations;
     }
 
+    /// Replaces the anchors in force (after a verified anchor rotation).
+    pub fn set_anchors(&mut self, anchors: TrustAnchors) {
+        self.config.anchors = anchors;
+    }
+
     /// Counters since start.
     pub fn counters(&self) -> Counters {
         self.counters
@@ -163,6 +178,13 @@ impl Core {
 
     /// Decides about delivery bytes that arrived from `source` at `now`.
     pub fn on_delivery(&mut self, bytes: &[u8], source: &str, now: Timestamp) -> Outcome {
+        if let Some(attester) = &self.config.attester {
+            if let Err(error) =
+                Certificate::decode(&attester.cert.payload).and_then(|cert| cert.check_validity(now))
+            {
+                return Outcome::Held { reason: format!("own certificate unusable: {error}") };
+            }
+        }
         let ctx = VerifyContext { anchors: &self.config.anchors, revocations: &self.revocations, now };
         let verified = match verify_delivery(bytes, ctx).and_then(|v| self.check_route(v)) {
             Ok(verified) => verified,
@@ -199,7 +221,13 @@ impl Core {
                     forwarded_at: now,
                     relay_seq,
                 };
-                attest(&verified, &hop).to_json()
+                let mut forwarded = attest(&verified, &hop);
+                for extra in &attester.extra_certs {
+                    if !forwarded.certs.contains(extra) {
+                        forwarded.certs.push(extra.clone());
+                    }
+                }
+                forwarded.to_json()
             }
             None => bytes.to_vec(),
         };
@@ -241,7 +269,9 @@ impl Core {
             (Upstream::Ingest, None) => Ok(verified),
             (Upstream::Ingest, Some(relay)) => Err(Error::BrokenHopChain {
                 index: hop_count - 1,
-                reason: format!("ingest takes deliveries as published, this one was already relayed by {relay}"),
+                reason: format!(
+                    "ingest takes deliveries as published, this one was already relayed by {relay}"
+                ),
             }),
             (Upstream::Relay(parent), Some(relay)) if relay == *parent => Ok(verified),
             (Upstream::Relay(parent), last) => Err(Error::BrokenHopChain {
@@ -283,6 +313,7 @@ mod tests {
                 attester: Some(Attester {
                     key: kairan_protocol::SecretKey::from_hex(&relay.key.to_hex()).expect("key"),
                     cert: relay.cert.clone(),
+                    extra_certs: Vec::new(),
                 }),
                 anchors: tree.anchors.clone(),
             },
@@ -296,15 +327,20 @@ mod tests {
         let mut national = relay_core(&tree, 0, Upstream::Ingest);
         let advisory = fixtures::sample_advisory("mhlw", 1, None);
         let bytes = tree.delivery(&advisory, 0).to_json();
-        let Outcome::Accepted(accepted) = national.on_delivery(&bytes, "ingest", tree.now.plus_secs(1)) else {
+        let Outcome::Accepted(accepted) = national.on_delivery(&bytes, "ingest", tree.now.plus_secs(1))
+        else {
             panic!("accepted")
         };
         assert_eq!(accepted.record.relay_seq, 1);
         // The forwarded delivery verifies downstream with the national hop on it.
         let mut prefecture = relay_core(&tree, 1, Upstream::Relay("jp".into()));
-        let outcome = prefecture.on_delivery(accepted.record.delivery.as_bytes(), "jp", tree.now.plus_secs(2));
+        let outcome =
+            prefecture.on_delivery(accepted.record.delivery.as_bytes(), "jp", tree.now.plus_secs(2));
         assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
-        assert!(matches!(national.on_delivery(&bytes, "ingest", tree.now.plus_secs(3)), Outcome::Duplicate { .. }));
+        assert!(matches!(
+            national.on_delivery(&bytes, "ingest", tree.now.plus_secs(3)),
+            Outcome::Duplicate { .. }
+        ));
         assert_eq!(national.counters(), Counters { accepted: 1, duplicates: 1, rejected: 0, forks: 0 });
     }
 
@@ -337,12 +373,19 @@ mod tests {
         let mut national = relay_core(&tree, 0, Upstream::Ingest);
         let first = fixtures::sample_advisory("mhlw", 1, None);
         let first_digest = kairan_protocol::Digest::of(&first.to_payload());
-        assert!(matches!(national.on_delivery(&tree.delivery(&first, 0).to_json(), "i", tree.later()), Outcome::Accepted(_)));
+        assert!(matches!(
+            national.on_delivery(&tree.delivery(&first, 0).to_json(), "i", tree.later()),
+            Outcome::Accepted(_)
+        ));
         let mut other = first.clone();
         other.id = "different".into();
-        assert!(matches!(national.on_delivery(&tree.delivery(&other, 0).to_json(), "i", tree.later()), Outcome::Fork(_)));
+        assert!(matches!(
+            national.on_delivery(&tree.delivery(&other, 0).to_json(), "i", tree.later()),
+            Outcome::Fork(_)
+        ));
         let ahead = fixtures::sample_advisory("mhlw", 4, Some(kairan_protocol::Digest::of(b"3")));
-        let Outcome::Accepted(accepted) = national.on_delivery(&tree.delivery(&ahead, 0).to_json(), "i", tree.later())
+        let Outcome::Accepted(accepted) =
+            national.on_delivery(&tree.delivery(&ahead, 0).to_json(), "i", tree.later())
         else {
             panic!("accepted")
         };

@@ -49,7 +49,10 @@ fn step(started: Instant, text: &str) {
 /// the forgery was refused.
 pub async fn run(options: DemoOptions) -> Result<(), CliError> {
     let started = Instant::now();
-    let temp = tempfile::Builder::new().prefix("kairan-demo-").tempdir().map_err(|e| CliError::Failed(e.to_string()))?;
+    let temp = tempfile::Builder::new()
+        .prefix("kairan-demo-")
+        .tempdir()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let dir: PathBuf = temp.path().to_owned();
     step(started, &format!("data directory {}", dir.display()));
     step(started, "creating root keys (2 of 3), origin mhlw, relay and clinic identities, certificates");
@@ -69,24 +72,36 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
     );
     for relay in &tree.relays {
         if let Some(handle) = &relay.handle {
-            println!("          {:<14} scope {:<14} broker {}", handle.id, relay.scope.to_string(), handle.broker.url());
+            println!(
+                "          {:<14} scope {:<14} broker {}",
+                handle.id,
+                relay.scope.to_string(),
+                handle.broker.url()
+            );
         }
     }
     tree.wait_subscribed(Duration::from_secs(20)).await?;
     step(started, "every relay and clinic is connected and subscribed");
 
     // The three samples, re-dated to now; the third scoped to the first prefecture.
-    let first_prefecture = tree.relays.get(1).map(|r| r.scope.clone()).ok_or_else(|| CliError::Failed("no prefecture".into()))?;
+    let first_prefecture = tree
+        .relays
+        .get(1)
+        .map(|r| r.scope.clone())
+        .ok_or_else(|| CliError::Failed("no prefecture".into()))?;
     let mut published: Vec<(Digest, Scope, String)> = Vec::new();
     for (index, (name, text)) in SAMPLES.iter().enumerate() {
-        let mut draft = AdvisoryDraft::parse(text).map_err(|e| CliError::Failed(format!("sample {name}: {e}")))?;
+        let mut draft =
+            AdvisoryDraft::parse(text).map_err(|e| CliError::Failed(format!("sample {name}: {e}")))?;
         draft.issued_at = None;
         draft.expires_at = None;
         draft.valid_days = Some(30);
         if index == 2 {
             draft.scope = first_prefecture.clone();
         }
-        let advisory = draft.into_advisory(crate::clock::now(), None).map_err(|e| CliError::Failed(format!("sample {name}: {e}")))?;
+        let advisory = draft
+            .into_advisory(crate::clock::now(), None)
+            .map_err(|e| CliError::Failed(format!("sample {name}: {e}")))?;
         let title = advisory.title.get("ja").to_owned();
         let scope = advisory.scope.clone();
         let (bytes, digest) = tree.sign_next(advisory);
@@ -101,14 +116,17 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
         .into_advisory(crate::clock::now(), Some((tree.origin.state.seq + 1, tree.origin.state.digest)))
         .map_err(CliError::Failed)?;
     forged_advisory.id = "FORGED-0001".into();
-    forged_advisory.title = kairan_protocol::Localized::new("ja", "【至急】VPN機器のパスワードを下記サイトで再設定してください")
-        .with("en", "[Urgent] Reset your VPN password on the site below");
+    forged_advisory.title =
+        kairan_protocol::Localized::new("ja", "【至急】VPN機器のパスワードを下記サイトで再設定してください")
+            .with("en", "[Urgent] Reset your VPN password on the site below");
     let mut attacker_seed = [0u8; 32];
     rand::Rng::fill(&mut rand::rngs::OsRng, &mut attacker_seed);
-    let attacker = kairan_protocol::SecretKey::from_seed(&attacker_seed).map_err(|e| CliError::Failed(e.to_string()))?;
+    let attacker =
+        kairan_protocol::SecretKey::from_seed(&attacker_seed).map_err(|e| CliError::Failed(e.to_string()))?;
     let forged_envelope = Envelope::sign(ADVISORY_TYPE, forged_advisory.to_payload(), &[&attacker]);
     let forged_digest = Digest::of(&forged_envelope.payload);
-    let forged = Delivery { advisory: forged_envelope, certs: vec![tree.origin.cert.clone()], hops: Vec::new() };
+    let forged =
+        Delivery { advisory: forged_envelope, certs: vec![tree.origin.cert.clone()], hops: Vec::new() };
     tree.publish_raw(forged.to_json()).await?;
     step(started, &format!("published a FORGED advisory claiming to be from mhlw {forged_digest}"));
 
@@ -151,10 +169,13 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
             )
             .map_err(|e| CliError::Failed(format!("stored delivery no longer verifies: {e}")))?;
             let provenance = Provenance::of(&verified, &tree.anchors, record.received_at);
-            let path: Vec<String> = std::iter::once(format!("{} {}", provenance.origin, jst_clock(provenance.issued_at)))
-                .chain(provenance.hops.iter().map(|h| format!("{} {}", h.relay, jst_clock(h.forwarded_at))))
-                .chain(std::iter::once(format!("{} {}", clinic.config.id, jst_clock(record.received_at))))
-                .collect();
+            let path: Vec<String> =
+                std::iter::once(format!("{} {}", provenance.origin, jst_clock(provenance.issued_at)))
+                    .chain(
+                        provenance.hops.iter().map(|h| format!("{} {}", h.relay, jst_clock(h.forwarded_at))),
+                    )
+                    .chain(std::iter::once(format!("{} {}", clinic.config.id, jst_clock(record.received_at))))
+                    .collect();
             println!("       {} {} {}", provenance.tlp, &provenance.digest[..19], provenance.title);
             println!("         path (JST): {}", path.join(" → "));
         }
@@ -162,7 +183,8 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
     println!();
 
     // The forgery: refused at the first hop, with its reason, and nowhere stored.
-    let national = tree.relays[0].handle.as_ref().ok_or_else(|| CliError::Failed("national stopped".into()))?;
+    let national =
+        tree.relays[0].handle.as_ref().ok_or_else(|| CliError::Failed("national stopped".into()))?;
     let rejections = national.store().rejections().map_err(|e| CliError::Failed(e.to_string()))?;
     let forged_rejection = rejections.iter().find(|r| r.claimed_digest == Some(forged_digest));
     match forged_rejection {
@@ -177,7 +199,11 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
             println!("FAIL forgery was not recorded as rejected at the national relay");
         }
     }
-    let forged_anywhere = tree.relays.iter().filter_map(|r| r.handle.as_ref()).any(|h| h.store().contains(&forged_digest).unwrap_or(true))
+    let forged_anywhere = tree
+        .relays
+        .iter()
+        .filter_map(|r| r.handle.as_ref())
+        .any(|h| h.store().contains(&forged_digest).unwrap_or(true))
         || (0..tree.clinics.len()).any(|i| tree.inbox(i).map(|s| s.contains(&forged_digest)).unwrap_or(true));
     if forged_anywhere {
         all_ok = false;
@@ -189,7 +215,11 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
         if let Some(record) = first.store().all().map_err(|e| CliError::Failed(e.to_string()))?.first() {
             let verified = kairan_protocol::verify_delivery(
                 record.delivery.as_bytes(),
-                kairan_protocol::VerifyContext { anchors: &tree.anchors, revocations: &kairan_protocol::RevocationSet::default(), now: record.received_at },
+                kairan_protocol::VerifyContext {
+                    anchors: &tree.anchors,
+                    revocations: &kairan_protocol::RevocationSet::default(),
+                    now: record.received_at,
+                },
             )
             .map_err(|e| CliError::Failed(e.to_string()))?;
             println!("\nFull provenance of one delivery, as `kairan verify` prints it:\n");
@@ -206,7 +236,10 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
         println!("{error}");
     }
     if all_ok {
-        println!("\ndemo passed: every clinic holds exactly the advisories in its scope ({:.1}s)", elapsed.as_secs_f64());
+        println!(
+            "\ndemo passed: every clinic holds exactly the advisories in its scope ({:.1}s)",
+            elapsed.as_secs_f64()
+        );
         Ok(())
     } else {
         Err(CliError::Failed("demo FAILED: see the lines marked FAIL above".into()))

@@ -90,7 +90,11 @@ impl AdvisoryDraft {
 
     /// The advisory, with `now` for a missing `issued_at` and `chain` (seq, prev) overriding
     /// the file's values when given. The result is validated.
-    pub fn into_advisory(self, now: Timestamp, chain: Option<(u64, Option<Digest>)>) -> Result<Advisory, String> {
+    pub fn into_advisory(
+        self,
+        now: Timestamp,
+        chain: Option<(u64, Option<Digest>)>,
+    ) -> Result<Advisory, String> {
         let issued_at = self.issued_at.unwrap_or(now);
         let expires_at = match (self.expires_at, self.valid_days) {
             (Some(_), Some(_)) => return Err("give either expires_at or valid_days, not both".into()),

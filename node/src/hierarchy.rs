@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 use kairan_protocol::cert::ROOT_ISSUER;
 use kairan_protocol::trust::RootKey;
 use kairan_protocol::{
-    Advisory, Certificate, Delivery, Digest, Envelope, Role, Scope, SecretKey, Timestamp, TrustAnchors, TrustAnchorsFile,
+    Advisory, Certificate, Delivery, Digest, Envelope, Role, Scope, SecretKey, Timestamp, TrustAnchors,
+    TrustAnchorsFile,
 };
 
 use crate::clinic::{self, ClinicHandle};
@@ -62,9 +63,9 @@ fn district_name(prefecture_code: &str, index: usize) -> String {
 }
 /// Prefecture codes used in order (Tokyo, Osaka, then the rest).
 const PREFECTURE_CODES: [&str; 47] = [
-    "13", "27", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "14", "15", "16", "17", "18",
-    "19", "20", "21", "22", "23", "24", "25", "26", "28", "29", "30", "31", "32", "33", "34", "35", "36", "37", "38",
-    "39", "40", "41", "42", "43", "44", "45", "46", "47",
+    "13", "27", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "14", "15", "16",
+    "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "28", "29", "30", "31", "32", "33", "34",
+    "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46", "47",
 ];
 
 /// An external broker shared by every relay of one level.
@@ -128,6 +129,8 @@ pub struct RelayParts {
     key_hex: String,
     /// Certificate.
     pub cert: Envelope,
+    /// Previous certificates carried after a key rotation.
+    pub extra_certs: Vec<Envelope>,
     /// Upstream.
     pub upstream: UpstreamConfig,
     /// Broker.
@@ -180,7 +183,14 @@ fn loopback() -> SocketAddr {
 impl HierarchyBuilder {
     /// A tree rooted in `dir`: by default 2 prefectures × 2 districts × 3 clinics.
     pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_owned(), prefectures: 2, districts: 2, clinics: 3, external: HashMap::new(), cert_days: 365 }
+        Self {
+            dir: dir.to_owned(),
+            prefectures: 2,
+            districts: 2,
+            clinics: 3,
+            external: HashMap::new(),
+            cert_days: 365,
+        }
     }
 
     /// Number of prefectural relays (1..=47).
@@ -216,12 +226,22 @@ impl HierarchyBuilder {
         let roots = (0..3).map(|_| new_key()).collect::<Result<Vec<_>, _>>()?;
         let anchors = TrustAnchors::new(TrustAnchorsFile {
             threshold: 2,
-            roots: roots.iter().enumerate().map(|(i, k)| RootKey { id: format!("root-{}", i + 1), key: k.public().clone() }).collect(),
+            roots: roots
+                .iter()
+                .enumerate()
+                .map(|(i, k)| RootKey { id: format!("root-{}", i + 1), key: k.public().clone() })
+                .collect(),
         })
         .map_err(|e| CliError::Failed(e.to_string()))?;
         std::fs::write(self.dir.join("trust.toml"), crate::keyfile::render_trust(&anchors))
             .map_err(|e| CliError::io(&self.dir, e))?;
-        let certify = |serial: String, issuer: &str, subject: &str, key: &SecretKey, role: Role, scope: &Scope, signers: &[&SecretKey]| {
+        let certify = |serial: String,
+                       issuer: &str,
+                       subject: &str,
+                       key: &SecretKey,
+                       role: Role,
+                       scope: &Scope,
+                       signers: &[&SecretKey]| {
             Certificate {
                 serial,
                 issuer: issuer.to_owned(),
@@ -236,7 +256,15 @@ impl HierarchyBuilder {
         };
         let jp = Scope::parse("jp").map_err(failed("scope"))?;
         let origin_key = new_key()?;
-        let origin_cert = certify("root-origin-mhlw".into(), ROOT_ISSUER, "mhlw", &origin_key, Role::Origin, &jp, &[&roots[0], &roots[1]]);
+        let origin_cert = certify(
+            "root-origin-mhlw".into(),
+            ROOT_ISSUER,
+            "mhlw",
+            &origin_key,
+            Role::Origin,
+            &jp,
+            &[&roots[0], &roots[1]],
+        );
         let origin_password = random_password();
 
         // Plan the tree: (id, level, scope, parent index, key, cert).
@@ -250,8 +278,23 @@ impl HierarchyBuilder {
         }
         let mut planned: Vec<Planned> = Vec::new();
         let national_key = new_key()?;
-        let national_cert = certify("root-relay-jp".into(), ROOT_ISSUER, "jp", &national_key, Role::Relay, &jp, &[&roots[0], &roots[2]]);
-        planned.push(Planned { id: "jp".into(), level: Level::National, scope: jp.clone(), parent: None, key: national_key, cert: national_cert });
+        let national_cert = certify(
+            "root-relay-jp".into(),
+            ROOT_ISSUER,
+            "jp",
+            &national_key,
+            Role::Relay,
+            &jp,
+            &[&roots[0], &roots[2]],
+        );
+        planned.push(Planned {
+            id: "jp".into(),
+            level: Level::National,
+            scope: jp.clone(),
+            parent: None,
+            key: national_key,
+            cert: national_cert,
+        });
         for code in PREFECTURE_CODES.iter().take(self.prefectures) {
             let id = format!("jp-{code}");
             let scope = jp.child(code).map_err(failed("scope"))?;
@@ -268,8 +311,23 @@ impl HierarchyBuilder {
                 let scope = planned[prefecture].scope.child(&name).map_err(failed("scope"))?;
                 let key = new_key()?;
                 let parent_id = planned[prefecture].id.clone();
-                let cert = certify(format!("{parent_id}-{name}"), &parent_id, &id, &key, Role::Relay, &scope, &[&planned[prefecture].key]);
-                planned.push(Planned { id, level: Level::District, scope, parent: Some(prefecture), key, cert });
+                let cert = certify(
+                    format!("{parent_id}-{name}"),
+                    &parent_id,
+                    &id,
+                    &key,
+                    Role::Relay,
+                    &scope,
+                    &[&planned[prefecture].key],
+                );
+                planned.push(Planned {
+                    id,
+                    level: Level::District,
+                    scope,
+                    parent: Some(prefecture),
+                    key,
+                    cert,
+                });
             }
         }
 
@@ -299,20 +357,26 @@ impl HierarchyBuilder {
                 .map(|p| p.id.as_str())
                 .chain(clinic_plan.iter().filter(|(_, d)| *d == index).map(|(id, _)| id.as_str()))
                 .collect();
-            let mut members: HashMap<String, String> =
-                children.iter().map(|id| ((*id).to_owned(), passwords.get(*id).cloned().unwrap_or_default())).collect();
+            let mut members: HashMap<String, String> = children
+                .iter()
+                .map(|id| ((*id).to_owned(), passwords.get(*id).cloned().unwrap_or_default()))
+                .collect();
             if relay.level == Level::National {
                 members.insert("mhlw".into(), origin_password.clone());
             }
             let broker = match self.external.get(&relay.level) {
-                Some(external) => BrokerConfig::External { addr: external.addr.clone(), credentials: external.credentials.clone() },
+                Some(external) => BrokerConfig::External {
+                    addr: external.addr.clone(),
+                    credentials: external.credentials.clone(),
+                },
                 None => BrokerConfig::Embedded { listen: loopback(), members },
             };
             let upstream = match relay.parent {
                 None => UpstreamConfig::Ingest,
                 Some(parent) => {
                     let parent_relay = &relays[parent];
-                    let (addr, credentials) = child_access(parent_relay, &relay.id, &passwords, &self.external)?;
+                    let (addr, credentials) =
+                        child_access(parent_relay, &relay.id, &passwords, &self.external)?;
                     UpstreamConfig::Parent { addr, parent: planned[parent].id.clone(), credentials }
                 }
             };
@@ -321,17 +385,25 @@ impl HierarchyBuilder {
                 data_dir: self.dir.join("nodes").join(&relay.id),
                 key_hex: relay.key.to_hex(),
                 cert: relay.cert.clone(),
+                extra_certs: Vec::new(),
                 upstream,
                 broker,
             };
-            let mut tree_relay =
-                TreeRelay { level: relay.level, scope: relay.scope.clone(), parent: relay.parent, handle: None, config_parts: parts };
+            let mut tree_relay = TreeRelay {
+                level: relay.level,
+                scope: relay.scope.clone(),
+                parent: relay.parent,
+                handle: None,
+                config_parts: parts,
+            };
             let handle = start_relay(&tree_relay.config_parts, &anchors, &shutdown).await?;
             // A restart reuses the embedded broker started now (rumqttd cannot be stopped
             // in-process), reached as an external broker with the node's internal credentials.
             if let BrokerConfig::Embedded { .. } = tree_relay.config_parts.broker {
-                tree_relay.config_parts.broker =
-                    BrokerConfig::External { addr: handle.broker.clone(), credentials: handle.internal_credentials.clone() };
+                tree_relay.config_parts.broker = BrokerConfig::External {
+                    addr: handle.broker.clone(),
+                    credentials: handle.internal_credentials.clone(),
+                };
             }
             tree_relay.handle = Some(handle);
             relays.push(tree_relay);
@@ -342,7 +414,8 @@ impl HierarchyBuilder {
         };
         let mut clinics = Vec::new();
         for (clinic_id, district) in clinic_plan {
-            let (addr, credentials) = child_access(&relays[district], &clinic_id, &passwords, &self.external)?;
+            let (addr, credentials) =
+                child_access(&relays[district], &clinic_id, &passwords, &self.external)?;
             let config = ClinicConfig {
                 id: clinic_id.clone(),
                 scope: relays[district].scope.clone(),
@@ -363,7 +436,13 @@ impl HierarchyBuilder {
             dir: self.dir,
             roots,
             anchors,
-            origin: Origin { id: "mhlw".into(), key: origin_key, cert: origin_cert, state: OriginState::default(), credentials: origin_credentials },
+            origin: Origin {
+                id: "mhlw".into(),
+                key: origin_key,
+                cert: origin_cert,
+                state: OriginState::default(),
+                credentials: origin_credentials,
+            },
             relays,
             clinics,
             shutdown,
@@ -381,14 +460,19 @@ fn child_access(
     match external.get(&parent.level) {
         Some(broker) => Ok((broker.addr.clone(), broker.credentials.clone())),
         None => {
-            let handle = parent.handle.as_ref().ok_or_else(|| CliError::Failed("parent not running".into()))?;
+            let handle =
+                parent.handle.as_ref().ok_or_else(|| CliError::Failed("parent not running".into()))?;
             let password = passwords.get(child_id).cloned().unwrap_or_default();
             Ok((handle.broker.clone(), Some(Credentials { username: child_id.to_owned(), password })))
         }
     }
 }
 
-async fn start_relay(parts: &RelayParts, anchors: &TrustAnchors, shutdown: &CancellationToken) -> Result<RelayHandle, CliError> {
+async fn start_relay(
+    parts: &RelayParts,
+    anchors: &TrustAnchors,
+    shutdown: &CancellationToken,
+) -> Result<RelayHandle, CliError> {
     let key = SecretKey::from_hex(&parts.key_hex).map_err(|e| CliError::Failed(e.to_string()))?;
     let cert_info = Certificate::decode(&parts.cert.payload).map_err(|e| CliError::Failed(e.to_string()))?;
     let config = NodeConfig {
@@ -397,6 +481,7 @@ async fn start_relay(parts: &RelayParts, anchors: &TrustAnchors, shutdown: &Canc
         key,
         cert: parts.cert.clone(),
         cert_info,
+        extra_certs: parts.extra_certs.clone(),
         anchors: anchors.clone(),
         upstream: parts.upstream.clone(),
         broker: parts.broker.clone(),
@@ -415,15 +500,21 @@ impl Hierarchy {
 
     /// The national broker address.
     pub fn national_broker(&self) -> Result<BrokerAddr, CliError> {
-        self.relays[0].handle.as_ref().map(|h| h.broker.clone()).ok_or_else(|| CliError::Failed("national relay is stopped".into()))
+        self.relays[0]
+            .handle
+            .as_ref()
+            .map(|h| h.broker.clone())
+            .ok_or_else(|| CliError::Failed("national relay is stopped".into()))
     }
 
     /// Waits until every running relay and clinic has its subscriptions acknowledged.
     pub async fn wait_subscribed(&self, timeout: Duration) -> Result<(), CliError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let relays_ready = self.relays.iter().filter_map(|r| r.handle.as_ref()).all(RelayHandle::is_subscribed);
-            let clinics_ready = self.clinics.iter().filter_map(|c| c.handle.as_ref()).all(ClinicHandle::is_subscribed);
+            let relays_ready =
+                self.relays.iter().filter_map(|r| r.handle.as_ref()).all(RelayHandle::is_subscribed);
+            let clinics_ready =
+                self.clinics.iter().filter_map(|c| c.handle.as_ref()).all(ClinicHandle::is_subscribed);
             if relays_ready && clinics_ready {
                 return Ok(());
             }
@@ -440,10 +531,15 @@ impl Hierarchy {
         advisory.origin = self.origin.id.clone();
         advisory.seq = self.origin.state.seq + 1;
         advisory.prev = self.origin.state.digest;
-        let envelope = Envelope::sign(kairan_protocol::envelope::ADVISORY_TYPE, advisory.to_payload(), &[&self.origin.key]);
+        let envelope = Envelope::sign(
+            kairan_protocol::envelope::ADVISORY_TYPE,
+            advisory.to_payload(),
+            &[&self.origin.key],
+        );
         let digest = Digest::of(&envelope.payload);
         self.origin.state = OriginState { seq: advisory.seq, digest: Some(digest) };
-        let delivery = Delivery { advisory: envelope, certs: vec![self.origin.cert.clone()], hops: Vec::new() };
+        let delivery =
+            Delivery { advisory: envelope, certs: vec![self.origin.cert.clone()], hops: Vec::new() };
         (delivery.to_json(), digest)
     }
 
@@ -455,7 +551,15 @@ impl Hierarchy {
         };
         // The origin's own credentials (a member of the national broker).
         let client_id = format!("mhlw-publish-{}", &random_password()[..8]);
-        publish::publish_acked(&addr, self.origin.credentials.as_ref(), &client_id, &mqtt::ingest_topic("jp"), bytes, Duration::from_secs(10)).await
+        publish::publish_acked(
+            &addr,
+            self.origin.credentials.as_ref(),
+            &client_id,
+            &mqtt::ingest_topic("jp"),
+            bytes,
+            Duration::from_secs(10),
+        )
+        .await
     }
 
     /// Publishes `bytes` on `topic` of relay `index`'s broker, as that relay would (a test
@@ -467,7 +571,8 @@ impl Hierarchy {
             BrokerConfig::Embedded { .. } => return Err(CliError::Failed("relay broker not started".into())),
         };
         let client_id = format!("inject-{}", &random_password()[..8]);
-        publish::publish_acked(&addr, credentials.as_ref(), &client_id, topic, bytes, Duration::from_secs(10)).await
+        publish::publish_acked(&addr, credentials.as_ref(), &client_id, topic, bytes, Duration::from_secs(10))
+            .await
     }
 
     /// Clinics whose scope overlaps `scope`.
@@ -477,7 +582,10 @@ impl Hierarchy {
 
     /// The digests in clinic `index`'s inbox.
     pub fn inbox(&self, index: usize) -> Result<BTreeSet<Digest>, CliError> {
-        let handle = self.clinics[index].handle.as_ref().ok_or_else(|| CliError::Failed("clinic is stopped".into()))?;
+        let handle = self.clinics[index]
+            .handle
+            .as_ref()
+            .ok_or_else(|| CliError::Failed("clinic is stopped".into()))?;
         let records = handle.store().all().map_err(|e| CliError::Failed(e.to_string()))?;
         Ok(records.into_iter().map(|r| r.digest).collect())
     }
@@ -504,9 +612,16 @@ impl Hierarchy {
                 let mut report = String::new();
                 for index in 0..self.clinics.len() {
                     let held = self.inbox(index).map(|s| s.len()).unwrap_or(0);
-                    report.push_str(&format!(" {}={}/{}", self.clinics[index].config.id, held, expected(index).len()));
+                    report.push_str(&format!(
+                        " {}={}/{}",
+                        self.clinics[index].config.id,
+                        held,
+                        expected(index).len()
+                    ));
                 }
-                return Err(CliError::Failed(format!("inboxes did not converge within {timeout:?}:{report}")));
+                return Err(CliError::Failed(format!(
+                    "inboxes did not converge within {timeout:?}:{report}"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -550,9 +665,62 @@ impl Hierarchy {
         Ok(())
     }
 
+    /// Pushes a trust bundle (JSON) into the national node's control topic.
+    pub async fn push_trust(&self, bundle: Vec<u8>) -> Result<(), CliError> {
+        self.inject(0, &crate::trust_state::control_topic(&self.relays[0].config_parts.id), bundle).await
+    }
+
+    /// Rotates relay `index` to a fresh key: its parent issues a new certificate for it, the
+    /// old certificate is kept as an extra certificate (the children's certificates were
+    /// issued under the old key), and the relay restarts from its store with the new key.
+    pub async fn rotate_relay_key(&mut self, index: usize) -> Result<(), CliError> {
+        let new_key = new_key()?;
+        let old = self.relays[index].config_parts.clone();
+        let old_cert = Certificate::decode(&old.cert.payload).map_err(|e| CliError::Failed(e.to_string()))?;
+        let now = crate::clock::now();
+        let cert = Certificate {
+            serial: format!("{}-rotated-{}", old_cert.serial, now.unix_ms()),
+            key: new_key.public().clone(),
+            not_before: now.plus_secs(-60),
+            ..old_cert
+        };
+        let envelope = match self.relays[index].parent {
+            Some(parent) => cert.sign(&[&self.relay_key(parent)?]),
+            None => cert.sign(&[&self.roots[0], &self.roots[1]]),
+        };
+        self.stop_relay(index).await?;
+        let parts = &mut self.relays[index].config_parts;
+        parts.extra_certs.push(old.cert.clone());
+        parts.cert = envelope;
+        parts.key_hex = new_key.to_hex();
+        self.restart_relay(index).await
+    }
+
+    /// Replaces relay `index`'s certificate with one for the same key valid from now for
+    /// `valid_for` (renewal, or a short-lived one to test expiry), and restarts it.
+    pub async fn reissue_relay_cert(&mut self, index: usize, valid_for: Duration) -> Result<(), CliError> {
+        let old = Certificate::decode(&self.relays[index].config_parts.cert.payload)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let now = crate::clock::now();
+        let cert = Certificate {
+            serial: format!("{}-renewed-{}", old.serial, now.unix_ms()),
+            not_before: now.plus_secs(-1),
+            not_after: now.plus_ms(i64::try_from(valid_for.as_millis()).unwrap_or(i64::MAX)),
+            ..old
+        };
+        let envelope = match self.relays[index].parent {
+            Some(parent) => cert.sign(&[&self.relay_key(parent)?]),
+            None => cert.sign(&[&self.roots[0], &self.roots[1]]),
+        };
+        self.stop_relay(index).await?;
+        self.relays[index].config_parts.cert = envelope;
+        self.restart_relay(index).await
+    }
+
     /// Relay `index`'s signing key (tests build hops with it).
     pub fn relay_key(&self, index: usize) -> Result<SecretKey, CliError> {
-        SecretKey::from_hex(&self.relays[index].config_parts.key_hex).map_err(|e| CliError::Failed(e.to_string()))
+        SecretKey::from_hex(&self.relays[index].config_parts.key_hex)
+            .map_err(|e| CliError::Failed(e.to_string()))
     }
 
     /// Index of the relay with this id.

@@ -16,8 +16,8 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use kairan_protocol::Scope;
 use kairan_protocol::sequence::SeqDecision;
+use kairan_protocol::{Digest, Scope};
 
 use crate::clock;
 use crate::core::{Accepted, Core, Counters, Outcome};
@@ -25,6 +25,7 @@ use crate::error::CliError;
 use crate::mqtt::Backoff;
 use crate::store::{SledStore, Store, StoreError};
 use crate::sync::{self, MAX_SYNC_PAGE_ENTRIES, SyncRequest};
+use crate::trust_state::{TrustChange, TrustState};
 
 /// What the upstream task hands to the processing loop.
 #[derive(Debug)]
@@ -116,7 +117,7 @@ pub async fn persist(store: &SledStore, outcome: &Outcome) -> Result<(), StoreEr
             store.put_rejection(rejection)?;
         }
         Outcome::Fork(fork) => store.put_fork(fork)?,
-        Outcome::Duplicate { .. } => return Ok(()),
+        Outcome::Duplicate { .. } | Outcome::Held { .. } => return Ok(()),
     }
     store.flush().await
 }
@@ -145,6 +146,49 @@ impl CatchUp {
 pub trait Sink: Send {
     /// A delivery was accepted and is durable.
     fn accepted(&mut self, accepted: &Accepted) -> Result<(), CliError>;
+    /// A new trust bundle is in force and durable (its JSON).
+    fn trust_changed(&mut self, _bundle: &[u8]) {}
+}
+
+/// Applies a trust bundle: merge, verify, store and flush, then hand it to the core and the sink.
+async fn apply_trust(
+    trust: &mut TrustState,
+    core: &mut Core,
+    store: &SledStore,
+    bytes: &[u8],
+    node: &str,
+    sink: &mut impl Sink,
+) -> Result<(), CliError> {
+    match trust.apply(bytes, clock::now()) {
+        Ok(TrustChange::Unchanged) => Ok(()),
+        Ok(TrustChange::Updated(json)) => {
+            trust.save(store).map_err(store_failed)?;
+            store.flush().await.map_err(store_failed)?;
+            core.set_anchors(trust.anchors().clone());
+            core.set_revocations(trust.revoked().clone());
+            info!(
+                node = %node,
+                revoked_keys = trust.revoked().len(),
+                rotations = trust.bundle().rotations.len(),
+                "trust bundle updated"
+            );
+            sink.trust_changed(&json);
+            Ok(())
+        }
+        Err(error) => {
+            warn!(node = %node, reason = error.code(), "trust bundle refused, nothing changed: {error}");
+            Ok(())
+        }
+    }
+}
+
+/// The loop's trust inputs.
+#[derive(Debug)]
+pub struct TrustInput {
+    /// The state loaded at start.
+    pub state: TrustState,
+    /// Topics that carry bundles (the parent's trust topic; the national node's control topic).
+    pub topics: Vec<String>,
 }
 
 /// Decides, persists, acknowledges, catches up. Returns when the upstream task ends.
@@ -155,14 +199,19 @@ pub async fn intake_loop(
     client: AsyncClient,
     mut queue: mpsc::Receiver<Input>,
     catch_up: Option<CatchUp>,
+    trust_input: TrustInput,
     mut sink: impl Sink,
     counters: Arc<Mutex<Counters>>,
     shutdown: CancellationToken,
 ) -> Result<(), CliError> {
+    let TrustInput { state: mut trust, topics: trust_topics } = trust_input;
+    core.set_anchors(trust.anchors().clone());
+    core.set_revocations(trust.revoked().clone());
     let node = core.id().to_owned();
     let response_topic = catch_up.as_ref().map(CatchUp::response_topic);
     let mut cursor = store.cursor(SYNC_CURSOR).map_err(store_failed)?;
-    let mut ticker = tokio::time::interval(catch_up.as_ref().map_or(Duration::from_secs(3600), |c| c.interval));
+    let mut ticker =
+        tokio::time::interval(catch_up.as_ref().map_or(Duration::from_secs(3600), |c| c.interval));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {
@@ -176,20 +225,30 @@ pub async fn intake_loop(
         let publish = match input {
             Input::Connected => {
                 if let Some(catch_up) = &catch_up {
-                    request_page(&client, catch_up, cursor).await;
+                    request_page(&client, catch_up, cursor, trust.digest()).await;
                 }
                 continue;
             }
             Input::Publish(publish) => publish,
         };
-        if Some(&publish.topic) == response_topic.as_ref() {
+        if trust_topics.contains(&publish.topic) {
+            apply_trust(&mut trust, &mut core, &store, &publish.payload, &node, &mut sink).await?;
+            let _ = client.ack(&publish).await;
+        } else if Some(&publish.topic) == response_topic.as_ref() {
             let Some(catch_up) = &catch_up else { continue };
             match sync::parse_response(&publish.payload) {
                 Ok(response) if response.after == cursor => {
+                    if let Some(bundle) = &response.trust {
+                        apply_trust(&mut trust, &mut core, &store, &bundle.to_json(), &node, &mut sink)
+                            .await?;
+                    }
                     let count = response.deliveries.len();
                     for delivery in &response.deliveries {
                         let outcome = core.on_delivery(&delivery.to_json(), "sync", clock::now());
-                        decide(&store, &outcome, &node, &mut sink, &shutdown).await?;
+                        if !decide(&store, &outcome, &node, &mut sink, &shutdown).await?.ack {
+                            // Cannot process now: keep the cursor so these pages come again.
+                            break;
+                        }
                     }
                     // Any origin gap still open after this page is closed by the next pages or
                     // by the parent's own catch-up, picked up at the next periodic request.
@@ -200,24 +259,28 @@ pub async fn intake_loop(
                         info!(node = %node, received = count, caught_up_to = cursor, parent_latest = response.last_relay_seq, "catch-up page");
                     }
                     if response.has_more() {
-                        request_page(&client, catch_up, cursor).await;
+                        request_page(&client, catch_up, cursor, trust.digest()).await;
                     }
                 }
                 // An answer to an older request (a page already applied): ignore.
-                Ok(response) => debug!(node = %node, after = response.after, cursor, "stale catch-up page ignored"),
+                Ok(response) => {
+                    debug!(node = %node, after = response.after, cursor, "stale catch-up page ignored")
+                }
                 Err(error) => warn!(node = %node, %error, "catch-up response refused"),
             }
             let _ = client.ack(&publish).await;
         } else {
             let outcome = core.on_delivery(&publish.payload, &publish.topic, clock::now());
-            let gap = decide(&store, &outcome, &node, &mut sink, &shutdown).await?;
-            if let (true, Some(catch_up)) = (gap, &catch_up) {
+            let decided = decide(&store, &outcome, &node, &mut sink, &shutdown).await?;
+            if let (true, Some(catch_up)) = (decided.gap, &catch_up) {
                 // A jump in an origin's chain: ask the parent for what we missed now.
-                request_page(&client, catch_up, cursor).await;
+                request_page(&client, catch_up, cursor, trust.digest()).await;
             }
             // Durable now: acknowledge upstream (a lost ack only means a redelivered duplicate).
-            if let Err(error) = client.ack(&publish).await {
-                debug!(%error, "ack not sent; the delivery will be redelivered and deduplicated");
+            if decided.ack {
+                if let Err(error) = client.ack(&publish).await {
+                    debug!(%error, "ack not sent; the delivery will be redelivered and deduplicated");
+                }
             }
         }
         *counters.lock().await = core.counters();
@@ -225,8 +288,8 @@ pub async fn intake_loop(
     Ok(())
 }
 
-async fn request_page(client: &AsyncClient, catch_up: &CatchUp, after: u64) {
-    let request = SyncRequest { after, scope: catch_up.scope.clone(), limit: MAX_SYNC_PAGE_ENTRIES };
+async fn request_page(client: &AsyncClient, catch_up: &CatchUp, after: u64, trust: Option<Digest>) {
+    let request = SyncRequest { after, scope: catch_up.scope.clone(), limit: MAX_SYNC_PAGE_ENTRIES, trust };
     let topic = sync::request_topic(&catch_up.parent, &catch_up.child);
     if let Err(error) = client.publish(topic, QoS::AtMostOnce, false, request.to_json()).await {
         debug!(%error, "catch-up request not sent; retried at the next tick");
@@ -237,14 +300,24 @@ fn store_failed(error: StoreError) -> CliError {
     CliError::Failed(format!("{error}; stopping so nothing is acknowledged that is not stored"))
 }
 
+/// What the loop does after deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Decided {
+    /// An origin chain jumped: catch up now.
+    gap: bool,
+    /// Acknowledge upstream (false only when the node cannot process it now).
+    ack: bool,
+}
+
 async fn decide(
     store: &SledStore,
     outcome: &Outcome,
     node: &str,
     sink: &mut impl Sink,
     shutdown: &CancellationToken,
-) -> Result<bool, CliError> {
+) -> Result<Decided, CliError> {
     let mut gap = false;
+    let mut ack = true;
     if let Err(error) = persist(store, outcome).await {
         error!(node = %node, %error, "store failed; stopping");
         shutdown.cancel();
@@ -267,7 +340,9 @@ async fn decide(
                     gap = true;
                     warn!(node = %node, origin = %record.origin, from, to, "gap in origin chain: advisories missing; catching up")
                 }
-                SeqDecision::Backfill => info!(node = %node, origin = %record.origin, seq = record.seq, "backfilled"),
+                SeqDecision::Backfill => {
+                    info!(node = %node, origin = %record.origin, seq = record.seq, "backfilled")
+                }
                 _ => {}
             }
             sink.accepted(accepted)?;
@@ -288,6 +363,10 @@ async fn decide(
             seq = fork.seq,
             "FORK: origin signed two advisories for one sequence number; kept for audit, not forwarded"
         ),
+        Outcome::Held { reason } => {
+            ack = false;
+            error!(node = %node, "not processed, left unacknowledged for redelivery: {reason}");
+        }
     }
-    Ok(gap)
+    Ok(Decided { gap, ack })
 }

@@ -41,7 +41,10 @@ pub fn write_pair(dir: &Path, name: &str, secret: &SecretKey) -> Result<KeyPairP
     let public_path = dir.join(format!("{name}.pub"));
     for path in [&secret_path, &public_path] {
         if path.exists() {
-            return Err(CliError::Usage(format!("{} already exists; refusing to overwrite a key", path.display())));
+            return Err(CliError::Usage(format!(
+                "{} already exists; refusing to overwrite a key",
+                path.display()
+            )));
         }
     }
     let mut options = fs::OpenOptions::new();
@@ -51,7 +54,8 @@ pub fn write_pair(dir: &Path, name: &str, secret: &SecretKey) -> Result<KeyPairP
     let mut file = options.open(&secret_path).map_err(|e| CliError::io(&secret_path, e))?;
     file.write_all(format!("{}\n", secret.to_hex()).as_bytes()).map_err(|e| CliError::io(&secret_path, e))?;
     file.sync_all().map_err(|e| CliError::io(&secret_path, e))?;
-    fs::write(&public_path, format!("{}\n", secret.public().to_hex())).map_err(|e| CliError::io(&public_path, e))?;
+    fs::write(&public_path, format!("{}\n", secret.public().to_hex()))
+        .map_err(|e| CliError::io(&public_path, e))?;
     Ok(KeyPairPaths { secret: secret_path, public: public_path })
 }
 
@@ -101,7 +105,9 @@ pub fn load_trust(path: &Path) -> Result<TrustAnchors, CliError> {
 
 /// Renders trust anchors as the TOML trust file.
 pub fn render_trust(anchors: &TrustAnchors) -> String {
-    let mut out = String::from("# kairan trust anchors: root public keys and how many must sign a root-level object.\n");
+    let mut out = String::from(
+        "# kairan trust anchors: root public keys and how many must sign a root-level object.\n",
+    );
     out.push_str(&format!("threshold = {}\n", anchors.threshold()));
     for root in anchors.roots() {
         out.push_str(&format!("\n[[roots]]\nid = \"{}\"\nkey = \"{}\"\n", root.id, root.key.to_hex()));

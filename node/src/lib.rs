@@ -21,9 +21,9 @@
 
 #![forbid(unsafe_code)]
 
-pub mod cli;
 pub mod bench;
 pub mod broker;
+pub mod cli;
 pub mod clinic;
 pub mod clock;
 pub mod config;
@@ -34,10 +34,11 @@ pub mod error;
 pub mod hierarchy;
 pub mod intake;
 pub mod keyfile;
-pub mod mqtt;
 pub mod logging;
+pub mod mqtt;
 pub mod provenance;
 pub mod publish;
 pub mod relay;
 pub mod store;
 pub mod sync;
+pub mod trust_state;

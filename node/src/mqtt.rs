@@ -150,7 +150,10 @@ mod tests {
 
     #[test]
     fn parses_urls() {
-        assert_eq!(BrokerAddr::parse("mqtt://127.0.0.1:18830"), Ok(BrokerAddr { host: "127.0.0.1".into(), port: 18830 }));
+        assert_eq!(
+            BrokerAddr::parse("mqtt://127.0.0.1:18830"),
+            Ok(BrokerAddr { host: "127.0.0.1".into(), port: 18830 })
+        );
         assert_eq!(BrokerAddr::parse("mqtt://broker").map(|a| a.port), Ok(1883));
         assert!(BrokerAddr::parse("http://x").is_err());
         assert!(BrokerAddr::parse("mqtt://x:notaport").is_err());

@@ -104,7 +104,9 @@ pub fn cert_chain(certs: &CertSet, index: usize, anchors: &TrustAnchors) -> Vec<
                         .collect();
                     format!("root ({}; threshold {})", names.join(", "), anchors.threshold())
                 }
-                Issuer::Cert(parent) => certs.certs().get(*parent).map_or_else(String::new, |p| p.cert.subject.clone()),
+                Issuer::Cert(parent) => {
+                    certs.certs().get(*parent).map_or_else(String::new, |p| p.cert.subject.clone())
+                }
             };
             CertLink {
                 subject: cert.subject.clone(),
@@ -161,7 +163,10 @@ impl Provenance {
 
     /// The path as `origin → relay → relay`.
     pub fn path(&self) -> String {
-        std::iter::once(self.origin.as_str()).chain(self.hops.iter().map(|h| h.relay.as_str())).collect::<Vec<_>>().join(" → ")
+        std::iter::once(self.origin.as_str())
+            .chain(self.hops.iter().map(|h| h.relay.as_str()))
+            .collect::<Vec<_>>()
+            .join(" → ")
     }
 
     /// Multi-line text for people.
@@ -169,9 +174,15 @@ impl Provenance {
         let mut out = String::new();
         let short = |keyid: &str| keyid.chars().take(16).collect::<String>();
         out.push_str(&format!("VERIFIED  {}\n", self.digest));
-        out.push_str(&format!("  advisory  {} (origin {} seq {}, {}, {})\n", self.id, self.origin, self.seq, self.kind, self.status));
+        out.push_str(&format!(
+            "  advisory  {} (origin {} seq {}, {}, {})\n",
+            self.id, self.origin, self.seq, self.kind, self.status
+        ));
         out.push_str(&format!("  title     {}\n", self.title));
-        out.push_str(&format!("  marking   {}  severity {}  scope {}\n", self.tlp, self.severity, self.scope));
+        out.push_str(&format!(
+            "  marking   {}  severity {}  scope {}\n",
+            self.tlp, self.severity, self.scope
+        ));
         out.push_str(&format!("  handling  {}\n", self.handling));
         out.push_str(&format!("  issued    {}  expires {}\n", self.issued_at, self.expires_at));
         out.push_str(&format!("signed by origin {} with key {}\n", self.origin, short(&self.origin_keyid)));
@@ -203,7 +214,8 @@ impl Provenance {
                 hop.relay_seq,
                 short(&hop.keyid)
             ));
-            let issuers: Vec<String> = hop.chain.iter().map(|l| format!("{} ← {}", l.subject, l.issued_by)).collect();
+            let issuers: Vec<String> =
+                hop.chain.iter().map(|l| format!("{} ← {}", l.subject, l.issued_by)).collect();
             out.push_str(&format!("        chain {}\n", issuers.join(", ")));
         }
         out.push_str(&format!("verified at {}\n", self.verified_at));

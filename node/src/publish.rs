@@ -32,7 +32,8 @@ pub struct OriginState {
 /// Reads a state file (absent = nothing published yet).
 pub fn read_state(path: &Path) -> Result<OriginState, CliError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| CliError::Usage(format!("state file {}: {e}", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| CliError::Usage(format!("state file {}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(OriginState::default()),
         Err(e) => Err(CliError::io(path, e)),
     }
@@ -41,15 +42,19 @@ pub fn read_state(path: &Path) -> Result<OriginState, CliError> {
 /// Writes a state file atomically.
 pub fn write_state(path: &Path, state: &OriginState) -> Result<(), CliError> {
     let temporary = path.with_extension("json.tmp");
-    std::fs::write(&temporary, serde_json::to_vec_pretty(state).unwrap_or_default()).map_err(|e| CliError::io(&temporary, e))?;
+    std::fs::write(&temporary, serde_json::to_vec_pretty(state).unwrap_or_default())
+        .map_err(|e| CliError::io(&temporary, e))?;
     std::fs::rename(&temporary, path).map_err(|e| CliError::io(path, e))
 }
 
 /// Signs an advisory as the next link of the origin's chain.
-pub fn sign_next(draft: AdvisoryDraft, key: &SecretKey, state: &OriginState) -> Result<(Advisory, Envelope), CliError> {
-    let advisory = draft
-        .into_advisory(clock::now(), Some((state.seq + 1, state.digest)))
-        .map_err(CliError::Usage)?;
+pub fn sign_next(
+    draft: AdvisoryDraft,
+    key: &SecretKey,
+    state: &OriginState,
+) -> Result<(Advisory, Envelope), CliError> {
+    let advisory =
+        draft.into_advisory(clock::now(), Some((state.seq + 1, state.digest))).map_err(CliError::Usage)?;
     let envelope = Envelope::sign(ADVISORY_TYPE, advisory.to_payload(), &[key]);
     Ok((advisory, envelope))
 }
@@ -74,8 +79,14 @@ pub async fn publish_acked(
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
-                Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code != rumqttc::ConnectReturnCode::Success => {
-                    return Err(CliError::Failed(format!("broker {} refused the connection: {:?}", addr.url(), ack.code)));
+                Ok(Event::Incoming(Packet::ConnAck(ack)))
+                    if ack.code != rumqttc::ConnectReturnCode::Success =>
+                {
+                    return Err(CliError::Failed(format!(
+                        "broker {} refused the connection: {:?}",
+                        addr.url(),
+                        ack.code
+                    )));
                 }
                 Ok(_) => {}
                 Err(error) => return Err(CliError::Failed(format!("broker {}: {error}", addr.url()))),
@@ -83,7 +94,9 @@ pub async fn publish_acked(
         }
     })
     .await;
-    let result = waited.unwrap_or_else(|_| Err(CliError::Failed(format!("no acknowledgement from {} within {timeout:?}", addr.url()))));
+    let result = waited.unwrap_or_else(|_| {
+        Err(CliError::Failed(format!("no acknowledgement from {} within {timeout:?}", addr.url())))
+    });
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
     result
@@ -108,7 +121,8 @@ pub struct PublishRequest {
 
 /// Publishes a draft (signing it as the next link) or a signed envelope. Returns the digest.
 pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<(Digest, u64), CliError> {
-    let cert = Certificate::decode(&request.cert.payload).map_err(|e| CliError::Usage(format!("--cert: {e}")))?;
+    let cert =
+        Certificate::decode(&request.cert.payload).map_err(|e| CliError::Usage(format!("--cert: {e}")))?;
     if cert.key != *request.key.public() {
         return Err(CliError::Usage("--cert does not certify --key".into()));
     }
@@ -117,18 +131,23 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<(Digest, 
         // Already signed: publish untouched.
         Envelope::from_json(input).map_err(|e| CliError::Usage(format!("envelope: {e}")))?
     } else {
-        let text = std::str::from_utf8(input).map_err(|_| CliError::Usage("authoring file is not UTF-8".into()))?;
+        let text =
+            std::str::from_utf8(input).map_err(|_| CliError::Usage("authoring file is not UTF-8".into()))?;
         let draft = AdvisoryDraft::parse(text).map_err(CliError::Usage)?;
         if draft.origin != cert.subject {
-            return Err(CliError::Usage(format!("origin {:?} in the file, but the certificate is for {:?}", draft.origin, cert.subject)));
+            return Err(CliError::Usage(format!(
+                "origin {:?} in the file, but the certificate is for {:?}",
+                draft.origin, cert.subject
+            )));
         }
         sign_next(draft, &request.key, &state)?.1
     };
-    let advisory: Advisory =
-        serde_json::from_slice(&envelope.payload).map_err(|e| CliError::Usage(format!("envelope payload: {e}")))?;
+    let advisory: Advisory = serde_json::from_slice(&envelope.payload)
+        .map_err(|e| CliError::Usage(format!("envelope payload: {e}")))?;
     let digest = Digest::of(&envelope.payload);
     let delivery = Delivery { advisory: envelope, certs: vec![request.cert.clone()], hops: Vec::new() };
-    let client_id = format!("{}-publish-{}", cert.subject, crate::relay::random_password().get(..8).unwrap_or("0"));
+    let client_id =
+        format!("{}-publish-{}", cert.subject, crate::relay::random_password().get(..8).unwrap_or("0"));
     publish_acked(
         &request.addr,
         request.credentials.as_ref(),

@@ -31,11 +31,12 @@ use crate::broker;
 use crate::clock;
 use crate::config::{BrokerConfig, NodeConfig, UpstreamConfig};
 use crate::core::{Accepted, Attester, Core, CoreConfig, Counters, Upstream};
-use crate::intake::{CatchUp, Sink, intake_loop, upstream_loop};
 use crate::error::CliError;
+use crate::intake::{CatchUp, Sink, TrustInput, intake_loop, upstream_loop};
 use crate::mqtt::{self, Backoff, BrokerAddr, Credentials, REQUEST_CHANNEL_CAPACITY};
 use crate::store::{SledStore, Store, StoreError};
 use crate::sync::{self, RateLimiter};
+use crate::trust_state::{self, TrustState};
 
 /// Publishes handed from the upstream task to the processor, at most.
 const PROCESS_QUEUE: usize = 256;
@@ -103,6 +104,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
     let state = store.restore().map_err(store_failed)?;
     let last_relay_seq = state.last_relay_seq;
     let id = config.id.clone();
+    let anchors_configured = config.anchors.clone();
     let core = Core::restore(
         CoreConfig {
             id: id.clone(),
@@ -111,7 +113,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
                 UpstreamConfig::Ingest => Upstream::Ingest,
                 UpstreamConfig::Parent { parent, .. } => Upstream::Relay(parent.clone()),
             },
-            attester: Some(Attester { key: config.key, cert: config.cert }),
+            attester: Some(Attester { key: config.key, cert: config.cert, extra_certs: config.extra_certs }),
             anchors: config.anchors,
         },
         state,
@@ -152,6 +154,18 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
     if let Some(catch_up) = &catch_up {
         filters.push(catch_up.response_topic());
     }
+    // Trust bundles: the parent's retained bundle, or at the national node the control topic.
+    let trust_topic = match &config.upstream {
+        UpstreamConfig::Ingest => trust_state::control_topic(&id),
+        UpstreamConfig::Parent { parent, .. } => trust_state::trust_topic(parent),
+    };
+    filters.push(trust_topic.clone());
+    let (trust, warning) =
+        TrustState::load(&store, anchors_configured.clone(), clock::now()).map_err(store_failed)?;
+    if let Some(warning) = warning {
+        warn!(node = %id, "{warning}");
+    }
+    let (trust_tx, trust_rx) = watch::channel(trust.json().map(Arc::new));
     info!(
         node = %id,
         scope = %config.cert_info.scope,
@@ -168,6 +182,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
     let publisher = tokio::spawn(publisher_loop(
         store.clone(),
         latest_rx,
+        trust_rx,
         own_addr.clone(),
         internal.clone(),
         format!("{id}-out"),
@@ -175,7 +190,8 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         drain.clone(),
         config.grace,
     ));
-    let options = mqtt::client_options(&client_id, &upstream_addr, upstream_credentials.as_ref(), false, true);
+    let options =
+        mqtt::client_options(&client_id, &upstream_addr, upstream_credentials.as_ref(), false, true);
     let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
     let (queue_tx, queue_rx) = mpsc::channel(PROCESS_QUEUE);
     let subscribed = Arc::new(AtomicBool::new(false));
@@ -194,7 +210,8 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         client,
         queue_rx,
         catch_up,
-        RelaySink { latest: latest_tx },
+        TrustInput { state: trust, topics: vec![trust_topic] },
+        RelaySink { latest: latest_tx, trust: trust_tx },
         counters.clone(),
         shutdown.clone(),
     ));
@@ -212,18 +229,32 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
             processed.and(published)
         }
     });
-    Ok(RelayHandle { id, broker: own_addr, internal_credentials: internal, store, counters, subscribed, shutdown, join })
+    Ok(RelayHandle {
+        id,
+        broker: own_addr,
+        internal_credentials: internal,
+        store,
+        counters,
+        subscribed,
+        shutdown,
+        join,
+    })
 }
 
-/// Wakes the publisher when a delivery is durable.
+/// Wakes the publisher when a delivery or a trust bundle is durable.
 struct RelaySink {
     latest: watch::Sender<u64>,
+    trust: watch::Sender<Option<Arc<Vec<u8>>>>,
 }
 
 impl Sink for RelaySink {
     fn accepted(&mut self, accepted: &Accepted) -> Result<(), CliError> {
         self.latest.send_replace(accepted.record.relay_seq);
         Ok(())
+    }
+
+    fn trust_changed(&mut self, bundle: &[u8]) {
+        self.trust.send_replace(Some(Arc::new(bundle.to_vec())));
     }
 }
 
@@ -243,12 +274,24 @@ const SYNC_SCAN_LIMIT: usize = 4096;
 /// Answers one catch-up request from the store. Answers go out with QoS 0 (they do not
 /// count as outstanding deliveries); a lost answer is asked for again at the child's next
 /// tick.
+/// Publishes the trust bundle retained on `kairan/v1/<node>/trust` (QoS 0: it is retained,
+/// re-sent on every subscribe, and also carried in catch-up answers).
+fn publish_trust(client: &AsyncClient, node: &str, bundle: Option<&Vec<u8>>) {
+    if let Some(bundle) = bundle {
+        if client.try_publish(trust_state::trust_topic(node), QoS::AtMostOnce, true, bundle.clone()).is_err()
+        {
+            debug!(node = %node, "trust bundle not republished now: request channel full");
+        }
+    }
+}
+
 fn answer_sync_request(
     store: &SledStore,
     client: &AsyncClient,
     node: &str,
     request: &Publish,
     last_relay_seq: u64,
+    bundle: Option<&Vec<u8>>,
     limiter: &mut RateLimiter,
 ) -> Result<(), CliError> {
     let Some(child) = sync::child_of_request_topic(node, &request.topic) else {
@@ -266,9 +309,17 @@ fn answer_sync_request(
         }
     };
     let entries = store.log_after(parsed.after, SYNC_SCAN_LIMIT).map_err(store_failed)?;
-    let response = sync::build_response(&parsed, entries, last_relay_seq);
+    let mut response = sync::build_response(&parsed, entries, last_relay_seq);
+    if let Some(bundle) = bundle {
+        if parsed.trust != Some(kairan_protocol::Digest::of(bundle)) {
+            response.trust = kairan_protocol::TrustBundle::from_json(bundle).ok();
+        }
+    }
     debug!(node = %node, %child, after = parsed.after, sent = response.deliveries.len(), scanned_upto = response.scanned_upto, "catch-up answered");
-    if client.try_publish(sync::response_topic(node, child), QoS::AtMostOnce, false, response.to_json()).is_err() {
+    if client
+        .try_publish(sync::response_topic(node, child), QoS::AtMostOnce, false, response.to_json())
+        .is_err()
+    {
         debug!(node = %node, %child, "catch-up answer dropped: request channel full");
     }
     Ok(())
@@ -279,6 +330,7 @@ fn answer_sync_request(
 async fn publisher_loop(
     store: SledStore,
     mut latest: watch::Receiver<u64>,
+    mut trust: watch::Receiver<Option<Arc<Vec<u8>>>>,
     addr: BrokerAddr,
     credentials: Option<Credentials>,
     client_id: String,
@@ -293,6 +345,7 @@ async fn publisher_loop(
     // Topic per scope, computed once per scope string.
     let mut topics: HashMap<String, String> = HashMap::new();
     let mut limiter = RateLimiter::new(SYNC_REQUESTS_PER_SEC, SYNC_REQUEST_BURST);
+    let mut trust_open = true;
     'connection: loop {
         let options = mqtt::client_options(&client_id, &addr, credentials.as_ref(), true, false);
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
@@ -308,7 +361,10 @@ async fn publisher_loop(
                         .entry(record.scope.clone())
                         .or_insert_with(|| mqtt::deliveries_topic(&node, &record.scope))
                         .clone();
-                    if client.try_publish(topic.clone(), QoS::AtLeastOnce, false, record.delivery.into_bytes()).is_err() {
+                    if client
+                        .try_publish(topic.clone(), QoS::AtLeastOnce, false, record.delivery.into_bytes())
+                        .is_err()
+                    {
                         break; // request channel full: the event loop drains it below
                     }
                     sent_upto = record.relay_seq;
@@ -335,9 +391,11 @@ async fn publisher_loop(
                         if let Err(error) = client.try_subscribe(sync::request_filter(&node), QoS::AtMostOnce) {
                             warn!(node = %node, %error, "cannot subscribe to catch-up requests");
                         }
+                        publish_trust(&client, &node, trust.borrow().as_deref());
                     }
                     Ok(Event::Incoming(Packet::Publish(request))) => {
-                        answer_sync_request(&store, &client, &node, &request, *latest.borrow(), &mut limiter)?;
+                        let bundle = trust.borrow().clone();
+                        answer_sync_request(&store, &client, &node, &request, *latest.borrow(), bundle.as_deref(), &mut limiter)?;
                     }
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
                         outstanding = outstanding.saturating_sub(1);
@@ -359,6 +417,13 @@ async fn publisher_loop(
                         continue 'connection;
                     }
                 },
+                changed = trust.changed(), if trust_open => {
+                    match changed {
+                        Ok(()) if connected => publish_trust(&client, &node, trust.borrow().as_deref()),
+                        Ok(()) => {}
+                        Err(_) => trust_open = false,
+                    }
+                }
                 changed = latest.changed(), if latest_open => {
                     if changed.is_err() {
                         latest_open = false;

@@ -60,6 +60,9 @@ pub struct SyncRequest {
     pub scope: Scope,
     /// At most this many deliveries.
     pub limit: u32,
+    /// Digest of the child's trust bundle; the parent includes its own when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<kairan_protocol::Digest>,
 }
 
 /// A parent's answer.
@@ -74,6 +77,9 @@ pub struct SyncResponse {
     pub last_relay_seq: u64,
     /// Deliveries in relay_seq order, as the parent forwarded them.
     pub deliveries: Vec<Delivery>,
+    /// The parent's trust bundle, when the child's differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<kairan_protocol::TrustBundle>,
 }
 
 /// Why a sync message was refused.
@@ -98,9 +104,13 @@ pub fn parse_request(bytes: &[u8]) -> Result<SyncRequest, SyncError> {
     if bytes.len() > MAX_SYNC_REQUEST_BYTES {
         return Err(SyncError::Oversize { size: bytes.len(), limit: MAX_SYNC_REQUEST_BYTES });
     }
-    let request: SyncRequest = serde_json::from_slice(bytes).map_err(|e| SyncError::Malformed(e.to_string()))?;
+    let request: SyncRequest =
+        serde_json::from_slice(bytes).map_err(|e| SyncError::Malformed(e.to_string()))?;
     if request.limit == 0 || request.limit > MAX_SYNC_PAGE_ENTRIES {
-        return Err(SyncError::Malformed(format!("limit {} must be 1..={MAX_SYNC_PAGE_ENTRIES}", request.limit)));
+        return Err(SyncError::Malformed(format!(
+            "limit {} must be 1..={MAX_SYNC_PAGE_ENTRIES}",
+            request.limit
+        )));
     }
     Ok(request)
 }
@@ -121,7 +131,13 @@ pub fn build_response(
     entries: impl IntoIterator<Item = StoredDelivery>,
     last_relay_seq: u64,
 ) -> SyncResponse {
-    let mut response = SyncResponse { after: request.after, scanned_upto: request.after, last_relay_seq, deliveries: Vec::new() };
+    let mut response = SyncResponse {
+        after: request.after,
+        scanned_upto: request.after,
+        last_relay_seq,
+        deliveries: Vec::new(),
+        trust: None,
+    };
     let mut page_bytes = 0usize;
     for entry in entries {
         if entry.relay_seq <= request.after {
@@ -225,9 +241,18 @@ mod tests {
     #[test]
     fn pages_by_scope_and_limit() {
         let tree = Hierarchy::standard();
-        let log: Vec<StoredDelivery> =
-            vec![entry(&tree, 1, "jp"), entry(&tree, 2, "jp/27"), entry(&tree, 3, "jp/13"), entry(&tree, 4, "jp/13/chuo")];
-        let request = SyncRequest { after: 0, scope: Scope::parse("jp/13/chuo").expect("scope"), limit: 2 };
+        let log: Vec<StoredDelivery> = vec![
+            entry(&tree, 1, "jp"),
+            entry(&tree, 2, "jp/27"),
+            entry(&tree, 3, "jp/13"),
+            entry(&tree, 4, "jp/13/chuo"),
+        ];
+        let request = SyncRequest {
+            after: 0,
+            scope: Scope::parse("jp/13/chuo").expect("scope"),
+            limit: 2,
+            trust: None,
+        };
         let first = build_response(&request, log.clone(), 4);
         assert_eq!(first.deliveries.len(), 2);
         assert_eq!(first.scanned_upto, 3, "entry 2 is out of scope but scanned");
@@ -261,7 +286,10 @@ mod tests {
 
     #[test]
     fn request_topics_name_the_child() {
-        assert_eq!(child_of_request_topic("jp-13", &request_topic("jp-13", "jp-13-chuo")), Some("jp-13-chuo"));
+        assert_eq!(
+            child_of_request_topic("jp-13", &request_topic("jp-13", "jp-13-chuo")),
+            Some("jp-13-chuo")
+        );
         assert_eq!(child_of_request_topic("jp-13", "kairan/v1/jp-13/sync/a/b/req"), None);
         assert_eq!(child_of_request_topic("jp-13", "kairan/v1/jp-1/sync/a/req"), None);
     }

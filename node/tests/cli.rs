@@ -19,14 +19,41 @@ fn identities(dir: &Path) {
         ok(&kairan(&["keygen", "--name", name, "--out", "keys"], dir));
     }
     ok(&kairan(
-        &["trust", "init", "--threshold", "2", "--root", "keys/root-1.pub", "--root", "keys/root-2.pub", "--root", "keys/root-3.pub", "--out", "trust.toml"],
+        &[
+            "trust",
+            "init",
+            "--threshold",
+            "2",
+            "--root",
+            "keys/root-1.pub",
+            "--root",
+            "keys/root-2.pub",
+            "--root",
+            "keys/root-3.pub",
+            "--out",
+            "trust.toml",
+        ],
         dir,
     ));
     for (subject, role, out) in [("mhlw", "origin", "mhlw.cert.json"), ("jp", "relay", "jp.cert.json")] {
         ok(&kairan(
             &[
-                "cert", "issue", "--subject", subject, "--subject-key", &format!("keys/{subject}.pub"), "--role", role, "--scope", "jp",
-                "--issuer-key", "keys/root-1.key", "--issuer-key", "keys/root-2.key", "--out", out,
+                "cert",
+                "issue",
+                "--subject",
+                subject,
+                "--subject-key",
+                &format!("keys/{subject}.pub"),
+                "--role",
+                role,
+                "--scope",
+                "jp",
+                "--issuer-key",
+                "keys/root-1.key",
+                "--issuer-key",
+                "keys/root-2.key",
+                "--out",
+                out,
             ],
             dir,
         ));
@@ -43,7 +70,8 @@ fn keygen_writes_the_contracted_files() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("keys/mhlw.key")).expect("key").permissions().mode() & 0o777;
+        let mode =
+            std::fs::metadata(dir.path().join("keys/mhlw.key")).expect("key").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
 }
@@ -56,9 +84,15 @@ fn template_sign_verify_and_json_failure_reason() {
     std::fs::write(dir.path().join("advisory.toml"), template).expect("write");
     let envelope = ok(&kairan(&["advisory", "sign", "--key", "keys/mhlw.key", "advisory.toml"], dir.path()));
     std::fs::write(dir.path().join("advisory.json"), &envelope).expect("write");
-    let text = ok(&kairan(&["verify", "--trust", "trust.toml", "--cert", "mhlw.cert.json", "advisory.json"], dir.path()));
+    let text = ok(&kairan(
+        &["verify", "--trust", "trust.toml", "--cert", "mhlw.cert.json", "advisory.json"],
+        dir.path(),
+    ));
     assert!(text.contains("VERIFIED") && text.contains("root (root-1, root-2; threshold 2)"), "{text}");
-    let json = ok(&kairan(&["verify", "--json", "--trust", "trust.toml", "--cert", "mhlw.cert.json", "advisory.json"], dir.path()));
+    let json = ok(&kairan(
+        &["verify", "--json", "--trust", "trust.toml", "--cert", "mhlw.cert.json", "advisory.json"],
+        dir.path(),
+    ));
     let value: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(value["verified"], true);
     assert_eq!(value["origin"], "mhlw");
@@ -74,10 +108,22 @@ fn bad_config_exits_64_naming_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     identities(dir.path());
     let cases = [
-        ("[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\ningest = true\n[broker]\nlisten = \"not-an-address\"\n", "broker.listen"),
-        ("[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\nurl = \"mqtt://127.0.0.1:1\"\n", "upstream.parent"),
-        ("[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"mhlw.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\ningest = true\n", "node.cert"),
-        ("[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\nbogus = 1\n[upstream]\ningest = true\n", "bogus"),
+        (
+            "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\ningest = true\n[broker]\nlisten = \"not-an-address\"\n",
+            "broker.listen",
+        ),
+        (
+            "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\nurl = \"mqtt://127.0.0.1:1\"\n",
+            "upstream.parent",
+        ),
+        (
+            "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"mhlw.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\ningest = true\n",
+            "node.cert",
+        ),
+        (
+            "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\nbogus = 1\n[upstream]\ningest = true\n",
+            "bogus",
+        ),
     ];
     for (text, field) in cases {
         std::fs::write(dir.path().join("node.toml"), text).expect("write");
@@ -87,7 +133,8 @@ fn bad_config_exits_64_naming_the_field() {
         assert!(stderr.contains(field), "error should name {field}: {stderr}");
     }
     // An environment override is applied (and checked) too.
-    std::fs::write(dir.path().join("node.toml"), cases[0].0.replace("not-an-address", "127.0.0.1:0")).expect("write");
+    std::fs::write(dir.path().join("node.toml"), cases[0].0.replace("not-an-address", "127.0.0.1:0"))
+        .expect("write");
     let output = Command::new(env!("CARGO_BIN_EXE_kairan"))
         .args(["node", "--config", "node.toml"])
         .env("KAIRAN__BROKER__LISTEN", "still-not-an-address")
@@ -143,12 +190,16 @@ fn node_process_stops_cleanly_on_sigterm() {
 #[test]
 fn deploy_examples_parse() {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-    for node in ["national/node.toml", "prefecture-13/node.toml", "district-13-chuo/node.toml", "node.example.toml"] {
+    for node in
+        ["national/node.toml", "prefecture-13/node.toml", "district-13-chuo/node.toml", "node.example.toml"]
+    {
         let text = std::fs::read_to_string(deploy.join(node)).expect("read");
-        let _: kairan_node::config::NodeFile = toml::from_str(&text).unwrap_or_else(|e| panic!("{node}: {e}"));
+        let _: kairan_node::config::NodeFile =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{node}: {e}"));
     }
     for clinic in ["clinic/clinic.toml", "clinic.example.toml"] {
         let text = std::fs::read_to_string(deploy.join(clinic)).expect("read");
-        let _: kairan_node::config::ClinicFile = toml::from_str(&text).unwrap_or_else(|e| panic!("{clinic}: {e}"));
+        let _: kairan_node::config::ClinicFile =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{clinic}: {e}"));
     }
 }

@@ -25,10 +25,13 @@ pub struct SignArgs {
 pub(super) fn sign(args: &SignArgs) -> Result<(), CliError> {
     let key = keyfile::load_secret(&args.key)?;
     let bytes = super::read_input(&args.file)?;
-    let text = String::from_utf8(bytes).map_err(|_| CliError::Usage(format!("{} is not UTF-8", args.file.display())))?;
-    let draft = AdvisoryDraft::parse(&text).map_err(|e| CliError::Usage(format!("{}: {e}", args.file.display())))?;
-    let advisory =
-        draft.into_advisory(clock::now(), None).map_err(|e| CliError::Usage(format!("{}: {e}", args.file.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CliError::Usage(format!("{} is not UTF-8", args.file.display())))?;
+    let draft =
+        AdvisoryDraft::parse(&text).map_err(|e| CliError::Usage(format!("{}: {e}", args.file.display())))?;
+    let advisory = draft
+        .into_advisory(clock::now(), None)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", args.file.display())))?;
     let envelope = Envelope::sign(ADVISORY_TYPE, advisory.to_payload(), &[&key]);
     println!("{}", String::from_utf8_lossy(&envelope.to_json()));
     Ok(())

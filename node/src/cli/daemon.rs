@@ -117,7 +117,9 @@ pub(crate) fn shutdown_on_signals() -> CancellationToken {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            else {
                 return;
             };
             tokio::select! {
@@ -139,9 +141,14 @@ pub(super) fn node(args: &NodeArgs) -> Result<(), CliError> {
         print!("{}", config::NODE_TEMPLATE);
         return Ok(());
     }
-    let path = args.config.as_ref().ok_or_else(|| CliError::Usage("kairan node needs --config FILE (or: kairan node generate-config)".into()))?;
+    let path = args.config.as_ref().ok_or_else(|| {
+        CliError::Usage("kairan node needs --config FILE (or: kairan node generate-config)".into())
+    })?;
     let config = NodeConfig::load(path)?;
-    crate::logging::init(args.log_format.as_deref().or(config.log.format.as_deref()), config.log.level.as_deref());
+    crate::logging::init(
+        args.log_format.as_deref().or(config.log.format.as_deref()),
+        config.log.level.as_deref(),
+    );
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
         crate::relay::run(config, shutdown).await
@@ -153,9 +160,14 @@ pub(super) fn clinic(args: &ClinicArgs) -> Result<(), CliError> {
         print!("{}", config::CLINIC_TEMPLATE);
         return Ok(());
     }
-    let path = args.config.as_ref().ok_or_else(|| CliError::Usage("kairan clinic needs --config FILE (or: kairan clinic generate-config)".into()))?;
+    let path = args.config.as_ref().ok_or_else(|| {
+        CliError::Usage("kairan clinic needs --config FILE (or: kairan clinic generate-config)".into())
+    })?;
     let config = ClinicConfig::load(path)?;
-    crate::logging::init(args.log_format.as_deref().or(config.log.format.as_deref()), config.log.level.as_deref());
+    crate::logging::init(
+        args.log_format.as_deref().or(config.log.format.as_deref()),
+        config.log.level.as_deref(),
+    );
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
         crate::clinic::run(config, shutdown).await
@@ -167,16 +179,26 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
     let cert = keyfile::load_envelope(&args.cert)?;
     let addr = BrokerAddr::parse(&args.to).map_err(CliError::Usage)?;
     let password = match &args.password_file {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?.trim().to_owned()),
+        Some(path) => {
+            Some(std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?.trim().to_owned())
+        }
         None => std::env::var("KAIRAN_PUBLISH_PASSWORD").ok(),
     };
-    let origin = kairan_protocol::Certificate::decode(&cert.payload).map_err(|e| CliError::Usage(format!("--cert: {e}")))?.subject;
-    let credentials = password.map(|password| Credentials { username: args.username.clone().unwrap_or_else(|| origin.clone()), password });
+    let origin = kairan_protocol::Certificate::decode(&cert.payload)
+        .map_err(|e| CliError::Usage(format!("--cert: {e}")))?
+        .subject;
+    let credentials = password.map(|password| Credentials {
+        username: args.username.clone().unwrap_or_else(|| origin.clone()),
+        password,
+    });
     let state_path = args.state.clone().unwrap_or_else(|| args.key.with_extension("state.json"));
     let input = super::read_input(&args.file)?;
     let request = PublishRequest { key, cert, addr, node: args.node.clone(), credentials, state_path };
     let (digest, seq) = runtime()?.block_on(publish::publish(&request, &input))?;
-    println!("published {digest} (origin {origin} seq {seq}) to {}; acknowledged by the broker", request.addr.url());
+    println!(
+        "published {digest} (origin {origin} seq {seq}) to {}; acknowledged by the broker",
+        request.addr.url()
+    );
     Ok(())
 }
 
@@ -209,7 +231,9 @@ pub(super) fn inbox(args: &InboxArgs) -> Result<(), CliError> {
             let wanted = digest.trim_start_matches("sha256:");
             let matches: Vec<_> = entries
                 .iter()
-                .filter(|(entry, _)| entry.digest.to_string().trim_start_matches("sha256:").starts_with(wanted))
+                .filter(|(entry, _)| {
+                    entry.digest.to_string().trim_start_matches("sha256:").starts_with(wanted)
+                })
                 .collect();
             let [(entry, provenance)] = matches[..] else {
                 return Err(CliError::Usage(format!("{} advisories match {digest:?}", matches.len())));
@@ -218,8 +242,9 @@ pub(super) fn inbox(args: &InboxArgs) -> Result<(), CliError> {
                 println!("{}", serde_json::to_string_pretty(provenance).unwrap_or_default());
                 return Ok(());
             }
-            let advisory: kairan_protocol::Advisory = serde_json::from_slice(&entry.delivery.advisory.payload)
-                .map_err(|e| CliError::Failed(e.to_string()))?;
+            let advisory: kairan_protocol::Advisory =
+                serde_json::from_slice(&entry.delivery.advisory.payload)
+                    .map_err(|e| CliError::Failed(e.to_string()))?;
             let lang = config.lang.as_str();
             println!("{}  取扱: {}", advisory.tlp, advisory.handling);
             println!("{}\n", advisory.title.get(lang));

@@ -89,7 +89,10 @@ pub(super) fn cert_issue(args: &CertIssueArgs) -> Result<(), CliError> {
                 )));
             }
             if !parent.scope.contains(&args.scope) {
-                return Err(CliError::Usage(format!("scope {} is outside the issuer's scope {}", args.scope, parent.scope)));
+                return Err(CliError::Usage(format!(
+                    "scope {} is outside the issuer's scope {}",
+                    args.scope, parent.scope
+                )));
             }
             parent.subject
         }

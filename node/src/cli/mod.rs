@@ -12,6 +12,7 @@ use crate::error::CliError;
 mod advisory;
 mod daemon;
 mod keys;
+mod revoke;
 mod verify;
 
 /// kairan: signed cybersecurity advisories relayed through Japan's medical associations.
@@ -27,7 +28,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate an Ed25519 key pair: DIR/ID.key (secret, mode 0600) and DIR/ID.pub (hex).
-    #[command(after_help = "Example:\n  kairan keygen --name mhlw --out keys/\n  # writes keys/mhlw.key and keys/mhlw.pub")]
+    #[command(
+        after_help = "Example:\n  kairan keygen --name mhlw --out keys/\n  # writes keys/mhlw.key and keys/mhlw.pub"
+    )]
     Keygen {
         /// Key name (also the file stem): letters, digits, '-', '_', '.'.
         #[arg(long)]
@@ -45,25 +48,42 @@ pub enum Command {
     /// Make the trust-anchors file.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Revoke a certified key from a time on: writes a trust bundle with the signed revocation.
+    #[command(
+        after_help = "Examples:\n  # root revocation of an origin key (2 of 3 root keys):\n  kairan revoke --cert mhlw.cert.json --issuer-key keys/root-1.key --issuer-key keys/root-2.key \\\n      --reason \"key compromised\" --out revocation.json\n  # a prefecture revokes one of its districts:\n  kairan revoke --cert jp-13-chuo.cert.json --issuer-key keys/jp-13.key --issuer-cert jp-13.cert.json \\\n      --reason \"server retired\" --out revocation.json\n  kairan trust push --to mqtt://relay.jp.example:1883 --username admin --password-file admin.secret revocation.json"
+    )]
+    Revoke(revoke::RevokeArgs),
     /// Verify an advisory envelope, a certificate or a delivery and print its provenance.
-    #[command(after_help = "Examples:\n  kairan verify --trust trust.toml delivery.json\n  kairan verify --trust trust.toml --cert mhlw.cert.json advisory.json --json\n\nExit status: 0 verified; 1 refused (the reason code is printed); 64 bad arguments.")]
+    #[command(
+        after_help = "Examples:\n  kairan verify --trust trust.toml delivery.json\n  kairan verify --trust trust.toml --cert mhlw.cert.json advisory.json --json\n\nExit status: 0 verified; 1 refused (the reason code is printed); 64 bad arguments."
+    )]
     Verify(verify::VerifyArgs),
     /// Run a relay node (national, prefectural or district association).
-    #[command(after_help = "Examples:\n  kairan node generate-config > node.toml\n  kairan node --config node.toml\n  KAIRAN__UPSTREAM__PASSWORD=... kairan node --config node.toml --log-format json\n\nExit status: 0 after a clean shutdown (SIGINT/SIGTERM); 64 bad configuration (the field is named).")]
+    #[command(
+        after_help = "Examples:\n  kairan node generate-config > node.toml\n  kairan node --config node.toml\n  KAIRAN__UPSTREAM__PASSWORD=... kairan node --config node.toml --log-format json\n\nExit status: 0 after a clean shutdown (SIGINT/SIGTERM); 64 bad configuration (the field is named)."
+    )]
     Node(daemon::NodeArgs),
     /// Run the clinic subscriber: verify and keep advisories from the district, show new ones.
-    #[command(after_help = "Examples:\n  kairan clinic generate-config > clinic.toml\n  kairan clinic --config clinic.toml")]
+    #[command(
+        after_help = "Examples:\n  kairan clinic generate-config > clinic.toml\n  kairan clinic --config clinic.toml"
+    )]
     Clinic(daemon::ClinicArgs),
     /// Read the clinic inbox (also while `kairan clinic` runs); every entry is verified again.
-    #[command(after_help = "Examples:\n  kairan inbox --config clinic.toml list\n  kairan inbox --config clinic.toml show 3f2a9c")]
+    #[command(
+        after_help = "Examples:\n  kairan inbox --config clinic.toml list\n  kairan inbox --config clinic.toml show 3f2a9c"
+    )]
     Inbox(daemon::InboxArgs),
     /// Sign and publish an advisory to the national node's ingest topic (next seq and prev
     /// from the origin's state file); succeeds only once the broker acknowledged it.
-    #[command(after_help = "Example:\n  kairan publish --key keys/mhlw.key --cert certs/mhlw.cert.json \\\n      --to mqtt://127.0.0.1:1883 --node jp --password-file mhlw.secret samples/01-ransomware.toml")]
+    #[command(
+        after_help = "Example:\n  kairan publish --key keys/mhlw.key --cert certs/mhlw.cert.json \\\n      --to mqtt://127.0.0.1:1883 --node jp --password-file mhlw.secret samples/01-ransomware.toml"
+    )]
     Publish(daemon::PublishArgs),
     /// Run a whole hierarchy on this machine: root, origin, national, 2 prefectures, 2 districts
     /// each, 3 clinics each; publish the samples and a forgery; check every inbox.
-    #[command(after_help = "Example:\n  kairan demo            # exits 0 only if every clinic holds exactly its advisories\n  kairan demo --keep     # keep the data directory")]
+    #[command(
+        after_help = "Example:\n  kairan demo            # exits 0 only if every clinic holds exactly its advisories\n  kairan demo --keep     # keep the data directory"
+    )]
     Demo {
         /// Keep the data directory instead of removing it.
         #[arg(long)]
@@ -74,7 +94,9 @@ pub enum Command {
     },
     /// Measure end-to-end latency and throughput of a whole tree at 10, 100 and 1,000 clinics,
     /// beside a chain of Mosquitto bridges (when `mosquitto` is installed).
-    #[command(after_help = "Example:\n  ulimit -n 65536 && kairan bench --out docs/performance.md\n  kairan bench --clinics 10,100 --samples 50 --no-mosquitto")]
+    #[command(
+        after_help = "Example:\n  ulimit -n 65536 && kairan bench --out docs/performance.md\n  kairan bench --clinics 10,100 --samples 50 --no-mosquitto"
+    )]
     Bench(crate::bench::BenchArgs),
 }
 
@@ -85,7 +107,9 @@ pub enum AdvisoryCommand {
     #[command(after_help = "Example:\n  kairan advisory template > advisory.toml")]
     Template,
     /// Sign an authoring file with an origin key; print the DSSE envelope (JSON) on stdout.
-    #[command(after_help = "Examples:\n  kairan advisory sign --key keys/mhlw.key advisory.toml > advisory.json\n  kairan advisory template | kairan advisory sign --key keys/mhlw.key -")]
+    #[command(
+        after_help = "Examples:\n  kairan advisory sign --key keys/mhlw.key advisory.toml > advisory.json\n  kairan advisory template | kairan advisory sign --key keys/mhlw.key -"
+    )]
     Sign(advisory::SignArgs),
 }
 
@@ -94,7 +118,9 @@ pub enum AdvisoryCommand {
 pub enum CertCommand {
     /// Issue a certificate for a public key, signed by an issuer key (and its certificate), or
     /// by a threshold of root keys when no --issuer-cert is given.
-    #[command(after_help = "Examples:\n  # root-issued (2 of 3 root keys) certificate for the national relay:\n  kairan cert issue --subject jp --subject-key keys/jp.pub --role relay --scope jp \\\n      --issuer-key keys/root-1.key --issuer-key keys/root-2.key --out certs/jp.cert.json\n  # the national relay certifies Tokyo's prefectural relay:\n  kairan cert issue --subject jp-13 --subject-key keys/jp-13.pub --role relay --scope jp/13 \\\n      --issuer-key keys/jp.key --issuer-cert certs/jp.cert.json --out certs/jp-13.cert.json")]
+    #[command(
+        after_help = "Examples:\n  # root-issued (2 of 3 root keys) certificate for the national relay:\n  kairan cert issue --subject jp --subject-key keys/jp.pub --role relay --scope jp \\\n      --issuer-key keys/root-1.key --issuer-key keys/root-2.key --out certs/jp.cert.json\n  # the national relay certifies Tokyo's prefectural relay:\n  kairan cert issue --subject jp-13 --subject-key keys/jp-13.pub --role relay --scope jp/13 \\\n      --issuer-key keys/jp.key --issuer-cert certs/jp.cert.json --out certs/jp-13.cert.json"
+    )]
     Issue(keys::CertIssueArgs),
 }
 
@@ -102,8 +128,16 @@ pub enum CertCommand {
 #[derive(Debug, Subcommand)]
 pub enum TrustCommand {
     /// Write a trust-anchors file from root public keys and a threshold.
-    #[command(after_help = "Example:\n  kairan trust init --threshold 2 --root keys/root-1.pub --root keys/root-2.pub \\\n      --root keys/root-3.pub --out trust.toml")]
+    #[command(
+        after_help = "Example:\n  kairan trust init --threshold 2 --root keys/root-1.pub --root keys/root-2.pub \\\n      --root keys/root-3.pub --out trust.toml"
+    )]
     Init(keys::TrustInitArgs),
+    /// Push a trust bundle (e.g. a revocation) into the national node's control topic; it
+    /// reaches every relay and clinic through the retained trust topics.
+    #[command(
+        after_help = "Example:\n  kairan trust push --to mqtt://relay.jp.example:1883 --node jp --username admin \\\n      --password-file admin.secret revocation.json"
+    )]
+    Push(revoke::PushArgs),
 }
 
 /// Runs a parsed command line.
@@ -117,6 +151,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Advisory(AdvisoryCommand::Sign(args)) => advisory::sign(&args),
         Command::Cert(CertCommand::Issue(args)) => keys::cert_issue(&args),
         Command::Trust(TrustCommand::Init(args)) => keys::trust_init(&args),
+        Command::Trust(TrustCommand::Push(args)) => revoke::push(&args),
+        Command::Revoke(args) => revoke::revoke(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Node(args) => daemon::node(&args),
         Command::Clinic(args) => daemon::clinic(&args),

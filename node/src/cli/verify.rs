@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use kairan_protocol::envelope::{ADVISORY_TYPE, CERT_TYPE};
 use kairan_protocol::limits::MAX_DELIVERY_BYTES;
-use kairan_protocol::{CertSet, Delivery, Envelope, Error, RevocationSet, Timestamp, TrustBundle, VerifyContext};
+use kairan_protocol::{
+    CertSet, Delivery, Envelope, Error, RevocationSet, Timestamp, TrustBundle, VerifyContext,
+};
 
 use crate::clock;
 use crate::error::CliError;
@@ -77,7 +79,10 @@ pub(super) fn verify(args: &VerifyArgs) -> Result<(), CliError> {
         }
         Ok(Report::Cert(chain)) => {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&CertReport { verified: true, chain }).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&CertReport { verified: true, chain }).unwrap_or_default()
+                );
             } else {
                 println!("VERIFIED  certificate");
                 for link in chain {
@@ -142,6 +147,9 @@ fn verify_input(input: &[u8], extra_certs: Vec<Envelope>, ctx: VerifyContext<'_>
             let provenance_chain = crate::provenance::cert_chain(&set, index, ctx.anchors);
             Ok(Report::Cert(provenance_chain))
         }
-        other => Err(Error::WrongPayloadType { expected: format!("{ADVISORY_TYPE} or {CERT_TYPE}"), found: other.to_owned() }),
+        other => Err(Error::WrongPayloadType {
+            expected: format!("{ADVISORY_TYPE} or {CERT_TYPE}"),
+            found: other.to_owned(),
+        }),
     }
 }

@@ -50,14 +50,16 @@ fn split_origin_key(key: &[u8]) -> Option<(String, u64)> {
 }
 
 fn digest_from(tree: &'static str, bytes: &[u8]) -> Result<Digest, StoreError> {
-    let array: [u8; 32] =
-        bytes.try_into().map_err(|_| StoreError::Corrupt { tree, reason: format!("digest of {} bytes", bytes.len()) })?;
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt { tree, reason: format!("digest of {} bytes", bytes.len()) })?;
     Ok(Digest::from_bytes(array))
 }
 
 fn u64_from(tree: &'static str, bytes: &[u8]) -> Result<u64, StoreError> {
-    let array: [u8; 8] =
-        bytes.try_into().map_err(|_| StoreError::Corrupt { tree, reason: format!("u64 of {} bytes", bytes.len()) })?;
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt { tree, reason: format!("u64 of {} bytes", bytes.len()) })?;
     Ok(u64::from_be_bytes(array))
 }
 
@@ -73,7 +75,10 @@ impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(dir).open().map_err(|e| {
-            StoreError::Engine(format!("cannot open store at {}: {e} (is another kairan process using it?)", dir.display()))
+            StoreError::Engine(format!(
+                "cannot open store at {}: {e} (is another kairan process using it?)",
+                dir.display()
+            ))
         })?;
         let tree = |name: &str| db.open_tree(name).map_err(engine);
         Ok(Self {
@@ -203,7 +208,10 @@ impl Store for SledStore {
             let (key, value) = entry.map_err(engine)?;
             let record: StoredDelivery = decode("deliveries", &value)?;
             if record.digest.as_bytes()[..] != key[..] {
-                return Err(StoreError::Corrupt { tree: "deliveries", reason: format!("key mismatch for {}", record.digest) });
+                return Err(StoreError::Corrupt {
+                    tree: "deliveries",
+                    reason: format!("key mismatch for {}", record.digest),
+                });
             }
             count += 1;
         }
@@ -212,7 +220,10 @@ impl Store for SledStore {
                 let (_, digest_bytes) = entry.map_err(engine)?;
                 let digest = digest_from(name, &digest_bytes)?;
                 if !self.contains(&digest)? {
-                    return Err(StoreError::Corrupt { tree: name, reason: format!("{digest} has no delivery") });
+                    return Err(StoreError::Corrupt {
+                        tree: name,
+                        reason: format!("{digest} has no delivery"),
+                    });
                 }
             }
         }
@@ -254,7 +265,10 @@ mod tests {
         let state = store.restore().expect("restore");
         assert_eq!(state.last_relay_seq, 3);
         assert_eq!(state.heads.len(), 2);
-        assert_eq!(state.heads[0], ("mhlw".into(), ChainHead { seq: 2, digest: record("mhlw", 2, 2).digest }));
+        assert_eq!(
+            state.heads[0],
+            ("mhlw".into(), ChainHead { seq: 2, digest: record("mhlw", 2, 2).digest })
+        );
         assert_eq!(state.held.len(), 3);
         assert_eq!(store.log_after(1, 10).expect("log").len(), 2);
         assert_eq!(store.cursor("published").expect("cursor"), 2);

@@ -1,0 +1,189 @@
+//! Trust updates through the same channel: revocation, certificate expiry and renewal, relay
+//! key rotation — over a real tree.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use kairan_node::hierarchy::{Hierarchy, HierarchyBuilder};
+use kairan_node::store::Store;
+use kairan_protocol::cert::ROOT_ISSUER;
+use kairan_protocol::{
+    Advisory, Digest, Revocation, Scope, Timestamp, TrustBundle, VerifyContext, fixtures, verify_delivery,
+};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn advisory(id: &str, now: Timestamp) -> Advisory {
+    let mut advisory = fixtures::sample_advisory("mhlw", 1, None);
+    advisory.id = id.into();
+    advisory.issued_at = now;
+    advisory.expires_at = now.plus_secs(24 * 3600);
+    advisory
+}
+
+async fn tree(dir: &std::path::Path) -> Hierarchy {
+    let tree = HierarchyBuilder::new(dir)
+        .prefectures(2)
+        .districts_per_prefecture(2)
+        .clinics_per_district(2)
+        .start()
+        .await
+        .expect("tree starts");
+    tree.wait_subscribed(SETTLE).await.expect("subscribed");
+    tree
+}
+
+fn everyone_has_trust(tree: &Hierarchy) -> bool {
+    let relays = tree
+        .relays
+        .iter()
+        .filter_map(|r| r.handle.as_ref())
+        .all(|h| h.store().blob("trust_bundle").ok().flatten().is_some());
+    let clinics = tree
+        .clinics
+        .iter()
+        .filter_map(|c| c.handle.as_ref())
+        .all(|h| h.store().blob("trust_bundle").ok().flatten().is_some());
+    relays && clinics
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_origin_key_is_refused_everywhere_and_older_advisories_still_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tree = tree(dir.path()).await;
+    let (bytes, before) = tree.sign_next(advisory("before-revocation", tree.now()));
+    tree.publish_raw(bytes).await.expect("published");
+    tree.wait_for_inboxes(|_| BTreeSet::from([before]), SETTLE).await.expect("delivered");
+
+    // The root (2 of 3) revokes the origin key from now on.
+    let effective_at = tree.now();
+    let revocation = Revocation {
+        keyid: tree.origin.key.keyid().clone(),
+        subject: tree.origin.id.clone(),
+        scope: Scope::parse("jp").expect("scope"),
+        issuer: ROOT_ISSUER.into(),
+        seq: 1,
+        issued_at: effective_at,
+        effective_at,
+        reason: "key compromised".into(),
+    }
+    .sign(&[&tree.roots[0], &tree.roots[2]]);
+    let bundle = TrustBundle { revocations: vec![revocation], ..TrustBundle::default() };
+    let started = Instant::now();
+    tree.push_trust(bundle.to_json()).await.expect("pushed");
+    while !everyone_has_trust(&tree) {
+        assert!(started.elapsed() < SETTLE, "revocation did not reach every node");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "revocation reached all {} relays and {} clinics in {:?}",
+        tree.relays.len(),
+        tree.clinics.len(),
+        started.elapsed()
+    );
+
+    // Anything the revoked key signs now is refused at the first hop and reaches nobody.
+    let (bytes, after) = tree.sign_next(advisory("after-revocation", tree.now()));
+    tree.publish_raw(bytes).await.expect("published");
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let rejections =
+            tree.relays[0].handle.as_ref().expect("national").store().rejections().expect("rejections");
+        if let Some(rejection) = rejections.iter().find(|r| r.claimed_digest == Some(after)) {
+            assert_eq!(rejection.code, "revoked_key");
+            break;
+        }
+        assert!(Instant::now() < deadline, "national did not refuse the revoked key");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for index in 0..tree.clinics.len() {
+        assert_eq!(tree.inbox(index).expect("inbox"), BTreeSet::from([before]), "only the older advisory");
+    }
+
+    // A clinic still verifies the older advisory with the revocation in force.
+    let clinic = tree.clinics[0].handle.as_ref().expect("clinic");
+    let record = clinic.store().get(&before).expect("get").expect("held");
+    let verified_bundle = bundle.verify(&tree.anchors, tree.now()).expect("bundle verifies");
+    let ctx = VerifyContext {
+        anchors: &tree.anchors,
+        revocations: &verified_bundle.facts().revoked,
+        now: tree.now(),
+    };
+    verify_delivery(record.delivery.as_bytes(), ctx).expect("signed before the revocation: still valid");
+    tree.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_a_relay_key_loses_and_rejects_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tree = tree(dir.path()).await;
+    let tokyo = tree.relay_index("jp-13").expect("tokyo");
+    let mut published = BTreeSet::new();
+    for number in 0..12 {
+        if number == 6 {
+            // The districts' certificates stay those issued under the old key.
+            tree.rotate_relay_key(tokyo).await.expect("rotated");
+        }
+        let (bytes, digest) = tree.sign_next(advisory(&format!("rotation-{number}"), tree.now()));
+        tree.publish_raw(bytes).await.expect("published");
+        published.insert(digest);
+    }
+    tree.wait_for_inboxes(|_| published.clone(), SETTLE).await.expect("every advisory arrived");
+    for relay in &tree.relays {
+        let rejections = relay.handle.as_ref().expect("running").store().rejections().expect("rejections");
+        assert!(rejections.is_empty(), "{} rejected: {rejections:?}", relay.config_parts.id);
+    }
+    for clinic in &tree.clinics {
+        let rejections = clinic.handle.as_ref().expect("running").store().rejections().expect("rejections");
+        assert!(rejections.is_empty(), "{} rejected: {rejections:?}", clinic.config.id);
+    }
+    tree.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_relay_certificate_holds_deliveries_until_renewed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tree = tree(dir.path()).await;
+    let tokyo = tree.relay_index("jp-13").expect("tokyo");
+    tree.reissue_relay_cert(tokyo, Duration::from_secs(2)).await.expect("short-lived certificate");
+    tree.wait_subscribed(SETTLE).await.expect("subscribed");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (bytes, digest) = tree.sign_next(advisory("while-expired", tree.now()));
+    tree.publish_raw(bytes).await.expect("published");
+    let tokyo_scope = tree.relays[tokyo].scope.clone();
+    let expected = |clinic: usize| -> BTreeSet<Digest> {
+        let _ = clinic;
+        BTreeSet::from([digest])
+    };
+    // Osaka's clinics get it; Tokyo's relay holds it (unacknowledged, not rejected).
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let osaka_done = tree
+            .clinics
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !tokyo_scope.contains(&c.config.scope))
+            .all(|(i, _)| tree.inbox(i).map(|s| s.contains(&digest)).unwrap_or(false));
+        if osaka_done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Osaka did not receive it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!tree.relays[tokyo].handle.as_ref().expect("tokyo").store().contains(&digest).expect("store"));
+    assert!(
+        tree.relays[tokyo]
+            .handle
+            .as_ref()
+            .expect("tokyo")
+            .store()
+            .rejections()
+            .expect("rejections")
+            .is_empty()
+    );
+    // Renewal: a new certificate for the same key; the held delivery flows on.
+    tree.reissue_relay_cert(tokyo, Duration::from_secs(365 * 24 * 3600)).await.expect("renewed");
+    tree.wait_for_inboxes(expected, SETTLE).await.expect("delivered after renewal");
+    tree.shutdown().await.expect("clean shutdown");
+}
