@@ -12,21 +12,14 @@
 //!
 //! Pure functions only; the relay and clinic adapters do the I/O.
 
-use serde::{Deserialize, Serialize};
-
-use kairan_protocol::limits::MAX_DELIVERY_BYTES;
 use kairan_protocol::{Delivery, Scope};
 
-use crate::store::StoredDelivery;
+pub use kairan_protocol::sync::{
+    MAX_SYNC_PAGE_BYTES, MAX_SYNC_PAGE_ENTRIES, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES, SyncRequest,
+    SyncResponse, parse_request, parse_response,
+};
 
-/// Largest sync request accepted (bytes); anything larger is refused unparsed.
-pub const MAX_SYNC_REQUEST_BYTES: usize = 1024;
-/// Largest page of deliveries in one response (serialized bytes, approximately).
-pub const MAX_SYNC_PAGE_BYTES: usize = 768 * 1024;
-/// Largest sync response accepted: a page plus one maximal delivery of overshoot.
-pub const MAX_SYNC_RESPONSE_BYTES: usize = MAX_SYNC_PAGE_BYTES + MAX_DELIVERY_BYTES + 4096;
-/// Most deliveries a child may ask for in one page.
-pub const MAX_SYNC_PAGE_ENTRIES: u32 = 512;
+use crate::store::StoredDelivery;
 
 /// `kairan/v1/<parent>/sync/<child>/req`.
 pub fn request_topic(parent: &str, child: &str) -> String {
@@ -48,79 +41,6 @@ pub fn child_of_request_topic<'t>(parent: &str, topic: &'t str) -> Option<&'t st
     let rest = topic.strip_prefix("kairan/v1/")?.strip_prefix(parent)?.strip_prefix("/sync/")?;
     let child = rest.strip_suffix("/req")?;
     (!child.is_empty() && !child.contains('/')).then_some(child)
-}
-
-/// A child's request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyncRequest {
-    /// Send deliveries whose relay_seq is greater than this.
-    pub after: u64,
-    /// The child's scope: only overlapping deliveries are sent.
-    pub scope: Scope,
-    /// At most this many deliveries.
-    pub limit: u32,
-    /// Digest of the child's trust bundle; the parent includes its own when it differs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trust: Option<kairan_protocol::Digest>,
-}
-
-/// A parent's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyncResponse {
-    /// The request's `after`.
-    pub after: u64,
-    /// The parent scanned its log up to this relay_seq (the child's next `after`).
-    pub scanned_upto: u64,
-    /// The parent's latest relay_seq: more pages follow while `scanned_upto` is below it.
-    pub last_relay_seq: u64,
-    /// Deliveries in relay_seq order, as the parent forwarded them.
-    pub deliveries: Vec<Delivery>,
-    /// The parent's trust bundle, when the child's differs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trust: Option<kairan_protocol::TrustBundle>,
-}
-
-/// Why a sync message was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SyncError {
-    /// Larger than allowed; not parsed.
-    #[error("sync message of {size} bytes exceeds {limit}")]
-    Oversize {
-        /// Its size.
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// Not the expected JSON.
-    #[error("malformed sync message: {0}")]
-    Malformed(String),
-}
-
-/// Parses a request: size first, then strict JSON, then the page limit.
-pub fn parse_request(bytes: &[u8]) -> Result<SyncRequest, SyncError> {
-    if bytes.len() > MAX_SYNC_REQUEST_BYTES {
-        return Err(SyncError::Oversize { size: bytes.len(), limit: MAX_SYNC_REQUEST_BYTES });
-    }
-    let request: SyncRequest =
-        serde_json::from_slice(bytes).map_err(|e| SyncError::Malformed(e.to_string()))?;
-    if request.limit == 0 || request.limit > MAX_SYNC_PAGE_ENTRIES {
-        return Err(SyncError::Malformed(format!(
-            "limit {} must be 1..={MAX_SYNC_PAGE_ENTRIES}",
-            request.limit
-        )));
-    }
-    Ok(request)
-}
-
-/// Parses a response: size first, then strict JSON.
-pub fn parse_response(bytes: &[u8]) -> Result<SyncResponse, SyncError> {
-    if bytes.len() > MAX_SYNC_RESPONSE_BYTES {
-        return Err(SyncError::Oversize { size: bytes.len(), limit: MAX_SYNC_RESPONSE_BYTES });
-    }
-    serde_json::from_slice(bytes).map_err(|e| SyncError::Malformed(e.to_string()))
 }
 
 /// Builds the answer to `request` from log entries after `request.after`, in order (the
@@ -161,25 +81,6 @@ pub fn build_response(
         response.scanned_upto = entry.relay_seq;
     }
     response
-}
-
-impl SyncResponse {
-    /// Whether the parent has more after this page.
-    pub fn has_more(&self) -> bool {
-        self.scanned_upto < self.last_relay_seq
-    }
-
-    /// Compact JSON.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-}
-
-impl SyncRequest {
-    /// Compact JSON.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
 }
 
 /// Token bucket per child: `rate` requests per second sustained, `burst` at once.
@@ -262,15 +163,6 @@ mod tests {
         assert_eq!((second.deliveries.len(), second.scanned_upto, second.has_more()), (1, 4, false));
         let parsed = parse_response(&second.to_json()).expect("round trip");
         assert_eq!(parsed, second);
-    }
-
-    #[test]
-    fn requests_are_bounded_and_strict() {
-        assert!(matches!(parse_request(&vec![b' '; 2000]), Err(SyncError::Oversize { .. })));
-        assert!(parse_request(br#"{"after":1,"scope":"jp","limit":0}"#).is_err());
-        assert!(parse_request(br#"{"after":1,"scope":"jp","limit":10,"x":1}"#).is_err());
-        assert!(parse_request(br#"{"after":-1,"scope":"jp","limit":10}"#).is_err());
-        assert_eq!(parse_request(br#"{"after":7,"scope":"jp/13","limit":10}"#).map(|r| r.after), Ok(7));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! - [`hop`]: hop attestations.
 //! - [`delivery`]: the delivery message, [`delivery::verify_delivery`] and [`delivery::attest`].
 //! - [`sequence`]: origin sequence rules (accept, duplicate, gap, backfill, fork).
+//! - [`sync`]: catch-up request and response messages and their bounded parsers.
 //! - [`verified`]: [`Verified<T>`], constructed only by this crate's verifiers.
 //! - [`limits`]: size and count limits, enforced before expensive work.
 //! - [`time`]: [`Timestamp`], RFC 3339 on the wire.
@@ -47,6 +48,7 @@ pub mod keys;
 pub mod limits;
 pub mod scope;
 pub mod sequence;
+pub mod sync;
 pub mod time;
 pub mod trust;
 pub mod verified;

@@ -1,0 +1,137 @@
+//! Catch-up messages: a child asks its parent for the deliveries of the parent's output log
+//! after a point, and the parent answers in pages. These are the wire types and their
+//! bounded, strict parsers; the topics and the paging logic live in the node crate.
+//!
+//! Nothing in a response is trusted: every delivery in it is verified like a live one, and a
+//! trust bundle in it is merged and verified like one from the trust topic.
+
+use serde::{Deserialize, Serialize};
+
+use crate::delivery::Delivery;
+use crate::error::{Error, Result};
+use crate::keys::Digest;
+use crate::limits::MAX_DELIVERY_BYTES;
+use crate::scope::Scope;
+use crate::trust::TrustBundle;
+
+/// Largest sync request accepted (bytes); anything larger is refused unparsed.
+pub const MAX_SYNC_REQUEST_BYTES: usize = 1024;
+/// Largest page of deliveries in one response (serialized bytes, approximately).
+pub const MAX_SYNC_PAGE_BYTES: usize = 768 * 1024;
+/// Largest sync response accepted: a page plus one maximal delivery of overshoot.
+pub const MAX_SYNC_RESPONSE_BYTES: usize = MAX_SYNC_PAGE_BYTES + MAX_DELIVERY_BYTES + 4096;
+/// Most deliveries a child may ask for in one page.
+pub const MAX_SYNC_PAGE_ENTRIES: u32 = 512;
+
+fn malformed(what: &str, reason: String) -> Error {
+    Error::MalformedPayload { payload_type: what.to_owned(), reason }
+}
+
+/// A child's request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// Send deliveries whose relay_seq is greater than this.
+    pub after: u64,
+    /// The child's scope: only overlapping deliveries are sent.
+    pub scope: Scope,
+    /// At most this many deliveries.
+    pub limit: u32,
+    /// Digest of the child's trust bundle; the parent includes its own when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<Digest>,
+}
+
+/// A parent's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncResponse {
+    /// The request's `after`.
+    pub after: u64,
+    /// The parent scanned its log up to this relay_seq (the child's next `after`).
+    pub scanned_upto: u64,
+    /// The parent's latest relay_seq: more pages follow while `scanned_upto` is below it.
+    pub last_relay_seq: u64,
+    /// Deliveries in relay_seq order, as the parent forwarded them.
+    pub deliveries: Vec<Delivery>,
+    /// The parent's trust bundle, when the child's differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustBundle>,
+}
+
+/// Parses a request: size first, then strict JSON, then the page limit.
+pub fn parse_request(bytes: &[u8]) -> Result<SyncRequest> {
+    if bytes.len() > MAX_SYNC_REQUEST_BYTES {
+        return Err(Error::Oversize {
+            what: "sync request",
+            limit: MAX_SYNC_REQUEST_BYTES,
+            actual: bytes.len(),
+        });
+    }
+    let request: SyncRequest =
+        serde_json::from_slice(bytes).map_err(|e| malformed("sync request", e.to_string()))?;
+    if request.limit == 0 || request.limit > MAX_SYNC_PAGE_ENTRIES {
+        return Err(malformed(
+            "sync request",
+            format!("limit {} must be 1..={MAX_SYNC_PAGE_ENTRIES}", request.limit),
+        ));
+    }
+    Ok(request)
+}
+
+/// Parses a response: size first, then strict JSON.
+pub fn parse_response(bytes: &[u8]) -> Result<SyncResponse> {
+    if bytes.len() > MAX_SYNC_RESPONSE_BYTES {
+        return Err(Error::Oversize {
+            what: "sync response",
+            limit: MAX_SYNC_RESPONSE_BYTES,
+            actual: bytes.len(),
+        });
+    }
+    let response: SyncResponse =
+        serde_json::from_slice(bytes).map_err(|e| malformed("sync response", e.to_string()))?;
+    if response.scanned_upto < response.after {
+        return Err(malformed("sync response", "scanned_upto is before after".into()));
+    }
+    Ok(response)
+}
+
+impl SyncResponse {
+    /// Whether the parent has more after this page.
+    pub fn has_more(&self) -> bool {
+        self.scanned_upto < self.last_relay_seq
+    }
+
+    /// Compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl SyncRequest {
+    /// Compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_bounded_and_strict() {
+        assert_eq!(parse_request(&vec![b' '; 2000]).map_err(|e| e.code()), Err("oversize_input"));
+        assert!(parse_request(br#"{"after":1,"scope":"jp","limit":0}"#).is_err());
+        assert!(parse_request(br#"{"after":1,"scope":"jp","limit":10,"x":1}"#).is_err());
+        assert!(parse_request(br#"{"after":-1,"scope":"jp","limit":10}"#).is_err());
+        assert!(parse_request(b"\xff\xfe").is_err());
+        assert_eq!(parse_request(br#"{"after":7,"scope":"jp/13","limit":10}"#).map(|r| r.after), Ok(7));
+    }
+
+    #[test]
+    fn responses_must_not_go_backwards() {
+        let bad = br#"{"after":5,"scanned_upto":4,"last_relay_seq":9,"deliveries":[]}"#;
+        assert_eq!(parse_response(bad).map_err(|e| e.code()), Err("malformed_payload"));
+    }
+}
