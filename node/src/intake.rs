@@ -36,6 +36,9 @@ pub enum Input {
     Publish(Publish),
 }
 
+/// A gap asks for the page at the same cursor again only after this long.
+const GAP_REQUEST_SPACING: Duration = Duration::from_secs(1);
+
 /// Cursor name of the parent's output log position this node has caught up to.
 pub const SYNC_CURSOR: &str = "sync";
 
@@ -214,6 +217,10 @@ pub async fn intake_loop(
         tokio::time::interval(catch_up.as_ref().map_or(Duration::from_secs(3600), |c| c.interval));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
+    // The cursor and time of the last catch-up request: a burst of gaps (a parent back from
+    // a crash forwards what it has in a new order) asks once, not once per delivery — every
+    // answer is a page the parent reads and sends, and many children may be asking.
+    let mut last_request: Option<(u64, tokio::time::Instant)> = None;
     loop {
         let input = tokio::select! {
             input = queue.recv() => match input {
@@ -226,6 +233,7 @@ pub async fn intake_loop(
             Input::Connected => {
                 if let Some(catch_up) = &catch_up {
                     request_page(&client, catch_up, cursor, trust.digest()).await;
+                    last_request = Some((cursor, tokio::time::Instant::now()));
                 }
                 continue;
             }
@@ -244,7 +252,8 @@ pub async fn intake_loop(
                     }
                     let count = response.deliveries.len();
                     for delivery in &response.deliveries {
-                        let outcome = core.on_delivery(&delivery.to_json(), "sync", clock::now());
+                        let outcome =
+                            core.on_delivery(&delivery.to_json(), crate::core::SYNC_SOURCE, clock::now());
                         if !decide(&store, &outcome, &node, &mut sink, &shutdown).await?.ack {
                             // Cannot process now: keep the cursor so these pages come again.
                             break;
@@ -260,6 +269,7 @@ pub async fn intake_loop(
                     }
                     if response.has_more() {
                         request_page(&client, catch_up, cursor, trust.digest()).await;
+                        last_request = Some((cursor, tokio::time::Instant::now()));
                     }
                 }
                 // An answer to an older request (a page already applied): ignore.
@@ -273,8 +283,13 @@ pub async fn intake_loop(
             let outcome = core.on_delivery(&publish.payload, &publish.topic, clock::now());
             let decided = decide(&store, &outcome, &node, &mut sink, &shutdown).await?;
             if let (true, Some(catch_up)) = (decided.gap, &catch_up) {
-                // A jump in an origin's chain: ask the parent for what we missed now.
-                request_page(&client, catch_up, cursor, trust.digest()).await;
+                // A jump in an origin's chain: ask the parent for what we missed now (unless
+                // that was just asked).
+                let asked = last_request.is_some_and(|(after, at)| after == cursor && at.elapsed() < GAP_REQUEST_SPACING);
+                if !asked {
+                    request_page(&client, catch_up, cursor, trust.digest()).await;
+                    last_request = Some((cursor, tokio::time::Instant::now()));
+                }
             }
             // Durable now: acknowledge upstream (a lost ack only means a redelivered duplicate).
             if decided.ack {

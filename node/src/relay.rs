@@ -270,6 +270,8 @@ const SYNC_REQUESTS_PER_SEC: u32 = 20;
 const SYNC_REQUEST_BURST: u32 = 40;
 /// Log entries scanned for one catch-up page at most.
 const SYNC_SCAN_LIMIT: usize = 4096;
+/// Log entries read from the store at a time while building a catch-up page.
+const SYNC_SCAN_CHUNK: usize = 32;
 
 /// Answers one catch-up request from the store. Answers go out with QoS 0 (they do not
 /// count as outstanding deliveries); a lost answer is asked for again at the child's next
@@ -308,8 +310,31 @@ fn answer_sync_request(
             return Ok(());
         }
     };
-    let entries = store.log_after(parsed.after, SYNC_SCAN_LIMIT).map_err(store_failed)?;
+    // Read the log lazily, a chunk at a time, and only what is durable. A page takes a few
+    // dozen entries: reading (and decoding) up to the scan limit for every request starves
+    // this loop — and with it the acks and pings of the own broker — when many children
+    // catch up at once. The log may already hold a record the processor is still flushing;
+    // one lost in a crash would be taken by the next delivery's relay_seq.
+    let mut position = parsed.after;
+    let mut scanned = 0usize;
+    let mut chunk = std::collections::VecDeque::new();
+    let mut failure = None;
+    let entries = std::iter::from_fn(|| {
+        if chunk.is_empty() && scanned < SYNC_SCAN_LIMIT && position < last_relay_seq {
+            match store.log_after(position, SYNC_SCAN_CHUNK) {
+                Ok(read) => chunk.extend(read),
+                Err(error) => failure = Some(error),
+            }
+        }
+        let entry = chunk.pop_front().filter(|entry| entry.relay_seq <= last_relay_seq)?;
+        position = entry.relay_seq;
+        scanned += 1;
+        Some(entry)
+    });
     let mut response = sync::build_response(&parsed, entries, last_relay_seq);
+    if let Some(error) = failure {
+        return Err(store_failed(error));
+    }
     if let Some(bundle) = bundle {
         if parsed.trust != Some(kairan_protocol::Digest::of(bundle)) {
             response.trust = kairan_protocol::TrustBundle::from_json(bundle).ok();
@@ -356,7 +381,9 @@ async fn publisher_loop(
             let newest = *latest.borrow();
             if connected && outstanding < PUBLISH_WINDOW && sent_upto < newest {
                 let batch = store.log_after(sent_upto, PUBLISH_WINDOW - outstanding).map_err(store_failed)?;
-                for record in batch {
+                // Durable before forwarded: `newest` is the last relay_seq the processor has
+                // flushed; a later record in the log may still be in flight to the disk.
+                for record in batch.into_iter().take_while(|record| record.relay_seq <= newest) {
                     let topic = topics
                         .entry(record.scope.clone())
                         .or_insert_with(|| mqtt::deliveries_topic(&node, &record.scope))

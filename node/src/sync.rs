@@ -5,7 +5,7 @@
 //! session, or a child that was off for a week. So a child sends a [`SyncRequest`] on
 //! `kairan/v1/<parent>/sync/<child>/req` whenever it (re)connects and periodically; the
 //! parent answers on `…/sync/<child>/resp` with the deliveries of its output log after
-//! `after` whose scope overlaps the child's, up to a page of [`MAX_SYNC_PAGE_BYTES`], and
+//! `after` whose scope overlaps the child's, up to a page of [`PAGE_BYTES`] (one MQTT packet), and
 //! tells how far it scanned. The child processes them like live deliveries (verify, dedup),
 //! stores its cursor (`scanned_upto`), and asks for the next page while the parent has more.
 //! Nothing in a response is trusted: every delivery is verified as usual.
@@ -19,7 +19,18 @@ pub use kairan_protocol::sync::{
     SyncResponse, parse_request, parse_response,
 };
 
+use crate::mqtt::MAX_PACKET_BYTES;
 use crate::store::StoredDelivery;
+
+/// Delivery bytes in one answer at most. An answer travels as one MQTT packet, and every
+/// client and the embedded broker refuse packets larger than [`MAX_PACKET_BYTES`] (a client
+/// that receives one drops its connection, asks again, and never catches up), so a page stays
+/// well below it — the protocol's [`MAX_SYNC_PAGE_BYTES`] is larger. The rest of the packet
+/// holds the topic and the answer's other fields.
+pub const PAGE_BYTES: usize = {
+    let budget = MAX_PACKET_BYTES - 16 * 1024;
+    if budget < MAX_SYNC_PAGE_BYTES { budget } else { MAX_SYNC_PAGE_BYTES }
+};
 
 /// `kairan/v1/<parent>/sync/<child>/req`.
 pub fn request_topic(parent: &str, child: &str) -> String {
@@ -65,12 +76,18 @@ pub fn build_response(
         }
         let in_scope = Scope::parse(&entry.scope).is_ok_and(|scope| scope.overlaps(&request.scope));
         if in_scope {
-            if response.deliveries.len() as u32 >= request.limit || page_bytes >= MAX_SYNC_PAGE_BYTES {
+            if response.deliveries.len() as u32 >= request.limit {
+                break;
+            }
+            // Stop before the page would outgrow one MQTT packet (a page always takes its
+            // first delivery: one delivery alone always fits).
+            let size = entry.delivery.len() + 1;
+            if !response.deliveries.is_empty() && page_bytes + size > PAGE_BYTES {
                 break;
             }
             match Delivery::from_json(entry.delivery.as_bytes()) {
                 Ok(delivery) => {
-                    page_bytes += entry.delivery.len();
+                    page_bytes += size;
                     response.deliveries.push(delivery);
                 }
                 // A stored delivery that no longer parses is skipped; the store's integrity
@@ -163,6 +180,23 @@ mod tests {
         assert_eq!((second.deliveries.len(), second.scanned_upto, second.has_more()), (1, 4, false));
         let parsed = parse_response(&second.to_json()).expect("round trip");
         assert_eq!(parsed, second);
+    }
+
+    #[test]
+    fn a_page_fits_one_mqtt_packet() {
+        let tree = Hierarchy::standard();
+        let log: Vec<StoredDelivery> = (1..=300).map(|seq| entry(&tree, seq, "jp")).collect();
+        let request = SyncRequest {
+            after: 0,
+            scope: Scope::parse("jp").expect("scope"),
+            limit: MAX_SYNC_PAGE_ENTRIES,
+            trust: None,
+        };
+        let page = build_response(&request, log, 300);
+        let packet = page.to_json().len() + request_topic("jp", "jp-13").len() + 16;
+        assert!(packet <= MAX_PACKET_BYTES, "{packet} bytes in one answer");
+        assert!(page.deliveries.len() > 1 && page.has_more(), "{} deliveries", page.deliveries.len());
+        assert_eq!(page.scanned_upto, page.deliveries.len() as u64, "the rest is for the next page");
     }
 
     #[test]

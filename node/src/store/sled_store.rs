@@ -27,6 +27,9 @@ pub struct SledStore {
     meta: sled::Tree,
 }
 
+/// Rejections kept (the most recent ones).
+pub const MAX_REJECTIONS_KEPT: u64 = 10_000;
+
 fn engine(error: sled::Error) -> StoreError {
     StoreError::Engine(error.to_string())
 }
@@ -126,6 +129,13 @@ impl Store for SledStore {
     fn put_rejection(&self, rejection: &Rejection) -> Result<u64, StoreError> {
         let id = self.db.generate_id().map_err(engine)?;
         self.rejections.insert(id.to_be_bytes(), encode(rejection)).map_err(engine)?;
+        // Keep the most recent MAX_REJECTIONS_KEPT: a flood of bad input cannot fill the disk.
+        if let Some(oldest_kept) = id.checked_sub(MAX_REJECTIONS_KEPT) {
+            for entry in self.rejections.range(..oldest_kept.to_be_bytes()) {
+                let (key, _) = entry.map_err(engine)?;
+                self.rejections.remove(key).map_err(engine)?;
+            }
+        }
         Ok(id)
     }
 

@@ -111,8 +111,6 @@ pub struct OriginFiles {
 /// A whole tree on disk.
 #[derive(Debug)]
 pub struct TreeFiles {
-    /// Base directory.
-    pub dir: PathBuf,
     /// The trust anchors (also in DIR/trust.toml).
     pub anchors: TrustAnchors,
     /// The origin.
@@ -176,7 +174,12 @@ impl TreeFiles {
         .expect("anchors");
         let trust = dir.join("trust.toml");
         write(&trust, render_trust(&anchors));
-        let certify = |issuer: &str, subject: &str, key: &SecretKey, role: Role, scope: &Scope, signers: &[&SecretKey]| {
+        let certify = |issuer: &str,
+                       subject: &str,
+                       key: &SecretKey,
+                       role: Role,
+                       scope: &Scope,
+                       signers: &[&SecretKey]| {
             Certificate {
                 serial: format!("{issuer}-{subject}"),
                 issuer: issuer.to_owned(),
@@ -193,7 +196,8 @@ impl TreeFiles {
         let jp = Scope::parse("jp").expect("scope");
         let origin_key = new_key();
         write_pair(&keys_dir, "mhlw", &origin_key).expect("origin key");
-        let origin_cert = certify(ROOT_ISSUER, "mhlw", &origin_key, Role::Origin, &jp, &[&roots[0], &roots[1]]);
+        let origin_cert =
+            certify(ROOT_ISSUER, "mhlw", &origin_key, Role::Origin, &jp, &[&roots[0], &roots[1]]);
         write(&dir.join("certs/mhlw.cert.json"), origin_cert.to_json());
         let origin = OriginFiles {
             id: "mhlw".into(),
@@ -209,9 +213,27 @@ impl TreeFiles {
         let prefecture_key = new_key();
         let district_key = new_key();
         let chain = [
-            ("jp", Level::National, jp.clone(), certify(ROOT_ISSUER, "jp", &national_key, Role::Relay, &jp, &[&roots[0], &roots[2]]), &national_key),
-            ("jp-13", Level::Prefecture, tokyo.clone(), certify("jp", "jp-13", &prefecture_key, Role::Relay, &tokyo, &[&national_key]), &prefecture_key),
-            ("jp-13-chuo", Level::District, chuo.clone(), certify("jp-13", "jp-13-chuo", &district_key, Role::Relay, &chuo, &[&prefecture_key]), &district_key),
+            (
+                "jp",
+                Level::National,
+                jp.clone(),
+                certify(ROOT_ISSUER, "jp", &national_key, Role::Relay, &jp, &[&roots[0], &roots[2]]),
+                &national_key,
+            ),
+            (
+                "jp-13",
+                Level::Prefecture,
+                tokyo.clone(),
+                certify("jp", "jp-13", &prefecture_key, Role::Relay, &tokyo, &[&national_key]),
+                &prefecture_key,
+            ),
+            (
+                "jp-13-chuo",
+                Level::District,
+                chuo.clone(),
+                certify("jp-13", "jp-13-chuo", &district_key, Role::Relay, &chuo, &[&prefecture_key]),
+                &district_key,
+            ),
         ];
         let clinic_ids: Vec<String> = (1..=spec.clinics).map(|n| format!("jp-13-chuo-c{n:02}")).collect();
         let clinic_passwords: Vec<String> = clinic_ids.iter().map(|_| password()).collect();
@@ -334,7 +356,7 @@ impl TreeFiles {
                 config,
             });
         }
-        TreeFiles { dir: dir.to_owned(), anchors, origin, relays, clinics }
+        TreeFiles { anchors, origin, relays, clinics }
     }
 
     /// The national relay's broker (origins publish to its ingest topic there).

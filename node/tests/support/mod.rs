@@ -1,0 +1,18 @@
+//! Support for the crash harness (`node/tests/crash.rs`): a tree written to disk for real
+//! `kairan` processes, the processes themselves, and Mosquitto.
+//!
+//! The harness lives in this package because only a package's own integration tests get
+//! `CARGO_BIN_EXE_kairan`. The Mosquitto helper is shared with `kairan-tests`: one file,
+//! `tests/src/mosquitto.rs`, compiled into both.
+//!
+//! ## Layout
+//! - [`files`]: keys, certificates, trust file, node.toml / members.toml / clinic.toml.
+//! - [`procs`]: a daemon process: start, `kill -9`, SIGTERM, its log.
+//! - [`mosquitto`]: a Mosquitto process, restartable on the same port.
+
+pub mod files;
+pub mod procs;
+
+#[allow(dead_code)] // shared with kairan-tests, which uses all of it
+#[path = "../../../tests/src/mosquitto.rs"]
+pub mod mosquitto;
