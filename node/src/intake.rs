@@ -285,7 +285,8 @@ pub async fn intake_loop(
             if let (true, Some(catch_up)) = (decided.gap, &catch_up) {
                 // A jump in an origin's chain: ask the parent for what we missed now (unless
                 // that was just asked).
-                let asked = last_request.is_some_and(|(after, at)| after == cursor && at.elapsed() < GAP_REQUEST_SPACING);
+                let asked = last_request
+                    .is_some_and(|(after, at)| after == cursor && at.elapsed() < GAP_REQUEST_SPACING);
                 if !asked {
                     request_page(&client, catch_up, cursor, trust.digest()).await;
                     last_request = Some((cursor, tokio::time::Instant::now()));

@@ -153,6 +153,31 @@ mod tests {
     }
 
     #[test]
+    fn an_older_bundle_cannot_roll_a_revocation_back() {
+        let tree = Hierarchy::standard();
+        let mut state = TrustState::new(tree.anchors.clone());
+        let revocation = Revocation {
+            keyid: tree.origin_key.keyid().clone(),
+            subject: "mhlw".into(),
+            scope: Scope::parse("jp").expect("scope"),
+            issuer: ROOT_ISSUER.into(),
+            seq: 1,
+            issued_at: tree.now,
+            effective_at: tree.now,
+            reason: "key compromised".into(),
+        }
+        .sign(&[&tree.roots[0], &tree.roots[1]]);
+        let with = TrustBundle { revocations: vec![revocation], ..TrustBundle::default() };
+        state.apply(&with.to_json(), tree.now).expect("applies");
+        // Replaying the empty bundle from before (a rollback attempt) changes nothing.
+        assert_eq!(
+            state.apply(&TrustBundle::default().to_json(), tree.now).expect("merges"),
+            TrustChange::Unchanged
+        );
+        assert_eq!(state.revoked().len(), 1);
+    }
+
+    #[test]
     fn a_bundle_that_does_not_verify_changes_nothing() {
         let tree = Hierarchy::standard();
         let mut state = TrustState::new(tree.anchors.clone());

@@ -30,8 +30,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -305,9 +305,15 @@ impl Origin {
         loop {
             let client_id = format!("mhlw-publisher-{index}-{attempt}");
             let bytes = self.signed[index].0.clone();
-            let sent =
-                publish_acked(&self.addr, Some(&self.credentials), &client_id, &self.topic, bytes, Duration::from_secs(5))
-                    .await;
+            let sent = publish_acked(
+                &self.addr,
+                Some(&self.credentials),
+                &client_id,
+                &self.topic,
+                bytes,
+                Duration::from_secs(5),
+            )
+            .await;
             if sent.is_ok() {
                 self.acked_at[index] = Some(Instant::now());
                 return;
@@ -333,7 +339,9 @@ impl Origin {
             .enumerate()
             .filter(|(_, ((_, digest), _))| !confirmed.contains(digest))
             .filter_map(|(index, (_, at))| at.map(|at| (index, at)))
-            .filter(|(_, at)| newest_confirmed.is_some_and(|newest| newest > *at) || at.elapsed() > Duration::from_secs(10))
+            .filter(|(_, at)| {
+                newest_confirmed.is_some_and(|newest| newest > *at) || at.elapsed() > Duration::from_secs(10)
+            })
             .map(|(index, _)| index)
             .collect()
     }
