@@ -10,8 +10,8 @@
 //!   the moment every one of the N clinic stores holds it (verified, stored, flushed);
 //!   p50 and p99 over the samples;
 //! - **throughput**: K advisories published back to back; advisories/s until every clinic
-//!   holds all K (deliveries/s = K·N/s), and, for kairan, until every district relay holds
-//!   all K (the relay chain alone).
+//!   holds all K (deliveries/s = K·N/s), and, for kairan, until every relay of each level
+//!   holds all K (the relay chain alone).
 //!
 //! Then, when `mosquitto` is installed, the same topology as a chain of Mosquitto processes
 //! bridged child → parent (`topic bench/# in 1`), N rumqttc subscribers (QoS 1, persistent
@@ -280,7 +280,8 @@ struct Measured {
     latencies: Vec<Duration>,
     batch: usize,
     batch_elapsed: Duration,
-    relay_elapsed: Option<Duration>,
+    /// Per relay level: when every relay of the level held all K, from the first publish.
+    relay_elapsed: Vec<(&'static str, Duration)>,
     published_bytes: usize,
     received_bytes: usize,
     setup: Duration,
@@ -295,8 +296,11 @@ impl Measured {
         self.batch as f64 / self.batch_elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn relay_advisories_per_sec(&self) -> Option<f64> {
-        self.relay_elapsed.map(|elapsed| self.batch as f64 / elapsed.as_secs_f64().max(1e-9))
+    fn relay_advisories_per_sec(&self) -> Vec<(&'static str, f64)> {
+        self.relay_elapsed
+            .iter()
+            .map(|(level, elapsed)| (*level, self.batch as f64 / elapsed.as_secs_f64().max(1e-9)))
+            .collect()
     }
 }
 
@@ -478,6 +482,15 @@ impl Publisher {
 // ---------------------------------------------------------------------------------------------
 // The measurement both systems share
 
+/// What [`measure`] found.
+#[derive(Debug)]
+struct Run {
+    latencies: Vec<Duration>,
+    batch: usize,
+    batch_elapsed: Duration,
+    relay_elapsed: Vec<(&'static str, Duration)>,
+}
+
 /// Messages for one system and N: one warm-up, the latency samples, the throughput batch.
 #[derive(Debug)]
 struct Workload {
@@ -492,11 +505,11 @@ async fn measure(
     publisher: &Publisher,
     topic: &str,
     clinics: &Receivers,
-    relays: Option<&Receivers>,
+    relays: &[(&'static str, Receivers)],
     workload: Workload,
     options: &BenchOptions,
     started: Instant,
-) -> Result<(Vec<Duration>, usize, Duration, Option<Duration>), CliError> {
+) -> Result<Run, CliError> {
     // Warm-up: connections, first writes, caches.
     let warmup_items: Vec<Item> = workload.warmup.iter().map(|(_, item)| *item).collect();
     for (bytes, _) in workload.warmup {
@@ -526,17 +539,20 @@ async fn measure(
     let items: Vec<Item> = workload.batch.iter().map(|(_, item)| *item).collect();
     let batch_timeout = options.timeout + Duration::from_millis(500 * count as u64);
     let clinic_wait = spawn_wait_all(clinics.clone(), items.clone(), batch_timeout);
-    let relay_wait = relays.map(|relays| spawn_wait_all(relays.clone(), items, batch_timeout));
+    let relay_waits: Vec<_> = relays
+        .iter()
+        .map(|(level, relays)| (*level, spawn_wait_all(relays.clone(), items.clone(), batch_timeout)))
+        .collect();
     let sent = Instant::now();
     for (bytes, _) in workload.batch {
         publisher.publish(topic, bytes).await?;
     }
     let clinics_done = joined(clinic_wait).await?.saturating_duration_since(sent);
-    let relays_done = match relay_wait {
-        Some(wait) => Some(joined(wait).await?.saturating_duration_since(sent)),
-        None => None,
-    };
-    Ok((latencies, count, clinics_done, relays_done))
+    let mut relays_done = Vec::with_capacity(relay_waits.len());
+    for (level, wait) in relay_waits {
+        relays_done.push((level, joined(wait).await?.saturating_duration_since(sent)));
+    }
+    Ok(Run { latencies, batch: count, batch_elapsed: clinics_done, relay_elapsed: relays_done })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,13 +598,14 @@ async fn bench_kairan(
             .map(Receivers::Stores)
     };
     let clinics = stores(tree.clinics.iter().map(|c| c.handle.as_ref().map(|h| h.store())).collect())?;
-    let districts = stores(
-        tree.relays
-            .iter()
-            .filter(|r| r.level == Level::District)
-            .map(|r| r.handle.as_ref().map(|h| h.store()))
-            .collect(),
-    )?;
+    let mut levels = Vec::new();
+    for (name, level) in
+        [("national", Level::National), ("prefecture", Level::Prefecture), ("district", Level::District)]
+    {
+        let relays =
+            tree.relays.iter().filter(|r| r.level == level).map(|r| r.handle.as_ref().map(|h| h.store()));
+        levels.push((name, stores(relays.collect())?));
+    }
 
     // The payload: the first sample advisory, re-dated to now, a distinct id per message.
     let (name, text) = SAMPLES[0];
@@ -630,7 +647,7 @@ async fn bench_kairan(
         &publisher,
         &mqtt::ingest_topic(&tree.national().config_parts.id),
         &clinics,
-        Some(&districts),
+        &levels,
         workload,
         options,
         started,
@@ -645,15 +662,19 @@ async fn bench_kairan(
         _ => 0,
     };
     progress(options, started, "  kairan: shutting the tree down");
-    let stopped = tree.shutdown().await;
-    let (latencies, batch, batch_elapsed, relay_elapsed) = measured?;
+    // A relay that cannot stop must not hang the bench.
+    let grace = Duration::from_secs(60) + Duration::from_millis(20 * shape.clinics as u64);
+    let stopped = tokio::time::timeout(grace, tree.shutdown())
+        .await
+        .unwrap_or_else(|_| Err(CliError::Failed(format!("the tree did not shut down within {grace:?}"))));
+    let run = measured?;
     stopped?;
     drop(temp);
     let measured = Measured {
-        latencies,
-        batch,
-        batch_elapsed,
-        relay_elapsed,
+        latencies: run.latencies,
+        batch: run.batch,
+        batch_elapsed: run.batch_elapsed,
+        relay_elapsed: run.relay_elapsed,
         published_bytes: payload.len(),
         received_bytes,
         setup,
@@ -917,14 +938,14 @@ async fn bench_mosquitto(
             batch: take(shape.batch),
         };
         let measured =
-            measure("mosquitto", &publisher, BENCH_TOPIC, &receivers, None, workload, options, started).await;
+            measure("mosquitto", &publisher, BENCH_TOPIC, &receivers, &[], workload, options, started).await;
         publisher.close().await;
-        let (latencies, batch, batch_elapsed, _) = measured?;
+        let run = measured?;
         Ok(Measured {
-            latencies,
-            batch,
-            batch_elapsed,
-            relay_elapsed: None,
+            latencies: run.latencies,
+            batch: run.batch,
+            batch_elapsed: run.batch_elapsed,
+            relay_elapsed: Vec::new(),
             published_bytes: payload.len(),
             received_bytes: payload.len(),
             setup,
@@ -958,6 +979,14 @@ struct Machine {
     cores: usize,
     memory_gib: Option<f64>,
     open_files: Option<u64>,
+    /// Load average (1, 5, 15 min) when the bench started: other work on the machine.
+    load: Option<String>,
+}
+
+/// `/proc/loadavg`'s first three fields.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 impl Machine {
@@ -982,7 +1011,7 @@ impl Machine {
             .and_then(|line| line.split_whitespace().nth(3))
             .and_then(|soft| soft.parse::<u64>().ok());
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Self { cpu, cores, memory_gib, open_files }
+        Self { cpu, cores, memory_gib, open_files, load: load_average() }
     }
 }
 
@@ -1017,12 +1046,16 @@ fn render(
     let _ = writeln!(out, "### kairan bench, {}\n", &now[..now.len().min(19)]);
     let _ = writeln!(
         out,
-        "Machine: {} logical CPU(s), {}, {} RAM; open-file limit {}. kairan {} (release build expected). Whole run {:.0} s.\n",
+        "Machine: {} logical CPU(s), {}, {} RAM; open-file limit {}; load average {} at start, {} at end. \
+         kairan {} ({} build). Whole run {:.0} s.\n",
         machine.cores,
         machine.cpu.as_deref().unwrap_or("unknown CPU"),
         machine.memory_gib.map_or_else(|| "unknown".into(), |g| format!("{g:.1} GiB")),
         machine.open_files.map_or_else(|| "unknown".into(), |n| n.to_string()),
+        machine.load.as_deref().unwrap_or("unknown"),
+        load_average().unwrap_or_else(|| "unknown".into()),
         env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) { "DEBUG — not representative" } else { "release" },
         elapsed.as_secs_f64()
     );
     match mosquitto {
@@ -1131,11 +1164,13 @@ fn render(
                 |m| format!("{} in {:.2} s", m.batch, m.batch_elapsed.as_secs_f64())
             )
         );
-        let _ = writeln!(
-            out,
-            "| relay chain alone: advisories/s until every district relay holds all K | {} | – | |",
-            rate(k.relay_advisories_per_sec())
-        );
+        for (level, per_sec) in k.relay_advisories_per_sec() {
+            let _ = writeln!(
+                out,
+                "| relays alone: advisories/s until every {level} relay holds all K | {} | – | |",
+                rate(Some(per_sec))
+            );
+        }
         let _ = writeln!(
             out,
             "| set-up (start, connect, subscribe) | {:.1} s | {} | |\n",

@@ -131,6 +131,8 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
     filters.push(catch_up.response_topic());
     let trust_topic = trust_state::trust_topic(&config.district);
     filters.push(trust_topic.clone());
+    let head_prefix = crate::heads::heads_prefix(&config.district);
+    filters.push(format!("{head_prefix}+"));
     let (trust, warning) = TrustState::load(&store, config.anchors.clone(), crate::clock::now())
         .map_err(|e| CliError::Failed(e.to_string()))?;
     if let Some(warning) = warning {
@@ -154,7 +156,7 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
         client,
         queue_rx,
         Some(catch_up),
-        TrustInput { state: trust, topics: vec![trust_topic] },
+        TrustInput { state: trust, topics: vec![trust_topic], head_prefix },
         sink,
         counters.clone(),
         shutdown.clone(),

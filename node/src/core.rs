@@ -7,8 +7,9 @@
 //! adapter must persist an [`Outcome`] before acting on it; if persisting fails the process
 //! stops and the core is rebuilt from what the store holds.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use kairan_protocol::head::{Head, verify_head};
 use kairan_protocol::sequence::{ChainHead, SeqDecision, classify};
 use kairan_protocol::{
     Certificate, Delivery, Digest, Envelope, Error, HopInput, RevocationSet, Scope, SecretKey, Timestamp,
@@ -88,9 +89,33 @@ pub enum Outcome {
     },
 }
 
+/// What the core decided about a signed head.
+#[derive(Debug)]
+pub enum HeadOutcome {
+    /// Newer than any head seen of this origin: republish it (relay); if it states more than
+    /// is held (`missing` = Some((from, to))), advisories were withheld or are in flight —
+    /// report the gap and catch up.
+    Newer {
+        /// The origin.
+        origin: String,
+        /// The head.
+        head: Head,
+        /// Sequence numbers the head says exist and this node does not hold.
+        missing: Option<(u64, u64)>,
+    },
+    /// Not newer than a head already seen.
+    Known,
+    /// Refused.
+    Rejected(Rejection),
+}
+
 /// Counters since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Gaps reported (a head or a sequence jump showed advisories this node does not hold).
+    pub gaps_reported: u64,
+    /// Frozen feeds reported (an origin's newest head expired with no fresher one).
+    pub feeds_frozen: u64,
     /// Accepted deliveries.
     pub accepted: u64,
     /// Duplicates dropped.
@@ -119,6 +144,8 @@ pub struct Core {
     held: HashSet<Digest>,
     last_relay_seq: u64,
     counters: Counters,
+    heads_seen: BTreeMap<String, Head>,
+    frozen_reported: BTreeSet<(String, u64)>,
 }
 
 impl Core {
@@ -133,6 +160,8 @@ impl Core {
             held: HashSet::new(),
             last_relay_seq: state.last_relay_seq,
             counters: Counters::default(),
+            heads_seen: BTreeMap::new(),
+            frozen_reported: BTreeSet::new(),
         };
         for (origin, seq, digest) in state.held {
             core.held.insert(digest);
@@ -184,6 +213,62 @@ impl Core {
     /// The head of an origin's chain.
     pub fn head(&self, origin: &str) -> Option<ChainHead> {
         self.heads.get(origin).copied()
+    }
+
+    /// Decides about a signed head (a `HeadMessage`) that arrived from `source` at `now`.
+    pub fn on_head(&mut self, bytes: &[u8], source: &str, now: Timestamp) -> HeadOutcome {
+        let ctx = VerifyContext { anchors: &self.config.anchors, revocations: &self.revocations, now };
+        let verified = match verify_head(bytes, ctx) {
+            Ok(verified) => verified,
+            Err(error) => {
+                self.counters.rejected += 1;
+                return HeadOutcome::Rejected(Rejection {
+                    at: now,
+                    claimed_digest: None,
+                    code: error.code().to_owned(),
+                    message: format!("head: {error}"),
+                    source: source.to_owned(),
+                    size: bytes.len(),
+                });
+            }
+        };
+        let head = verified.facts().clone();
+        let newer = self
+            .heads_seen
+            .get(&head.origin)
+            .is_none_or(|seen| (head.seq, head.issued_at) > (seen.seq, seen.issued_at));
+        if !newer {
+            return HeadOutcome::Known;
+        }
+        let held = self.heads.get(&head.origin).map_or(0, |h| h.seq);
+        let missing = (head.seq > held).then_some((held + 1, head.seq));
+        if missing.is_some() {
+            self.counters.gaps_reported += 1;
+        }
+        self.heads_seen.insert(head.origin.clone(), head.clone());
+        HeadOutcome::Newer { origin: head.origin.clone(), head, missing }
+    }
+
+    /// Origins whose newest head is stale at `now` (their feed is frozen, or withheld).
+    pub fn stale_heads(&self, now: Timestamp) -> Vec<&Head> {
+        self.heads_seen.values().filter(|head| head.is_stale(now)).collect()
+    }
+
+    /// Stale heads not reported before: each frozen feed is reported once per head.
+    pub fn newly_frozen(&mut self, now: Timestamp) -> Vec<Head> {
+        let fresh: Vec<Head> = self
+            .heads_seen
+            .values()
+            .filter(|head| {
+                head.is_stale(now) && !self.frozen_reported.contains(&(head.origin.clone(), head.seq))
+            })
+            .cloned()
+            .collect();
+        for head in &fresh {
+            self.frozen_reported.insert((head.origin.clone(), head.seq));
+            self.counters.feeds_frozen += 1;
+        }
+        fresh
     }
 
     /// Decides about delivery bytes that arrived from `source` at `now`.
@@ -290,6 +375,9 @@ impl Core {
             self.heads.insert(origin, ChainHead { seq, digest });
         }
         self.counters.accepted += 1;
+        if matches!(sequence, SeqDecision::Gap { .. }) {
+            self.counters.gaps_reported += 1;
+        }
         Outcome::Accepted(Box::new(Accepted { record, verified, sequence }))
     }
 
@@ -382,7 +470,10 @@ mod tests {
             national.on_delivery(&bytes, "ingest", tree.now.plus_secs(3)),
             Outcome::Duplicate { .. }
         ));
-        assert_eq!(national.counters(), Counters { accepted: 1, duplicates: 1, rejected: 0, forks: 0 });
+        assert_eq!(
+            national.counters(),
+            Counters { accepted: 1, duplicates: 1, rejected: 0, forks: 0, gaps_reported: 0, feeds_frozen: 0 }
+        );
     }
 
     #[test]
@@ -435,6 +526,31 @@ mod tests {
         // The genuine origin is not starved by the attacker's flood.
         let genuine = tree.delivery(&fixtures::sample_advisory("mhlw", 1, None), 0).to_json();
         assert!(matches!(national.on_delivery(&genuine, "ingest", tree.later()), Outcome::Accepted(_)));
+    }
+
+    #[test]
+    fn a_head_ahead_of_what_is_held_reports_the_gap() {
+        let tree = Hierarchy::standard();
+        let mut clinic = relay_core(&tree, 2, Upstream::Relay("jp-13".into()));
+        let head = kairan_protocol::head::Head {
+            origin: "mhlw".into(),
+            seq: 3,
+            digest: Some(kairan_protocol::Digest::of(b"third")),
+            issued_at: tree.now,
+            expires_at: tree.now.plus_secs(600),
+        };
+        let message = head.sign(&tree.origin_key, &tree.origin_cert).to_json();
+        let HeadOutcome::Newer { missing, .. } = clinic.on_head(&message, "heads", tree.later()) else {
+            panic!("newer head")
+        };
+        assert_eq!(missing, Some((1, 3)));
+        assert!(matches!(clinic.on_head(&message, "heads", tree.later()), HeadOutcome::Known));
+        assert_eq!(clinic.counters().gaps_reported, 1);
+        assert_eq!(
+            clinic.stale_heads(tree.now.plus_secs(601)).len(),
+            1,
+            "no fresher head: the feed is frozen"
+        );
     }
 
     #[test]

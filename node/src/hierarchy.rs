@@ -543,6 +543,35 @@ impl Hierarchy {
         (delivery.to_json(), digest)
     }
 
+    /// Signs a head for the origin's chain as it stands (`valid_for` from now) and publishes it
+    /// to the national node's ingest-heads topic.
+    pub async fn publish_head(&self, valid_for: Duration) -> Result<(), CliError> {
+        let now = crate::clock::now();
+        let head = kairan_protocol::head::Head {
+            origin: self.origin.id.clone(),
+            seq: self.origin.state.seq,
+            digest: self.origin.state.digest,
+            issued_at: now,
+            expires_at: now.plus_ms(i64::try_from(valid_for.as_millis()).unwrap_or(i64::MAX)),
+        };
+        let message = head.sign(&self.origin.key, &self.origin.cert).to_json();
+        let addr = match &self.relays[0].config_parts.broker {
+            BrokerConfig::External { addr, .. } => addr.clone(),
+            BrokerConfig::Embedded { .. } => self.national_broker()?,
+        };
+        let client_id = format!("mhlw-head-{}", &random_password()[..8]);
+        let topic = crate::heads::ingest_heads_topic(&self.relays[0].config_parts.id);
+        publish::publish_acked(
+            &addr,
+            self.origin.credentials.as_ref(),
+            &client_id,
+            &topic,
+            message,
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
     /// Publishes delivery bytes to the national ingest topic; returns once the broker acked.
     pub async fn publish_raw(&self, bytes: Vec<u8>) -> Result<(), CliError> {
         let addr = match &self.relays[0].config_parts.broker {

@@ -20,7 +20,7 @@ use kairan_protocol::sequence::SeqDecision;
 use kairan_protocol::{Digest, Scope};
 
 use crate::clock;
-use crate::core::{Accepted, Core, Counters, Outcome};
+use crate::core::{Accepted, Core, Counters, HeadOutcome, Outcome};
 use crate::error::CliError;
 use crate::mqtt::Backoff;
 use crate::store::{SledStore, Store, StoreError};
@@ -151,6 +151,8 @@ pub trait Sink: Send {
     fn accepted(&mut self, accepted: &Accepted) -> Result<(), CliError>;
     /// A new trust bundle is in force and durable (its JSON).
     fn trust_changed(&mut self, _bundle: &[u8]) {}
+    /// A newer verified head of `origin` arrived (the head message JSON).
+    fn head_changed(&mut self, _origin: &str, _message: &[u8]) {}
 }
 
 /// Applies a trust bundle: merge, verify, store and flush, then hand it to the core and the sink.
@@ -192,6 +194,9 @@ pub struct TrustInput {
     pub state: TrustState,
     /// Topics that carry bundles (the parent's trust topic; the national node's control topic).
     pub topics: Vec<String>,
+    /// Topics that carry signed heads start with this (the parent's `…/heads/`, or the
+    /// national node's own `…/ingest-heads`).
+    pub head_prefix: String,
 }
 
 /// Decides, persists, acknowledges, catches up. Returns when the upstream task ends.
@@ -207,7 +212,7 @@ pub async fn intake_loop(
     counters: Arc<Mutex<Counters>>,
     shutdown: CancellationToken,
 ) -> Result<(), CliError> {
-    let TrustInput { state: mut trust, topics: trust_topics } = trust_input;
+    let TrustInput { state: mut trust, topics: trust_topics, head_prefix } = trust_input;
     core.set_anchors(trust.anchors().clone());
     core.set_revocations(trust.revoked().clone());
     let node = core.id().to_owned();
@@ -231,6 +236,17 @@ pub async fn intake_loop(
         };
         let publish = match input {
             Input::Connected => {
+                // Every tick: a feed whose newest head has expired is frozen (or withheld).
+                for head in core.newly_frozen(clock::now()) {
+                    error!(
+                        node = %node,
+                        origin = %head.origin,
+                        seq = head.seq,
+                        expired_at = %head.expires_at,
+                        "FEED FROZEN: no fresh signed head from this origin"
+                    );
+                }
+                *counters.lock().await = core.counters();
                 if let Some(catch_up) = &catch_up {
                     request_page(&client, catch_up, cursor, trust.digest()).await;
                     last_request = Some((cursor, tokio::time::Instant::now()));
@@ -239,7 +255,26 @@ pub async fn intake_loop(
             }
             Input::Publish(publish) => publish,
         };
-        if trust_topics.contains(&publish.topic) {
+        if publish.topic.starts_with(&head_prefix) {
+            match core.on_head(&publish.payload, &publish.topic, clock::now()) {
+                HeadOutcome::Newer { origin, head, missing } => {
+                    if let Some((from, to)) = missing {
+                        warn!(node = %node, %origin, from, to, head_seq = head.seq, "GAP: the origin's signed head names advisories not held here; catching up");
+                        if let Some(catch_up) = &catch_up {
+                            request_page(&client, catch_up, cursor, trust.digest()).await;
+                        }
+                    }
+                    sink.head_changed(&origin, &publish.payload);
+                }
+                HeadOutcome::Known => {}
+                HeadOutcome::Rejected(rejection) => {
+                    warn!(node = %node, reason = %rejection.code, source = %rejection.source, "head refused: {}", rejection.message);
+                    store.put_rejection(&rejection).map_err(store_failed)?;
+                    store.flush().await.map_err(store_failed)?;
+                }
+            }
+            let _ = client.ack(&publish).await;
+        } else if trust_topics.contains(&publish.topic) {
             apply_trust(&mut trust, &mut core, &store, &publish.payload, &node, &mut sink).await?;
             let _ = client.ack(&publish).await;
         } else if Some(&publish.topic) == response_topic.as_ref() {

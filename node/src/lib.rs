@@ -31,6 +31,7 @@ pub mod core;
 pub mod demo;
 pub mod draft;
 pub mod error;
+pub mod heads;
 pub mod hierarchy;
 pub mod intake;
 pub mod keyfile;

@@ -160,5 +160,37 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<(Digest, 
     if advisory.seq > state.seq {
         write_state(&request.state_path, &OriginState { seq: advisory.seq, digest: Some(digest) })?;
     }
+    // A signed head with the new chain position, so children notice if this advisory is
+    // withheld from them; origins also publish heads periodically (`kairan publish --head`).
+    publish_head(request, &read_state(&request.state_path)?).await?;
     Ok((digest, advisory.seq))
+}
+
+/// How long a published head stays fresh: origins publish one at least this often.
+pub const HEAD_VALIDITY_HOURS: i64 = 24;
+
+/// Publishes a signed head of the origin's chain state to the national node.
+pub async fn publish_head(request: &PublishRequest, state: &OriginState) -> Result<(), CliError> {
+    let cert =
+        Certificate::decode(&request.cert.payload).map_err(|e| CliError::Usage(format!("--cert: {e}")))?;
+    let now = clock::now();
+    let head = kairan_protocol::head::Head {
+        origin: cert.subject.clone(),
+        seq: state.seq,
+        digest: state.digest,
+        issued_at: now,
+        expires_at: now.plus_secs(HEAD_VALIDITY_HOURS * 3600),
+    };
+    let message = head.sign(&request.key, &request.cert).to_json();
+    let client_id =
+        format!("{}-head-{}", cert.subject, crate::relay::random_password().get(..8).unwrap_or("0"));
+    publish_acked(
+        &request.addr,
+        request.credentials.as_ref(),
+        &client_id,
+        &crate::heads::ingest_heads_topic(&request.node),
+        message,
+        Duration::from_secs(30),
+    )
+    .await
 }

@@ -32,6 +32,7 @@ use crate::clock;
 use crate::config::{BrokerConfig, NodeConfig, UpstreamConfig};
 use crate::core::{Accepted, Attester, Core, CoreConfig, Counters, Upstream};
 use crate::error::CliError;
+use crate::heads;
 use crate::intake::{CatchUp, Sink, TrustInput, intake_loop, upstream_loop};
 use crate::mqtt::{self, Backoff, BrokerAddr, Credentials, REQUEST_CHANNEL_CAPACITY};
 use crate::store::{SledStore, Store, StoreError};
@@ -160,12 +161,22 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         UpstreamConfig::Parent { parent, .. } => trust_state::trust_topic(parent),
     };
     filters.push(trust_topic.clone());
+    // Signed heads: the parent's retained heads, or at the national node what origins send.
+    let head_prefix = match &config.upstream {
+        UpstreamConfig::Ingest => heads::ingest_heads_topic(&id),
+        UpstreamConfig::Parent { parent, .. } => heads::heads_prefix(parent),
+    };
+    filters.push(match &config.upstream {
+        UpstreamConfig::Ingest => head_prefix.clone(),
+        UpstreamConfig::Parent { .. } => format!("{head_prefix}+"),
+    });
     let (trust, warning) =
         TrustState::load(&store, anchors_configured.clone(), clock::now()).map_err(store_failed)?;
     if let Some(warning) = warning {
         warn!(node = %id, "{warning}");
     }
     let (trust_tx, trust_rx) = watch::channel(trust.json().map(Arc::new));
+    let (heads_tx, heads_rx) = mpsc::channel::<(String, Vec<u8>)>(HEADS_QUEUE);
     info!(
         node = %id,
         scope = %config.cert_info.scope,
@@ -183,6 +194,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         store.clone(),
         latest_rx,
         trust_rx,
+        heads_rx,
         own_addr.clone(),
         internal.clone(),
         format!("{id}-out"),
@@ -210,8 +222,8 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         client,
         queue_rx,
         catch_up,
-        TrustInput { state: trust, topics: vec![trust_topic] },
-        RelaySink { latest: latest_tx, trust: trust_tx },
+        TrustInput { state: trust, topics: vec![trust_topic], head_prefix },
+        RelaySink { latest: latest_tx, trust: trust_tx, heads: heads_tx },
         counters.clone(),
         shutdown.clone(),
     ));
@@ -245,6 +257,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
 struct RelaySink {
     latest: watch::Sender<u64>,
     trust: watch::Sender<Option<Arc<Vec<u8>>>>,
+    heads: mpsc::Sender<(String, Vec<u8>)>,
 }
 
 impl Sink for RelaySink {
@@ -256,6 +269,12 @@ impl Sink for RelaySink {
     fn trust_changed(&mut self, bundle: &[u8]) {
         self.trust.send_replace(Some(Arc::new(bundle.to_vec())));
     }
+
+    fn head_changed(&mut self, origin: &str, message: &[u8]) {
+        // Bounded: if the publisher is behind, this head is skipped; a newer one follows and
+        // the retained copy upstream is re-sent on every reconnect.
+        let _ = self.heads.try_send((origin.to_owned(), message.to_vec()));
+    }
 }
 
 pub(crate) fn random_password() -> String {
@@ -264,6 +283,8 @@ pub(crate) fn random_password() -> String {
     hex::encode(bytes)
 }
 
+/// Heads waiting for the publisher, at most.
+const HEADS_QUEUE: usize = 64;
 /// Catch-up requests answered per child and second, sustained.
 const SYNC_REQUESTS_PER_SEC: u32 = 20;
 /// Catch-up requests a child may send in a burst.
@@ -284,6 +305,14 @@ fn publish_trust(client: &AsyncClient, node: &str, bundle: Option<&Vec<u8>>) {
         {
             debug!(node = %node, "trust bundle not republished now: request channel full");
         }
+    }
+}
+
+/// Publishes an origin's newest signed head retained on `kairan/v1/<node>/heads/<origin>`.
+fn publish_head(client: &AsyncClient, node: &str, origin: &str, message: &[u8]) {
+    if client.try_publish(heads::heads_topic(node, origin), QoS::AtMostOnce, true, message.to_vec()).is_err()
+    {
+        debug!(node = %node, %origin, "head not republished now: request channel full");
     }
 }
 
@@ -356,6 +385,7 @@ async fn publisher_loop(
     store: SledStore,
     mut latest: watch::Receiver<u64>,
     mut trust: watch::Receiver<Option<Arc<Vec<u8>>>>,
+    mut heads: mpsc::Receiver<(String, Vec<u8>)>,
     addr: BrokerAddr,
     credentials: Option<Credentials>,
     client_id: String,
@@ -371,6 +401,9 @@ async fn publisher_loop(
     let mut topics: HashMap<String, String> = HashMap::new();
     let mut limiter = RateLimiter::new(SYNC_REQUESTS_PER_SEC, SYNC_REQUEST_BURST);
     let mut trust_open = true;
+    let mut heads_open = true;
+    // The newest head per origin, re-published on every (re)connection.
+    let mut latest_heads: std::collections::BTreeMap<String, Vec<u8>> = std::collections::BTreeMap::new();
     'connection: loop {
         let options = mqtt::client_options(&client_id, &addr, credentials.as_ref(), true, false);
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
@@ -419,6 +452,9 @@ async fn publisher_loop(
                             warn!(node = %node, %error, "cannot subscribe to catch-up requests");
                         }
                         publish_trust(&client, &node, trust.borrow().as_deref());
+                        for (origin, message) in &latest_heads {
+                            publish_head(&client, &node, origin, message);
+                        }
                     }
                     Ok(Event::Incoming(Packet::Publish(request))) => {
                         let bundle = trust.borrow().clone();
@@ -443,6 +479,15 @@ async fn publisher_loop(
                         tokio::time::sleep(delay).await;
                         continue 'connection;
                     }
+                },
+                head = heads.recv(), if heads_open => match head {
+                    Some((origin, message)) => {
+                        if connected {
+                            publish_head(&client, &node, &origin, &message);
+                        }
+                        latest_heads.insert(origin, message);
+                    }
+                    None => heads_open = false,
                 },
                 changed = trust.changed(), if trust_open => {
                     match changed {

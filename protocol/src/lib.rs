@@ -15,6 +15,7 @@
 //! - [`scope`]: region paths (`jp/13/chuo`) and their nesting.
 //! - [`cert`]: certificates, roles, and certificate-set verification up to the anchors.
 //! - [`trust`]: trust anchors (k of n root keys), revocations, the trust bundle.
+//! - [`head`]: signed origin heads (latest seq and digest, short expiry) and their verifier.
 //! - [`hop`]: hop attestations.
 //! - [`delivery`]: the delivery message, [`delivery::verify_delivery`] and [`delivery::attest`].
 //! - [`sequence`]: origin sequence rules (accept, duplicate, gap, backfill, fork).
@@ -43,6 +44,7 @@ pub mod delivery;
 pub mod envelope;
 pub mod error;
 pub mod fixtures;
+pub mod head;
 pub mod hop;
 pub mod keys;
 pub mod limits;

@@ -20,11 +20,13 @@ pub struct ChainHead {
 /// What to do with a new advisory of an origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeqDecision {
-    /// The next link (or the first advisory seen of this origin): accept and advance the head.
+    /// The next link (or the origin's first advisory, `seq` 1, when nothing of it is held):
+    /// accept and advance the head.
     Accept,
     /// Already held: do not store or forward again.
     Duplicate,
-    /// Ahead of the head: advisories `from..=to` are missing. Accept this one and backfill.
+    /// Ahead of the head (or, with no head, any `seq` above 1): advisories `from..=to` are
+    /// missing. Accept this one and backfill.
     Gap {
         /// First missing sequence number.
         from: u64,
@@ -54,7 +56,9 @@ pub fn classify(
         return if held == digest { SeqDecision::Duplicate } else { SeqDecision::Fork { seq } };
     }
     let Some(head) = head else {
-        return SeqDecision::Accept;
+        // Nothing of this origin held: everything before `seq` is missing. (Reporting it
+        // makes the receiver catch up; seq 1 has nothing before it.)
+        return if seq > 1 { SeqDecision::Gap { from: 1, to: seq - 1 } } else { SeqDecision::Accept };
     };
     if seq == head.seq {
         return if digest == head.digest { SeqDecision::Duplicate } else { SeqDecision::Fork { seq } };
@@ -87,6 +91,14 @@ mod tests {
     #[test]
     fn first_advisory_is_accepted() {
         assert_eq!(classify(None, 1, None, d("a1"), None), SeqDecision::Accept);
+    }
+
+    #[test]
+    fn first_seen_after_missing_ones_is_a_gap() {
+        // Found by the simulator (seed 1): the origin's #1 was lost on the way, #2 arrived
+        // first; accepting it silently left #1 missing without any report.
+        assert_eq!(classify(None, 2, Some(d("a1")), d("a2"), None), SeqDecision::Gap { from: 1, to: 1 });
+        assert_eq!(classify(None, 7, Some(d("a6")), d("a7"), None), SeqDecision::Gap { from: 1, to: 6 });
     }
 
     #[test]

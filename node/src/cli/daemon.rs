@@ -72,8 +72,13 @@ pub struct PublishArgs {
     /// Chain state file (default: KEY with extension .state.json).
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Only publish a fresh signed head of the chain state (a heartbeat; run it from a timer
+    /// more often than every 24 hours so children can tell a quiet feed from a frozen one).
+    #[arg(long)]
+    pub head: bool,
     /// Authoring file (TOML) to sign, or an already signed envelope (JSON); `-` for stdin.
-    pub file: PathBuf,
+    #[arg(required_unless_present = "head")]
+    pub file: Option<PathBuf>,
 }
 
 /// Arguments of `kairan inbox`.
@@ -192,8 +197,18 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
         password,
     });
     let state_path = args.state.clone().unwrap_or_else(|| args.key.with_extension("state.json"));
-    let input = super::read_input(&args.file)?;
     let request = PublishRequest { key, cert, addr, node: args.node.clone(), credentials, state_path };
+    let Some(file) = &args.file else {
+        let state = publish::read_state(&request.state_path)?;
+        runtime()?.block_on(publish::publish_head(&request, &state))?;
+        println!(
+            "head of {origin} at seq {} published to {}; acknowledged by the broker",
+            state.seq,
+            request.addr.url()
+        );
+        return Ok(());
+    };
+    let input = super::read_input(file)?;
     let (digest, seq) = runtime()?.block_on(publish::publish(&request, &input))?;
     println!(
         "published {digest} (origin {origin} seq {seq}) to {}; acknowledged by the broker",
