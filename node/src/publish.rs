@@ -144,6 +144,20 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<(Digest, 
     };
     let advisory: Advisory = serde_json::from_slice(&envelope.payload)
         .map_err(|e| CliError::Usage(format!("envelope payload: {e}")))?;
+    // Refuse here, precisely, what the national node would refuse for a reason the origin
+    // controls: a date outside its certificate's validity, or an expired advisory.
+    cert.check_validity(advisory.issued_at).map_err(|e| {
+        CliError::Usage(format!(
+            "issued_at {} is outside the origin certificate's validity ({e}); omit issued_at to use now",
+            advisory.issued_at
+        ))
+    })?;
+    if advisory.expires_at <= clock::now() {
+        return Err(CliError::Usage(format!(
+            "the advisory expired at {}; nothing to publish",
+            advisory.expires_at
+        )));
+    }
     let digest = Digest::of(&envelope.payload);
     let delivery = Delivery { advisory: envelope, certs: vec![request.cert.clone()], hops: Vec::new() };
     let client_id =

@@ -203,3 +203,109 @@ fn deploy_examples_parse() {
             toml::from_str(&text).unwrap_or_else(|e| panic!("{clinic}: {e}"));
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn publish_reaches_a_running_national_node_and_advances_the_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    identities(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    std::fs::write(
+        dir.path().join("members.toml"),
+        "[[members]]\nid = \"mhlw\"\npassword = \"origin-password-1\"\n",
+    )
+    .expect("members");
+    std::fs::write(dir.path().join("mhlw.secret"), "origin-password-1\n").expect("secret");
+    std::fs::write(
+        dir.path().join("node.toml"),
+        format!(
+            "[node]\nid = \"jp\"\ndata_dir = \"data\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n\
+             [upstream]\ningest = true\n[broker]\nlisten = \"127.0.0.1:{port}\"\nmembers = \"members.toml\"\n"
+        ),
+    )
+    .expect("write");
+    let child = Command::new(env!("CARGO_BIN_EXE_kairan"))
+        .args(["node", "--config", "node.toml"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "node did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // A sample dated 2021 is older than the origin's certificate: refused before publishing.
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/01-ransomware.toml");
+    let to = format!("mqtt://127.0.0.1:{port}");
+    let refused = kairan(
+        &[
+            "publish",
+            "--key",
+            "keys/mhlw.key",
+            "--cert",
+            "mhlw.cert.json",
+            "--to",
+            &to,
+            "--password-file",
+            "mhlw.secret",
+            sample.to_str().expect("utf8"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(refused.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("outside the origin certificate's validity"));
+    let dated_now = std::fs::read_to_string(&sample)
+        .expect("sample")
+        .replace("issued_at = \"2021-12-01T10:00:00+09:00\"", "");
+    std::fs::write(dir.path().join("advisory.toml"), dated_now).expect("write");
+    let sample = dir.path().join("advisory.toml");
+    for expected_seq in [1, 2] {
+        let output = kairan(
+            &[
+                "publish",
+                "--key",
+                "keys/mhlw.key",
+                "--cert",
+                "mhlw.cert.json",
+                "--to",
+                &to,
+                "--password-file",
+                "mhlw.secret",
+                sample.to_str().expect("utf8"),
+            ],
+            dir.path(),
+        );
+        let stdout = ok(&output);
+        assert!(stdout.contains(&format!("seq {expected_seq})")), "{stdout}");
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("keys/mhlw.state.json")).expect("state"))
+            .expect("json");
+    assert_eq!(state["seq"], 2);
+    // A wrong password is refused by the broker.
+    std::fs::write(dir.path().join("bad.secret"), "wrong\n").expect("secret");
+    let refused = kairan(
+        &[
+            "publish",
+            "--key",
+            "keys/mhlw.key",
+            "--cert",
+            "mhlw.cert.json",
+            "--to",
+            &to,
+            "--password-file",
+            "bad.secret",
+            "--head",
+        ],
+        dir.path(),
+    );
+    assert!(!refused.status.success());
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("accepted").count(), 2, "{stderr}");
+}
