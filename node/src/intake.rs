@@ -114,14 +114,10 @@ pub async fn upstream_loop(
 
 /// Persists an outcome and flushes.
 pub async fn persist(store: &SledStore, outcome: &Outcome) -> Result<(), StoreError> {
-    match outcome {
-        Outcome::Accepted(accepted) => store.put_accepted(&accepted.record)?,
-        Outcome::Rejected(rejection) => {
-            store.put_rejection(rejection)?;
-        }
-        Outcome::Fork(fork) => store.put_fork(fork)?,
-        Outcome::Duplicate { .. } | Outcome::Held { .. } => return Ok(()),
+    if matches!(outcome, Outcome::Duplicate { .. } | Outcome::Held { .. }) {
+        return Ok(());
     }
+    record(store, outcome)?;
     store.flush().await
 }
 
@@ -286,19 +282,30 @@ pub async fn intake_loop(
                             .await?;
                     }
                     let count = response.deliveries.len();
+                    // One flush for the whole page (durable before anything is forwarded), not
+                    // one per delivery: a node back from a week offline catches up hundreds.
+                    let mut outcomes = Vec::with_capacity(response.deliveries.len());
+                    let mut held = false;
                     for delivery in &response.deliveries {
                         let outcome =
                             core.on_delivery(&delivery.to_json(), crate::core::SYNC_SOURCE, clock::now());
-                        if !decide(&store, &outcome, &node, &mut sink, &shutdown).await?.ack {
+                        if matches!(outcome, Outcome::Held { .. }) {
                             // Cannot process now: keep the cursor so these pages come again.
+                            held = true;
+                            report(&outcome, &node, &mut sink)?;
                             break;
                         }
+                        record(&store, &outcome).map_err(|e| stop(&node, &shutdown, e))?;
+                        outcomes.push(outcome);
                     }
-                    // Any origin gap still open after this page is closed by the next pages or
-                    // by the parent's own catch-up, picked up at the next periodic request.
-                    cursor = response.scanned_upto;
-                    store.set_cursor(SYNC_CURSOR, cursor).map_err(store_failed)?;
+                    if !held {
+                        cursor = response.scanned_upto;
+                        store.set_cursor(SYNC_CURSOR, cursor).map_err(store_failed)?;
+                    }
                     store.flush().await.map_err(store_failed)?;
+                    for outcome in &outcomes {
+                        report(outcome, &node, &mut sink)?;
+                    }
                     if count > 0 || response.has_more() {
                         info!(node = %node, received = count, caught_up_to = cursor, parent_latest = response.last_relay_seq, "catch-up page");
                     }
@@ -360,6 +367,23 @@ struct Decided {
     ack: bool,
 }
 
+/// Records an outcome in the store without flushing.
+fn record(store: &SledStore, outcome: &Outcome) -> Result<(), StoreError> {
+    match outcome {
+        Outcome::Accepted(accepted) => store.put_accepted(&accepted.record),
+        Outcome::Rejected(rejection) => store.put_rejection(rejection).map(|_| ()),
+        Outcome::Fork(fork) => store.put_fork(fork),
+        Outcome::Duplicate { .. } | Outcome::Held { .. } => Ok(()),
+    }
+}
+
+fn stop(node: &str, shutdown: &CancellationToken, error: StoreError) -> CliError {
+    error!(node = %node, %error, "store failed; stopping");
+    shutdown.cancel();
+    store_failed(error)
+}
+
+/// Persists (and flushes) an outcome, then reports it.
 async fn decide(
     store: &SledStore,
     outcome: &Outcome,
@@ -367,13 +391,16 @@ async fn decide(
     sink: &mut impl Sink,
     shutdown: &CancellationToken,
 ) -> Result<Decided, CliError> {
+    if let Err(error) = persist(store, outcome).await {
+        return Err(stop(node, shutdown, error));
+    }
+    report(outcome, node, sink)
+}
+
+/// Logs a durable outcome and hands accepted deliveries to the sink.
+fn report(outcome: &Outcome, node: &str, sink: &mut impl Sink) -> Result<Decided, CliError> {
     let mut gap = false;
     let mut ack = true;
-    if let Err(error) = persist(store, outcome).await {
-        error!(node = %node, %error, "store failed; stopping");
-        shutdown.cancel();
-        return Err(store_failed(error));
-    }
     match outcome {
         Outcome::Accepted(accepted) => {
             let record = &accepted.record;

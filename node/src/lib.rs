@@ -39,6 +39,7 @@ pub mod logging;
 pub mod mqtt;
 pub mod provenance;
 pub mod publish;
+pub mod recovery_bench;
 pub mod relay;
 pub mod store;
 pub mod sync;

@@ -21,7 +21,9 @@
 //! Environment: `KAIRAN_CRASH_ADVISORIES` (default 1000), `KAIRAN_CRASH_CLINICS` (20),
 //! `KAIRAN_CRASH_KILLS` (kills per relay level, 3), `KAIRAN_CRASH_RATE` (advisories per
 //! second the origin publishes, 40; 0 = as fast as acknowledged), `KAIRAN_CRASH_SEED` (random; printed),
-//! `KAIRAN_CRASH_KEEP=1` keeps the directory (keys, configs, stores, logs) for inspection.
+//! `KAIRAN_CRASH_DIR` (where the tree's directory is made; default the system temp dir — the
+//! stores' flushes go to that disk), `KAIRAN_CRASH_KEEP=1` keeps the directory (keys,
+//! configs, stores, logs) for inspection.
 //! The Mosquitto variants honour `KAIRAN_REQUIRE_MOSQUITTO=1`.
 
 mod support;
@@ -255,6 +257,38 @@ async fn watch(fleet: &mut Fleet, duration: Duration) {
     }
 }
 
+/// Opens a store of a stopped process and checks it: integrity, exactly the `expected`
+/// digests once each, an output log without holes, no forks; for a relay also that every
+/// stored delivery (as it forwarded it, with its own hop) verifies — a clinic's deliveries
+/// were verified by `kairan inbox list` from the copies written from them. Returns the
+/// number of rejections it recorded.
+fn check_store(
+    name: &str,
+    dir: &Path,
+    is_relay: bool,
+    anchors: &kairan_protocol::TrustAnchors,
+    expected: &BTreeSet<String>,
+) -> usize {
+    let store = SledStore::open(dir).unwrap_or_else(|e| panic!("{name}: store does not open: {e}"));
+    let held = store.check_integrity().unwrap_or_else(|e| panic!("{name}: store corrupt: {e}"));
+    let records = store.all().unwrap_or_else(|e| panic!("{name}: output log: {e}"));
+    assert_eq!(held, expected.len(), "{name}: deliveries held");
+    assert_eq!(records.len(), expected.len(), "{name}: each advisory logged exactly once");
+    let digests: BTreeSet<String> = records.iter().map(|r| hex_of(&r.digest)).collect();
+    assert_eq!(&digests, expected, "{name}: exactly the published advisories");
+    let relay_seqs: Vec<u64> = records.iter().map(|r| r.relay_seq).collect();
+    assert_eq!(relay_seqs, (1..=expected.len() as u64).collect::<Vec<_>>(), "{name}: output sequence without holes");
+    let revocations = RevocationSet::default();
+    for record in records.iter().filter(|_| is_relay) {
+        let ctx = VerifyContext { anchors, revocations: &revocations, now: record.received_at };
+        let verified = verify_delivery(record.delivery.as_bytes(), ctx)
+            .unwrap_or_else(|e| panic!("{name}: stored {} does not verify: {e}", record.digest));
+        assert_eq!(verified.digest(), record.digest, "{name}");
+    }
+    assert!(store.forks().expect("forks").is_empty(), "{name}: forks recorded");
+    store.rejections().expect("rejections").len()
+}
+
 /// The digests in a clinic's inbox copies (`DATA_DIR/advisories/<hex>.json`), read while the
 /// clinic runs.
 fn copies(data_dir: &Path) -> BTreeSet<String> {
@@ -451,7 +485,11 @@ async fn run_async(params: Params) {
         params.name, params.advisories, params.rate, params.clinics, params.seed, params.seed
     );
     let mut rng = StdRng::seed_from_u64(params.seed);
-    let temp = tempfile::Builder::new().prefix("kairan-crash-").tempdir().expect("tempdir");
+    let temp = match std::env::var_os("KAIRAN_CRASH_DIR") {
+        Some(base) => tempfile::Builder::new().prefix("kairan-crash-").tempdir_in(base),
+        None => tempfile::Builder::new().prefix("kairan-crash-").tempdir(),
+    }
+    .expect("tempdir");
     let dir = temp.path().to_owned();
     let tree = TreeFiles::write(
         &dir,
@@ -640,7 +678,12 @@ async fn run_async(params: Params) {
             .iter()
             .map(|clinic| {
                 Command::new(KAIRAN)
-                    .args([OsStr::new("inbox"), OsStr::new("--config"), clinic.config.as_os_str(), OsStr::new("list")])
+                    .args([
+                        OsStr::new("inbox"),
+                        OsStr::new("--config"),
+                        clinic.config.as_os_str(),
+                        OsStr::new("list"),
+                    ])
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -655,7 +698,9 @@ async fn run_async(params: Params) {
             assert!(!stderr.contains("NOT shown"), "{}: refused inbox entries:\n{stderr}", clinic.id);
             let shown: Vec<String> = stdout
                 .lines()
-                .filter_map(|line| line.split_whitespace().find(|w| w.starts_with("sha256:")).map(str::to_owned))
+                .filter_map(|line| {
+                    line.split_whitespace().find(|w| w.starts_with("sha256:")).map(str::to_owned)
+                })
                 .collect();
             let distinct: BTreeSet<String> = shown.iter().cloned().collect();
             assert_eq!(shown.len(), params.advisories, "{}: `kairan inbox list` lines", clinic.id);
@@ -666,39 +711,29 @@ async fn run_async(params: Params) {
     let listed_time = checks_started.elapsed();
 
     // Every store opens after the processes exited, passes its integrity check, and holds
-    // each advisory exactly once, verifying.
-    let revocations = RevocationSet::default();
-    let mut rejections: BTreeMap<String, usize> = BTreeMap::new();
-    let store_dirs = tree
+    // each advisory exactly once (two at a time: decoding every record is the cost).
+    let stores: Vec<(String, std::path::PathBuf, bool)> = tree
         .relays
         .iter()
-        .map(|r| (r.id.clone(), r.data_dir.clone()))
-        .chain(tree.clinics.iter().map(|c| (c.id.clone(), c.data_dir.join("store"))));
-    for (name, store_dir) in store_dirs {
-        let store =
-            SledStore::open(&store_dir).unwrap_or_else(|e| panic!("{name}: store does not open: {e}"));
-        let held = store.check_integrity().unwrap_or_else(|e| panic!("{name}: store corrupt: {e}"));
-        let records = store.all().unwrap_or_else(|e| panic!("{name}: output log: {e}"));
-        assert_eq!(held, params.advisories, "{name}: deliveries held");
-        assert_eq!(records.len(), params.advisories, "{name}: each advisory logged exactly once");
-        let digests: BTreeSet<String> = records.iter().map(|r| hex_of(&r.digest)).collect();
-        assert_eq!(digests, expected, "{name}: exactly the published advisories");
-        let relay_seqs: Vec<u64> = records.iter().map(|r| r.relay_seq).collect();
-        assert_eq!(
-            relay_seqs,
-            (1..=params.advisories as u64).collect::<Vec<_>>(),
-            "{name}: output sequence without holes"
-        );
-        for record in &records {
-            let ctx =
-                VerifyContext { anchors: &tree.anchors, revocations: &revocations, now: record.received_at };
-            let verified = verify_delivery(record.delivery.as_bytes(), ctx)
-                .unwrap_or_else(|e| panic!("{name}: stored {} does not verify: {e}", record.digest));
-            assert_eq!(verified.digest(), record.digest, "{name}");
-        }
-        assert!(store.forks().expect("forks").is_empty(), "{name}: forks recorded");
-        rejections.insert(name, store.rejections().expect("rejections").len());
-    }
+        .map(|r| (r.id.clone(), r.data_dir.clone(), true))
+        .chain(tree.clinics.iter().map(|c| (c.id.clone(), c.data_dir.join("store"), false)))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let rejections: BTreeMap<String, usize> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut counted = Vec::new();
+                    while let Some((name, dir, is_relay)) = stores.get(next.fetch_add(1, Ordering::SeqCst)) {
+                        let rejected = check_store(name, dir, *is_relay, &tree.anchors, &expected);
+                        counted.push((name.clone(), rejected));
+                    }
+                    counted
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().expect("store check")).collect()
+    });
     let checks_time = checks_started.elapsed();
 
     // The report.
