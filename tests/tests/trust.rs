@@ -187,3 +187,59 @@ async fn an_expired_relay_certificate_holds_deliveries_until_renewed() {
     tree.wait_for_inboxes(expected, SETTLE).await.expect("delivered after renewal");
     tree.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_anchors_rotate_by_old_and_new_thresholds_through_the_control_stream() {
+    use kairan_protocol::trust::{AnchorRotation, RootKey};
+    use kairan_protocol::{Certificate, SecretKey, TrustAnchorsFile};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tree = tree(dir.path()).await;
+    // Root-level certificates are first re-issued by keys that stay (root-1 and root-2).
+    let national_cert = Certificate::decode(&tree.relays[0].config_parts.cert.payload).expect("cert");
+    let reissued = national_cert.sign(&[&tree.roots[0], &tree.roots[1]]);
+    tree.stop_relay(0).await.expect("stop");
+    tree.relays[0].config_parts.cert = reissued;
+    tree.restart_relay(0).await.expect("restart");
+    tree.wait_subscribed(SETTLE).await.expect("subscribed");
+    // Rotation: root-3 is replaced by root-4; signed by 2 old and 2 new keys.
+    let root4 = SecretKey::from_seed(&[0x44; 32]).expect("key");
+    let roots = vec![
+        RootKey { id: "root-1".into(), key: tree.roots[0].public().clone() },
+        RootKey { id: "root-2".into(), key: tree.roots[1].public().clone() },
+        RootKey { id: "root-4".into(), key: root4.public().clone() },
+    ];
+    let rotation =
+        AnchorRotation { seq: 1, issued_at: tree.now(), anchors: TrustAnchorsFile { threshold: 2, roots } }
+            .sign(&[&tree.roots[0], &tree.roots[2], &tree.roots[1], &root4]);
+    let bundle = TrustBundle { rotations: vec![rotation], ..TrustBundle::default() };
+    tree.push_trust(bundle.to_json()).await.expect("pushed");
+    let started = Instant::now();
+    while !everyone_has_trust(&tree) {
+        assert!(started.elapsed() < SETTLE, "rotation did not reach every node");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Advisories still flow under the new anchors.
+    let (bytes, digest) = tree.sign_next(advisory("after-rotation", tree.now()));
+    tree.publish_raw(bytes).await.expect("published");
+    tree.wait_for_inboxes(|_| BTreeSet::from([digest]), SETTLE)
+        .await
+        .expect("delivered under the new anchors");
+    // A certificate signed by the retired root-3 (with root-1) no longer counts: threshold 2 of
+    // the new anchors is not met by root-1 alone, so a delivery carrying it is refused.
+    let origin_cert = Certificate::decode(&tree.origin.cert.payload).expect("cert");
+    tree.origin.cert = origin_cert.sign(&[&tree.roots[0], &tree.roots[2]]);
+    let (bytes, refused) = tree.sign_next(advisory("old-root-cert", tree.now()));
+    tree.publish_raw(bytes).await.expect("published");
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let rejections =
+            tree.relays[0].handle.as_ref().expect("national").store().rejections().expect("rejections");
+        if let Some(rejection) = rejections.iter().find(|r| r.claimed_digest == Some(refused)) {
+            assert_eq!(rejection.code, "unknown_signer", "{}", rejection.message);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the retired root key was still accepted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tree.shutdown().await.expect("clean shutdown");
+}
