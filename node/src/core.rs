@@ -17,7 +17,6 @@ use kairan_protocol::{
 };
 
 use crate::store::{ForkRecord, Rejection, RestoredState, StoredDelivery};
-use crate::sync::RateLimiter;
 
 /// Where this node's input must come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,15 +127,10 @@ pub struct Counters {
 
 /// The `source` of deliveries that arrive in catch-up pages.
 pub const SYNC_SOURCE: &str = "sync";
-/// Live deliveries accepted per claimed signer and second, sustained.
-pub const LIVE_RATE_PER_SEC: u32 = 50;
-/// Live deliveries accepted per claimed signer in a burst.
-pub const LIVE_BURST: u32 = 500;
 
 /// The relay core.
 #[derive(Debug)]
 pub struct Core {
-    limiter: RateLimiter,
     config: CoreConfig,
     revocations: RevocationSet,
     heads: HashMap<String, ChainHead>,
@@ -152,7 +146,6 @@ impl Core {
     /// A core resuming from `state` (empty for a new node).
     pub fn restore(config: CoreConfig, state: RestoredState) -> Self {
         let mut core = Core {
-            limiter: RateLimiter::new(LIVE_RATE_PER_SEC, LIVE_BURST),
             config,
             revocations: RevocationSet::default(),
             heads: state.heads.into_iter().collect(),
@@ -273,35 +266,14 @@ impl Core {
 
     /// Decides about delivery bytes that arrived from `source` at `now`.
     pub fn on_delivery(&mut self, bytes: &[u8], source: &str, now: Timestamp) -> Outcome {
-        // Cheap checks before any signature work: a copy of an advisory already held (a
-        // redelivery, or a sibling replaying it) is a duplicate whatever its hops; and live
-        // input is rate-limited per claimed signer, so one publisher cannot flood a node with
-        // deliveries to verify. Catch-up pages (`sync`) were asked for and are not limited.
+        // A cheap check before any signature work: a copy of an advisory already held (a
+        // redelivery, or a sibling replaying it) is a duplicate whatever its hops.
         let parsed = Delivery::from_json(bytes).ok();
         if let Some(delivery) = &parsed {
             let claimed = delivery.claimed_digest();
             if self.held.contains(&claimed) {
                 self.counters.duplicates += 1;
                 return Outcome::Duplicate { digest: claimed };
-            }
-        }
-        if source != SYNC_SOURCE {
-            let signer = parsed
-                .as_ref()
-                .and_then(|d| d.advisory.signatures.first())
-                .map_or("unparsed", |s| s.keyid.as_str());
-            if !self.limiter.allow(signer, now) {
-                self.counters.rejected += 1;
-                return Outcome::Rejected(Rejection {
-                    at: now,
-                    claimed_digest: parsed.as_ref().map(Delivery::claimed_digest),
-                    code: "rate_limited".into(),
-                    message: format!(
-                        "more than {LIVE_RATE_PER_SEC}/s (burst {LIVE_BURST}) deliveries signed by {signer} from {source}"
-                    ),
-                    source: source.to_owned(),
-                    size: bytes.len(),
-                });
             }
         }
         if let Some(attester) = &self.config.attester {
@@ -497,35 +469,6 @@ mod tests {
             panic!("rejected")
         };
         assert_eq!(rejection.code, "scope_violation");
-    }
-
-    #[test]
-    fn a_flood_from_one_signer_is_rate_limited_before_verification() {
-        let tree = Hierarchy::standard();
-        let mut national = relay_core(&tree, 0, Upstream::Ingest);
-        let attacker = kairan_protocol::SecretKey::from_seed(&[9; 32]).expect("key");
-        let mut limited = 0;
-        for number in 0..(LIVE_BURST + 100) {
-            let mut advisory = fixtures::sample_advisory("mhlw", 1, None);
-            advisory.id = format!("flood-{number}");
-            let mut delivery = tree.delivery(&advisory, 0);
-            delivery.advisory = kairan_protocol::Envelope::sign(
-                kairan_protocol::envelope::ADVISORY_TYPE,
-                advisory.to_payload(),
-                &[&attacker],
-            );
-            if let Outcome::Rejected(rejection) =
-                national.on_delivery(&delivery.to_json(), "ingest", tree.later())
-            {
-                if rejection.code == "rate_limited" {
-                    limited += 1;
-                }
-            }
-        }
-        assert_eq!(limited, 100, "everything past the burst is refused unverified");
-        // The genuine origin is not starved by the attacker's flood.
-        let genuine = tree.delivery(&fixtures::sample_advisory("mhlw", 1, None), 0).to_json();
-        assert!(matches!(national.on_delivery(&genuine, "ingest", tree.later()), Outcome::Accepted(_)));
     }
 
     #[test]

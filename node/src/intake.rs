@@ -24,7 +24,7 @@ use crate::core::{Accepted, Core, Counters, HeadOutcome, Outcome};
 use crate::error::CliError;
 use crate::mqtt::Backoff;
 use crate::store::{SledStore, Store, StoreError};
-use crate::sync::{self, MAX_SYNC_PAGE_ENTRIES, SyncRequest};
+use crate::sync::{self, MAX_SYNC_PAGE_ENTRIES, RateLimiter, SyncRequest};
 use crate::trust_state::{TrustChange, TrustState};
 
 /// What the upstream task hands to the processing loop.
@@ -38,6 +38,12 @@ pub enum Input {
 
 /// A gap asks for the page at the same cursor again only after this long.
 const GAP_REQUEST_SPACING: Duration = Duration::from_secs(1);
+
+/// Refused live inputs processed per input topic and second, sustained; past it the loop
+/// throttles (per publisher route: the ingest topic, the parent's topics).
+pub const REFUSALS_PER_SEC: u32 = 200;
+/// Refused live inputs processed per input topic in a burst before throttling.
+pub const REFUSALS_BURST: u32 = 200;
 
 /// Cursor name of the parent's output log position this node has caught up to.
 pub const SYNC_CURSOR: &str = "sync";
@@ -209,6 +215,7 @@ pub async fn intake_loop(
     shutdown: CancellationToken,
 ) -> Result<(), CliError> {
     let TrustInput { state: mut trust, topics: trust_topics, head_prefix } = trust_input;
+    let mut refusals = RateLimiter::new(REFUSALS_PER_SEC, REFUSALS_BURST);
     core.set_anchors(trust.anchors().clone());
     core.set_revocations(trust.revoked().clone());
     let node = core.id().to_owned();
@@ -323,7 +330,22 @@ pub async fn intake_loop(
             let _ = client.ack(&publish).await;
         } else {
             let outcome = core.on_delivery(&publish.payload, &publish.topic, clock::now());
+            let refused = matches!(outcome, Outcome::Rejected(_));
             let decided = decide(&store, &outcome, &node, &mut sink, &shutdown).await?;
+            if refused {
+                // Bad input costs a verification each: past the budget of refusals per input
+                // topic, the loop slows down instead of dropping anything. The broker's
+                // in-flight window then holds the flood back; genuine deliveries queued behind
+                // it are delayed, never lost.
+                let mut throttled = false;
+                while !refusals.allow(&publish.topic, clock::now()) {
+                    if !throttled {
+                        warn!(node = %node, source = %publish.topic, "refusing input faster than {REFUSALS_PER_SEC}/s: throttling this input");
+                        throttled = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
             if let (true, Some(catch_up)) = (decided.gap, &catch_up) {
                 // A jump in an origin's chain: ask the parent for what we missed now (unless
                 // that was just asked).

@@ -10,7 +10,8 @@
 
 use std::time::Duration;
 
-use rumqttc::MqttOptions;
+use rumqttc::{ConnectionError, Event, EventLoop, MqttOptions};
+use tokio::sync::mpsc;
 
 use kairan_protocol::Scope;
 use kairan_protocol::limits::MAX_DELIVERY_BYTES;
@@ -125,6 +126,35 @@ impl Backoff {
     }
 }
 
+/// Polls `eventloop` on a task of its own and hands over its events through a channel, for a
+/// loop that also waits on other things.
+///
+/// rumqttc's `EventLoop::poll` is not cancel-safe: it writes with `write_all` and clears its
+/// write buffer only afterwards, so a poll dropped while a large publish is half written to a
+/// full socket leaves the whole packet in the buffer, and the next poll writes it again from
+/// the start — the broker receives the first part twice, a corrupted stream. A `select!` over
+/// `poll()` and anything else drops polls. Here a poll always runs to its end; receiving from
+/// the channel is cancel-safe. The task ends after handing over an error (callers then build a
+/// new client) or once the receiver is dropped.
+pub fn spawn_poll(mut eventloop: EventLoop) -> mpsc::Receiver<Result<Event, ConnectionError>> {
+    let (events, receiver) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                // Nobody listens any more: the connection is abandoned, cutting a write is harmless.
+                () = events.closed() => break,
+                event = eventloop.poll() => {
+                    let failed = event.is_err();
+                    if events.send(event).await.is_err() || failed {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    receiver
+}
+
 /// `kairan/v1/<node>/ingest`.
 pub fn ingest_topic(node: &str) -> String {
     format!("kairan/v1/{node}/ingest")
@@ -170,6 +200,97 @@ mod tests {
                 "kairan/v1/jp-13/deliveries/jp/13/chuo/#"
             ]
         );
+    }
+
+    /// A "broker" that accepts one client, acknowledges its CONNECT, lets its socket fill up,
+    /// then reads `count` QoS 0 publishes and checks each arrived whole: publish `i` has
+    /// topic `t` and `size` bytes of value `i`.
+    async fn slow_broker(listener: tokio::net::TcpListener, count: usize, size: usize) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut buffer: Vec<u8> = Vec::new();
+        // One MQTT packet from the front of `buffer`: (first byte, body), if complete.
+        let take = |buffer: &mut Vec<u8>| -> Option<(u8, Vec<u8>)> {
+            let (mut length, mut shift, mut at) = (0usize, 0, 1);
+            loop {
+                let byte = *buffer.get(at)?;
+                length |= usize::from(byte & 0x7f) << shift;
+                shift += 7;
+                at += 1;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+            }
+            if buffer.len() < at + length {
+                return None;
+            }
+            let packet: Vec<u8> = buffer.drain(..at + length).collect();
+            Some((packet[0], packet[at..].to_vec()))
+        };
+        let mut chunk = vec![0u8; 64 * 1024];
+        let connect = loop {
+            if let Some(packet) = take(&mut buffer) {
+                break packet;
+            }
+            let read = socket.read(&mut chunk).await.expect("read");
+            assert!(read > 0, "client went away");
+            buffer.extend_from_slice(&chunk[..read]);
+        };
+        assert_eq!(connect.0, 0x10, "CONNECT first");
+        socket.write_all(&[0x20, 0x02, 0x00, 0x00]).await.expect("CONNACK");
+        // Read nothing for a while: the client's writes block on a full socket.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for index in 0..count {
+            let (header, body) = loop {
+                if let Some(packet) = take(&mut buffer) {
+                    break packet;
+                }
+                let read = socket.read(&mut chunk).await.expect("read");
+                assert!(read > 0, "client went away");
+                buffer.extend_from_slice(&chunk[..read]);
+            };
+            assert_eq!(header, 0x30, "publish {index}: a QoS 0 PUBLISH");
+            assert_eq!(&body[..3], b"\x00\x01t", "publish {index}: topic");
+            let payload = &body[3..];
+            assert_eq!(payload.len(), size, "publish {index}: length");
+            assert!(payload.iter().all(|b| *b == index as u8), "publish {index}: corrupted payload");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_loop_selecting_over_polled_events_never_corrupts_large_writes() {
+        let (count, size) = (24, 200_000);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = BrokerAddr::from(listener.local_addr().expect("addr"));
+        let broker = tokio::spawn(slow_broker(listener, count, size));
+        let (client, eventloop) = rumqttc::AsyncClient::new(
+            client_options("writer", &addr, None, true, false),
+            REQUEST_CHANNEL_CAPACITY,
+        );
+        for index in 0..count {
+            client
+                .try_publish("t", rumqttc::QoS::AtMostOnce, false, vec![index as u8; size])
+                .expect("queued");
+        }
+        // The relay publisher's shape: a select over events and other inputs that fire often
+        // (here a 1 ms tick). With `eventloop.poll()` in place of `events.recv()` this loop
+        // cuts writes and the broker sees a corrupted stream.
+        let mut eventloop = eventloop;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        let deadline = tokio::time::sleep(Duration::from_secs(20));
+        tokio::pin!(deadline);
+        while !broker.is_finished() {
+            tokio::select! {
+                event = eventloop.poll() => {
+                    if let Err(error) = event {
+                        panic!("connection failed: {error}");
+                    }
+                }
+                _ = tick.tick() => {}
+                () = &mut deadline => panic!("the broker did not receive every publish"),
+            }
+        }
+        broker.await.expect("every publish arrived whole");
     }
 
     #[test]

@@ -406,7 +406,10 @@ async fn publisher_loop(
     let mut latest_heads: std::collections::BTreeMap<String, Vec<u8>> = std::collections::BTreeMap::new();
     'connection: loop {
         let options = mqtt::client_options(&client_id, &addr, credentials.as_ref(), true, false);
-        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+        let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+        // Polled on a task of its own: `poll()` must never be dropped mid-write (see
+        // `mqtt::spawn_poll`), and this loop selects over other inputs too.
+        let mut events = mqtt::spawn_poll(eventloop);
         let mut sent_upto = confirmed;
         let mut outstanding = 0usize;
         let mut connected = false;
@@ -442,7 +445,7 @@ async fn publisher_loop(
                 }
             };
             tokio::select! {
-                event = eventloop.poll() => match event {
+                event = events.recv() => match event.unwrap_or(Err(rumqttc::ConnectionError::RequestsDone)) {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         connected = true;
                         backoff.reset();

@@ -55,8 +55,9 @@ pub fn child_of_request_topic<'t>(parent: &str, topic: &'t str) -> Option<&'t st
 }
 
 /// Builds the answer to `request` from log entries after `request.after`, in order (the
-/// caller reads them from its store). Stops at the page limits; entries out of the child's
-/// scope are skipped but count as scanned.
+/// caller reads them from its store), up to `last_relay_seq`, the last durable one: entries
+/// beyond it are not answered. Stops at the page limits; entries out of the child's scope
+/// are skipped but count as scanned.
 pub fn build_response(
     request: &SyncRequest,
     entries: impl IntoIterator<Item = StoredDelivery>,
@@ -73,6 +74,13 @@ pub fn build_response(
     for entry in entries {
         if entry.relay_seq <= request.after {
             continue;
+        }
+        // Only what is durable: the store also shows writes whose flush is still in flight,
+        // and a crash before that flush reuses their relay_seqs for other deliveries, which a
+        // child whose cursor already passed them would never ask for. `last_relay_seq` is the
+        // last flushed one (found by the simulator, seed 54).
+        if entry.relay_seq > last_relay_seq {
+            break;
         }
         let in_scope = Scope::parse(&entry.scope).is_ok_and(|scope| scope.overlaps(&request.scope));
         if in_scope {
@@ -154,6 +162,18 @@ mod tests {
             received_at: Timestamp::from_unix_ms(0),
             delivery: String::from_utf8(delivery.to_json()).expect("utf8"),
         }
+    }
+
+    #[test]
+    fn answers_stop_at_the_last_durable_entry() {
+        // Entry 3 is in the store but its flush has not completed (the caller's latest
+        // durable relay_seq is 2): it is neither sent nor scanned.
+        let tree = Hierarchy::standard();
+        let log = vec![entry(&tree, 1, "jp"), entry(&tree, 2, "jp"), entry(&tree, 3, "jp")];
+        let request =
+            SyncRequest { after: 1, scope: Scope::parse("jp/13").expect("scope"), limit: 10, trust: None };
+        let response = build_response(&request, log, 2);
+        assert_eq!((response.deliveries.len(), response.scanned_upto, response.has_more()), (1, 2, false));
     }
 
     #[test]

@@ -277,7 +277,11 @@ fn check_store(
     let digests: BTreeSet<String> = records.iter().map(|r| hex_of(&r.digest)).collect();
     assert_eq!(&digests, expected, "{name}: exactly the published advisories");
     let relay_seqs: Vec<u64> = records.iter().map(|r| r.relay_seq).collect();
-    assert_eq!(relay_seqs, (1..=expected.len() as u64).collect::<Vec<_>>(), "{name}: output sequence without holes");
+    assert_eq!(
+        relay_seqs,
+        (1..=expected.len() as u64).collect::<Vec<_>>(),
+        "{name}: output sequence without holes"
+    );
     let revocations = RevocationSet::default();
     for record in records.iter().filter(|_| is_relay) {
         let ctx = VerifyContext { anchors, revocations: &revocations, now: record.received_at };
