@@ -591,6 +591,39 @@ impl Hierarchy {
         .await
     }
 
+    /// Publishes many deliveries to the national ingest topic over one connection (QoS 1, at
+    /// most `window` unacknowledged); returns once the broker acknowledged them all.
+    pub async fn publish_many(&self, deliveries: Vec<Vec<u8>>, window: usize) -> Result<(), CliError> {
+        let addr = match &self.relays[0].config_parts.broker {
+            BrokerConfig::External { addr, .. } => addr.clone(),
+            BrokerConfig::Embedded { .. } => self.national_broker()?,
+        };
+        let client_id = format!("mhlw-bulk-{}", &random_password()[..8]);
+        let options = mqtt::client_options(&client_id, &addr, self.origin.credentials.as_ref(), true, false);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, mqtt::REQUEST_CHANNEL_CAPACITY);
+        let topic = mqtt::ingest_topic(&self.relays[0].config_parts.id);
+        let total = deliveries.len();
+        let mut pending = deliveries.into_iter();
+        let (mut sent, mut acked) = (0usize, 0usize);
+        while acked < total {
+            while sent < total && sent - acked < window {
+                let Some(bytes) = pending.next() else { break };
+                client
+                    .try_publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, bytes)
+                    .map_err(|e| CliError::Failed(format!("queue publish: {e}")))?;
+                sent += 1;
+            }
+            match tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await {
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))) => acked += 1,
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(CliError::Failed(format!("bulk publish after {acked} of {total}: {error}"))),
+                Err(_) => return Err(CliError::Failed(format!("bulk publish stalled after {acked} of {total}"))),
+            }
+        }
+        let _ = client.try_disconnect();
+        Ok(())
+    }
+
     /// Publishes `bytes` on `topic` of relay `index`'s broker, as that relay would (a test
     /// injecting forged input at a level).
     pub async fn inject(&self, index: usize, topic: &str, bytes: Vec<u8>) -> Result<(), CliError> {

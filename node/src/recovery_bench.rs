@@ -49,11 +49,13 @@ pub async fn catch_up(missed: usize) -> Result<CatchUpFigures, CliError> {
     let started = Instant::now();
     let mut expected = BTreeSet::new();
     let now = tree.now();
+    let mut backlog = Vec::with_capacity(missed);
     for number in 0..missed {
         let (bytes, digest) = tree.sign_next(advisory(format!("backlog-{number}"), now));
-        tree.publish_raw(bytes).await?;
+        backlog.push(bytes);
         expected.insert(digest);
     }
+    tree.publish_many(backlog, 32).await?;
     // Wait until the prefecture holds them all (the backlog exists upstream).
     let prefecture = tree.relay_index("jp-13").ok_or_else(|| CliError::Failed("no prefecture".into()))?;
     loop {
