@@ -366,7 +366,12 @@ fn answer_sync_request(
     }
     if let Some(bundle) = bundle {
         if parsed.trust != Some(kairan_protocol::Digest::of(bundle)) {
-            response.trust = kairan_protocol::TrustBundle::from_json(bundle).ok();
+            // Only when the answer stays one MQTT packet; otherwise the child takes the bundle
+            // from the retained trust topic.
+            let room = mqtt::MAX_PACKET_BYTES.saturating_sub(response.to_json().len() + 1024);
+            if bundle.len() <= room {
+                response.trust = kairan_protocol::TrustBundle::from_json(bundle).ok();
+            }
         }
     }
     debug!(node = %node, %child, after = parsed.after, sent = response.deliveries.len(), scanned_upto = response.scanned_upto, "catch-up answered");

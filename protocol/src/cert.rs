@@ -2,9 +2,9 @@
 //!
 //! The root (a threshold of anchor keys) certifies origins and the national relay; each relay
 //! certifies its children (relays and clinics) within its own scope. A certificate set is
-//! verified as a whole: starting from the anchors, any certificate whose signer is already
-//! trusted is verified, decoded and checked, until nothing more can be verified. Whatever is
-//! left does not chain to the anchors (an unknown signer, or a loop) and fails the whole set.
+//! verified as a whole by a worklist from the anchors: root-signed certificates first, then
+//! each certificate once a certificate for its signing key is verified. Whatever is never
+//! reached does not chain to the anchors (an unknown signer, or a loop) and fails the whole set.
 
 use std::collections::{HashMap, VecDeque};
 

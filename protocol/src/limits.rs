@@ -21,7 +21,7 @@ pub const MAX_SIGNATURES: usize = 8;
 /// Most hop attestations in one delivery (national, prefecture, district, and room to spare).
 pub const MAX_HOPS: usize = 8;
 
-/// Most certificates carried in one delivery or trust bundle chain section.
+/// Most certificates carried in one delivery (trust bundles use [`MAX_BUNDLE_CERTS`]).
 pub const MAX_CERTS: usize = 16;
 
 /// Most certificates from the root down to any certificate, that one included
