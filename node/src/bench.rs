@@ -56,7 +56,7 @@ const POLL_INTERVAL: Duration = Duration::from_micros(200);
 /// Latency samples always taken, even past the time budget.
 const MIN_SAMPLES: usize = 10;
 /// Advisories always published for throughput, even past the delivery budget.
-const MIN_BATCH: usize = 20;
+const MIN_BATCH: usize = 10;
 /// The Mosquitto topic (bridged with `topic bench/# in 1`).
 const BENCH_TOPIC: &str = "bench/advisories";
 /// Ids of Mosquitto warm-up messages start here (measured messages count from 0).
@@ -73,7 +73,7 @@ pub struct BenchOptions {
     pub latency_samples: usize,
     /// Also measure a chain of Mosquitto bridges (skipped with a notice if not installed).
     pub mosquitto: bool,
-    /// The throughput batch is cut to `max(20, max_deliveries / N)` advisories so that one
+    /// The throughput batch is cut to `max(10, max_deliveries / N)` advisories so that one
     /// run at N = 1,000 does not take minutes.
     pub max_deliveries: usize,
     /// Latency sampling stops after this long (per system and N), once 10 samples are in.
@@ -95,7 +95,7 @@ impl Default for BenchOptions {
             advisories: 200,
             latency_samples: 100,
             mosquitto: true,
-            max_deliveries: 20_000,
+            max_deliveries: 10_000,
             latency_budget: Duration::from_secs(30),
             pause: Duration::from_millis(10),
             districts: None,
@@ -139,7 +139,7 @@ pub struct BenchArgs {
     /// Clinic counts, comma-separated.
     #[arg(long, default_value = "10,100,1000")]
     pub clinics: String,
-    /// Advisories published back to back for throughput (cut to max(20, 20000/N) per N).
+    /// Advisories published back to back for throughput (cut to max(10, 10000/N) per N).
     #[arg(long, default_value_t = 200)]
     pub advisories: usize,
     /// Latency samples per N (sampling stops after 30 s once 10 are in).
@@ -186,12 +186,75 @@ pub fn cli(args: &BenchArgs) -> Result<(), CliError> {
 }
 
 /// Runs the bench on a new multi-thread runtime (the clap-free entry point).
+///
+/// A watchdog thread ends the process (exit 70) if a measurement makes no progress for
+/// [`STALL_LIMIT`]: a deadlocked node blocks the runtime's worker threads, and then no
+/// timeout inside the runtime can fire.
 pub fn run_blocking(options: BenchOptions) -> Result<String, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Failed(e.to_string()))?;
+    watchdog::start();
     runtime.block_on(run(options))
+}
+
+/// How long a measurement may go without any receiver advancing before the watchdog of
+/// [`run_blocking`] gives up.
+pub const STALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// Progress beats from the measurement, and the thread that watches them.
+mod watchdog {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    static LAST_BEAT_MS: AtomicU64 = AtomicU64::new(0);
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static PHASE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+    fn now_ms() -> u64 {
+        EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    }
+
+    /// Something advanced.
+    pub(super) fn beat() {
+        LAST_BEAT_MS.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// A measurement starts (`Some`) or ends (`None`); only measurements are watched.
+    pub(super) fn phase(name: Option<&str>) {
+        if let Ok(mut phase) = PHASE.lock() {
+            *phase = name.unwrap_or_default().to_owned();
+        }
+        beat();
+        ARMED.store(name.is_some(), Ordering::SeqCst);
+    }
+
+    pub(super) fn start() {
+        beat();
+        let spawned = std::thread::Builder::new().name("bench-watchdog".into()).spawn(|| {
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let silent = Duration::from_millis(now_ms().saturating_sub(LAST_BEAT_MS.load(Ordering::Relaxed)));
+                if ARMED.load(Ordering::SeqCst) && silent > super::STALL_LIMIT {
+                    let phase = PHASE.lock().map(|p| p.clone()).unwrap_or_default();
+                    eprintln!(
+                        "kairan bench: no progress for {}s during {phase}: the nodes in this process are stuck \
+                         (a deadlock blocks the runtime, so nothing can time out); giving up. \
+                         Attach a debugger (gdb -p {}) before this message next time to see where.",
+                        silent.as_secs(),
+                        std::process::id()
+                    );
+                    std::process::exit(70);
+                }
+            }
+        });
+        if let Err(error) = spawned {
+            eprintln!("kairan bench: no watchdog ({error}); a stuck node would hang the bench");
+        }
+    }
 }
 
 /// Runs the bench; returns the markdown report.
@@ -285,6 +348,8 @@ struct Measured {
     published_bytes: usize,
     received_bytes: usize,
     setup: Duration,
+    /// This process after the throughput run (kairan only: every node is in it).
+    resources: Option<String>,
 }
 
 impl Measured {
@@ -376,6 +441,7 @@ fn wait_all_blocking(receivers: &Receivers, items: &[Item], timeout: Duration) -
         for &receiver in &pending {
             while next[receiver] < items.len() && receivers.holds(receiver, items[next[receiver]])? {
                 next[receiver] += 1;
+                watchdog::beat();
             }
             if next[receiver] < items.len() {
                 still.push(receiver);
@@ -510,6 +576,27 @@ async fn measure(
     options: &BenchOptions,
     started: Instant,
 ) -> Result<Run, CliError> {
+    // Only the kairan side can block the runtime (its nodes run in this process); the
+    // Mosquitto side fails by its own timeouts, and an exit there would leave its processes.
+    if !relays.is_empty() {
+        watchdog::phase(Some(&format!("the {label} measurement at N = {}", clinics.len())));
+    }
+    let run = measure_unwatched(label, publisher, topic, clinics, relays, workload, options, started).await;
+    watchdog::phase(None);
+    run
+}
+
+#[allow(clippy::too_many_arguments)] // see measure
+async fn measure_unwatched(
+    label: &str,
+    publisher: &Publisher,
+    topic: &str,
+    clinics: &Receivers,
+    relays: &[(&'static str, Receivers)],
+    workload: Workload,
+    options: &BenchOptions,
+    started: Instant,
+) -> Result<Run, CliError> {
     // Warm-up: connections, first writes, caches.
     let warmup_items: Vec<Item> = workload.warmup.iter().map(|(_, item)| *item).collect();
     for (bytes, _) in workload.warmup {
@@ -537,7 +624,8 @@ async fn measure(
     progress(options, started, &format!("  {label}: throughput, {count} advisories back to back"));
     tokio::time::sleep(options.pause.max(Duration::from_millis(50))).await;
     let items: Vec<Item> = workload.batch.iter().map(|(_, item)| *item).collect();
-    let batch_timeout = options.timeout + Duration::from_millis(500 * count as u64);
+    // Every delivery at every clinic is a durable write: allow 20 ms each beyond the timeout.
+    let batch_timeout = options.timeout + Duration::from_millis(20 * (count * clinics.len()) as u64);
     let clinic_wait = spawn_wait_all(clinics.clone(), items.clone(), batch_timeout);
     let relay_waits: Vec<_> = relays
         .iter()
@@ -655,12 +743,17 @@ async fn bench_kairan(
     .await;
     publisher.close().await;
     // What a clinic holds: the delivery with one hop attestation per relay.
+    let resources = process_resources();
     let received_bytes = match (first_digest, tree.clinics.first().and_then(|c| c.handle.as_ref())) {
         (Some(digest), Some(handle)) => {
             handle.store().get(&digest).ok().flatten().map_or(0, |r| r.delivery.len())
         }
         _ => 0,
     };
+    // The bench's own handles on the stores go first, so that each database closes with its
+    // node (and before its directory is removed).
+    drop(clinics);
+    drop(levels);
     progress(options, started, "  kairan: shutting the tree down");
     // A relay that cannot stop must not hang the bench.
     let grace = Duration::from_secs(60) + Duration::from_millis(20 * shape.clinics as u64);
@@ -678,6 +771,7 @@ async fn bench_kairan(
         published_bytes: payload.len(),
         received_bytes,
         setup,
+        resources,
     };
     Ok((measured, payload))
 }
@@ -949,6 +1043,7 @@ async fn bench_mosquitto(
             published_bytes: payload.len(),
             received_bytes: payload.len(),
             setup,
+            resources: None,
         })
     }
     .await;
@@ -981,6 +1076,36 @@ struct Machine {
     open_files: Option<u64>,
     /// Load average (1, 5, 15 min) when the bench started: other work on the machine.
     load: Option<String>,
+    /// 4 KiB writes + fdatasync per second on one file in the temporary directory: what one
+    /// durable store write costs on this disk.
+    fsyncs_per_sec: Option<f64>,
+}
+
+/// Times 100 × (4 KiB write + fdatasync) on a file in the temporary directory.
+fn fsync_rate() -> Option<f64> {
+    let mut file = tempfile::tempfile().ok()?;
+    let block = [0u8; 4096];
+    let started = Instant::now();
+    for _ in 0..100 {
+        file.write_all(&block).ok()?;
+        file.sync_data().ok()?;
+    }
+    Some(100.0 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// Threads, open descriptors and resident memory of this process (Linux `/proc`).
+fn process_resources() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_owned)
+    };
+    let fds = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    let rss_mib = field("VmRSS:")?.parse::<f64>().ok()? / 1024.0;
+    Some(format!("{} threads, {fds} open descriptors, {rss_mib:.0} MiB resident", field("Threads:")?))
 }
 
 /// `/proc/loadavg`'s first three fields.
@@ -1011,7 +1136,7 @@ impl Machine {
             .and_then(|line| line.split_whitespace().nth(3))
             .and_then(|soft| soft.parse::<u64>().ok());
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Self { cpu, cores, memory_gib, open_files, load: load_average() }
+        Self { cpu, cores, memory_gib, open_files, load: load_average(), fsyncs_per_sec: fsync_rate() }
     }
 }
 
@@ -1046,12 +1171,14 @@ fn render(
     let _ = writeln!(out, "### kairan bench, {}\n", &now[..now.len().min(19)]);
     let _ = writeln!(
         out,
-        "Machine: {} logical CPU(s), {}, {} RAM; open-file limit {}; load average {} at start, {} at end. \
+        "Machine: {} logical CPU(s), {}, {} RAM; open-file limit {}; {} durable 4 KiB writes/s \
+         (write + fdatasync, one file); load average {} at start, {} at end. \
          kairan {} ({} build). Whole run {:.0} s.\n",
         machine.cores,
         machine.cpu.as_deref().unwrap_or("unknown CPU"),
         machine.memory_gib.map_or_else(|| "unknown".into(), |g| format!("{g:.1} GiB")),
         machine.open_files.map_or_else(|| "unknown".into(), |n| n.to_string()),
+        rate(machine.fsyncs_per_sec),
         machine.load.as_deref().unwrap_or("unknown"),
         load_average().unwrap_or_else(|| "unknown".into()),
         env!("CARGO_PKG_VERSION"),
@@ -1177,6 +1304,9 @@ fn render(
             k.setup.as_secs_f64(),
             m.map_or_else(|| "–".into(), |m| format!("{:.1} s", m.setup.as_secs_f64()))
         );
+        if let Some(resources) = &k.resources {
+            let _ = writeln!(out, "kairan process after the throughput run: {resources}.\n");
+        }
     }
     out
 }

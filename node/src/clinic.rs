@@ -251,12 +251,15 @@ pub fn announce(verified: &Verified<Delivery>, config: &ClinicConfig, now: Times
     out
 }
 
+/// What [`read_inbox`] found: the verified entries, and the refused ones (file name, reason).
+pub type InboxListing = (Vec<(InboxEntry, Provenance)>, Vec<(String, String)>);
+
 /// Reads the inbox copies in `data_dir`, verifying each (at its arrival time) again.
 /// Returns the verified entries and the refused ones (file name, reason).
 pub fn read_inbox(
     data_dir: &Path,
     anchors: &kairan_protocol::TrustAnchors,
-) -> Result<(Vec<(InboxEntry, Provenance)>, Vec<(String, String)>), CliError> {
+) -> Result<InboxListing, CliError> {
     let dir = copies_dir(data_dir);
     let mut entries = Vec::new();
     let mut refused = Vec::new();

@@ -616,8 +616,12 @@ impl Hierarchy {
             match tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await {
                 Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))) => acked += 1,
                 Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(CliError::Failed(format!("bulk publish after {acked} of {total}: {error}"))),
-                Err(_) => return Err(CliError::Failed(format!("bulk publish stalled after {acked} of {total}"))),
+                Ok(Err(error)) => {
+                    return Err(CliError::Failed(format!("bulk publish after {acked} of {total}: {error}")));
+                }
+                Err(_) => {
+                    return Err(CliError::Failed(format!("bulk publish stalled after {acked} of {total}")));
+                }
             }
         }
         let _ = client.try_disconnect();

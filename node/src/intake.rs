@@ -38,6 +38,11 @@ pub enum Input {
 
 /// A gap asks for the page at the same cursor again only after this long.
 const GAP_REQUEST_SPACING: Duration = Duration::from_secs(1);
+/// A periodic tick repeats an unanswered request (same cursor) only after this long: a parent
+/// slow to answer — busy, or back from a restart with every child catching up — would
+/// otherwise receive the same request at every tick from every child and send each page again
+/// and again, answering ever more slowly. A (re)connection always asks at once.
+const TICK_REPEAT_SPACING: Duration = Duration::from_secs(5);
 
 /// Refused live inputs processed per input topic and second, sustained; past it the loop
 /// throttles (per publisher route: the ingest topic, the parent's topics).
@@ -230,12 +235,12 @@ pub async fn intake_loop(
     // answer is a page the parent reads and sends, and many children may be asking.
     let mut last_request: Option<(u64, tokio::time::Instant)> = None;
     loop {
-        let input = tokio::select! {
+        let (input, tick) = tokio::select! {
             input = queue.recv() => match input {
-                Some(input) => input,
+                Some(input) => (input, false),
                 None => break,
             },
-            _ = ticker.tick() => Input::Connected,
+            _ = ticker.tick() => (Input::Connected, true),
         };
         let publish = match input {
             Input::Connected => {
@@ -250,7 +255,10 @@ pub async fn intake_loop(
                     );
                 }
                 *counters.lock().await = core.counters();
-                if let Some(catch_up) = &catch_up {
+                let repeat = tick
+                    && last_request
+                        .is_some_and(|(after, at)| after == cursor && at.elapsed() < TICK_REPEAT_SPACING);
+                if let (Some(catch_up), false) = (&catch_up, repeat) {
                     request_page(&client, catch_up, cursor, trust.digest()).await;
                     last_request = Some((cursor, tokio::time::Instant::now()));
                 }

@@ -275,14 +275,14 @@ mod tests {
         // The relay publisher's shape: a select over events and other inputs that fire often
         // (here a 1 ms tick). With `eventloop.poll()` in place of `events.recv()` this loop
         // cuts writes and the broker sees a corrupted stream.
-        let mut eventloop = eventloop;
+        let mut events = spawn_poll(eventloop);
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         let deadline = tokio::time::sleep(Duration::from_secs(20));
         tokio::pin!(deadline);
         while !broker.is_finished() {
             tokio::select! {
-                event = eventloop.poll() => {
-                    if let Err(error) = event {
+                event = events.recv() => {
+                    if let Some(Err(error)) = event {
                         panic!("connection failed: {error}");
                     }
                 }

@@ -339,6 +339,10 @@ fn answer_sync_request(
             return Ok(());
         }
     };
+    if limiter.is_repeat(child, parsed.after, clock::now()) {
+        debug!(node = %node, %child, after = parsed.after, "catch-up request repeats one just answered; dropped");
+        return Ok(());
+    }
     // Read the log lazily, a chunk at a time, and only what is durable. A page takes a few
     // dozen entries: reading (and decoding) up to the scan limit for every request starves
     // this loop — and with it the acks and pings of the own broker — when many children

@@ -93,14 +93,11 @@ pub fn build_response(
             if !response.deliveries.is_empty() && page_bytes + size > PAGE_BYTES {
                 break;
             }
-            match Delivery::from_json(entry.delivery.as_bytes()) {
-                Ok(delivery) => {
-                    page_bytes += size;
-                    response.deliveries.push(delivery);
-                }
-                // A stored delivery that no longer parses is skipped; the store's integrity
-                // check reports it at start.
-                Err(_) => {}
+            // A stored delivery that no longer parses is skipped; the store's integrity check
+            // reports it at start.
+            if let Ok(delivery) = Delivery::from_json(entry.delivery.as_bytes()) {
+                page_bytes += size;
+                response.deliveries.push(delivery);
             }
         }
         response.scanned_upto = entry.relay_seq;
@@ -108,18 +105,48 @@ pub fn build_response(
     response
 }
 
-/// Token bucket per child: `rate` requests per second sustained, `burst` at once.
+/// A request for the same page from the same child within this long of answering it is a
+/// repeat, dropped (see [`RateLimiter::is_repeat`]).
+pub const REPEAT_WINDOW_MS: i64 = 1_000;
+
+/// Token bucket per child: `rate` requests per second sustained, `burst` at once; and the
+/// last page answered per child, to drop repeats.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     rate_per_sec: u32,
     burst: u32,
     buckets: std::collections::HashMap<String, (f64, i64)>,
+    answered: std::collections::HashMap<String, (u64, i64)>,
 }
 
 impl RateLimiter {
     /// A limiter allowing `rate_per_sec` sustained and `burst` at once, per key.
     pub fn new(rate_per_sec: u32, burst: u32) -> Self {
-        Self { rate_per_sec, burst, buckets: std::collections::HashMap::new() }
+        Self {
+            rate_per_sec,
+            burst,
+            buckets: std::collections::HashMap::new(),
+            answered: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Whether `key` asks for the page after `after` again within [`REPEAT_WINDOW_MS`] of
+    /// the answer to its previous request for it (if not, this request is remembered as
+    /// answered now). A child waiting for an answer asks again at its next tick; when the
+    /// parent is slow — busy, or back from a restart with every child catching up — the
+    /// repeats queue up behind the first request, and answering each would send the same page
+    /// many times over, making the parent slower still.
+    pub fn is_repeat(&mut self, key: &str, after: u64, now: kairan_protocol::Timestamp) -> bool {
+        if self.answered.len() > 100_000 && !self.answered.contains_key(key) {
+            self.answered.clear();
+        }
+        match self.answered.get(key) {
+            Some((page, at)) if *page == after && (now.unix_ms() - *at) < REPEAT_WINDOW_MS => true,
+            _ => {
+                self.answered.insert(key.to_owned(), (after, now.unix_ms()));
+                false
+            }
+        }
     }
 
     /// Whether `key` may act at `now` (and takes a token if so).
@@ -228,6 +255,17 @@ mod tests {
         assert!(limiter.allow("b", t0), "per key");
         assert!(limiter.allow("a", t0.plus_ms(100)), "one token after 100 ms at 10/s");
         assert!(!limiter.allow("a", t0.plus_ms(100)));
+    }
+
+    #[test]
+    fn a_repeated_request_for_a_fresh_answer_is_dropped() {
+        let mut limiter = RateLimiter::new(10, 3);
+        let t0 = Timestamp::from_unix_ms(1_000_000);
+        assert!(!limiter.is_repeat("a", 7, t0), "first request");
+        assert!(limiter.is_repeat("a", 7, t0.plus_ms(500)), "same page, answer still fresh");
+        assert!(!limiter.is_repeat("b", 7, t0.plus_ms(500)), "per child");
+        assert!(!limiter.is_repeat("a", 9, t0.plus_ms(600)), "the next page");
+        assert!(!limiter.is_repeat("a", 9, t0.plus_ms(600 + REPEAT_WINDOW_MS)), "asked again later");
     }
 
     #[test]

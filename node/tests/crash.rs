@@ -20,7 +20,8 @@
 //! ```
 //! Environment: `KAIRAN_CRASH_ADVISORIES` (default 1000), `KAIRAN_CRASH_CLINICS` (20),
 //! `KAIRAN_CRASH_KILLS` (kills per relay level, 3), `KAIRAN_CRASH_RATE` (advisories per
-//! second the origin publishes, 40; 0 = as fast as acknowledged), `KAIRAN_CRASH_SEED` (random; printed),
+//! second the origin publishes, 40; 0 = as fast as acknowledged), `KAIRAN_CRASH_CONVERGE_SECS`
+//! (how long the inboxes may take after the stream, 120), `KAIRAN_CRASH_SEED` (random; printed),
 //! `KAIRAN_CRASH_DIR` (where the tree's directory is made; default the system temp dir — the
 //! stores' flushes go to that disk), `KAIRAN_CRASH_KEEP=1` keeps the directory (keys,
 //! configs, stores, logs) for inspection.
@@ -42,7 +43,7 @@ use rand::{Rng, SeedableRng};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
-use kairan_node::mqtt::{BrokerAddr, Credentials, client_options, ingest_topic};
+use kairan_node::mqtt::{BrokerAddr, Credentials, client_options, ingest_topic, spawn_poll};
 use kairan_node::publish::publish_acked;
 use kairan_node::store::{SledStore, Store};
 use kairan_node::sync::{self, SyncRequest};
@@ -102,7 +103,7 @@ fn full(name: &'static str, mosquitto: Option<bool>) -> Params {
         clinic_kills: 1,
         mosquitto,
         broker_restarts: if mosquitto.is_some() { 2 } else { 0 },
-        converge: Duration::from_secs(120),
+        converge: Duration::from_secs(env_number("KAIRAN_CRASH_CONVERGE_SECS", 120) as u64),
         rate: env_number("KAIRAN_CRASH_RATE", 40) as f64,
         seed: seed(),
     }
@@ -293,6 +294,24 @@ fn check_store(
     store.rejections().expect("rejections").len()
 }
 
+/// A log line without its colour codes (`ESC [ … m`).
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for skipped in chars.by_ref() {
+                if skipped == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The digests in a clinic's inbox copies (`DATA_DIR/advisories/<hex>.json`), read while the
 /// clinic runs.
 fn copies(data_dir: &Path) -> BTreeSet<String> {
@@ -429,8 +448,6 @@ async fn confirm_loop(
     stop: CancellationToken,
 ) {
     let child = format!("{}-confirm", credentials.username);
-    let options = client_options(&child, &addr, Some(&credentials), true, false);
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
     let response_topic = sync::response_topic(&national, &child);
     let request_topic = sync::request_topic(&national, &child);
     let request = |after: u64| {
@@ -438,34 +455,41 @@ async fn confirm_loop(
     };
     let mut cursor = 0u64;
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            _ = ticker.tick() => {
-                let _ = client.try_publish(request_topic.clone(), QoS::AtMostOnce, false, request(cursor));
-            }
-            event = eventloop.poll() => match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let _ = client.try_subscribe(response_topic.clone(), QoS::AtMostOnce);
+    while !stop.is_cancelled() {
+        let options = client_options(&child, &addr, Some(&credentials), true, false);
+        let (client, eventloop) = AsyncClient::new(options, 64);
+        let mut events = spawn_poll(eventloop);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => {
+                    let _ = client.try_publish(request_topic.clone(), QoS::AtMostOnce, false, request(cursor));
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic == response_topic => {
-                    let Ok(response) = sync::parse_response(&publish.payload) else { continue };
-                    if response.after != cursor {
-                        continue;
+                event = events.recv() => match event {
+                    Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                        let _ = client.try_subscribe(response_topic.clone(), QoS::AtMostOnce);
                     }
-                    {
-                        let mut confirmed = confirmed.lock().expect("lock");
-                        confirmed.extend(response.deliveries.iter().map(Delivery::claimed_digest));
+                    Some(Ok(Event::Incoming(Packet::Publish(publish)))) if publish.topic == response_topic => {
+                        let Ok(response) = sync::parse_response(&publish.payload) else { continue };
+                        if response.after != cursor {
+                            continue;
+                        }
+                        {
+                            let mut confirmed = confirmed.lock().expect("lock");
+                            confirmed.extend(response.deliveries.iter().map(Delivery::claimed_digest));
+                        }
+                        cursor = response.scanned_upto;
+                        if response.has_more() {
+                            let _ = client.try_publish(request_topic.clone(), QoS::AtMostOnce, false, request(cursor));
+                        }
                     }
-                    cursor = response.scanned_upto;
-                    if response.has_more() {
-                        let _ = client.try_publish(request_topic.clone(), QoS::AtMostOnce, false, request(cursor));
-                    }
+                    Some(Ok(_)) => {}
+                    // The national (and its broker) went down: connect again.
+                    Some(Err(_)) | None => break,
                 }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -670,6 +694,20 @@ async fn run_async(params: Params) {
         }
     }
     let stop_time = stop_started.elapsed();
+
+    // Nothing went wrong quietly: no errors, nothing refused (a refused catch-up answer or
+    // delivery from a legitimate parent means something corrupted it on the way).
+    let mut complaints = Vec::new();
+    for daemon in fleet.all_mut() {
+        let text = std::fs::read_to_string(&daemon.log).unwrap_or_default();
+        for line in text.lines().map(plain) {
+            let refused = line.contains("refused") && !line.contains("Connection refused");
+            if line.contains(" ERROR ") || refused || line.contains("rejected:") {
+                complaints.push(format!("{}: {line}", daemon.name));
+            }
+        }
+    }
+    assert!(complaints.is_empty(), "errors or refusals logged:\n{}", complaints.join("\n"));
 
     // Every clinic: `kairan inbox list` shows each advisory once, all verified (it verifies
     // every copy again before showing it). A few at a time: each verifies the whole inbox.

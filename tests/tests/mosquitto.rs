@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use kairan_node::hierarchy::{HierarchyBuilder, Level};
 use kairan_node::store::Store;
-use kairan_protocol::{Advisory, Digest, RevocationSet, Scope, Timestamp, VerifyContext, fixtures, verify_delivery};
+use kairan_protocol::{
+    Advisory, Digest, RevocationSet, Scope, Timestamp, VerifyContext, fixtures, verify_delivery,
+};
 use kairan_tests::Mosquitto;
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -47,7 +49,11 @@ async fn tree_with_mosquitto_levels_delivers_exactly_once_by_scope() {
         published.push((digest, Scope::parse(scope).expect("scope")));
     }
     let expected = |clinic: usize| -> BTreeSet<Digest> {
-        published.iter().filter(|(_, s)| tree.clinics[clinic].config.scope.overlaps(s)).map(|(d, _)| *d).collect()
+        published
+            .iter()
+            .filter(|(_, s)| tree.clinics[clinic].config.scope.overlaps(s))
+            .map(|(d, _)| *d)
+            .collect()
     };
     tree.wait_for_inboxes(&expected, SETTLE).await.expect("inboxes converge");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -55,7 +61,11 @@ async fn tree_with_mosquitto_levels_delivers_exactly_once_by_scope() {
         let records = clinic.handle.as_ref().expect("running").store().all().expect("inbox");
         assert_eq!(records.len(), expected(index).len(), "{} holds each advisory once", clinic.config.id);
         for record in records {
-            let ctx = VerifyContext { anchors: &tree.anchors, revocations: &RevocationSet::default(), now: record.received_at };
+            let ctx = VerifyContext {
+                anchors: &tree.anchors,
+                revocations: &RevocationSet::default(),
+                now: record.received_at,
+            };
             verify_delivery(record.delivery.as_bytes(), ctx).expect("verifies");
         }
     }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use kairan_node::hierarchy::{Hierarchy, HierarchyBuilder};
 use kairan_node::mqtt::{deliveries_topic, ingest_topic};
 use kairan_node::store::Store;
-use kairan_protocol::{Advisory, Digest, RevocationSet, Scope, Timestamp, VerifyContext, fixtures, verify_delivery};
+use kairan_protocol::{
+    Advisory, Digest, RevocationSet, Scope, Timestamp, VerifyContext, fixtures, verify_delivery,
+};
 use kairan_tests::chain_delivery;
 
 const SETTLE: Duration = Duration::from_secs(20);
@@ -57,14 +59,20 @@ async fn every_in_scope_clinic_gets_every_advisory_exactly_once() {
     let mut tree = tree(dir.path()).await;
     let now = tree.now();
     let mut published: Vec<(Digest, Scope)> = Vec::new();
-    for (scope, id) in [("jp", "nation-1"), ("jp/13", "tokyo-1"), ("jp/27/kita", "kita-1"), ("jp", "nation-2")] {
+    for (scope, id) in
+        [("jp", "nation-1"), ("jp/13", "tokyo-1"), ("jp/27/kita", "kita-1"), ("jp", "nation-2")]
+    {
         let advisory = advisory(scope, id, now);
         let (bytes, digest) = tree.sign_next(advisory);
         tree.publish_raw(bytes).await.expect("published");
         published.push((digest, Scope::parse(scope).expect("scope")));
     }
     let expected = |clinic: usize| -> BTreeSet<Digest> {
-        published.iter().filter(|(_, s)| tree.clinics[clinic].config.scope.overlaps(s)).map(|(d, _)| *d).collect()
+        published
+            .iter()
+            .filter(|(_, s)| tree.clinics[clinic].config.scope.overlaps(s))
+            .map(|(d, _)| *d)
+            .collect()
     };
     tree.wait_for_inboxes(&expected, SETTLE).await.expect("inboxes converge");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -75,8 +83,13 @@ async fn every_in_scope_clinic_gets_every_advisory_exactly_once() {
         assert_eq!(records.len(), expected(index).len(), "{}", clinic.config.id);
         assert_eq!(tree.inbox(index).expect("inbox"), expected(index), "{}", clinic.config.id);
         for record in records {
-            let ctx = VerifyContext { anchors: &tree.anchors, revocations: &RevocationSet::default(), now: record.received_at };
-            let verified = verify_delivery(record.delivery.as_bytes(), ctx).expect("stored delivery verifies");
+            let ctx = VerifyContext {
+                anchors: &tree.anchors,
+                revocations: &RevocationSet::default(),
+                now: record.received_at,
+            };
+            let verified =
+                verify_delivery(record.delivery.as_bytes(), ctx).expect("stored delivery verifies");
             assert_eq!(verified.hops().count(), 3, "national, prefecture, district");
             let last = verified.hops().last().expect("hop");
             assert_eq!(last.relay, tree.relays[clinic.district].config_parts.id);
@@ -85,7 +98,9 @@ async fn every_in_scope_clinic_gets_every_advisory_exactly_once() {
     // Routing: Osaka's relays never even saw the Tokyo advisory.
     let tokyo_digest = published[1].0;
     let osaka = tree.relay_index("jp-27").expect("osaka");
-    assert!(!tree.relays[osaka].handle.as_ref().expect("running").store().contains(&tokyo_digest).expect("store"));
+    assert!(
+        !tree.relays[osaka].handle.as_ref().expect("running").store().contains(&tokyo_digest).expect("store")
+    );
     tree.shutdown().await.expect("clean shutdown");
 }
 
@@ -117,13 +132,15 @@ async fn forged_tampered_out_of_scope_and_expired_input_is_refused_at_every_leve
             &[&attacker],
         );
         // Tampered: a valid delivery with one byte of the advisory payload changed.
-        let mut tampered = chain_delivery(&tree, &advisory("jp/13/chuo", &format!("tampered-{receiver}"), now), chain, now);
+        let mut tampered =
+            chain_delivery(&tree, &advisory("jp/13/chuo", &format!("tampered-{receiver}"), now), chain, now);
         let position = tampered.advisory.payload.len() / 2;
         tampered.advisory.payload[position] ^= 0x01;
         // Out of scope: an Osaka advisory pushed into Tokyo's subtree (at ingest there is no
         // subtree yet, so the national case uses a scope outside the origin's certificate).
         let outside = if chain.is_empty() { "kr" } else { "jp/27" };
-        let out_of_scope = chain_delivery(&tree, &advisory(outside, &format!("scope-{receiver}"), now), chain, now);
+        let out_of_scope =
+            chain_delivery(&tree, &advisory(outside, &format!("scope-{receiver}"), now), chain, now);
         // Expired: validly signed, but expired a minute ago.
         let mut old = advisory("jp/13/chuo", &format!("expired-{receiver}"), now);
         old.issued_at = now.plus_secs(-1800);
@@ -140,7 +157,13 @@ async fn forged_tampered_out_of_scope_and_expired_input_is_refused_at_every_leve
             let deadline = std::time::Instant::now() + SETTLE;
             let rejection = loop {
                 let rejections = if let Some(index) = tree.relay_index(receiver) {
-                    tree.relays[index].handle.as_ref().expect("running").store().rejections().expect("rejections")
+                    tree.relays[index]
+                        .handle
+                        .as_ref()
+                        .expect("running")
+                        .store()
+                        .rejections()
+                        .expect("rejections")
                 } else {
                     let clinic = tree.clinics.iter().find(|c| c.config.id == *receiver).expect("clinic");
                     clinic.handle.as_ref().expect("running").store().rejections().expect("rejections")
@@ -154,7 +177,11 @@ async fn forged_tampered_out_of_scope_and_expired_input_is_refused_at_every_leve
             assert_eq!(rejection.code, code, "{receiver}: {}", rejection.message);
             cases += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
-            assert!(held_anywhere(&tree, &digest).is_empty(), "{code} at {receiver} was stored: {:?}", held_anywhere(&tree, &digest));
+            assert!(
+                held_anywhere(&tree, &digest).is_empty(),
+                "{code} at {receiver} was stored: {:?}",
+                held_anywhere(&tree, &digest)
+            );
         }
     }
     assert_eq!(cases, 16);
@@ -183,8 +210,11 @@ async fn a_redelivered_delivery_is_stored_and_forwarded_once() {
     tree.wait_for_inboxes(&expected, SETTLE).await.expect("delivered");
     // The prefecture's forwarded copy, published again on the national broker.
     let tokyo = tree.relay_index("jp-13").expect("tokyo");
-    let forwarded = tree.relays[0].handle.as_ref().expect("national").store().get(&digest).expect("get").expect("held");
-    tree.inject(0, &deliveries_topic("jp", "jp/13"), forwarded.delivery.into_bytes()).await.expect("duplicate injected");
+    let forwarded =
+        tree.relays[0].handle.as_ref().expect("national").store().get(&digest).expect("get").expect("held");
+    tree.inject(0, &deliveries_topic("jp", "jp/13"), forwarded.delivery.into_bytes())
+        .await
+        .expect("duplicate injected");
     let deadline = std::time::Instant::now() + SETTLE;
     loop {
         let counters = tree.relays[tokyo].handle.as_ref().expect("tokyo").counters().await;

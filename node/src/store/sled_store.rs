@@ -76,13 +76,32 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
+    ///
+    /// sled's periodic flusher is off: every write that must be durable is flushed
+    /// explicitly before it is acknowledged or forwarded, and the flusher is a thread per
+    /// database that wakes and fsyncs twice a second even when idle (1,000 clinic stores in
+    /// one process — `kairan bench` — cost 1,000 threads and ~0.18 CPU-s/s doing nothing).
+    /// Writes that are not flushed at once (the published cursor) become durable with the
+    /// next flush; losing one only republishes deliveries, which children deduplicate.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(|e| {
-            StoreError::Engine(format!(
-                "cannot open store at {}: {e} (is another kairan process using it?)",
-                dir.display()
-            ))
-        })?;
+        // A database dropped a moment ago in this process (an in-process node restarting) may
+        // still hold its file lock while sled's background threads wind down: retry briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new().path(dir).flush_every_ms(None).open() {
+                Ok(db) => break db,
+                Err(error) if attempts < 60 && error.to_string().contains("could not acquire lock") => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(error) => {
+                    return Err(StoreError::Engine(format!(
+                        "cannot open store at {}: {error} (is another kairan process using it?)",
+                        dir.display()
+                    )));
+                }
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(engine);
         Ok(Self {
             deliveries: tree("deliveries")?,
@@ -209,7 +228,16 @@ impl Store for SledStore {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await.map(|_| ()).map_err(engine)
+        // Not sled's `flush_async`: it waits for the log on sled's own I/O pool, the pool that
+        // also writes the log, so enough concurrent flushes (many stores in one process, as in
+        // `kairan bench` at 100 clinics) occupy every pool thread and never return
+        // (spacejam/sled#1308). A blocking flush on tokio's blocking pool leaves sled's pool free.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Engine(format!("flush task: {e}")))?
+            .map(|_| ())
+            .map_err(engine)
     }
 
     fn check_integrity(&self) -> Result<usize, StoreError> {

@@ -1,0 +1,93 @@
+//! A deterministic simulator of the whole tree around the real sans-IO relay core.
+//!
+//! Every national, prefectural and district relay and every clinic is a real
+//! [`kairan_node::core::Core`] with real keys and certificates; catch-up uses the real
+//! [`kairan_node::sync`] functions. What the simulator replaces is the I/O: MQTT becomes a
+//! network of messages with loss, duplication, delays (hence reordering) and partitions;
+//! sled becomes a disk with a page cache that only a flush makes durable; processes crash
+//! and restart from what was flushed. Time is simulated, so a run of the national tree covers
+//! minutes of simulated time in however much wall time verification takes.
+//!
+//! `docs/simulation.md` describes the model and the invariants and reports the runs.
+//!
+//! ```no_run
+//! use kairan_tests::sim::{SimConfig, run};
+//! match run(42, &SimConfig::reduced()) {
+//!     Ok(report) => println!("quiescent at {} ms", report.quiescent_at_ms),
+//!     Err(failure) => panic!("{failure}"), // names the seed and how to replay it
+//! }
+//! ```
+//!
+//! ## Layout
+//! - [`config`]: [`Scale`] (reduced 2×2×3, full 47×19×112, or any `PxDxC`), [`SimConfig`]
+//!   (faults, timing, re-verification), read from `KAIRAN_SIM_SCALE` / `KAIRAN_SIM_ADVISORIES`.
+//! - `tree`: keys derived from the seed, certificates made as `hierarchy.rs` makes them, the
+//!   genuine advisories of the run.
+//! - `world`: the event queue, the network, the nodes (processing loop, page cache and disk,
+//!   crash and restart), catch-up, the online invariants; [`run`], [`Report`], [`Failure`].
+//! - `adversary`: forged, tampered, misrouted and equivocating input.
+//! - `check`: the invariants checked once the tree is quiescent.
+
+mod adversary;
+mod check;
+pub mod config;
+mod tree;
+mod world;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use adversary::AttackKind;
+pub use config::{Faults, Scale, SimConfig, Targets, Timing, VerifyStored};
+pub use tree::EPOCH;
+pub use world::{Failure, Report, Stats, run};
+
+/// Runs `seeds` on up to `threads` threads (each run is single-threaded and independent, so
+/// this changes nothing in any run). Returns every report, in seed order, or every failure.
+pub fn run_many(seeds: &[u64], config: &SimConfig, threads: usize) -> Result<Vec<Report>, Vec<Failure>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<Report, Failure>)>> = Mutex::new(Vec::with_capacity(seeds.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&seed) = seeds.get(index) else { break };
+                    let result = run(seed, config);
+                    results.lock().unwrap_or_else(|e| e.into_inner()).push((index, result));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(index, _)| *index);
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for (_, result) in results {
+        match result {
+            Ok(report) => reports.push(report),
+            Err(failure) => failures.push(failure),
+        }
+    }
+    if failures.is_empty() { Ok(reports) } else { Err(failures) }
+}
+
+/// The seeds selected by the environment: `KAIRAN_SIM_SEED=<n>` replays that one seed;
+/// otherwise `KAIRAN_SIM_SEEDS=<count>` (from `KAIRAN_SIM_FIRST_SEED`, default 0) or
+/// `default_count` seeds from 0.
+pub fn seeds_from_env(default_count: u64) -> Result<Vec<u64>, String> {
+    let number = |name: &str| -> Result<Option<u64>, String> {
+        match std::env::var(name) {
+            Ok(text) => {
+                text.trim().parse().map(Some).map_err(|_| format!("{name}={text:?}: expected a number"))
+            }
+            Err(_) => Ok(None),
+        }
+    };
+    if let Some(seed) = number("KAIRAN_SIM_SEED")? {
+        return Ok(vec![seed]);
+    }
+    let first = number("KAIRAN_SIM_FIRST_SEED")?.unwrap_or(0);
+    let count = number("KAIRAN_SIM_SEEDS")?.unwrap_or(default_count);
+    Ok((first..first.saturating_add(count)).collect())
+}
