@@ -56,3 +56,14 @@ pub fn chain_delivery(tree: &Hierarchy, advisory: &Advisory, relays: &[usize], n
     }
     delivery
 }
+
+/// A valid advisory of the tree's origin for tests: `scope`, `id`, issued at `now`, valid one
+/// day (the origin, `seq` and `prev` are set when [`Hierarchy::sign_next`] signs it).
+pub fn advisory(scope: &str, id: &str, now: Timestamp) -> Advisory {
+    let mut advisory = kairan_protocol::fixtures::sample_advisory("mhlw", 1, None);
+    advisory.id = id.into();
+    advisory.scope = kairan_protocol::Scope::parse(scope).expect("scope");
+    advisory.issued_at = now;
+    advisory.expires_at = now.plus_secs(24 * 3600);
+    advisory
+}

@@ -8,17 +8,13 @@ use std::time::{Duration, Instant};
 use kairan_node::hierarchy::{Hierarchy, HierarchyBuilder};
 use kairan_node::mqtt::{self, BrokerAddr, Credentials, deliveries_topic, ingest_topic};
 use kairan_node::store::Store;
-use kairan_protocol::{Advisory, Digest, Timestamp, fixtures};
+use kairan_protocol::{Advisory, Digest, Timestamp};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
 fn advisory(id: &str, now: Timestamp) -> Advisory {
-    let mut advisory = fixtures::sample_advisory("mhlw", 1, None);
-    advisory.id = id.into();
-    advisory.issued_at = now;
-    advisory.expires_at = now.plus_secs(24 * 3600);
-    advisory
+    kairan_tests::advisory("jp", id, now)
 }
 
 async fn tree(dir: &std::path::Path) -> Hierarchy {

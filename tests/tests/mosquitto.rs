@@ -7,21 +7,12 @@ use std::time::Duration;
 
 use kairan_node::hierarchy::{HierarchyBuilder, Level};
 use kairan_node::store::Store;
-use kairan_protocol::{
-    Advisory, Digest, RevocationSet, Scope, Timestamp, VerifyContext, fixtures, verify_delivery,
-};
+use kairan_protocol::{Digest, RevocationSet, Scope, VerifyContext, verify_delivery};
 use kairan_tests::Mosquitto;
 
 const SETTLE: Duration = Duration::from_secs(30);
 
-fn advisory(scope: &str, id: &str, now: Timestamp) -> Advisory {
-    let mut advisory = fixtures::sample_advisory("mhlw", 1, None);
-    advisory.id = id.into();
-    advisory.scope = Scope::parse(scope).expect("scope");
-    advisory.issued_at = now;
-    advisory.expires_at = now.plus_secs(24 * 3600);
-    advisory
-}
+use kairan_tests::advisory;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tree_with_mosquitto_levels_delivers_exactly_once_by_scope() {

@@ -7,21 +7,12 @@ use std::time::Duration;
 use kairan_node::hierarchy::{Hierarchy, HierarchyBuilder};
 use kairan_node::mqtt::{deliveries_topic, ingest_topic};
 use kairan_node::store::Store;
-use kairan_protocol::{
-    Advisory, Digest, RevocationSet, Scope, Timestamp, VerifyContext, fixtures, verify_delivery,
-};
+use kairan_protocol::{Digest, RevocationSet, Scope, VerifyContext, verify_delivery};
 use kairan_tests::chain_delivery;
 
 const SETTLE: Duration = Duration::from_secs(20);
 
-fn advisory(scope: &str, id: &str, now: Timestamp) -> Advisory {
-    let mut advisory = fixtures::sample_advisory("mhlw", 1, None);
-    advisory.id = id.into();
-    advisory.scope = Scope::parse(scope).expect("scope");
-    advisory.issued_at = now;
-    advisory.expires_at = now.plus_secs(24 * 3600);
-    advisory
-}
+use kairan_tests::advisory;
 
 async fn tree(dir: &std::path::Path) -> Hierarchy {
     let tree = HierarchyBuilder::new(dir)
