@@ -1,4 +1,5 @@
-//! The node crate's error type for commands, with the process exit code for each kind.
+//! Errors: [`CliError`] for commands, with the process exit code for each kind, and
+//! [`NodeError`] for the daemons, which the CLI maps to a [`CliError`].
 
 use std::path::Path;
 
@@ -51,6 +52,49 @@ impl CliError {
             CliError::Rejected { .. } => 1,
             CliError::Io { .. } => 74,
             CliError::Failed(_) => 70,
+        }
+    }
+}
+
+/// Why a daemon (relay node, clinic subscriber) stopped. The CLI maps it to an exit code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The configuration cannot work (a field is named).
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// The store failed: the node stops so nothing is acknowledged that is not stored.
+    #[error("{0}; stopping so nothing is acknowledged that is not stored")]
+    Store(#[from] crate::store::StoreError),
+    /// The embedded broker could not start.
+    #[error("broker: {0}")]
+    Broker(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A task of the node failed.
+    #[error("{0}")]
+    Task(String),
+}
+
+impl NodeError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        NodeError::Io { path: path.display().to_string(), source }
+    }
+}
+
+impl From<NodeError> for CliError {
+    fn from(error: NodeError) -> Self {
+        match error {
+            NodeError::Config(message) => CliError::Config(message),
+            NodeError::Io { path, source } => CliError::Io { path, source },
+            other => CliError::Failed(other.to_string()),
         }
     }
 }

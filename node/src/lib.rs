@@ -1,46 +1,61 @@
 //! # kairan-node
 //!
-//! The `kairan` binary and its library: the command line, key and certificate files, the
-//! advisory authoring format, provenance rendering — and (as they land) the relay node, the
-//! clinic subscriber, the publisher and the demo.
+//! The `kairan` binary and its library: the relay node, the clinic subscriber, the publisher
+//! and the command line around them.
+//!
+//! A node — relay or clinic — is a sans-IO state machine ([`machine`]) that decides
+//! everything: verification, sequence rules, catch-up, the publisher window, trust updates,
+//! heads, throttling. One async driver ([`mqtt::driver`]) runs it over real MQTT and a
+//! [`store::Store`]; the simulator in the `kairan-tests` crate runs the very same machine over
+//! an in-memory store and a simulated network.
 //!
 //! ## Layout
+//! - [`machine`]: the node state machine (no clock, no tokio, no sled, no MQTT type).
+//! - [`store`]: the [`store::Store`] trait, [`store::SledStore`], [`store::MemStore`].
+//! - [`topics`]: every `kairan/v1/…` topic, built and parsed.
+//! - [`mqtt`]: the MQTT client, the embedded broker, the driver.
+//! - [`relay`], [`clinic`]: the two daemons, thin: configuration to machine and driver.
+//! - [`handle`]: [`handle::NodeHandle`], a running daemon.
+//! - [`inbox`]: the clinic's readable copies, `kairan inbox`, the terminal announcement.
+//! - [`report`]: machine events as log lines.
+//! - [`publish`]: `kairan publish` (origins).
+//! - [`config`]: node.toml and clinic.toml, checked, every error naming the field.
 //! - [`cli`]: argument definitions (clap) and dispatch of every command.
 //! - [`keyfile`]: key files (0600, refused if group/other-readable), certificates, trust file.
 //! - [`draft`]: the TOML advisory authoring format, its template and the sample advisories.
 //! - [`provenance`]: who signed and who carried a verified delivery, as text or JSON.
-//! - [`bench`]: `kairan bench`, end-to-end latency and throughput of a whole tree, with a
-//!   chain of Mosquitto bridges measured side by side.
 //! - [`clock`]: the one place that reads the wall clock.
-//! - [`error`]: [`error::CliError`] and its exit codes (64 bad usage/config, 1 refused).
+//! - [`logging`]: tracing setup (human or JSON lines).
+//! - [`error`]: [`error::CliError`] (exit codes) and [`error::NodeError`] (daemons).
+//! - `harness` (feature `harness`, on by default): a whole tree in one process — the
+//!   in-process tree builder, `kairan demo`, `kairan bench`, `kairan bench-recovery`, the
+//!   Mosquitto launcher. It is not part of the relay or the clinic.
 //!
 //! ## Trust model
-//! Every program is configured with the trust anchors only. Nothing is shown or forwarded
-//! unless `kairan_protocol` verified it; functions downstream of verification take
-//! `Verified<Delivery>`.
+//! Every program is configured with the trust anchors only. Nothing is stored, shown or
+//! forwarded unless `kairan_protocol` verified it; everything downstream of verification
+//! takes `Verified<Delivery>`. A signature proves who wrote something, not that its sender
+//! may send it: routing (scope, the hop a delivery must arrive with) is checked too.
 
 #![forbid(unsafe_code)]
 
-pub mod bench;
-pub mod broker;
 pub mod cli;
 pub mod clinic;
 pub mod clock;
 pub mod config;
-pub mod core;
-pub mod demo;
 pub mod draft;
 pub mod error;
-pub mod heads;
-pub mod hierarchy;
-pub mod intake;
+pub mod handle;
+#[cfg(feature = "harness")]
+pub mod harness;
+pub mod inbox;
 pub mod keyfile;
 pub mod logging;
+pub mod machine;
 pub mod mqtt;
 pub mod provenance;
 pub mod publish;
-pub mod recovery_bench;
 pub mod relay;
+pub mod report;
 pub mod store;
-pub mod sync;
-pub mod trust_state;
+pub mod topics;

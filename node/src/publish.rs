@@ -68,7 +68,7 @@ pub async fn publish_acked(
     payload: Vec<u8>,
     timeout: Duration,
 ) -> Result<(), CliError> {
-    let options = mqtt::client_options(client_id, addr, credentials, true, false);
+    let options = mqtt::client::client_options(client_id, addr, credentials, true, false);
     let (client, mut eventloop) = AsyncClient::new(options, 10);
     // Queued before polling starts: the request channel has room, and the event loop sends
     // it right after CONNACK.
@@ -166,7 +166,7 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<(Digest, 
         &request.addr,
         request.credentials.as_ref(),
         &client_id,
-        &mqtt::ingest_topic(&request.node),
+        &crate::topics::ingest(&request.node),
         delivery.to_json(),
         Duration::from_secs(30),
     )
@@ -202,7 +202,7 @@ pub async fn publish_head(request: &PublishRequest, state: &OriginState) -> Resu
         &request.addr,
         request.credentials.as_ref(),
         &client_id,
-        &crate::heads::ingest_heads_topic(&request.node),
+        &crate::topics::ingest_heads(&request.node),
         message,
         Duration::from_secs(30),
     )

@@ -43,11 +43,13 @@ use rand::{Rng, SeedableRng};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
-use kairan_node::mqtt::{BrokerAddr, Credentials, client_options, ingest_topic, spawn_poll};
+use kairan_node::mqtt::client::{client_options, spawn_poll};
+use kairan_node::mqtt::{BrokerAddr, Credentials};
 use kairan_node::publish::publish_acked;
 use kairan_node::store::{SledStore, Store};
-use kairan_node::sync::{self, SyncRequest};
+use kairan_node::topics;
 use kairan_protocol::envelope::ADVISORY_TYPE;
+use kairan_protocol::sync::{self, SyncRequest};
 use kairan_protocol::{
     Delivery, Digest, Envelope, RevocationSet, Scope, VerifyContext, fixtures, verify_delivery,
 };
@@ -286,7 +288,7 @@ fn check_store(
     let revocations = RevocationSet::default();
     for record in records.iter().filter(|_| is_relay) {
         let ctx = VerifyContext { anchors, revocations: &revocations, now: record.received_at };
-        let verified = verify_delivery(record.delivery.as_bytes(), ctx)
+        let verified = verify_delivery(&record.delivery, ctx)
             .unwrap_or_else(|e| panic!("{name}: stored {} does not verify: {e}", record.digest));
         assert_eq!(verified.digest(), record.digest, "{name}");
     }
@@ -448,8 +450,8 @@ async fn confirm_loop(
     stop: CancellationToken,
 ) {
     let child = format!("{}-confirm", credentials.username);
-    let response_topic = sync::response_topic(&national, &child);
-    let request_topic = sync::request_topic(&national, &child);
+    let response_topic = topics::sync_response(&national, &child);
+    let request_topic = topics::sync_request(&national, &child);
     let request = |after: u64| {
         SyncRequest { after, scope: Scope::parse("jp").expect("scope"), limit: 512, trust: None }.to_json()
     };
@@ -524,7 +526,7 @@ async fn run_async(params: Params) {
         &TreeSpec {
             clinics: params.clinics,
             district_broker: broker.as_ref().map(|b| (b.addr.clone(), b.credentials.clone())),
-            log_level: "info,kairan_node::intake=debug".into(),
+            log_level: "info,kairan_node::report=debug".into(),
             sync_interval_secs: 2,
         },
     );
@@ -567,7 +569,7 @@ async fn run_async(params: Params) {
         Origin {
             addr: tree.national_broker().clone(),
             credentials: tree.origin.credentials.clone(),
-            topic: ingest_topic(&tree.relays[0].id),
+            topic: topics::ingest(&tree.relays[0].id),
             signed: signed.clone(),
             acked_at: vec![None; signed.len()],
             confirmed,

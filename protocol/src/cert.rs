@@ -70,6 +70,29 @@ struct CertificateWire {
 }
 
 impl Certificate {
+    /// A certificate of `key` for `subject`, with one role, valid over `window`
+    /// (`not_before`, `not_after`); sign it with [`Certificate::sign`].
+    pub fn for_key(
+        serial: impl Into<String>,
+        issuer: &str,
+        subject: &str,
+        key: &PublicKey,
+        role: Role,
+        scope: &Scope,
+        window: (Timestamp, Timestamp),
+    ) -> Self {
+        Self {
+            serial: serial.into(),
+            issuer: issuer.to_owned(),
+            subject: subject.to_owned(),
+            key: key.clone(),
+            roles: vec![role],
+            scope: scope.clone(),
+            not_before: window.0,
+            not_after: window.1,
+        }
+    }
+
     /// The exact payload bytes to sign.
     pub fn to_payload(&self) -> Vec<u8> {
         encode_payload(self)

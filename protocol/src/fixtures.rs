@@ -13,7 +13,7 @@ use crate::envelope::{ADVISORY_TYPE, Envelope};
 use crate::keys::{Digest, SecretKey};
 use crate::scope::Scope;
 use crate::time::Timestamp;
-use crate::trust::{RevocationSet, RootKey, TrustAnchors, TrustAnchorsFile};
+use crate::trust::{RevocationSet, TrustAnchors};
 
 /// The 32-byte seed of the fixture key named `label`.
 pub fn seed(label: &str) -> [u8; 32] {
@@ -103,29 +103,12 @@ impl Hierarchy {
     pub fn standard() -> Self {
         let now = FIXTURE_NOW;
         let roots: Vec<SecretKey> = (1..=3).map(|i| key(&format!("root-{i}"))).collect();
-        let anchors = TrustAnchors::new(TrustAnchorsFile {
-            threshold: 2,
-            roots: roots
-                .iter()
-                .enumerate()
-                .map(|(i, k)| RootKey { id: format!("root-{}", i + 1), key: k.public().clone() })
-                .collect(),
-        })
-        .unwrap_or_else(|e| panic!("fixture anchors: {e}"));
-        let not_before = now.plus_secs(-24 * 3600);
-        let not_after = now.plus_secs(365 * 24 * 3600);
+        let anchors = TrustAnchors::numbered(2, roots.iter().map(SecretKey::public))
+            .unwrap_or_else(|e| panic!("fixture anchors: {e}"));
+        let window = (now.plus_secs(-24 * 3600), now.plus_secs(365 * 24 * 3600));
         let cert =
             |serial: &str, issuer: &str, subject: &str, key: &SecretKey, role: Role, scope_text: &str| {
-                Certificate {
-                    serial: serial.into(),
-                    issuer: issuer.into(),
-                    subject: subject.into(),
-                    key: key.public().clone(),
-                    roles: vec![role],
-                    scope: scope(scope_text),
-                    not_before,
-                    not_after,
-                }
+                Certificate::for_key(serial, issuer, subject, key.public(), role, &scope(scope_text), window)
             };
         let origin_key = key("origin-mhlw");
         let origin_cert = cert("root-0001", ROOT_ISSUER, "mhlw", &origin_key, Role::Origin, "jp")

@@ -24,7 +24,8 @@
 //! - [`limits`]: size and count limits, enforced before expensive work.
 //! - [`time`]: [`Timestamp`], RFC 3339 on the wire.
 //! - [`error`]: the crate's one error enum, with stable reason codes.
-//! - [`fixtures`]: deterministic keys and a signed sample hierarchy for tests and demos.
+//! - `fixtures` (feature `fixtures`): deterministic keys and a signed sample hierarchy for
+//!   tests, benches, fuzzing and demos — never production keys.
 //!
 //! ## Trust model
 //! The only things trusted a priori are the anchors: root public keys and a threshold. The
@@ -43,6 +44,7 @@ pub mod cert;
 pub mod delivery;
 pub mod envelope;
 pub mod error;
+#[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod head;
 pub mod hop;

@@ -69,6 +69,16 @@ impl TrustAnchors {
         Ok(Self { threshold: file.threshold, roots: file.roots })
     }
 
+    /// Anchors of `keys`, named `root-1`, `root-2`, … in order, with `threshold`.
+    pub fn numbered<'k>(threshold: usize, keys: impl IntoIterator<Item = &'k PublicKey>) -> Result<Self> {
+        let roots = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| RootKey { id: format!("root-{}", i + 1), key: key.clone() })
+            .collect();
+        Self::new(TrustAnchorsFile { threshold, roots })
+    }
+
     /// The threshold `k`.
     pub fn threshold(&self) -> usize {
         self.threshold

@@ -3,11 +3,9 @@
 //! level of a running tree.
 //!
 //! ## Layout
-//! - [`Mosquitto`]: a Mosquitto process on a free loopback port with a password file, in its
-//!   own temp dir, killed on drop; [`Mosquitto::restart`] kills it (SIGKILL) and starts it
-//!   again on the same port. [`Mosquitto::start_if_available`] honours
-//!   `KAIRAN_REQUIRE_MOSQUITTO=1` (CI): then a missing `mosquitto` is a failure, not a skip.
-//!   (In `mosquitto.rs`, which the crash harness in `node/tests/` compiles in as well.)
+//! - [`Mosquitto`] (from `kairan_node::harness`): a Mosquitto process on a free loopback port
+//!   with a password file, killed on drop; `KAIRAN_REQUIRE_MOSQUITTO=1` (CI) makes a missing
+//!   `mosquitto` a failure, not a skip.
 //! - [`chain_delivery`]: a delivery carried by the given relays, hops signed by their keys,
 //!   whatever the advisory says — so tests can inject expired or out-of-scope input that
 //!   the real relays above would have refused.
@@ -15,14 +13,13 @@
 //!   a seeded, simulated national tree with message loss, duplication, delays, partitions and
 //!   crashes; invariants checked after the faults heal (`docs/simulation.md`).
 
-use kairan_node::hierarchy::Hierarchy;
+use kairan_node::harness::hierarchy::Hierarchy;
 use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::{Advisory, Delivery, Digest, Envelope, Hop, SecretKey, Timestamp};
 
-mod mosquitto;
 pub mod sim;
 
-pub use mosquitto::{Mosquitto, free_port};
+pub use kairan_node::harness::mosquitto::{Mosquitto, free_port};
 
 /// Signs `advisory` with the tree's origin key (no sequence bookkeeping) and carries it
 /// through `relays` (indexes into `tree.relays`, top down), each hop signed by that relay's

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use kairan_node::hierarchy::{Hierarchy, HierarchyBuilder};
+use kairan_node::harness::hierarchy::{Hierarchy, HierarchyBuilder};
 use kairan_protocol::{Advisory, Timestamp};
 
 const SETTLE: Duration = Duration::from_secs(20);
@@ -25,7 +25,11 @@ async fn tree(dir: &std::path::Path) -> Hierarchy {
     tree
 }
 
-async fn wait_all_clinics(tree: &Hierarchy, what: &str, check: impl Fn(kairan_node::core::Counters) -> bool) {
+async fn wait_all_clinics(
+    tree: &Hierarchy,
+    what: &str,
+    check: impl Fn(kairan_node::machine::Counters) -> bool,
+) {
     let deadline = Instant::now() + SETTLE;
     loop {
         let mut all = true;

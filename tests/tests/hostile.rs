@@ -5,9 +5,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use kairan_node::hierarchy::{Hierarchy, HierarchyBuilder};
-use kairan_node::mqtt::{self, BrokerAddr, Credentials, deliveries_topic, ingest_topic};
+use kairan_node::harness::hierarchy::{Hierarchy, HierarchyBuilder};
+use kairan_node::mqtt::{self, BrokerAddr, Credentials};
 use kairan_node::store::Store;
+use kairan_node::topics::{deliveries as deliveries_topic, ingest as ingest_topic};
 use kairan_protocol::{Advisory, Digest, Timestamp};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet};
 
@@ -81,7 +82,7 @@ async fn connect_result(
     addr: &BrokerAddr,
     credentials: Option<&Credentials>,
 ) -> Result<ConnectReturnCode, String> {
-    let options = mqtt::client_options("intruder", addr, credentials, true, false);
+    let options = mqtt::client::client_options("intruder", addr, credentials, true, false);
     let (_client, mut eventloop) = AsyncClient::new(options, 10);
     match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
         Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => Ok(ack.code),
@@ -141,7 +142,7 @@ async fn a_clinic_publishing_into_a_delivery_topic_reaches_no_inbox() {
         .expect("get")
         .expect("held");
     let client_id = format!("{}-rogue", clinic.id);
-    for bytes in [forged.to_json(), stored.delivery.into_bytes()] {
+    for bytes in [forged.to_json(), stored.delivery.to_vec()] {
         kairan_node::publish::publish_acked(
             &clinic.addr,
             clinic.credentials.as_ref(),
@@ -185,10 +186,11 @@ async fn a_flood_from_one_publisher_is_throttled_and_genuine_advisories_still_fl
     let mut expected = BTreeSet::new();
     let attacker = kairan_protocol::SecretKey::from_seed(&[0x55; 32]).expect("key");
     // Five times the refusal burst, as fast as one connection can send them.
-    let count = 5 * kairan_node::intake::REFUSALS_BURST as usize;
+    let count = 5 * kairan_node::machine::REFUSALS_BURST as usize;
     let now = tree.now();
     let addr = tree.national_broker().expect("broker");
-    let options = mqtt::client_options("flooder", &addr, tree.origin.credentials.as_ref(), true, false);
+    let options =
+        mqtt::client::client_options("flooder", &addr, tree.origin.credentials.as_ref(), true, false);
     let (client, mut eventloop) = AsyncClient::new(options, 4096);
     let poller = tokio::spawn(async move {
         let mut acks = 0;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kairan_node::hierarchy::{HierarchyBuilder, Level};
+use kairan_node::harness::hierarchy::{HierarchyBuilder, Level};
 use kairan_node::store::Store;
 use kairan_protocol::{Digest, RevocationSet, Scope, VerifyContext, verify_delivery};
 use kairan_tests::Mosquitto;
@@ -57,7 +57,7 @@ async fn tree_with_mosquitto_levels_delivers_exactly_once_by_scope() {
                 revocations: &RevocationSet::default(),
                 now: record.received_at,
             };
-            verify_delivery(record.delivery.as_bytes(), ctx).expect("verifies");
+            verify_delivery(&record.delivery, ctx).expect("verifies");
         }
     }
     tree.shutdown().await.expect("clean shutdown");

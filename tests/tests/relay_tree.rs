@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kairan_node::hierarchy::{Hierarchy, HierarchyBuilder};
-use kairan_node::mqtt::{deliveries_topic, ingest_topic};
+use kairan_node::harness::hierarchy::{Hierarchy, HierarchyBuilder};
 use kairan_node::store::Store;
+use kairan_node::topics::{deliveries as deliveries_topic, ingest as ingest_topic};
 use kairan_protocol::{Digest, RevocationSet, Scope, VerifyContext, verify_delivery};
 use kairan_tests::chain_delivery;
 
@@ -79,8 +79,7 @@ async fn every_in_scope_clinic_gets_every_advisory_exactly_once() {
                 revocations: &RevocationSet::default(),
                 now: record.received_at,
             };
-            let verified =
-                verify_delivery(record.delivery.as_bytes(), ctx).expect("stored delivery verifies");
+            let verified = verify_delivery(&record.delivery, ctx).expect("stored delivery verifies");
             assert_eq!(verified.hops().count(), 3, "national, prefecture, district");
             let last = verified.hops().last().expect("hop");
             assert_eq!(last.relay, tree.relays[clinic.district].config_parts.id);
@@ -203,7 +202,7 @@ async fn a_redelivered_delivery_is_stored_and_forwarded_once() {
     let tokyo = tree.relay_index("jp-13").expect("tokyo");
     let forwarded =
         tree.relays[0].handle.as_ref().expect("national").store().get(&digest).expect("get").expect("held");
-    tree.inject(0, &deliveries_topic("jp", "jp/13"), forwarded.delivery.into_bytes())
+    tree.inject(0, &deliveries_topic("jp", "jp/13"), forwarded.delivery.to_vec())
         .await
         .expect("duplicate injected");
     let deadline = std::time::Instant::now() + SETTLE;

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use kairan_node::hierarchy::{Hierarchy, HierarchyBuilder};
+use kairan_node::harness::hierarchy::{Hierarchy, HierarchyBuilder};
 use kairan_node::store::Store;
 use kairan_protocol::cert::ROOT_ISSUER;
 use kairan_protocol::{
@@ -106,7 +106,7 @@ async fn a_revoked_origin_key_is_refused_everywhere_and_older_advisories_still_v
         revocations: &verified_bundle.facts().revoked,
         now: tree.now(),
     };
-    verify_delivery(record.delivery.as_bytes(), ctx).expect("signed before the revocation: still valid");
+    verify_delivery(&record.delivery, ctx).expect("signed before the revocation: still valid");
     tree.shutdown().await.expect("clean shutdown");
 }
 

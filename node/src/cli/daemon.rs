@@ -156,7 +156,7 @@ pub(super) fn node(args: &NodeArgs) -> Result<(), CliError> {
     );
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
-        crate::relay::run(config, shutdown).await
+        crate::relay::run(config, shutdown).await.map_err(CliError::from)
     })
 }
 
@@ -175,7 +175,7 @@ pub(super) fn clinic(args: &ClinicArgs) -> Result<(), CliError> {
     );
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
-        crate::clinic::run(config, shutdown).await
+        crate::clinic::run(config, shutdown).await.map_err(CliError::from)
     })
 }
 
@@ -219,7 +219,7 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
 
 pub(super) fn inbox(args: &InboxArgs) -> Result<(), CliError> {
     let config = ClinicConfig::load(&args.config)?;
-    let (entries, refused) = crate::clinic::read_inbox(&config.data_dir, &config.anchors)?;
+    let (entries, refused) = crate::inbox::read_inbox(&config.data_dir, &config.anchors)?;
     for (name, reason) in &refused {
         eprintln!("kairan: NOT shown, failed verification: {name}: {reason}");
     }
@@ -233,7 +233,7 @@ pub(super) fn inbox(args: &InboxArgs) -> Result<(), CliError> {
                 println!(
                     "{:>4}  {}  {:<17} {:<8} {}  {}",
                     entry.inbox_seq,
-                    crate::clinic::jst(entry.received_at),
+                    crate::inbox::jst(entry.received_at),
                     provenance.tlp,
                     provenance.severity,
                     &entry.digest.to_string()[..19],

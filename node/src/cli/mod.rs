@@ -84,6 +84,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  kairan demo            # exits 0 only if every clinic holds exactly its advisories\n  kairan demo --keep     # keep the data directory"
     )]
+    #[cfg(feature = "harness")]
     Demo {
         /// Keep the data directory instead of removing it.
         #[arg(long)]
@@ -97,10 +98,12 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  ulimit -n 65536 && kairan bench --out docs/performance.md\n  kairan bench --clinics 10,100 --samples 50 --no-mosquitto"
     )]
-    Bench(crate::bench::BenchArgs),
+    #[cfg(feature = "harness")]
+    Bench(crate::harness::bench::BenchArgs),
     /// Measure recovery: a district catching up advisories it missed, and a revocation
     /// reaching every node of the demo tree (real nodes, MQTT and stores on this machine).
     #[command(after_help = "Example:\n  kairan bench-recovery --missed 10000")]
+    #[cfg(feature = "harness")]
     BenchRecovery {
         /// Advisories the district misses while it is down.
         #[arg(long, default_value_t = 10_000)]
@@ -166,15 +169,21 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Clinic(args) => daemon::clinic(&args),
         Command::Inbox(args) => daemon::inbox(&args),
         Command::Publish(args) => daemon::publish(&args),
+        #[cfg(feature = "harness")]
         Command::Demo { keep, verbose } => {
             crate::logging::init(None, Some(if verbose { "info" } else { "warn" }));
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| CliError::Failed(e.to_string()))?;
-            runtime.block_on(crate::demo::run(crate::demo::DemoOptions { keep, ..Default::default() }))
+            runtime.block_on(crate::harness::demo::run(crate::harness::demo::DemoOptions {
+                keep,
+                ..Default::default()
+            }))
         }
-        Command::Bench(args) => crate::bench::cli(&args),
+        #[cfg(feature = "harness")]
+        Command::Bench(args) => crate::harness::bench::cli(&args),
+        #[cfg(feature = "harness")]
         Command::BenchRecovery { missed } => {
             crate::logging::init(None, Some("warn"));
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -182,9 +191,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 .build()
                 .map_err(|e| CliError::Failed(e.to_string()))?;
             runtime.block_on(async {
-                let reach = crate::recovery_bench::revocation_reach().await?;
+                let reach = crate::harness::recovery_bench::revocation_reach().await?;
                 println!("revocation reached all 7 relays and 12 clinics of the demo tree in {:.1} ms", reach.as_secs_f64() * 1000.0);
-                let figures = crate::recovery_bench::catch_up(missed).await?;
+                let figures = crate::harness::recovery_bench::catch_up(missed).await?;
                 println!(
                     "catch-up of {} missed advisories: district {:.1} s, its clinic {:.1} s (publishing the backlog took {:.1} s)",
                     figures.missed,

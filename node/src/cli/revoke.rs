@@ -118,14 +118,14 @@ pub(super) fn push(args: &PushArgs) -> Result<(), CliError> {
         &addr,
         Some(&credentials),
         &format!("{}-trust-push", args.username),
-        &crate::trust_state::control_topic(&args.node),
+        &crate::topics::control(&args.node),
         bytes,
         std::time::Duration::from_secs(30),
     ))?;
     println!(
         "trust bundle pushed to {} ({}); acknowledged by the broker",
         addr.url(),
-        crate::trust_state::control_topic(&args.node)
+        crate::topics::control(&args.node)
     );
     Ok(())
 }

@@ -5,20 +5,36 @@
 //! `(origin, seq) → digest`, the relay's output log `relay_seq → digest`, rejections with
 //! their reason, forks kept for audit, and named cursors and blobs (trust material).
 //!
-//! [`Store::put_accepted`] writes the delivery and all its index entries in one transaction:
-//! there is never a half-stored delivery. Nothing is durable until [`Store::flush`] returns;
-//! callers flush before acknowledging upstream and before forwarding.
+//! Writes reach a store only as a [`WriteBatch`] through [`Store::commit`], which returns once
+//! the whole batch is durable: the state machine decides, the driver commits, and only then
+//! does anything leave the node (an acknowledgement upstream, a forward downstream). Each
+//! accepted delivery and its index entries are applied together: there is never a
+//! half-stored delivery.
+//!
+//! ## Layout
+//! - [`sled_store`]: [`SledStore`], the product's store on sled.
+//! - [`mem_store`]: [`MemStore`], the same contract in memory (the simulator, unit tests).
 
-use std::future::Future;
-
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use kairan_protocol::sequence::ChainHead;
 use kairan_protocol::{Digest, Timestamp};
 
-mod sled_store;
+pub mod mem_store;
+pub mod sled_store;
 
+pub use mem_store::MemStore;
 pub use sled_store::SledStore;
+
+/// Cursor name of the parent's output log position a node has caught up to.
+pub const SYNC_CURSOR: &str = "sync";
+/// Cursor name of the highest relay_seq the node's own broker confirmed.
+pub const PUBLISHED_CURSOR: &str = "published";
+/// Blob name of the trust bundle in force.
+pub const TRUST_BLOB: &str = "trust_bundle";
+/// Rejections kept (the most recent ones): a flood of bad input cannot fill the disk.
+pub const MAX_REJECTIONS_KEPT: u64 = 10_000;
 
 /// An accepted delivery as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +51,25 @@ pub struct StoredDelivery {
     pub relay_seq: u64,
     /// When it arrived here.
     pub received_at: Timestamp,
-    /// The delivery JSON: as forwarded (relay) or as received (clinic).
-    pub delivery: String,
+    /// The delivery JSON: as forwarded (relay) or as received (clinic). Shared, not copied,
+    /// between the store, the forward queue and (in the simulator) every clinic of a district.
+    #[serde(with = "utf8_bytes")]
+    pub delivery: Bytes,
+}
+
+/// Delivery JSON is UTF-8 (it was parsed as JSON before it was stored): kept as a string in
+/// the stored record so the record stays readable JSON.
+mod utf8_bytes {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&String::from_utf8_lossy(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+        String::deserialize(deserializer).map(Bytes::from)
+    }
 }
 
 /// A refused input, kept with its reason.
@@ -74,7 +107,47 @@ pub struct ForkRecord {
     pub delivery: String,
 }
 
-/// What a core needs to resume after a restart.
+/// One write of a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// An accepted delivery with its index entries.
+    Accepted(StoredDelivery),
+    /// A rejection (the store keeps the most recent [`MAX_REJECTIONS_KEPT`]).
+    Rejection(Rejection),
+    /// A fork kept for audit.
+    Fork(ForkRecord),
+    /// A named cursor.
+    Cursor(&'static str, u64),
+    /// A named blob.
+    Blob(&'static str, Vec<u8>),
+}
+
+/// Writes that become durable together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// The writes, in the order they were decided.
+    pub ops: Vec<WriteOp>,
+}
+
+impl WriteBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The highest relay_seq of an accepted delivery in the batch.
+    pub fn last_relay_seq(&self) -> Option<u64> {
+        self.ops
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::Accepted(record) => Some(record.relay_seq),
+                _ => None,
+            })
+            .max()
+    }
+}
+
+/// What a node resumes from after a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoredState {
     /// Head of each origin's chain (highest sequence number held).
@@ -83,6 +156,24 @@ pub struct RestoredState {
     pub held: Vec<(String, u64, Digest)>,
     /// Last relay sequence number used.
     pub last_relay_seq: u64,
+    /// The catch-up cursor ([`SYNC_CURSOR`]).
+    pub sync_cursor: u64,
+    /// The publisher's confirmed cursor ([`PUBLISHED_CURSOR`]).
+    pub published: u64,
+    /// The stored trust bundle ([`TRUST_BLOB`]), if any.
+    pub trust_bundle: Option<Vec<u8>>,
+}
+
+impl RestoredState {
+    /// Adds a held `(origin, seq, digest)`; entries must come sorted by origin, then seq, so
+    /// that the last of an origin is its head.
+    pub fn push_held(&mut self, origin: String, seq: u64, digest: Digest) {
+        match self.heads.last_mut() {
+            Some((last, head)) if *last == origin => *head = ChainHead { seq, digest },
+            _ => self.heads.push((origin.clone(), ChainHead { seq, digest })),
+        }
+        self.held.push((origin, seq, digest));
+    }
 }
 
 /// A store error: the node cannot continue safely and stops.
@@ -102,40 +193,32 @@ pub enum StoreError {
     },
 }
 
-/// Durable node state. See the module docs for the guarantees.
-pub trait Store: Send + Sync + 'static {
+/// Durable node state. See the module docs for the guarantees. Implementations are cheap
+/// handles (clones share the same store) so a driver can commit on a blocking thread.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Applies every write of `batch` and returns once all of it is durable.
+    fn commit(&self, batch: &WriteBatch) -> Result<(), StoreError>;
     /// Whether a delivery with this digest is held.
     fn contains(&self, digest: &Digest) -> Result<bool, StoreError>;
     /// The delivery with this digest.
     fn get(&self, digest: &Digest) -> Result<Option<StoredDelivery>, StoreError>;
-    /// Stores an accepted delivery and its index entries atomically.
-    fn put_accepted(&self, record: &StoredDelivery) -> Result<(), StoreError>;
-    /// Records a rejection; returns its number.
-    fn put_rejection(&self, rejection: &Rejection) -> Result<u64, StoreError>;
-    /// Records a fork for audit.
-    fn put_fork(&self, fork: &ForkRecord) -> Result<(), StoreError>;
-    /// All rejections, oldest first.
-    fn rejections(&self) -> Result<Vec<Rejection>, StoreError>;
-    /// All forks.
-    fn forks(&self) -> Result<Vec<ForkRecord>, StoreError>;
     /// Deliveries of the output log after `relay_seq`, at most `limit`, in order.
     fn log_after(&self, relay_seq: u64, limit: usize) -> Result<Vec<StoredDelivery>, StoreError>;
     /// Every stored delivery, in output-log order.
     fn all(&self) -> Result<Vec<StoredDelivery>, StoreError> {
         self.log_after(0, usize::MAX)
     }
-    /// The state a core resumes from.
-    fn restore(&self) -> Result<RestoredState, StoreError>;
-    /// A named counter (e.g. the highest relay_seq confirmed published downstream).
+    /// All rejections, oldest first.
+    fn rejections(&self) -> Result<Vec<Rejection>, StoreError>;
+    /// All forks.
+    fn forks(&self) -> Result<Vec<ForkRecord>, StoreError>;
+    /// A named cursor (0 if never set).
     fn cursor(&self, name: &str) -> Result<u64, StoreError>;
-    /// Sets a named counter.
-    fn set_cursor(&self, name: &str, value: u64) -> Result<(), StoreError>;
-    /// A named blob (trust material).
+    /// A named blob.
     fn blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Sets a named blob.
-    fn set_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
-    /// Makes everything written so far durable.
-    fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Checks every record decodes and every index entry points at a held delivery.
+    /// The state a node resumes from.
+    fn restore(&self) -> Result<RestoredState, StoreError>;
+    /// Checks every record decodes and every index entry points at a held delivery; returns
+    /// the number of deliveries held.
     fn check_integrity(&self) -> Result<usize, StoreError>;
 }

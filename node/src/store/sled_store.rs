@@ -11,9 +11,11 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use kairan_protocol::Digest;
-use kairan_protocol::sequence::ChainHead;
 
-use super::{ForkRecord, Rejection, RestoredState, Store, StoreError, StoredDelivery};
+use super::{
+    ForkRecord, MAX_REJECTIONS_KEPT, PUBLISHED_CURSOR, Rejection, RestoredState, SYNC_CURSOR, Store,
+    StoreError, StoredDelivery, TRUST_BLOB, WriteBatch, WriteOp,
+};
 
 /// A sled database holding one node's state.
 #[derive(Debug, Clone)]
@@ -26,9 +28,6 @@ pub struct SledStore {
     forks: sled::Tree,
     meta: sled::Tree,
 }
-
-/// Rejections kept (the most recent ones).
-pub const MAX_REJECTIONS_KEPT: u64 = 10_000;
 
 fn engine(error: sled::Error) -> StoreError {
     StoreError::Engine(error.to_string())
@@ -115,18 +114,7 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
-    fn contains(&self, digest: &Digest) -> Result<bool, StoreError> {
-        self.deliveries.contains_key(digest.as_bytes()).map_err(engine)
-    }
-
-    fn get(&self, digest: &Digest) -> Result<Option<StoredDelivery>, StoreError> {
-        match self.deliveries.get(digest.as_bytes()).map_err(engine)? {
-            Some(bytes) => Ok(Some(decode("deliveries", &bytes)?)),
-            None => Ok(None),
-        }
-    }
-
+impl SledStore {
     fn put_accepted(&self, record: &StoredDelivery) -> Result<(), StoreError> {
         let value = encode(record);
         let digest = *record.digest.as_bytes();
@@ -145,7 +133,7 @@ impl Store for SledStore {
             })
     }
 
-    fn put_rejection(&self, rejection: &Rejection) -> Result<u64, StoreError> {
+    fn put_rejection(&self, rejection: &Rejection) -> Result<(), StoreError> {
         let id = self.db.generate_id().map_err(engine)?;
         self.rejections.insert(id.to_be_bytes(), encode(rejection)).map_err(engine)?;
         // Keep the most recent MAX_REJECTIONS_KEPT: a flood of bad input cannot fill the disk.
@@ -155,12 +143,43 @@ impl Store for SledStore {
                 self.rejections.remove(key).map_err(engine)?;
             }
         }
-        Ok(id)
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn commit(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        for op in &batch.ops {
+            match op {
+                WriteOp::Accepted(record) => self.put_accepted(record)?,
+                WriteOp::Rejection(rejection) => self.put_rejection(rejection)?,
+                WriteOp::Fork(fork) => {
+                    self.forks.insert(fork.digest.as_bytes(), encode(fork)).map_err(engine)?;
+                }
+                WriteOp::Cursor(name, value) => {
+                    self.meta.insert(format!("cursor/{name}"), &value.to_be_bytes()).map_err(engine)?;
+                }
+                WriteOp::Blob(name, value) => {
+                    self.meta.insert(format!("blob/{name}"), value.as_slice()).map_err(engine)?;
+                }
+            }
+        }
+        // Not sled's `flush_async`: it waits for the log on sled's own I/O pool, the pool that
+        // also writes the log, so enough concurrent flushes (many stores in one process, as in
+        // `kairan bench` at 100 clinics) occupy every pool thread and never return
+        // (spacejam/sled#1308). Callers run `commit` on a blocking thread.
+        self.db.flush().map(|_| ()).map_err(engine)
     }
 
-    fn put_fork(&self, fork: &ForkRecord) -> Result<(), StoreError> {
-        self.forks.insert(fork.digest.as_bytes(), encode(fork)).map_err(engine)?;
-        Ok(())
+    fn contains(&self, digest: &Digest) -> Result<bool, StoreError> {
+        self.deliveries.contains_key(digest.as_bytes()).map_err(engine)
+    }
+
+    fn get(&self, digest: &Digest) -> Result<Option<StoredDelivery>, StoreError> {
+        match self.deliveries.get(digest.as_bytes()).map_err(engine)? {
+            Some(bytes) => Ok(Some(decode("deliveries", &bytes)?)),
+            None => Ok(None),
+        }
     }
 
     fn rejections(&self) -> Result<Vec<Rejection>, StoreError> {
@@ -192,17 +211,15 @@ impl Store for SledStore {
             let (key, digest_bytes) = entry.map_err(engine)?;
             let (origin, seq) = split_origin_key(&key)
                 .ok_or_else(|| StoreError::Corrupt { tree: "origin_index", reason: "bad key".into() })?;
-            let digest = digest_from("origin_index", &digest_bytes)?;
-            // Keys sort by origin then seq, so the last entry of an origin is its head.
-            match state.heads.last_mut() {
-                Some((last_origin, head)) if *last_origin == origin => *head = ChainHead { seq, digest },
-                _ => state.heads.push((origin.clone(), ChainHead { seq, digest })),
-            }
-            state.held.push((origin, seq, digest));
+            // Keys sort by origin then seq.
+            state.push_held(origin, seq, digest_from("origin_index", &digest_bytes)?);
         }
         if let Some(entry) = self.output_log.last().map_err(engine)? {
             state.last_relay_seq = u64_from("output_log", &entry.0)?;
         }
+        state.sync_cursor = self.cursor(SYNC_CURSOR)?;
+        state.published = self.cursor(PUBLISHED_CURSOR)?;
+        state.trust_bundle = self.blob(TRUST_BLOB)?;
         Ok(state)
     }
 
@@ -213,31 +230,8 @@ impl Store for SledStore {
         }
     }
 
-    fn set_cursor(&self, name: &str, value: u64) -> Result<(), StoreError> {
-        self.meta.insert(format!("cursor/{name}"), &value.to_be_bytes()).map_err(engine)?;
-        Ok(())
-    }
-
     fn blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.meta.get(format!("blob/{name}")).map_err(engine)?.map(|v| v.to_vec()))
-    }
-
-    fn set_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.meta.insert(format!("blob/{name}"), value).map_err(engine)?;
-        Ok(())
-    }
-
-    async fn flush(&self) -> Result<(), StoreError> {
-        // Not sled's `flush_async`: it waits for the log on sled's own I/O pool, the pool that
-        // also writes the log, so enough concurrent flushes (many stores in one process, as in
-        // `kairan bench` at 100 clinics) occupy every pool thread and never return
-        // (spacejam/sled#1308). A blocking flush on tokio's blocking pool leaves sled's pool free.
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| StoreError::Engine(format!("flush task: {e}")))?
-            .map(|_| ())
-            .map_err(engine)
     }
 
     fn check_integrity(&self) -> Result<usize, StoreError> {
@@ -275,6 +269,7 @@ impl Store for SledStore {
 mod tests {
     use super::*;
     use kairan_protocol::Timestamp;
+    use kairan_protocol::sequence::ChainHead;
 
     fn record(origin: &str, seq: u64, relay_seq: u64) -> StoredDelivery {
         StoredDelivery {
@@ -288,16 +283,21 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn accepted_deliveries_survive_reopen_with_their_indexes() {
+    #[test]
+    fn accepted_deliveries_survive_reopen_with_their_indexes() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = SledStore::open(dir.path()).expect("open");
-            store.put_accepted(&record("mhlw", 1, 1)).expect("put");
-            store.put_accepted(&record("mhlw", 2, 2)).expect("put");
-            store.put_accepted(&record("nisc", 1, 3)).expect("put");
-            store.set_cursor("published", 2).expect("cursor");
-            store.flush().await.expect("flush");
+            let batch = WriteBatch {
+                ops: vec![
+                    WriteOp::Accepted(record("mhlw", 1, 1)),
+                    WriteOp::Accepted(record("mhlw", 2, 2)),
+                    WriteOp::Accepted(record("nisc", 1, 3)),
+                    WriteOp::Cursor(PUBLISHED_CURSOR, 2),
+                    WriteOp::Blob(TRUST_BLOB, b"{}".to_vec()),
+                ],
+            };
+            store.commit(&batch).expect("commit");
         }
         let store = SledStore::open(dir.path()).expect("reopen");
         let state = store.restore().expect("restore");
@@ -308,13 +308,15 @@ mod tests {
             ("mhlw".into(), ChainHead { seq: 2, digest: record("mhlw", 2, 2).digest })
         );
         assert_eq!(state.held.len(), 3);
+        assert_eq!((state.published, state.sync_cursor), (2, 0));
+        assert_eq!(state.trust_bundle.as_deref(), Some(&b"{}"[..]));
         assert_eq!(store.log_after(1, 10).expect("log").len(), 2);
-        assert_eq!(store.cursor("published").expect("cursor"), 2);
+        assert_eq!(store.get(&record("nisc", 1, 3).digest).expect("get"), Some(record("nisc", 1, 3)));
         assert_eq!(store.check_integrity().expect("intact"), 3);
     }
 
-    #[tokio::test]
-    async fn rejections_and_forks_are_kept() {
+    #[test]
+    fn rejections_and_forks_are_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path()).expect("open");
         let rejection = Rejection {
@@ -325,7 +327,7 @@ mod tests {
             source: "t".into(),
             size: 3,
         };
-        store.put_rejection(&rejection).expect("put");
+        store.commit(&WriteBatch { ops: vec![WriteOp::Rejection(rejection.clone())] }).expect("commit");
         assert_eq!(store.rejections().expect("list"), vec![rejection]);
         assert!(split_origin_key(&origin_key("a-b", 7)) == Some(("a-b".into(), 7)));
     }

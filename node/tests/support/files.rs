@@ -18,8 +18,7 @@ use rand::Rng;
 use kairan_node::keyfile::{render_trust, write_pair};
 use kairan_node::mqtt::{BrokerAddr, Credentials};
 use kairan_protocol::cert::ROOT_ISSUER;
-use kairan_protocol::trust::RootKey;
-use kairan_protocol::{Certificate, Envelope, Role, Scope, SecretKey, TrustAnchors, TrustAnchorsFile};
+use kairan_protocol::{Certificate, Envelope, Role, Scope, SecretKey, TrustAnchors};
 
 use super::mosquitto::free_port;
 
@@ -163,15 +162,7 @@ impl TreeFiles {
         for (index, root) in roots.iter().enumerate() {
             write_pair(&keys_dir, &format!("root-{}", index + 1), root).expect("root key");
         }
-        let anchors = TrustAnchors::new(TrustAnchorsFile {
-            threshold: 2,
-            roots: roots
-                .iter()
-                .enumerate()
-                .map(|(i, k)| RootKey { id: format!("root-{}", i + 1), key: k.public().clone() })
-                .collect(),
-        })
-        .expect("anchors");
+        let anchors = TrustAnchors::numbered(2, roots.iter().map(SecretKey::public)).expect("anchors");
         let trust = dir.join("trust.toml");
         write(&trust, render_trust(&anchors));
         let certify = |issuer: &str,
@@ -180,17 +171,9 @@ impl TreeFiles {
                        role: Role,
                        scope: &Scope,
                        signers: &[&SecretKey]| {
-            Certificate {
-                serial: format!("{issuer}-{subject}"),
-                issuer: issuer.to_owned(),
-                subject: subject.to_owned(),
-                key: key.public().clone(),
-                roles: vec![role],
-                scope: scope.clone(),
-                not_before,
-                not_after,
-            }
-            .sign(signers)
+            let serial = format!("{issuer}-{subject}");
+            Certificate::for_key(serial, issuer, subject, key.public(), role, scope, (not_before, not_after))
+                .sign(signers)
         };
 
         let jp = Scope::parse("jp").expect("scope");

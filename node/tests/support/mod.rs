@@ -2,8 +2,8 @@
 //! `kairan` processes, the processes themselves, and Mosquitto.
 //!
 //! The harness lives in this package because only a package's own integration tests get
-//! `CARGO_BIN_EXE_kairan`. The Mosquitto helper is shared with `kairan-tests`: one file,
-//! `tests/src/mosquitto.rs`, compiled into both.
+//! `CARGO_BIN_EXE_kairan`. The Mosquitto launcher is the harness's
+//! (`kairan_node::harness::mosquitto`), shared with `kairan-tests`.
 //!
 //! ## Layout
 //! - [`files`]: keys, certificates, trust file, node.toml / members.toml / clinic.toml.
@@ -13,6 +13,4 @@
 pub mod files;
 pub mod procs;
 
-#[allow(dead_code)] // shared with kairan-tests, which uses all of it
-#[path = "../../../tests/src/mosquitto.rs"]
-pub mod mosquitto;
+pub use kairan_node::harness::mosquitto;

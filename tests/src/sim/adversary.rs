@@ -7,18 +7,19 @@
 //! no node may ever store it. Misrouted and forged-hop inputs carry genuine advisories: they
 //! must be rejected where injected, and the advisory still arrives the legitimate way.
 
-use std::fmt;
-use std::rc::Rc;
-
+use bytes::Bytes;
 use rand::Rng;
+use std::fmt;
 
+use kairan_node::store::Store;
+use kairan_node::topics;
 use kairan_protocol::cert::ROOT_ISSUER;
 use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::fixtures::sample_advisory;
 use kairan_protocol::{Certificate, Delivery, Digest, Envelope, Hop, Role, Scope};
 
 use super::tree::{Level, derive_key};
-use super::world::{Msg, Sim, Tag, json};
+use super::world::{Msg, Sim, Tag};
 
 /// What the adversary does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,8 +113,14 @@ impl Sim {
             self.bad.insert(bad);
         }
         self.stats.attacks_sent += 1;
-        let payload: Rc<str> = Rc::from(json(&delivery.to_json()));
-        self.send(target, target, Msg::Delivery { payload, tag: Tag::Injected(index) });
+        let payload = Bytes::from(delivery.to_json());
+        // Published where the target reads: its parent's broker, on the topic of its own scope
+        // (or the national ingest), whatever the delivery inside says.
+        let topic = match self.nodes[target].parent {
+            Some(parent) => topics::deliveries(&self.nodes[parent].id, &self.nodes[target].scope.to_string()),
+            None => topics::ingest(&self.nodes[0].id),
+        };
+        self.send(target, target, Msg::Publish { topic, payload, tag: Tag::Injected(index), qos1: true });
     }
 
     /// Genuine advisories already published, preferring those in `target`'s scope.
@@ -133,8 +140,8 @@ impl Sim {
         let digest = self.tree.genuine[g].digest;
         self.nodes[target]
             .parent
-            .and_then(|parent| self.nodes[parent].disk.log.iter().find(|r| r.digest == digest))
-            .and_then(|r| Delivery::from_json(r.delivery.as_bytes()).ok())
+            .and_then(|parent| self.nodes[parent].store.get(&digest).ok().flatten())
+            .and_then(|r| Delivery::from_json(&r.delivery).ok())
             .unwrap_or_else(|| self.tree.genuine[g].ingest.clone())
     }
 
@@ -233,22 +240,22 @@ impl Sim {
     fn misrouted(&mut self, target: usize) -> Option<(Delivery, Option<Digest>)> {
         let parent = self.nodes[target].parent;
         let sources: Vec<usize> = (0..self.tree.first_clinic)
-            .filter(|r| Some(*r) != parent && *r != target && !self.nodes[*r].disk.log.is_empty())
+            .filter(|r| Some(*r) != parent && *r != target && !self.nodes[*r].store.is_empty())
             .collect();
         if sources.is_empty() {
             return None;
         }
         let relay = sources[self.rng.gen_range(0..sources.len())];
         debug_assert!(self.nodes[relay].level != Level::Clinic);
-        let log = &self.nodes[relay].disk.log;
+        let log = self.nodes[relay].store.all().ok()?;
         let record = &log[self.rng.gen_range(0..log.len())];
-        let delivery = Delivery::from_json(record.delivery.as_bytes()).ok()?;
+        let delivery = Delivery::from_json(&record.delivery).ok()?;
         Some((delivery, None))
     }
 
     fn equivocation(&mut self) -> Option<(Delivery, Option<Digest>)> {
         let held: Vec<usize> = (0..self.tree.genuine.len())
-            .filter(|g| self.nodes[0].disk.holds(&self.tree.genuine[*g].digest))
+            .filter(|g| self.nodes[0].holds_durably(&self.tree.genuine[*g].digest))
             .collect();
         if held.is_empty() {
             return None;

@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 
 use rand::seq::index::sample;
 
+use kairan_node::store::{Store, StoredDelivery};
 use kairan_protocol::{Digest, RevocationSet, VerifyContext, verify_delivery};
 
 use super::config::VerifyStored;
 use super::tree::Level;
-use super::world::{Rec, Sim};
+use super::world::Sim;
 
 impl Sim {
     /// Checks every node's store; returns the number of clinic inbox entries.
@@ -26,8 +27,9 @@ impl Sim {
                 .filter(|g| g.scope.overlaps(&node.scope))
                 .map(|g| g.digest)
                 .collect();
-            let held: BTreeSet<Digest> = node.disk.log.iter().map(|r| r.digest).collect();
-            if held.len() != node.disk.log.len() {
+            let log = node.store.all().unwrap_or_default();
+            let held: BTreeSet<Digest> = log.iter().map(|r| r.digest).collect();
+            if held.len() != log.len() {
                 problems.push(format!("{} stores an advisory twice", node.id));
             }
             if held != expected {
@@ -46,11 +48,12 @@ impl Sim {
             if let Some(bad) = held.intersection(&self.bad).next() {
                 problems.push(format!("{} stores the forged or tampered advisory {bad}", node.id));
             }
-            if let Some(fork) = node.disk.forks.iter().find(|d| !self.bad.contains(d)) {
+            let forks = node.store.forks().unwrap_or_default();
+            if let Some(fork) = forks.iter().map(|f| f.digest).find(|d| !self.bad.contains(d)) {
                 problems.push(format!("{} recorded a fork for {fork}, which no one equivocated", node.id));
             }
             if node.level == Level::Clinic {
-                clinic_entries += node.disk.log.len() as u64;
+                clinic_entries += log.len() as u64;
             }
         }
         // Re-verify what was stored, as an auditor would: every delivery verifies at the
@@ -72,7 +75,7 @@ impl Sim {
         let revocations = RevocationSet::default();
         for index in to_verify {
             let path = self.path_to(index);
-            for record in &self.nodes[index].disk.log {
+            for record in &self.nodes[index].store.all().unwrap_or_default() {
                 self.stats.reverified += 1;
                 if let Err(problem) = self.reverify(index, record, &path, &revocations) {
                     problems.push(problem);
@@ -99,13 +102,13 @@ impl Sim {
     fn reverify(
         &self,
         index: usize,
-        record: &Rec,
+        record: &StoredDelivery,
         path: &[String],
         revocations: &RevocationSet,
     ) -> Result<(), String> {
         let node = &self.nodes[index];
         let ctx = VerifyContext { anchors: &self.tree.anchors, revocations, now: record.received_at };
-        let verified = verify_delivery(record.delivery.as_bytes(), ctx).map_err(|e| {
+        let verified = verify_delivery(&record.delivery, ctx).map_err(|e| {
             format!("{}: stored {} does not verify: {}: {e}", node.id, record.digest, e.code())
         })?;
         let advisory = verified.advisory();

@@ -96,6 +96,12 @@ pub struct Faults {
     pub partitions: Targets,
     /// Hostile inputs injected at random nodes (forged, tampered, misrouted, equivocating).
     pub attacks: usize,
+    /// Moves of hostile members (a compromised relay or clinic with broker credentials):
+    /// floods of junk, forged heads, junk trust bundles, bogus catch-up requests.
+    pub hostile_moves: usize,
+    /// Genuine trust updates the root pushes into the national control topic (each revokes
+    /// one more key that no genuine party uses): every node must end up holding the last.
+    pub trust_pushes: usize,
     /// Each node's clock is off by up to this many ms either way (kept below half the
     /// protocol's 5 s skew allowance, so that honest nodes always agree).
     pub clock_skew_ms: i64,
@@ -207,6 +213,8 @@ impl SimConfig {
                     redeliver: 0.5,
                     partitions: per_level(1, 6, 30, 60),
                     attacks: (relays / 5).max(20),
+                    hostile_moves: (relays / 10).max(10),
+                    trust_pushes: 2,
                     clock_skew_ms: 2_000,
                 },
                 timing,
@@ -227,6 +235,8 @@ impl SimConfig {
                     redeliver: 0.5,
                     partitions: Targets::AnyLevel(2),
                     attacks: 4,
+                    hostile_moves: 3,
+                    trust_pushes: 1,
                     clock_skew_ms: 2_000,
                 },
                 timing,

@@ -1,12 +1,14 @@
-//! A deterministic simulator of the whole tree around the real sans-IO relay core.
+//! A deterministic simulator of the whole tree around the real node state machine.
 //!
-//! Every national, prefectural and district relay and every clinic is a real
-//! [`kairan_node::core::Core`] with real keys and certificates; catch-up uses the real
-//! [`kairan_node::sync`] functions. What the simulator replaces is the I/O: MQTT becomes a
-//! network of messages with loss, duplication, delays (hence reordering) and partitions;
-//! sled becomes a disk with a page cache that only a flush makes durable; processes crash
-//! and restart from what was flushed. Time is simulated, so a run of the national tree covers
-//! minutes of simulated time in however much wall time verification takes.
+//! Every national, prefectural and district relay and every clinic is the daemon's own
+//! [`kairan_node::machine::Machine`] with real keys and certificates — the same code the
+//! daemon drives, with its catch-up, publisher window, group commit, trust updates, heads and
+//! throttling. What the simulator replaces is the I/O: MQTT becomes a network of messages
+//! with loss, duplication, delays (hence reordering) and partitions, and brokers that route
+//! by topic and keep retained messages; sled becomes a [`kairan_node::store::MemStore`] disk
+//! whose commits take time and are lost in a crash; processes crash and restart from what
+//! was committed. Time is simulated, so a run of the national tree covers minutes of
+//! simulated time in however much wall time verification takes.
 //!
 //! `docs/simulation.md` describes the model and the invariants and reports the runs.
 //!
@@ -21,16 +23,23 @@
 //! ## Layout
 //! - [`config`]: [`Scale`] (reduced 2×2×3, full 47×19×112, or any `PxDxC`), [`SimConfig`]
 //!   (faults, timing, re-verification), read from `KAIRAN_SIM_SCALE` / `KAIRAN_SIM_ADVISORIES`.
-//! - `tree`: keys derived from the seed, certificates made as `hierarchy.rs` makes them, the
-//!   genuine advisories of the run.
-//! - `world`: the event queue, the network, the nodes (processing loop, page cache and disk,
-//!   crash and restart), catch-up, the online invariants; [`run`], [`Report`], [`Failure`].
+//! - `tree`: keys derived from the seed, certificates made as the harness makes them, the
+//!   genuine advisories and trust updates of the run.
+//! - `world`: the event queue, planning, the heal, quiescence; [`run`], [`Report`], [`Failure`].
+//! - `node`: a node — the machine, its disk, its actions performed, crash and restart, the
+//!   online invariants on what is committed.
+//! - `net`: the network and the brokers (topic routing, retained messages), and what each
+//!   input must come to (genuine accepted, hostile refused).
 //! - `adversary`: forged, tampered, misrouted and equivocating input.
+//! - `hostile`: hostile members — floods, forged heads, junk trust bundles, bogus requests.
 //! - `check`: the invariants checked once the tree is quiescent.
 
 mod adversary;
 mod check;
 pub mod config;
+mod hostile;
+mod net;
+mod node;
 mod tree;
 mod world;
 
@@ -39,6 +48,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use adversary::AttackKind;
 pub use config::{Faults, Scale, SimConfig, Targets, Timing, VerifyStored};
+pub use hostile::HostileKind;
 pub use tree::EPOCH;
 pub use world::{Failure, Report, Stats, run};
 

@@ -6,14 +6,15 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest as _, Sha256};
 
-use kairan_node::core::{Attester, CoreConfig, Upstream};
+use bytes::Bytes;
+
+use kairan_node::machine::{Attester, Identity, MachineConfig, Upstream};
 use kairan_protocol::cert::ROOT_ISSUER;
 use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::fixtures::sample_advisory;
-use kairan_protocol::trust::RootKey;
 use kairan_protocol::{
-    Certificate, Delivery, Digest, Envelope, Localized, Role, Scope, SecretKey, Timestamp, TrustAnchors,
-    TrustAnchorsFile,
+    Certificate, Delivery, Digest, Envelope, Localized, Revocation, Role, Scope, SecretKey, Timestamp,
+    TrustAnchors, TrustBundle,
 };
 
 use super::config::SimConfig;
@@ -113,7 +114,7 @@ pub struct Genuine {
     /// The delivery as published (no hop).
     pub ingest: Delivery,
     /// Its JSON, as the origin publishes it.
-    pub ingest_json: std::rc::Rc<str>,
+    pub ingest_json: Bytes,
     /// The advisory as signed (the adversary derives equivocations from it).
     pub advisory: kairan_protocol::Advisory,
 }
@@ -123,6 +124,8 @@ pub struct Genuine {
 pub struct Tree {
     /// Trust anchors (3 root keys, threshold 2).
     pub anchors: TrustAnchors,
+    /// The root keys (the root signs trust updates during the run).
+    pub roots: Vec<SecretKey>,
     /// Origins.
     pub origins: Vec<Origin>,
     /// Nodes: national first, then prefectures, districts, clinics.
@@ -141,29 +144,18 @@ fn scope(text: &str) -> Scope {
     Scope::parse(text).unwrap_or_else(|e| panic!("sim scope {text}: {e}"))
 }
 
-#[allow(clippy::too_many_arguments)] // the certificate's fields
+/// A one-role certificate of `key`, valid over the run, signed by `signers`.
 fn certify(
     serial: String,
-    issuer: &str,
-    subject: &str,
+    names: (&str, &str),
     key: &SecretKey,
     role: Role,
     scope: &Scope,
-    not_before: Timestamp,
-    not_after: Timestamp,
+    window: (Timestamp, Timestamp),
     signers: &[&SecretKey],
 ) -> Envelope {
-    Certificate {
-        serial,
-        issuer: issuer.to_owned(),
-        subject: subject.to_owned(),
-        key: key.public().clone(),
-        roles: vec![role],
-        scope: scope.clone(),
-        not_before,
-        not_after,
-    }
-    .sign(signers)
+    let (issuer, subject) = names;
+    Certificate::for_key(serial, issuer, subject, key.public(), role, scope, window).sign(signers)
 }
 
 impl Tree {
@@ -172,15 +164,9 @@ impl Tree {
         let not_before = EPOCH.plus_secs(-24 * 3600);
         let not_after = EPOCH.plus_secs(365 * 24 * 3600);
         let roots: Vec<SecretKey> = (1..=3).map(|i| derive_key(seed, &format!("root-{i}"))).collect();
-        let anchors = TrustAnchors::new(TrustAnchorsFile {
-            threshold: 2,
-            roots: roots
-                .iter()
-                .enumerate()
-                .map(|(i, k)| RootKey { id: format!("root-{}", i + 1), key: k.public().clone() })
-                .collect(),
-        })
-        .unwrap_or_else(|e| panic!("sim anchors: {e}"));
+        let anchors = TrustAnchors::numbered(2, roots.iter().map(SecretKey::public))
+            .unwrap_or_else(|e| panic!("sim anchors: {e}"));
+        let window = (not_before, not_after);
         let jp = scope("jp");
         let origins: Vec<Origin> = ORIGINS
             .iter()
@@ -189,13 +175,11 @@ impl Tree {
                 let key = derive_key(seed, &format!("origin-{id}"));
                 let cert = certify(
                     format!("root-origin-{id}"),
-                    ROOT_ISSUER,
-                    id,
+                    (ROOT_ISSUER, id),
                     &key,
                     Role::Origin,
                     &jp,
-                    not_before,
-                    not_after,
+                    window,
                     &[&roots[0], &roots[1]],
                 );
                 Origin { id: (*id).to_owned(), key, cert }
@@ -214,13 +198,11 @@ impl Tree {
         let national_key = derive_key(seed, "relay-jp");
         let national_cert = certify(
             "root-relay-jp".into(),
-            ROOT_ISSUER,
-            "jp",
+            (ROOT_ISSUER, "jp"),
             &national_key,
             Role::Relay,
             &jp,
-            not_before,
-            not_after,
+            window,
             &[&roots[0], &roots[2]],
         );
         nodes.push(relay("jp", Level::National, jp.clone(), None, national_cert));
@@ -229,17 +211,8 @@ impl Tree {
             let id = format!("jp-{code}");
             let scope = scope(&format!("jp/{code}"));
             let key = derive_key(seed, &format!("relay-{id}"));
-            let cert = certify(
-                format!("jp-{id}"),
-                "jp",
-                &id,
-                &key,
-                Role::Relay,
-                &scope,
-                not_before,
-                not_after,
-                &[&keys[0]],
-            );
+            let cert =
+                certify(format!("jp-{id}"), ("jp", &id), &key, Role::Relay, &scope, window, &[&keys[0]]);
             nodes.push(relay(&id, Level::Prefecture, scope, Some(0), cert));
             keys.push(key);
         }
@@ -253,13 +226,11 @@ impl Tree {
                 let key = derive_key(seed, &format!("relay-{id}"));
                 let cert = certify(
                     format!("{parent_id}-{name}"),
-                    &parent_id,
-                    &id,
+                    (&parent_id, &id),
                     &key,
                     Role::Relay,
                     &scope,
-                    not_before,
-                    not_after,
+                    window,
                     &[&keys[prefecture]],
                 );
                 nodes.push(relay(&id, Level::District, scope, Some(prefecture), cert));
@@ -286,13 +257,13 @@ impl Tree {
         }
 
         let genuine = plan_advisories(config, &origins, &nodes, first_clinic, rng);
-        Tree { anchors, origins, nodes, first_clinic, genuine, not_before, not_after }
+        Tree { anchors, roots, origins, nodes, first_clinic, genuine, not_before, not_after }
     }
 
-    /// The core configuration of node `index`.
-    pub fn core_config(&self, index: usize) -> CoreConfig {
+    /// The machine configuration of node `index` (what its config file would say).
+    pub fn machine_config(&self, index: usize, sync_interval_ms: u64) -> MachineConfig {
         let node = &self.nodes[index];
-        CoreConfig {
+        let identity = Identity {
             id: node.id.clone(),
             scope: node.scope.clone(),
             upstream: match node.parent {
@@ -304,8 +275,33 @@ impl Tree {
                 cert: identity.cert.clone(),
                 extra_certs: Vec::new(),
             }),
-            anchors: self.anchors.clone(),
-        }
+        };
+        MachineConfig { identity, anchors: self.anchors.clone(), sync_interval_ms }
+    }
+}
+
+impl Tree {
+    /// Trust update `index` of the run: a root-signed bundle revoking keys `0..=index` of
+    /// retired parties that no genuine advisory or hop uses (cumulative, as an administrator's
+    /// bundle is).
+    pub fn trust_update(&self, seed: u64, index: usize, now: Timestamp) -> Bytes {
+        let revocations = (0..=index)
+            .map(|n| {
+                let retired = derive_key(seed, &format!("retired-{n}"));
+                Revocation {
+                    keyid: retired.keyid().clone(),
+                    subject: format!("retired-{n}"),
+                    scope: scope("jp"),
+                    issuer: ROOT_ISSUER.into(),
+                    seq: n as u64 + 1,
+                    issued_at: now,
+                    effective_at: now,
+                    reason: "retired".into(),
+                }
+                .sign(&[&self.roots[0], &self.roots[1]])
+            })
+            .collect();
+        Bytes::from(TrustBundle { revocations, ..TrustBundle::default() }.to_json())
     }
 }
 
@@ -355,7 +351,7 @@ fn plan_advisories(
         chain[origin] = (seq, Some(digest));
         let ingest =
             Delivery { advisory: envelope, certs: vec![origins[origin].cert.clone()], hops: Vec::new() };
-        let ingest_json: std::rc::Rc<str> = String::from_utf8_lossy(&ingest.to_json()).into();
+        let ingest_json = Bytes::from(ingest.to_json());
         genuine.push(Genuine {
             origin,
             origin_id: origins[origin].id.clone(),

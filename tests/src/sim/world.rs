@@ -4,55 +4,56 @@
 //! the iteration order of a hash map, so a run is a function of the seed and the config.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
-use std::rc::Rc;
 
+use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use kairan_node::core::{Core, Outcome, SYNC_SOURCE};
-use kairan_node::store::{RestoredState, StoredDelivery};
-use kairan_node::sync::{self, MAX_SYNC_PAGE_ENTRIES, SyncRequest, SyncResponse};
-use kairan_protocol::sequence::{ChainHead, SeqDecision};
-use kairan_protocol::{Digest, Scope, Timestamp};
+use kairan_node::topics;
+use kairan_protocol::{Digest, Timestamp};
 
-use super::adversary::{Attack, AttackKind};
+use super::adversary::Attack;
 use super::config::{Scale, SimConfig, Targets};
-use super::tree::{EPOCH, Level, Tree};
+use super::hostile::HostileMove;
+use super::node::Node;
+use super::tree::{EPOCH, Tree};
 
-/// Log entries a relay scans for one catch-up page at most (`relay.rs`).
-pub(super) const SYNC_SCAN_LIMIT: usize = 4096;
-/// Catch-up requests answered per child and second (`relay.rs`).
-const SYNC_REQUESTS_PER_SEC: u32 = 20;
-/// Catch-up burst per child (`relay.rs`).
-const SYNC_REQUEST_BURST: u32 = 40;
-/// A gap does not trigger a request when one with the same cursor went out this recently
-/// (`intake.rs`).
-const GAP_REQUEST_SPACING_MS: u64 = 1_000;
-
-/// Where a delivery came from, for the invariants: the real path or the adversary.
+/// Where a message came from, for the invariants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tag {
-    /// Published by an origin or forwarded by a relay.
+    /// A delivery published by an origin or forwarded by a relay.
     Genuine,
+    /// Control traffic from the genuine parties: catch-up answers, trust bundles, heads.
+    Control,
     /// Attack number `n`.
     Injected(usize),
+    /// Hostile member move number `n`.
+    Hostile(usize),
 }
 
 /// A message on the simulated network.
 #[derive(Debug, Clone)]
 pub(super) enum Msg {
-    /// Delivery bytes (ingest or a relay's deliveries topic).
-    Delivery { payload: Rc<str>, tag: Tag },
-    /// A catch-up request from `child`.
-    SyncRequest { child: usize, bytes: Rc<[u8]> },
-    /// A catch-up answer.
-    SyncResponse { bytes: Rc<[u8]> },
+    /// A publish that reaches the receiver on its upstream connection.
+    Publish {
+        /// The topic.
+        topic: String,
+        /// The bytes (shared: a district's clinics hold one copy of what it forwarded).
+        payload: Bytes,
+        /// Where it came from.
+        tag: Tag,
+        /// QoS 1 (deliveries): the broker keeps it for a crashed receiver's session.
+        qos1: bool,
+    },
+    /// A child's publish that reaches the receiver on its own broker (a catch-up request).
+    FromChild { topic: String, payload: Bytes },
 }
 
 #[derive(Debug)]
 pub(super) enum Event {
+    /// Genuine advisory `n` is published (and its origin's head).
     Publish(usize),
     IngestRetry(usize),
     /// A message arrives at `to` over the edge between `edge` and its parent.
@@ -65,11 +66,15 @@ pub(super) enum Event {
         node: usize,
         incarnation: u64,
     },
-    Tick {
+    Wake {
         node: usize,
         incarnation: u64,
     },
     Reconnect {
+        node: usize,
+        incarnation: u64,
+    },
+    DownstreamUp {
         node: usize,
         incarnation: u64,
     },
@@ -87,36 +92,41 @@ pub(super) enum Event {
         root: usize,
     },
     Inject(usize),
+    Hostile(usize),
+    TrustPush(usize),
     Heal,
     Check,
 }
 
 impl Event {
     /// Whether the event is work that can still change a store (quiescence waits for none):
-    /// a delivery in flight, a restart. (Flushes are seen as busy nodes.) Catch-up requests
-    /// and answers are not: once every cursor is at its parent's durable log end, an answer
-    /// is empty or stale (it was built from a log that ended at most there), and with every
+    /// a delivery in flight, a restart. Catch-up requests and answers are not: once every
+    /// cursor is at its parent's durable log end, an answer is empty or stale, and with every
     /// child asking every minute, some are always in flight in a large tree.
     fn in_flight(&self) -> bool {
-        matches!(self, Event::Arrive { msg: Msg::Delivery { .. }, .. } | Event::Restart { .. })
+        matches!(self, Event::Arrive { msg: Msg::Publish { qos1: true, .. }, .. } | Event::Restart { .. })
     }
 
     fn code(&self) -> u64 {
-        match self {
-            Event::Publish(i) => 1 | (*i as u64) << 8,
-            Event::IngestRetry(i) => 2 | (*i as u64) << 8,
-            Event::Arrive { to, .. } => 3 | (*to as u64) << 8,
-            Event::FlushDone { node, .. } => 4 | (*node as u64) << 8,
-            Event::Tick { node, .. } => 5 | (*node as u64) << 8,
-            Event::Reconnect { node, .. } => 6 | (*node as u64) << 8,
-            Event::Crash { node } => 7 | (*node as u64) << 8,
-            Event::Restart { node, .. } => 8 | (*node as u64) << 8,
-            Event::PartitionStart { root } => 9 | (*root as u64) << 8,
-            Event::PartitionEnd { root } => 10 | (*root as u64) << 8,
-            Event::Inject(i) => 11 | (*i as u64) << 8,
-            Event::Heal => 12,
-            Event::Check => 13,
-        }
+        let (kind, index) = match self {
+            Event::Publish(i) => (1, *i),
+            Event::IngestRetry(i) => (2, *i),
+            Event::Arrive { to, .. } => (3, *to),
+            Event::FlushDone { node, .. } => (4, *node),
+            Event::Wake { node, .. } => (5, *node),
+            Event::Reconnect { node, .. } => (6, *node),
+            Event::Crash { node } => (7, *node),
+            Event::Restart { node, .. } => (8, *node),
+            Event::PartitionStart { root } => (9, *root),
+            Event::PartitionEnd { root } => (10, *root),
+            Event::Inject(i) => (11, *i),
+            Event::Heal => (12, 0),
+            Event::Check => (13, 0),
+            Event::DownstreamUp { node, .. } => (14, *node),
+            Event::Hostile(i) => (15, *i),
+            Event::TrustPush(i) => (16, *i),
+        };
+        kind | (index as u64) << 8
     }
 }
 
@@ -145,195 +155,23 @@ impl Ord for Scheduled {
     }
 }
 
-/// A stored delivery on the simulated disk. The delivery text is shared (`Rc`) between the
-/// clinics of a district, which all store the bytes their district forwarded.
-#[derive(Debug, Clone)]
-pub(super) struct Rec {
-    pub digest: Digest,
-    pub origin: String,
-    pub seq: u64,
-    pub scope: String,
-    pub relay_seq: u64,
-    pub received_at: Timestamp,
-    pub delivery: Rc<str>,
-}
-
-impl Rec {
-    fn to_stored(&self) -> StoredDelivery {
-        StoredDelivery {
-            digest: self.digest,
-            origin: self.origin.clone(),
-            seq: self.seq,
-            scope: self.scope.clone(),
-            relay_seq: self.relay_seq,
-            received_at: self.received_at,
-            delivery: self.delivery.to_string(),
-        }
-    }
-}
-
-/// A write not yet flushed.
-#[derive(Debug)]
-enum Write {
-    /// An accepted delivery, with the gap its acceptance reported.
-    Put(Rec, Option<(u64, u64)>),
-    Rejection,
-    Fork(Digest),
-    Cursor(u64),
-    Published(u64),
-}
-
-/// What survives a crash: what was flushed.
-#[derive(Debug, Default)]
-pub(super) struct Disk {
-    /// Output log / inbox, in relay_seq order.
-    pub log: Vec<Rec>,
-    pub rejections: u64,
-    pub forks: Vec<Digest>,
-    /// The parent's output log position caught up to.
-    pub cursor: u64,
-    /// The publisher's confirmed cursor (relays).
-    pub published: u64,
-}
-
-impl Disk {
-    pub fn last_relay_seq(&self) -> u64 {
-        self.log.last().map_or(0, |r| r.relay_seq)
-    }
-
-    pub fn holds(&self, digest: &Digest) -> bool {
-        self.log.iter().any(|r| r.digest == *digest)
-    }
-
-    fn holds_seq(&self, origin: &str, seq: u64) -> bool {
-        self.log.iter().any(|r| r.seq == seq && r.origin == origin)
-    }
-
-    /// What `SledStore::restore` returns for this disk.
-    fn restored(&self) -> RestoredState {
-        let mut held: Vec<(String, u64, Digest)> =
-            self.log.iter().map(|r| (r.origin.clone(), r.seq, r.digest)).collect();
-        held.sort();
-        let mut heads: Vec<(String, ChainHead)> = Vec::new();
-        for (origin, seq, digest) in &held {
-            match heads.last_mut() {
-                Some((last, head)) if last == origin => *head = ChainHead { seq: *seq, digest: *digest },
-                _ => heads.push((origin.clone(), ChainHead { seq: *seq, digest: *digest })),
-            }
-        }
-        RestoredState { heads, held, last_relay_seq: self.last_relay_seq() }
-    }
-}
-
-/// Input waiting for the node's processing loop (which handles one at a time).
-#[derive(Debug)]
-enum Job {
-    Live { payload: Rc<str>, tag: Tag },
-    Page(Box<SyncResponse>),
-}
-
-/// A relay forwards this after the flush.
-#[derive(Debug)]
-struct Forward {
-    relay_seq: u64,
-    scope: Scope,
-    payload: Rc<str>,
-}
-
-/// What a decision leaves to do once its flush completes.
-#[derive(Debug, Default)]
-struct Step {
-    forward: Option<Forward>,
-    gap: bool,
-}
-
-/// The flush in flight and its continuation.
-#[derive(Debug)]
-enum Pending {
-    Live {
-        step: Step,
-        payload: Rc<str>,
-        tag: Tag,
-    },
-    /// A whole catch-up page and the cursor, flushed at once.
-    Page {
-        steps: Vec<Step>,
-        has_more: bool,
-    },
-}
-
-/// A node: its place in the tree, its process (core, queue), its disk.
-#[derive(Debug)]
-pub(super) struct Node {
-    pub id: String,
-    pub level: Level,
-    pub scope: Scope,
-    pub parent: Option<usize>,
-    pub children: Vec<usize>,
-    clock_offset_ms: i64,
-    /// The running process's core; `None` while crashed.
-    core: Option<Core>,
-    incarnation: u64,
-    pub disk: Disk,
-    cache: Vec<Write>,
-    intake: VecDeque<Job>,
-    busy: Option<Pending>,
-    limiter: Option<sync::RateLimiter>,
-    /// Unacknowledged inputs the broker redelivers when the node is back.
-    redeliver: Vec<(Rc<str>, Tag)>,
-    /// Gap reports made durable: (origin, from, to).
-    gaps: Vec<(String, u64, u64)>,
-    /// Partitions currently cutting this node from its parent.
-    cut: u32,
-    /// The cursor and time of the last catch-up request (in memory: gone in a crash).
-    last_request: Option<(u64, u64)>,
-}
-
-impl Node {
-    pub fn up(&self) -> bool {
-        self.core.is_some()
-    }
-
-    /// Up, and nothing pending that could store anything: at most empty or stale catch-up
-    /// pages queued, and at most the flush of an empty page (its cursor unchanged).
-    fn settled(&self) -> bool {
-        let page_is_moot = |response: &SyncResponse| {
-            response.after != self.disk.cursor
-                || (response.deliveries.is_empty() && response.scanned_upto == self.disk.cursor)
-        };
-        let queue_moot =
-            self.intake.iter().all(|job| matches!(job, Job::Page(response) if page_is_moot(response)));
-        let flush_moot = match &self.busy {
-            None => true,
-            Some(Pending::Page { steps, .. }) => {
-                steps.is_empty()
-                    && self.cache.iter().all(|write| match write {
-                        Write::Cursor(cursor) => *cursor == self.disk.cursor,
-                        Write::Published(_) => true,
-                        _ => false,
-                    })
-            }
-            Some(Pending::Live { .. }) => false,
-        };
-        self.up() && queue_moot && flush_moot
-    }
-}
-
 /// Counters of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Events processed.
     pub events: u64,
-    /// `Core::on_delivery` calls.
+    /// Upstream messages the machines decided on.
     pub decisions: u64,
-    /// Accepted outcomes.
+    /// Accepted deliveries (all nodes).
     pub accepted: u64,
-    /// Duplicate outcomes.
+    /// Duplicates dropped.
     pub duplicates: u64,
-    /// Rejected outcomes.
+    /// Rejections.
     pub rejected: u64,
-    /// Fork outcomes.
+    /// Forks.
     pub forks: u64,
+    /// Commits (group commits: one per batch).
+    pub commits: u64,
     /// Messages sent.
     pub sent: u64,
     /// Messages lost at random.
@@ -352,35 +190,44 @@ pub struct Stats {
     pub redelivered: u64,
     /// Scheduled crashes.
     pub crashes: u64,
-    /// Crashes during a flush.
+    /// Crashes during a commit.
     pub crashes_in_flush: u64,
-    /// Crashes between flush and forward.
+    /// Crashes between a commit and what it releases (acks, forwards).
     pub crashes_before_forward: u64,
     /// Restarts.
     pub restarts: u64,
     /// Partitions.
     pub partitions: u64,
-    /// Deliveries republished by a restarted relay's publisher.
+    /// Deliveries a relay read back from its store to publish (after a restart).
     pub republished: u64,
     /// Catch-up requests sent.
     pub sync_requests: u64,
     /// Catch-up answers sent.
     pub sync_responses: u64,
-    /// Catch-up requests dropped by the rate limiter.
-    pub rate_limited: u64,
+    /// Catch-up requests not answered (rate limit, repeat, malformed).
+    pub sync_dropped: u64,
     /// Deliveries received through catch-up pages.
     pub sync_deliveries: u64,
     /// Pages ignored as stale (answer to an older request).
     pub stale_pages: u64,
-    /// Catch-up answers that scanned past the parent's durable log (entries still in its
-    /// page cache): each is a violation.
+    /// Catch-up answers that scanned past the parent's durable log: each is a violation.
     pub answers_beyond_durable: u64,
-    /// Gap reports made durable.
+    /// Gap reports.
     pub gaps_reported: u64,
+    /// Times a node throttled its input.
+    pub throttled: u64,
+    /// Trust bundles that came into force at a node.
+    pub trust_updates: u64,
+    /// Trust bundles refused.
+    pub trust_refused: u64,
+    /// Heads refused.
+    pub heads_refused: u64,
     /// Attacks injected (sent).
     pub attacks_sent: u64,
-    /// Attack inputs that reached a running node and were refused (rejected, or kept as a fork).
+    /// Attack inputs that reached a running node and were refused.
     pub attacks_refused: u64,
+    /// Hostile member moves made.
+    pub hostile_moves: u64,
     /// Stored deliveries verified again at the end.
     pub reverified: u64,
 }
@@ -463,8 +310,11 @@ pub(super) struct Sim {
     /// Digests that must never be stored: forged, tampered, equivocating advisories.
     pub bad: BTreeSet<Digest>,
     pub attacks: Vec<Attack>,
-    faults_active: bool,
-    heal_at: u64,
+    pub hostile: Vec<HostileMove>,
+    /// Trust bundles the root pushed, in order (the last must be in force everywhere).
+    pub trust_pushed: Vec<Bytes>,
+    pub faults_active: bool,
+    pub heal_at: u64,
     in_flight: u64,
     quiescent_at: Option<u64>,
     pub stats: Stats,
@@ -485,28 +335,13 @@ impl Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let tree = Tree::build(seed, &config, &mut rng);
         let skew = config.faults.clock_skew_ms;
-        let nodes: Vec<Node> = tree
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(index, planned)| Node {
-                id: planned.id.clone(),
-                level: planned.level,
-                scope: planned.scope.clone(),
-                parent: planned.parent,
-                children: planned.children.clone(),
-                clock_offset_ms: if skew > 0 { rng.gen_range(-skew..=skew) } else { 0 },
-                core: Some(Core::restore(tree.core_config(index), RestoredState::default())),
-                incarnation: 0,
-                disk: Disk::default(),
-                cache: Vec::new(),
-                intake: VecDeque::new(),
-                busy: None,
-                limiter: planned.relay.as_ref().map(|_| new_limiter()),
-                redeliver: Vec::new(),
-                gaps: Vec::new(),
-                cut: 0,
-                last_request: None,
+        let interval = config.timing.sync_interval_ms;
+        let nodes: Vec<Node> = (0..tree.nodes.len())
+            .map(|index| {
+                let offset = if skew > 0 { rng.gen_range(-skew..=skew) } else { 0 };
+                // Each process started at its own time: its periodic timer has its own phase.
+                let phase = rng.gen_range(0..interval) as i64;
+                Node::boot(&tree, index, interval, offset, EPOCH.plus_ms(offset - phase))
             })
             .collect();
         let mut by_origin: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -526,6 +361,8 @@ impl Sim {
             by_origin,
             bad: BTreeSet::new(),
             attacks: Vec::new(),
+            hostile: Vec::new(),
+            trust_pushed: Vec::new(),
             faults_active: true,
             heal_at,
             in_flight: 0,
@@ -539,8 +376,8 @@ impl Sim {
         sim
     }
 
-    /// Schedules publications, crashes, partitions, attacks, the heal, and every child's
-    /// periodic catch-up (each with its own phase).
+    /// Schedules publications, crashes, partitions, attacks, hostile moves, trust pushes, the
+    /// heal, and every node's first connections.
     fn plan(&mut self) {
         for index in 0..self.tree.genuine.len() {
             let at = self.tree.genuine[index].publish_at;
@@ -564,11 +401,22 @@ impl Sim {
             self.attacks.push(attack);
             self.schedule(at, Event::Inject(index));
         }
+        for index in 0..self.config.faults.hostile_moves {
+            let planned = self.plan_hostile(window);
+            let at = planned.at;
+            self.hostile.push(planned);
+            self.schedule(at, Event::Hostile(index));
+        }
+        for index in 0..self.config.faults.trust_pushes {
+            let at = self.rng.gen_range(0..window);
+            self.schedule(at, Event::TrustPush(index));
+        }
         self.schedule(self.heal_at, Event::Heal);
-        let interval = self.config.timing.sync_interval_ms;
-        for node in 1..self.nodes.len() {
-            let phase = self.rng.gen_range(1..=interval);
-            self.schedule(phase, Event::Tick { node, incarnation: 0 });
+        for node in 0..self.nodes.len() {
+            if self.nodes[node].is_relay() {
+                self.schedule(1, Event::DownstreamUp { node, incarnation: 0 });
+            }
+            self.connect_soon(node);
         }
     }
 
@@ -580,7 +428,7 @@ impl Sim {
     }
 
     /// A node of `level` (0 national, 1 prefectures, 2 districts, 3 clinics), drawn uniformly.
-    fn node_at_level(&mut self, level: usize) -> usize {
+    pub(super) fn node_at_level(&mut self, level: usize) -> usize {
         let first_clinic = self.tree.first_clinic;
         let prefectures = self.config.scale.prefectures;
         let districts = first_clinic - 1 - prefectures;
@@ -607,7 +455,7 @@ impl Sim {
         }
     }
 
-    fn schedule(&mut self, at: u64, event: Event) {
+    pub(super) fn schedule(&mut self, at: u64, event: Event) {
         self.seq += 1;
         if event.in_flight() {
             self.in_flight += 1;
@@ -615,17 +463,23 @@ impl Sim {
         self.queue.push(Scheduled { at, seq: self.seq, event });
     }
 
-    fn mix(&mut self, value: u64) {
+    pub(super) fn mix(&mut self, value: u64) {
         self.trace = (self.trace ^ value).wrapping_mul(0x0000_0100_0000_01b3);
     }
 
-    fn range(&mut self, (low, high): (u64, u64)) -> u64 {
+    pub(super) fn range(&mut self, (low, high): (u64, u64)) -> u64 {
         if high <= low { low } else { self.rng.gen_range(low..=high) }
     }
 
     /// Node `index`'s clock.
     pub(super) fn local_now(&self, index: usize) -> Timestamp {
         EPOCH.plus_ms(self.now as i64 + self.nodes[index].clock_offset_ms)
+    }
+
+    /// The simulated time at which node `index`'s clock shows `at`.
+    pub(super) fn sim_time(&self, index: usize, at: Timestamp) -> u64 {
+        let ms = at.unix_ms() - EPOCH.unix_ms() - self.nodes[index].clock_offset_ms;
+        u64::try_from(ms).unwrap_or(0)
     }
 
     /// Prints `what` about node `index` when `KAIRAN_SIM_LOG` selects it.
@@ -676,6 +530,9 @@ impl Sim {
         for attack in &self.attacks {
             *attacks.entry(attack.kind.to_string()).or_default() += 1;
         }
+        for planned in &self.hostile {
+            *attacks.entry(planned.kind.to_string()).or_default() += 1;
+        }
         Ok(Report {
             seed: self.seed,
             scale: self.config.scale,
@@ -704,13 +561,14 @@ impl Sim {
         match event {
             Event::Publish(index) => {
                 self.send_ingest(index);
+                self.send_head(index);
                 let retry = self.config.timing.ingest_retry_ms;
                 self.schedule(self.now + retry, Event::IngestRetry(index));
             }
             Event::IngestRetry(index) => {
                 // The origin publishes again until the national node has it durably (see
                 // docs/simulation.md: the ingest path has no catch-up of its own).
-                if !self.nodes[0].disk.holds(&self.tree.genuine[index].digest) {
+                if !self.nodes[0].holds_durably(&self.tree.genuine[index].digest) {
                     self.send_ingest(index);
                     let retry = self.config.timing.ingest_retry_ms;
                     self.schedule(self.now + retry, Event::IngestRetry(index));
@@ -722,16 +580,23 @@ impl Sim {
                     self.flush_done(node);
                 }
             }
-            Event::Tick { node, incarnation } => {
+            Event::Wake { node, incarnation } => {
                 if self.nodes[node].incarnation == incarnation && self.nodes[node].up() {
-                    self.request_page(node);
-                    let interval = self.config.timing.sync_interval_ms;
-                    self.schedule(self.now + interval, Event::Tick { node, incarnation });
+                    self.wake(node);
                 }
             }
             Event::Reconnect { node, incarnation } => {
                 if self.nodes[node].incarnation == incarnation && self.nodes[node].up() {
-                    self.request_page(node);
+                    self.reconnect(node);
+                }
+            }
+            Event::DownstreamUp { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].up() {
+                    let now = self.local_now(node);
+                    if let Some(machine) = self.nodes[node].machine.as_mut() {
+                        machine.handle_downstream_connected(now);
+                    }
+                    self.drive(node);
                 }
             }
             Event::Crash { node } => {
@@ -750,17 +615,20 @@ impl Sim {
                 if self.faults_active {
                     self.stats.partitions += 1;
                     self.nodes[root].cut += 1;
+                    self.disconnect_upstream(root);
                 }
             }
             Event::PartitionEnd { root } => {
                 if self.faults_active && self.nodes[root].cut > 0 {
                     self.nodes[root].cut -= 1;
                     if self.nodes[root].cut == 0 {
-                        self.reconnect_soon(root);
+                        self.connect_soon(root);
                     }
                 }
             }
             Event::Inject(index) => self.inject(index),
+            Event::Hostile(index) => self.hostile_move(index),
+            Event::TrustPush(index) => self.trust_push(index),
             Event::Heal => self.heal(),
             Event::Check => {
                 if self.quiescent() {
@@ -781,565 +649,33 @@ impl Sim {
 
     fn send_ingest(&mut self, index: usize) {
         let payload = self.tree.genuine[index].ingest_json.clone();
-        self.send(0, 0, Msg::Delivery { payload, tag: Tag::Genuine });
+        let topic = topics::ingest(&self.nodes[0].id);
+        self.send(0, 0, Msg::Publish { topic, payload, tag: Tag::Genuine, qos1: true });
     }
 
-    /// Sends `msg` to `to` over the edge of `edge`, with the network's faults.
-    pub(super) fn send(&mut self, to: usize, edge: usize, msg: Msg) {
-        self.stats.sent += 1;
-        let mut copies = 1;
-        if self.faults_active {
-            if self.rng.gen_bool(self.config.faults.loss) {
-                self.stats.lost += 1;
-                self.log(to, || "message to it lost in the network".into());
-                return;
-            }
-            if self.rng.gen_bool(self.config.faults.duplicate) {
-                self.stats.duplicated += 1;
-                copies = 2;
-            }
-        }
-        for _ in 0..copies {
-            let slow = self.faults_active && self.rng.gen_bool(self.config.faults.slow);
-            let delay = if slow {
-                self.stats.slow += 1;
-                self.range(self.config.timing.slow_delay_ms)
-            } else {
-                self.range(self.config.timing.delay_ms)
-            };
-            self.schedule(self.now + delay, Event::Arrive { to, edge, msg: msg.clone() });
-        }
-    }
-
-    fn arrive(&mut self, to: usize, edge: usize, msg: Msg) {
-        if self.nodes[edge].cut > 0 {
-            self.stats.lost_partition += 1;
-            self.log(to, || "message lost: partition".into());
-            return;
-        }
-        if !self.nodes[to].up() {
-            self.stats.lost_down += 1;
-            self.log(to, || "message lost: node down".into());
-            return;
-        }
-        match msg {
-            Msg::Delivery { payload, tag } => {
-                self.nodes[to].intake.push_back(Job::Live { payload, tag });
-                self.pump(to);
-            }
-            Msg::SyncRequest { child, bytes } => self.answer(to, child, &bytes),
-            Msg::SyncResponse { bytes } => match sync::parse_response(&bytes) {
-                Ok(response) => {
-                    self.nodes[to].intake.push_back(Job::Page(Box::new(response)));
-                    self.pump(to);
-                }
-                Err(error) => {
-                    self.violation(format!("{}: a catch-up answer did not parse: {error}", self.nodes[to].id))
-                }
-            },
-        }
-    }
-
-    /// The processing loop: one input at a time; an input that needs a flush holds the
-    /// loop until the flush completes.
-    fn pump(&mut self, index: usize) {
-        while self.nodes[index].up() && self.nodes[index].busy.is_none() {
-            let Some(job) = self.nodes[index].intake.pop_front() else { return };
-            match job {
-                Job::Live { payload, tag } => {
-                    if let Some(step) = self.decide(index, &payload, false, tag) {
-                        self.nodes[index].busy = Some(Pending::Live { step, payload, tag });
-                        self.start_flush(index);
-                    }
-                    // A duplicate needs no write: acknowledged at once.
-                }
-                Job::Page(response) => {
-                    if response.after != self.nodes[index].disk.cursor {
-                        // An answer to an older request: ignored, as intake.rs does.
-                        self.stats.stale_pages += 1;
-                        continue;
-                    }
-                    // As intake.rs: decide every delivery of the page, write the outcomes
-                    // and the cursor, one flush, then forward.
-                    let mut steps = Vec::new();
-                    for delivery in &response.deliveries {
-                        self.stats.sync_deliveries += 1;
-                        let bytes: Rc<str> = Rc::from(json(&delivery.to_json()));
-                        if let Some(step) = self.decide(index, &bytes, true, Tag::Genuine) {
-                            steps.push(step);
-                        }
-                    }
-                    self.nodes[index].cache.push(Write::Cursor(response.scanned_upto));
-                    self.nodes[index].busy = Some(Pending::Page { steps, has_more: response.has_more() });
-                    self.start_flush(index);
-                }
-            }
-        }
-    }
-
-    /// Runs the core on one input and writes the outcome to the page cache. `None` for a
-    /// duplicate (nothing to write).
-    fn decide(&mut self, index: usize, bytes: &Rc<str>, via_sync: bool, tag: Tag) -> Option<Step> {
-        let now = self.local_now(index);
-        let source = match (via_sync, self.nodes[index].parent) {
-            (true, _) => SYNC_SOURCE.to_owned(),
-            (false, None) => "kairan/v1/jp/ingest".to_owned(),
-            (false, Some(parent)) => format!("kairan/v1/{}/deliveries", self.nodes[parent].id),
+    /// The origin's signed head after publishing advisory `index` (`kairan publish` does it).
+    fn send_head(&mut self, index: usize) {
+        let genuine = &self.tree.genuine[index];
+        let origin = &self.tree.origins[genuine.origin];
+        let issued_at = EPOCH.plus_ms(self.now as i64);
+        let head = kairan_protocol::head::Head {
+            origin: origin.id.clone(),
+            seq: genuine.seq,
+            digest: Some(genuine.digest),
+            issued_at,
+            expires_at: issued_at.plus_secs(24 * 3600),
         };
-        let is_relay = self.nodes[index].level != Level::Clinic;
-        let outcome = {
-            let core =
-                self.nodes[index].core.as_mut().unwrap_or_else(|| unreachable!("decide on a down node"));
-            core.on_delivery(bytes.as_bytes(), &source, now)
-        };
-        self.stats.decisions += 1;
-        let code = match &outcome {
-            Outcome::Accepted(_) => 1,
-            Outcome::Duplicate { .. } => 2,
-            Outcome::Rejected(_) => 3,
-            Outcome::Fork(_) => 4,
-            Outcome::Held { .. } => 5,
-        };
-        self.mix(code | (index as u64) << 8);
-        self.log(index, || match &outcome {
-            Outcome::Accepted(a) => format!(
-                "accepted {} #{} ({}) relay_seq {} {:?}{}",
-                a.record.origin,
-                a.record.seq,
-                a.record.scope,
-                a.record.relay_seq,
-                a.sequence,
-                if via_sync { " via catch-up" } else { "" }
-            ),
-            Outcome::Duplicate { digest } => format!("duplicate {}", digest.short()),
-            Outcome::Rejected(r) => format!("rejected {:?}: {}", tag, r.code),
-            Outcome::Fork(f) => format!("fork {} #{}", f.origin, f.seq),
-            Outcome::Held { reason } => format!("held: {reason}"),
-        });
-        self.expect(index, tag, &outcome);
-        match outcome {
-            Outcome::Duplicate { .. } => {
-                self.stats.duplicates += 1;
-                None
-            }
-            Outcome::Accepted(accepted) => {
-                self.stats.accepted += 1;
-                let record = accepted.record;
-                // A clinic stores the bytes as received: share them instead of copying.
-                let delivery: Rc<str> = if !is_relay && record.delivery.as_str() == &**bytes {
-                    bytes.clone()
-                } else {
-                    Rc::from(record.delivery)
-                };
-                let gap = match accepted.sequence {
-                    SeqDecision::Gap { from, to } => Some((from, to)),
-                    _ => None,
-                };
-                let forward = is_relay.then(|| Forward {
-                    relay_seq: record.relay_seq,
-                    scope: accepted.verified.advisory().scope.clone(),
-                    payload: delivery.clone(),
-                });
-                let rec = Rec {
-                    digest: record.digest,
-                    origin: record.origin,
-                    seq: record.seq,
-                    scope: record.scope,
-                    relay_seq: record.relay_seq,
-                    received_at: record.received_at,
-                    delivery,
-                };
-                self.nodes[index].cache.push(Write::Put(rec, gap));
-                Some(Step { forward, gap: gap.is_some() })
-            }
-            Outcome::Rejected(_) => {
-                self.stats.rejected += 1;
-                self.nodes[index].cache.push(Write::Rejection);
-                Some(Step::default())
-            }
-            Outcome::Fork(fork) => {
-                self.stats.forks += 1;
-                self.nodes[index].cache.push(Write::Fork(fork.digest));
-                Some(Step::default())
-            }
-            // Certificates are valid over the whole run: `expect` reported it already.
-            Outcome::Held { .. } => None,
-        }
+        let payload = Bytes::from(head.sign(&origin.key, &origin.cert).to_json());
+        let topic = topics::ingest_heads(&self.nodes[0].id);
+        self.send(0, 0, Msg::Publish { topic, payload, tag: Tag::Control, qos1: true });
     }
 
-    /// Genuine input must be accepted or deduplicated; hostile input must be refused.
-    fn expect(&mut self, index: usize, tag: Tag, outcome: &Outcome) {
-        let node = &self.nodes[index].id;
-        match (tag, outcome) {
-            (Tag::Genuine, Outcome::Accepted(_) | Outcome::Duplicate { .. }) => {}
-            (Tag::Genuine, Outcome::Rejected(rejection)) => {
-                let text =
-                    format!("{node} refused a genuine delivery: {}: {}", rejection.code, rejection.message);
-                self.violation(text);
-            }
-            (Tag::Genuine, Outcome::Fork(fork)) => {
-                let text =
-                    format!("{node} classified a genuine advisory as a fork: {} #{}", fork.origin, fork.seq);
-                self.violation(text);
-            }
-            (_, Outcome::Held { reason }) => {
-                let text = format!("{node} held input although its certificate is valid: {reason}");
-                self.violation(text);
-            }
-            (Tag::Injected(attack), outcome) => {
-                let kind = self.attacks[attack].kind;
-                // An equivocation is validly signed by the origin: it must be kept as a fork.
-                // Everything else the adversary sends must be rejected.
-                // Attacks that carry a genuine advisory may also be dropped, unverified, as
-                // copies of an advisory the node holds (the core dedups by claimed digest first).
-                let refused = match (kind, outcome) {
-                    (AttackKind::Equivocation, outcome) => matches!(outcome, Outcome::Fork(_)),
-                    (_, Outcome::Rejected(_)) => true,
-                    (_, Outcome::Duplicate { digest }) => {
-                        kind.carries_genuine() && !self.bad.contains(digest)
-                    }
-                    _ => false,
-                };
-                if refused {
-                    self.stats.attacks_refused += 1;
-                } else {
-                    let what = match outcome {
-                        Outcome::Accepted(_) => "accepted".to_owned(),
-                        Outcome::Duplicate { .. } => "taken as a duplicate".to_owned(),
-                        Outcome::Rejected(r) => format!("rejected ({}) instead of kept as a fork", r.code),
-                        Outcome::Fork(_) => "classified as a fork".to_owned(),
-                        Outcome::Held { .. } => "held".to_owned(),
-                    };
-                    let text = format!("attack #{attack} ({kind}) at {node} was {what}");
-                    self.violation(text);
-                }
-            }
-        }
-    }
-
-    fn start_flush(&mut self, index: usize) {
-        let latency = self.range(self.config.timing.flush_ms);
-        let incarnation = self.nodes[index].incarnation;
-        self.schedule(self.now + latency, Event::FlushDone { node: index, incarnation });
-    }
-
-    fn flush_done(&mut self, index: usize) {
-        if self.faults_active && self.rng.gen_bool(self.config.faults.crash_in_flush) {
-            self.stats.crashes_in_flush += 1;
-            self.crash(index);
-            return;
-        }
-        self.apply_cache(index);
-        let Some(pending) = self.nodes[index].busy.take() else { return };
-        let forwards = match &pending {
-            Pending::Live { step, .. } => step.forward.is_some(),
-            Pending::Page { steps, .. } => steps.iter().any(|step| step.forward.is_some()),
-        };
-        if forwards && self.faults_active && self.rng.gen_bool(self.config.faults.crash_before_forward) {
-            // Durable, not yet forwarded, and (if live) not acknowledged.
-            self.stats.crashes_before_forward += 1;
-            self.nodes[index].busy = Some(pending);
-            self.crash(index);
-            return;
-        }
-        match pending {
-            Pending::Live { step, .. } => {
-                if let Some(forward) = step.forward {
-                    self.forward(index, forward);
-                }
-                if step.gap {
-                    // A jump in an origin's chain: ask the parent now, unless that was just
-                    // asked (live path only, as in intake.rs).
-                    let cursor = self.nodes[index].disk.cursor;
-                    let asked = self.nodes[index].last_request.is_some_and(|(after, at)| {
-                        after == cursor && self.now.saturating_sub(at) < GAP_REQUEST_SPACING_MS
-                    });
-                    if !asked {
-                        self.request_page(index);
-                    }
-                }
-            }
-            Pending::Page { steps, has_more } => {
-                for step in steps {
-                    if let Some(forward) = step.forward {
-                        self.forward(index, forward);
-                    }
-                }
-                if has_more {
-                    self.request_page(index);
-                }
-            }
-        }
-        self.pump(index);
-    }
-
-    /// Makes the page cache durable, checking each newly stored delivery.
-    fn apply_cache(&mut self, index: usize) {
-        let writes = std::mem::take(&mut self.nodes[index].cache);
-        for write in writes {
-            match write {
-                Write::Put(rec, gap) => {
-                    let last = self.nodes[index].disk.last_relay_seq();
-                    if rec.relay_seq <= last {
-                        let text = format!(
-                            "{}: relay_seq {} stored after {last} (sequence reused)",
-                            self.nodes[index].id, rec.relay_seq
-                        );
-                        self.violation(text);
-                    }
-                    if self.bad.contains(&rec.digest) {
-                        let text = format!(
-                            "{} stored the forged or tampered advisory {}",
-                            self.nodes[index].id, rec.digest
-                        );
-                        self.violation(text);
-                    }
-                    if let Some((from, to)) = gap {
-                        self.stats.gaps_reported += 1;
-                        self.nodes[index].gaps.push((rec.origin.clone(), from, to));
-                    }
-                    let (origin, seq) = (rec.origin.clone(), rec.seq);
-                    self.nodes[index].disk.log.push(rec);
-                    self.check_unreported_gap(index, &origin, seq);
-                }
-                Write::Rejection => self.nodes[index].disk.rejections += 1,
-                Write::Fork(digest) => self.nodes[index].disk.forks.push(digest),
-                Write::Cursor(cursor) => self.nodes[index].disk.cursor = cursor,
-                Write::Published(upto) => {
-                    let disk = &mut self.nodes[index].disk;
-                    disk.published = disk.published.max(upto);
-                }
-            }
-        }
-    }
-
-    /// The gap invariant: a node that stores `origin #seq` while missing an earlier genuine
-    /// advisory of `origin` in its scope must have reported a gap covering it.
-    fn check_unreported_gap(&mut self, index: usize, origin: &str, seq: u64) {
-        let Some(chain) = self.by_origin.get(origin) else { return };
-        let node = &self.nodes[index];
-        for &g in chain {
-            let genuine = &self.tree.genuine[g];
-            if genuine.seq >= seq {
-                break;
-            }
-            if !genuine.scope.overlaps(&node.scope) || node.disk.holds_seq(origin, genuine.seq) {
-                continue;
-            }
-            let reported =
-                node.gaps.iter().any(|(o, from, to)| o == origin && (*from..=*to).contains(&genuine.seq));
-            if !reported {
-                let text = format!(
-                    "{} stored {origin} #{seq} while missing {origin} #{} (scope {}, in its scope) without reporting a gap",
-                    node.id, genuine.seq, genuine.scope
-                );
-                self.violations.push(text);
-                return;
-            }
-        }
-    }
-
-    /// A relay's publisher: one publish per child whose scope overlaps (what the broker's
-    /// topic routing does), then the confirmed cursor (durable at the next flush).
-    fn forward(&mut self, index: usize, forward: Forward) {
-        let children = self.nodes[index].children.clone();
-        for child in children {
-            if self.nodes[child].scope.overlaps(&forward.scope) {
-                self.send(
-                    child,
-                    child,
-                    Msg::Delivery { payload: forward.payload.clone(), tag: Tag::Genuine },
-                );
-            }
-        }
-        self.nodes[index].cache.push(Write::Published(forward.relay_seq));
-    }
-
-    fn request_page(&mut self, index: usize) {
-        let Some(parent) = self.nodes[index].parent else { return };
-        let request = SyncRequest {
-            after: self.nodes[index].disk.cursor,
-            scope: self.nodes[index].scope.clone(),
-            limit: MAX_SYNC_PAGE_ENTRIES,
-            trust: None,
-        };
-        self.stats.sync_requests += 1;
-        self.nodes[index].last_request = Some((request.after, self.now));
-        self.log(index, || format!("catch-up request after {}", request.after));
-        let bytes: Rc<[u8]> = Rc::from(request.to_json());
-        self.send(parent, index, Msg::SyncRequest { child: index, bytes });
-    }
-
-    /// A relay answers a catch-up request from its store (what the sled tree shows: flushed
-    /// and unflushed writes) and its latest durable relay_seq, as relay.rs does.
-    fn answer(&mut self, parent: usize, child: usize, bytes: &[u8]) {
-        let now = self.local_now(parent);
-        let child_id = self.nodes[child].id.clone();
-        let allowed = match self.nodes[parent].limiter.as_mut() {
-            Some(limiter) => limiter.allow(&child_id, now),
-            None => false,
-        };
-        if !allowed {
-            self.stats.rate_limited += 1;
-            return;
-        }
-        let request = match sync::parse_request(bytes) {
-            Ok(request) => request,
-            Err(error) => {
-                self.violation(format!(
-                    "{}: a catch-up request did not parse: {error}",
-                    self.nodes[parent].id
-                ));
-                return;
-            }
-        };
-        let node = &self.nodes[parent];
-        let start = node.disk.log.partition_point(|r| r.relay_seq <= request.after);
-        let cached = node.cache.iter().filter_map(|w| match w {
-            Write::Put(rec, _) if rec.relay_seq > request.after => Some(rec),
-            _ => None,
-        });
-        let entries: Vec<StoredDelivery> =
-            node.disk.log[start..].iter().chain(cached).take(SYNC_SCAN_LIMIT).map(Rec::to_stored).collect();
-        let latest = node.disk.last_relay_seq();
-        let response = sync::build_response(&request, entries, latest);
-        self.stats.sync_responses += 1;
-        if response.scanned_upto > latest {
-            // The simulator hands build_response the store as sled shows it, unflushed
-            // writes included (relay.rs also filters them out before the call).
-            self.stats.answers_beyond_durable += 1;
-            let text = format!(
-                "{} answered {} with scanned_upto {} past its durable log end {latest}",
-                self.nodes[parent].id, self.nodes[child].id, response.scanned_upto
-            );
-            self.violation(text);
-        }
-        self.log(child, || {
-            format!(
-                "parent answers after {}: {} deliveries, scanned_upto {}, last {}",
-                response.after,
-                response.deliveries.len(),
-                response.scanned_upto,
-                response.last_relay_seq
-            )
-        });
-        let bytes: Rc<[u8]> = Rc::from(response.to_json());
-        self.send(child, child, Msg::SyncResponse { bytes });
-    }
-
-    /// A process crash: the core, the page cache and the queued input are gone; the disk
-    /// stays. Unacknowledged live input is redelivered after the restart with probability
-    /// `faults.redeliver` (the broker kept the session), or lost.
-    pub(super) fn crash(&mut self, index: usize) {
-        self.log(index, || format!("CRASH (unflushed writes: {})", self.nodes[index].cache.len()));
-        let redeliver = self.config.faults.redeliver;
-        let node = &mut self.nodes[index];
-        node.core = None;
-        node.incarnation += 1;
-        node.cache.clear();
-        node.limiter = None;
-        node.last_request = None;
-        let mut unacked: Vec<(Rc<str>, Tag)> = Vec::new();
-        if let Some(Pending::Live { payload, tag, .. }) = node.busy.take() {
-            unacked.push((payload, tag));
-        }
-        for job in node.intake.drain(..) {
-            if let Job::Live { payload, tag } = job {
-                unacked.push((payload, tag));
-            }
-        }
-        for (payload, tag) in unacked {
-            if self.rng.gen_bool(redeliver) {
-                self.nodes[index].redeliver.push((payload, tag));
-            } else {
-                self.stats.lost_in_crash += 1;
-            }
-        }
-        let downtime = self.range(self.config.timing.downtime_ms);
-        let at = (self.now + downtime).min(self.heal_at.max(self.now + 1));
-        let incarnation = self.nodes[index].incarnation;
-        self.schedule(at, Event::Restart { node: index, incarnation });
-    }
-
-    /// Restart from the disk: `Core::restore` from what was flushed; the publisher
-    /// republishes after its durable cursor; the broker redelivers what it kept; the node
-    /// reconnects (catch-up request) and so do its children.
-    fn restart(&mut self, index: usize) {
-        self.stats.restarts += 1;
-        self.log(index, || {
-            let disk = &self.nodes[index].disk;
-            format!(
-                "RESTART from disk: {} stored, cursor {}, published {}",
-                disk.log.len(),
-                disk.cursor,
-                disk.published
-            )
-        });
-        let state = self.nodes[index].disk.restored();
-        let core = Core::restore(self.tree.core_config(index), state);
-        let is_relay = self.nodes[index].level != Level::Clinic;
-        {
-            let node = &mut self.nodes[index];
-            node.core = Some(core);
-            node.limiter = is_relay.then(new_limiter);
-        }
-        if is_relay {
-            let published = self.nodes[index].disk.published;
-            let unpublished: Vec<(u64, String, Rc<str>)> = self.nodes[index]
-                .disk
-                .log
-                .iter()
-                .filter(|r| r.relay_seq > published)
-                .map(|r| (r.relay_seq, r.scope.clone(), r.delivery.clone()))
-                .collect();
-            for (relay_seq, scope, payload) in unpublished {
-                self.stats.republished += 1;
-                match Scope::parse(&scope) {
-                    Ok(scope) => self.forward(index, Forward { relay_seq, scope, payload }),
-                    Err(error) => self.violation(format!("stored scope {scope:?}: {error}")),
-                }
-            }
-        }
-        // The catch-up invariant: a child's cursor never points past its parent's durable
-        // log. If it did, whatever the parent stores at those relay_seqs after this restart
-        // would never reach the child through catch-up.
-        let durable_end = self.nodes[index].disk.last_relay_seq();
-        for &child in &self.nodes[index].children {
-            let cursor = self.nodes[child].disk.cursor;
-            if cursor > durable_end {
-                let text = format!(
-                    "{}'s catch-up cursor is {cursor} but its parent {} restarted with its log ending at {durable_end}: \
-                     relay_seqs {}..={cursor} will be reused for other deliveries the child never asks for",
-                    self.nodes[child].id,
-                    self.nodes[index].id,
-                    durable_end + 1
-                );
-                self.violations.push(text);
-            }
-        }
-        let redeliver = std::mem::take(&mut self.nodes[index].redeliver);
-        for (payload, tag) in redeliver {
-            self.stats.redelivered += 1;
-            self.send(index, index, Msg::Delivery { payload, tag });
-        }
-        self.reconnect_soon(index);
-        let incarnation = self.nodes[index].incarnation;
-        let interval = self.config.timing.sync_interval_ms;
-        self.schedule(self.now + interval, Event::Tick { node: index, incarnation });
-        let children = self.nodes[index].children.clone();
-        for child in children {
-            self.reconnect_soon(child);
-        }
-    }
-
-    /// The node (re)connects to its parent shortly and sends a catch-up request.
-    fn reconnect_soon(&mut self, index: usize) {
-        if self.nodes[index].parent.is_none() || !self.nodes[index].up() {
-            return;
-        }
-        let delay = self.rng.gen_range(10..=2_000);
-        let incarnation = self.nodes[index].incarnation;
-        self.schedule(self.now + delay, Event::Reconnect { node: index, incarnation });
+    /// The root pushes trust update `index`: one more revocation, of a key nobody uses.
+    fn trust_push(&mut self, index: usize) {
+        let bundle = self.tree.trust_update(self.seed, index, EPOCH.plus_ms(self.now as i64));
+        self.trust_pushed.push(bundle.clone());
+        let topic = topics::control(&self.nodes[0].id);
+        self.send(0, 0, Msg::Publish { topic, payload: bundle, tag: Tag::Control, qos1: true });
     }
 
     /// Faults stop: partitions end, crashed nodes restart; then wait for quiescence.
@@ -1348,7 +684,7 @@ impl Sim {
         for index in 0..self.nodes.len() {
             if self.nodes[index].cut > 0 {
                 self.nodes[index].cut = 0;
-                self.reconnect_soon(index);
+                self.connect_soon(index);
             }
         }
         for index in 0..self.nodes.len() {
@@ -1356,22 +692,29 @@ impl Sim {
                 self.restart(index);
             }
         }
+        // The root pushes its trust bundle again (an administrator would), so that a bundle
+        // whose only copy was lost in a crash of the national node is in force everywhere.
+        if let Some(last) = self.trust_pushed.last().cloned() {
+            let topic = topics::control(&self.nodes[0].id);
+            self.send(0, 0, Msg::Publish { topic, payload: last, tag: Tag::Control, qos1: true });
+        }
         let interval = self.config.timing.check_interval_ms;
         self.schedule(self.now + interval, Event::Check);
     }
 
     /// Nothing left that could change a store: no delivery or restart pending, every node up
-    /// with nothing to do but empty or stale catch-up pages, the national node holds every
-    /// advisory, and every child's cursor is at its parent's durable last relay_seq (further
-    /// catch-up returns nothing).
+    /// and idle, the national node holds every advisory, every child's cursor is at its
+    /// parent's durable log end, and every node holds the trust bundle in force at the top.
     fn quiescent(&self) -> bool {
+        let trust = self.nodes[0].trust_digest();
         self.in_flight == 0
             && self.nodes.iter().all(Node::settled)
-            && self.tree.genuine.iter().all(|g| self.nodes[0].disk.holds(&g.digest))
+            && self.tree.genuine.iter().all(|g| self.nodes[0].holds_durably(&g.digest))
             && self.nodes.iter().all(|n| match n.parent {
-                Some(parent) => n.disk.cursor == self.nodes[parent].disk.last_relay_seq(),
+                Some(parent) => n.durable_cursor() == self.nodes[parent].durable_last_relay_seq(),
                 None => true,
             })
+            && self.nodes.iter().all(|n| n.trust_digest() == trust)
     }
 
     fn lagging(&self) -> String {
@@ -1379,6 +722,7 @@ impl Sim {
         if self.in_flight > 0 {
             parts.push(format!("{} deliveries or restarts pending", self.in_flight));
         }
+        let trust = self.nodes[0].trust_digest();
         for node in &self.nodes {
             if !node.up() {
                 parts.push(format!("{} down", node.id));
@@ -1386,10 +730,13 @@ impl Sim {
                 parts.push(format!("{} busy", node.id));
             }
             if let Some(parent) = node.parent {
-                let latest = self.nodes[parent].disk.last_relay_seq();
-                if node.disk.cursor != latest {
-                    parts.push(format!("{} cursor {} < parent {latest}", node.id, node.disk.cursor));
+                let latest = self.nodes[parent].durable_last_relay_seq();
+                if node.durable_cursor() != latest {
+                    parts.push(format!("{} cursor {} < parent {latest}", node.id, node.durable_cursor()));
                 }
+            }
+            if node.trust_digest() != trust {
+                parts.push(format!("{} lacks the trust bundle in force", node.id));
             }
             if parts.len() > 12 {
                 break;
@@ -1397,13 +744,4 @@ impl Sim {
         }
         parts.join("; ")
     }
-}
-
-fn new_limiter() -> sync::RateLimiter {
-    sync::RateLimiter::new(SYNC_REQUESTS_PER_SEC, SYNC_REQUEST_BURST)
-}
-
-/// Delivery JSON is UTF-8 (serde_json writes nothing else).
-pub(super) fn json(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }

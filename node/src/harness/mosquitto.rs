@@ -1,17 +1,13 @@
-//! A Mosquitto broker process for one test: its own temp dir, a password file with one user,
-//! a loopback port that stays the same across restarts, killed on drop.
-//!
-//! This file is also compiled into `kairan-node`'s crash harness (`node/tests/support`, through
-//! `#[path]`), which needs the `kairan` binary and so lives in that package; it may therefore
-//! use only what both packages depend on (std, `tempfile`, `rand`, `kairan_node`).
+//! A Mosquitto broker process for one test or bench: its own temp dir, a password file with
+//! one user, a loopback port that stays the same across restarts, killed on drop.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kairan_node::hierarchy::ExternalBroker;
-use kairan_node::mqtt::{BrokerAddr, Credentials};
+use super::hierarchy::ExternalBroker;
+use crate::mqtt::{BrokerAddr, Credentials};
 
 /// A Mosquitto broker process for one test.
 #[derive(Debug)]
@@ -33,7 +29,9 @@ impl Drop for Mosquitto {
     }
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+/// Finds `program` on PATH, or where distributions install it (`/usr/sbin` is not on a
+/// normal user's PATH).
+pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
-use crate::mqtt::MAX_PACKET_BYTES;
+use crate::machine::MAX_PACKET_BYTES;
 
 /// A running embedded broker.
 #[derive(Debug)]

@@ -1,24 +1,12 @@
-//! MQTT plumbing shared by the relay, the clinic and the publisher: broker URLs, client
-//! options that avoid rumqttc's known traps, reconnect backoff, and the topic layout.
-//!
-//! Topics (`<node>` is the publishing node's id):
-//! - `kairan/v1/<node>/ingest`: origins → national relay.
-//! - `kairan/v1/<node>/deliveries/<scope path>`: relay → children. A delivery is published
-//!   once, under its advisory's scope; a child subscribes to the exact topic of every scope
-//!   above its own and to everything under its own scope, so the broker routes by scope and an
-//!   advisory for `jp/13` never reaches another prefecture's relay.
+//! The MQTT client side (rumqttc): broker URLs, client options that avoid rumqttc's known
+//! traps, reconnect backoff, and an event loop polled on a task of its own.
 
 use std::time::Duration;
 
 use rumqttc::{ConnectionError, Event, EventLoop, MqttOptions};
 use tokio::sync::mpsc;
 
-use kairan_protocol::Scope;
-use kairan_protocol::limits::MAX_DELIVERY_BYTES;
-
-/// Largest MQTT packet we send or accept: a maximal delivery plus topic and header room.
-/// rumqttc's default (10 KiB) is far below a delivery with a full certificate chain.
-pub const MAX_PACKET_BYTES: usize = MAX_DELIVERY_BYTES + 16 * 1024;
+pub use crate::machine::MAX_PACKET_BYTES;
 
 /// Capacity of rumqttc's request channel. It must exceed the acknowledgements that can be
 /// outstanding (the broker's in-flight window) so that acking from the processing task can
@@ -155,25 +143,6 @@ pub fn spawn_poll(mut eventloop: EventLoop) -> mpsc::Receiver<Result<Event, Conn
     receiver
 }
 
-/// `kairan/v1/<node>/ingest`.
-pub fn ingest_topic(node: &str) -> String {
-    format!("kairan/v1/{node}/ingest")
-}
-
-/// `kairan/v1/<node>/deliveries/<scope>`.
-pub fn deliveries_topic(node: &str, scope: &str) -> String {
-    format!("kairan/v1/{node}/deliveries/{scope}")
-}
-
-/// The subscriptions of a child with scope `scope` on its parent `parent`'s broker.
-pub fn delivery_filters(parent: &str, scope: &Scope) -> Vec<String> {
-    let segments = scope.segments();
-    let mut filters: Vec<String> =
-        (1..segments.len()).map(|depth| deliveries_topic(parent, &segments[..depth].join("/"))).collect();
-    filters.push(format!("{}/#", deliveries_topic(parent, &scope.to_string())));
-    filters
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,19 +156,6 @@ mod tests {
         assert_eq!(BrokerAddr::parse("mqtt://broker").map(|a| a.port), Ok(1883));
         assert!(BrokerAddr::parse("http://x").is_err());
         assert!(BrokerAddr::parse("mqtt://x:notaport").is_err());
-    }
-
-    #[test]
-    fn filters_route_by_scope() {
-        let scope = Scope::parse("jp/13/chuo").expect("scope");
-        assert_eq!(
-            delivery_filters("jp-13", &scope),
-            vec![
-                "kairan/v1/jp-13/deliveries/jp",
-                "kairan/v1/jp-13/deliveries/jp/13",
-                "kairan/v1/jp-13/deliveries/jp/13/chuo/#"
-            ]
-        );
     }
 
     /// A "broker" that accepts one client, acknowledges its CONNECT, lets its socket fill up,

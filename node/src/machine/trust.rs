@@ -2,28 +2,13 @@
 //! certificates they need, anchor rotations), and what follows from it — the anchors in
 //! force and the revoked keys.
 //!
-//! Bundles arrive on the parent's retained `kairan/v1/<parent>/trust` topic, in catch-up
-//! answers, and — at the national node — on its own `kairan/v1/<node>/control` topic where
-//! administrators push signed statements. An incoming bundle is merged with the current one
-//! and the *merged* bundle must verify as a whole before anything changes; it is then stored
-//! (flushed) before the core uses it, and republished retained to the children.
+//! Bundles arrive on the parent's retained trust topic, in catch-up answers, and — at the
+//! national node — on its own control topic where administrators push signed statements. An
+//! incoming bundle is merged with the current one and the *merged* bundle must verify as a
+//! whole before anything changes; the machine then uses it at once (it only ever makes the
+//! node stricter), commits it, and republishes it to the children once it is durable.
 
 use kairan_protocol::{Digest, RevocationSet, Timestamp, TrustAnchors, TrustBundle};
-
-use crate::store::{Store, StoreError};
-
-/// Blob name of the stored bundle.
-const TRUST_BLOB: &str = "trust_bundle";
-
-/// `kairan/v1/<node>/trust`: a relay's retained trust bundle.
-pub fn trust_topic(node: &str) -> String {
-    format!("kairan/v1/{node}/trust")
-}
-
-/// `kairan/v1/<node>/control`: where administrators push bundles into the national node.
-pub fn control_topic(node: &str) -> String {
-    format!("kairan/v1/{node}/control")
-}
 
 /// The trust state of a node.
 #[derive(Debug, Clone)]
@@ -56,23 +41,23 @@ impl TrustState {
         }
     }
 
-    /// Loads the stored bundle; one that no longer verifies is reported and ignored.
-    pub fn load(
-        store: &impl Store,
+    /// The state from a stored bundle; one that no longer verifies is reported and ignored.
+    pub fn restore(
         configured: TrustAnchors,
+        stored: Option<&[u8]>,
         now: Timestamp,
-    ) -> Result<(Self, Option<String>), StoreError> {
+    ) -> (Self, Option<String>) {
         let mut state = Self::new(configured);
-        let Some(bytes) = store.blob(TRUST_BLOB)? else {
-            return Ok((state, None));
+        let Some(bytes) = stored else {
+            return (state, None);
         };
-        let warning = match state.apply(&bytes, now) {
+        let warning = match state.apply(bytes, now) {
             Ok(_) => None,
             Err(error) => {
                 Some(format!("stored trust bundle no longer verifies ({error}); starting without it"))
             }
         };
-        Ok((state, warning))
+        (state, warning)
     }
 
     /// Merges `incoming` (bundle JSON) into the current bundle; the merged bundle must verify.
@@ -89,11 +74,6 @@ impl TrustState {
         self.digest = Some(Digest::of(&json));
         self.bundle = merged;
         Ok(TrustChange::Updated(json))
-    }
-
-    /// Stores the bundle in force (the caller flushes).
-    pub fn save(&self, store: &impl Store) -> Result<(), StoreError> {
-        store.set_blob(TRUST_BLOB, &self.bundle.to_json())
     }
 
     /// The anchors in force.

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::{Delivery, Digest, Envelope, Scope};
 
-use crate::clinic::jst_clock;
+use super::hierarchy::HierarchyBuilder;
 use crate::draft::{AdvisoryDraft, SAMPLES};
 use crate::error::CliError;
-use crate::hierarchy::HierarchyBuilder;
+use crate::inbox::jst_clock;
 use crate::provenance::Provenance;
 use crate::store::Store;
 
@@ -76,7 +76,7 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
                 "          {:<14} scope {:<14} broker {}",
                 handle.id,
                 relay.scope.to_string(),
-                handle.broker.url()
+                handle.broker.as_ref().map(|b| b.url()).unwrap_or_default()
             );
         }
     }
@@ -160,7 +160,7 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
         let Some(handle) = &clinic.handle else { continue };
         for record in handle.store().all().map_err(|e| CliError::Failed(e.to_string()))? {
             let verified = kairan_protocol::verify_delivery(
-                record.delivery.as_bytes(),
+                &record.delivery,
                 kairan_protocol::VerifyContext {
                     anchors: &tree.anchors,
                     revocations: &kairan_protocol::RevocationSet::default(),
@@ -214,7 +214,7 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
     if let Some(first) = tree.clinics.first().and_then(|c| c.handle.as_ref()) {
         if let Some(record) = first.store().all().map_err(|e| CliError::Failed(e.to_string()))?.first() {
             let verified = kairan_protocol::verify_delivery(
-                record.delivery.as_bytes(),
+                &record.delivery,
                 kairan_protocol::VerifyContext {
                     anchors: &tree.anchors,
                     revocations: &kairan_protocol::RevocationSet::default(),

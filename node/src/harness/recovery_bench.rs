@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use kairan_protocol::cert::ROOT_ISSUER;
 use kairan_protocol::{Advisory, Revocation, Scope, TrustBundle, fixtures};
 
+use super::hierarchy::HierarchyBuilder;
 use crate::error::CliError;
-use crate::hierarchy::HierarchyBuilder;
 use crate::store::Store;
 
 fn advisory(id: String, now: kairan_protocol::Timestamp) -> Advisory {

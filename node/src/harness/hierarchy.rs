@@ -6,7 +6,7 @@
 //! ```no_run
 //! # async fn example() -> Result<(), kairan_node::error::CliError> {
 //! let dir = tempfile::tempdir().expect("tempdir");
-//! let tree = kairan_node::hierarchy::HierarchyBuilder::new(dir.path())
+//! let tree = kairan_node::harness::hierarchy::HierarchyBuilder::new(dir.path())
 //!     .prefectures(2)
 //!     .districts_per_prefecture(2)
 //!     .clinics_per_district(3)
@@ -24,10 +24,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use kairan_protocol::cert::ROOT_ISSUER;
-use kairan_protocol::trust::RootKey;
 use kairan_protocol::{
     Advisory, Certificate, Delivery, Digest, Envelope, Role, Scope, SecretKey, Timestamp, TrustAnchors,
-    TrustAnchorsFile,
 };
 
 use crate::clinic::{self, ClinicHandle};
@@ -224,17 +222,11 @@ impl HierarchyBuilder {
         let not_before = now.plus_secs(-3600);
         let not_after = now.plus_secs(self.cert_days * 24 * 3600);
         let roots = (0..3).map(|_| new_key()).collect::<Result<Vec<_>, _>>()?;
-        let anchors = TrustAnchors::new(TrustAnchorsFile {
-            threshold: 2,
-            roots: roots
-                .iter()
-                .enumerate()
-                .map(|(i, k)| RootKey { id: format!("root-{}", i + 1), key: k.public().clone() })
-                .collect(),
-        })
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+        let anchors = TrustAnchors::numbered(2, roots.iter().map(SecretKey::public))
+            .map_err(|e| CliError::Failed(e.to_string()))?;
         std::fs::write(self.dir.join("trust.toml"), crate::keyfile::render_trust(&anchors))
             .map_err(|e| CliError::io(&self.dir, e))?;
+        let window = (not_before, not_after);
         let certify = |serial: String,
                        issuer: &str,
                        subject: &str,
@@ -242,17 +234,7 @@ impl HierarchyBuilder {
                        role: Role,
                        scope: &Scope,
                        signers: &[&SecretKey]| {
-            Certificate {
-                serial,
-                issuer: issuer.to_owned(),
-                subject: subject.to_owned(),
-                key: key.public().clone(),
-                roles: vec![role],
-                scope: scope.clone(),
-                not_before,
-                not_after,
-            }
-            .sign(signers)
+            Certificate::for_key(serial, issuer, subject, key.public(), role, scope, window).sign(signers)
         };
         let jp = Scope::parse("jp").map_err(failed("scope"))?;
         let origin_key = new_key()?;
@@ -401,7 +383,7 @@ impl HierarchyBuilder {
             // in-process), reached as an external broker with the node's internal credentials.
             if let BrokerConfig::Embedded { .. } = tree_relay.config_parts.broker {
                 tree_relay.config_parts.broker = BrokerConfig::External {
-                    addr: handle.broker.clone(),
+                    addr: relay_broker(&handle)?,
                     credentials: handle.internal_credentials.clone(),
                 };
             }
@@ -463,7 +445,7 @@ fn child_access(
             let handle =
                 parent.handle.as_ref().ok_or_else(|| CliError::Failed("parent not running".into()))?;
             let password = passwords.get(child_id).cloned().unwrap_or_default();
-            Ok((handle.broker.clone(), Some(Credentials { username: child_id.to_owned(), password })))
+            Ok((relay_broker(handle)?, Some(Credentials { username: child_id.to_owned(), password })))
         }
     }
 }
@@ -489,7 +471,12 @@ async fn start_relay(
         sync_interval: SYNC_INTERVAL,
         log: LogSection::default(),
     };
-    relay::start(config, shutdown.child_token()).await
+    relay::start(config, shutdown.child_token()).await.map_err(CliError::from)
+}
+
+/// The broker a running relay's children connect to.
+pub fn relay_broker(handle: &RelayHandle) -> Result<BrokerAddr, CliError> {
+    handle.broker.clone().ok_or_else(|| CliError::Failed(format!("{} has no broker", handle.id)))
 }
 
 impl Hierarchy {
@@ -503,8 +490,8 @@ impl Hierarchy {
         self.relays[0]
             .handle
             .as_ref()
-            .map(|h| h.broker.clone())
             .ok_or_else(|| CliError::Failed("national relay is stopped".into()))
+            .and_then(relay_broker)
     }
 
     /// Waits until every running relay and clinic has its subscriptions acknowledged.
@@ -560,7 +547,7 @@ impl Hierarchy {
             BrokerConfig::Embedded { .. } => self.national_broker()?,
         };
         let client_id = format!("mhlw-head-{}", &random_password()[..8]);
-        let topic = crate::heads::ingest_heads_topic(&self.relays[0].config_parts.id);
+        let topic = crate::topics::ingest_heads(&self.relays[0].config_parts.id);
         publish::publish_acked(
             &addr,
             self.origin.credentials.as_ref(),
@@ -584,7 +571,7 @@ impl Hierarchy {
             &addr,
             self.origin.credentials.as_ref(),
             &client_id,
-            &mqtt::ingest_topic("jp"),
+            &crate::topics::ingest("jp"),
             bytes,
             Duration::from_secs(10),
         )
@@ -599,9 +586,10 @@ impl Hierarchy {
             BrokerConfig::Embedded { .. } => self.national_broker()?,
         };
         let client_id = format!("mhlw-bulk-{}", &random_password()[..8]);
-        let options = mqtt::client_options(&client_id, &addr, self.origin.credentials.as_ref(), true, false);
+        let options =
+            mqtt::client::client_options(&client_id, &addr, self.origin.credentials.as_ref(), true, false);
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, mqtt::REQUEST_CHANNEL_CAPACITY);
-        let topic = mqtt::ingest_topic(&self.relays[0].config_parts.id);
+        let topic = crate::topics::ingest(&self.relays[0].config_parts.id);
         let total = deliveries.len();
         let mut pending = deliveries.into_iter();
         let (mut sent, mut acked) = (0usize, 0usize);
@@ -698,7 +686,7 @@ impl Hierarchy {
     pub async fn stop_relay(&mut self, index: usize) -> Result<(), CliError> {
         if let Some(handle) = self.relays[index].handle.take() {
             handle.shutdown();
-            handle.wait().await?;
+            handle.wait().await.map_err(CliError::from)?;
         }
         Ok(())
     }
@@ -720,12 +708,12 @@ impl Hierarchy {
         self.shutdown.cancel();
         for clinic in &mut self.clinics {
             if let Some(handle) = clinic.handle.take() {
-                handle.wait().await?;
+                handle.wait().await.map_err(CliError::from)?;
             }
         }
         for relay in self.relays.iter_mut().rev() {
             if let Some(handle) = relay.handle.take() {
-                handle.wait().await?;
+                handle.wait().await.map_err(CliError::from)?;
             }
         }
         Ok(())
@@ -733,7 +721,7 @@ impl Hierarchy {
 
     /// Pushes a trust bundle (JSON) into the national node's control topic.
     pub async fn push_trust(&self, bundle: Vec<u8>) -> Result<(), CliError> {
-        self.inject(0, &crate::trust_state::control_topic(&self.relays[0].config_parts.id), bundle).await
+        self.inject(0, &crate::topics::control(&self.relays[0].config_parts.id), bundle).await
     }
 
     /// Rotates relay `index` to a fresh key: its parent issues a new certificate for it, the

@@ -1,0 +1,16 @@
+//! The test and demonstration harness: a whole kairan tree in one process, and the programs
+//! built on it. Behind the `harness` feature: the relay and the clinic do not need it.
+//!
+//! ## Layout
+//! - [`hierarchy`]: keys, certificates and an in-process tree of relays and clinics, each
+//!   relay with its own broker, over real MQTT sockets and real stores.
+//! - [`demo`]: `kairan demo`.
+//! - [`bench`]: `kairan bench`, latency and throughput beside a chain of Mosquitto bridges.
+//! - [`recovery_bench`]: `kairan bench-recovery`.
+//! - [`mosquitto`]: a Mosquitto process on a free loopback port (tests, benches).
+
+pub mod bench;
+pub mod demo;
+pub mod hierarchy;
+pub mod mosquitto;
+pub mod recovery_bench;

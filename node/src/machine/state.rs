@@ -1,0 +1,708 @@
+//! [`Machine`]: the parts of `super` put together behind the `handle_*` / `poll_*` surface.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use kairan_protocol::sequence::SeqDecision;
+use kairan_protocol::sync::{MAX_SYNC_PAGE_ENTRIES, SyncRequest, parse_response};
+use kairan_protocol::{Digest, Timestamp, TrustAnchors, TrustBundle, VerifyContext};
+
+use super::acks::AckQueue;
+use super::catchup::{CatchUp, Reason};
+use super::decide::{Decision, Holdings, Identity, Upstream, rejection};
+use super::heads::{HeadNews, Heads};
+use super::io::{Accepted, Action, Event, Link, MsgId, Outgoing, Qos, Query, ReadResult};
+use super::limiter::RateLimiter;
+use super::pipeline::{Effect, Pipeline};
+use super::publisher::{Forward, Publisher, Step};
+use super::serve::Server;
+use super::trust::{TrustChange, TrustState};
+use super::{MAX_PACKET_BYTES, REFUSALS_BURST, REFUSALS_PER_SEC, SYNC_SOURCE};
+use crate::store::{PUBLISHED_CURSOR, RestoredState, SYNC_CURSOR, TRUST_BLOB, WriteOp};
+use crate::topics::{self, Topic};
+
+/// What a machine is.
+#[derive(Debug)]
+pub struct MachineConfig {
+    /// Who it is and where its input comes from.
+    pub identity: Identity,
+    /// The configured trust anchors.
+    pub anchors: TrustAnchors,
+    /// Milliseconds between periodic catch-up requests and frozen-feed checks.
+    pub sync_interval_ms: u64,
+}
+
+/// Counters since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Gaps reported (a head or a sequence jump showed advisories this node does not hold).
+    pub gaps_reported: u64,
+    /// Frozen feeds reported (an origin's newest head expired with no fresher one).
+    pub feeds_frozen: u64,
+    /// Accepted deliveries.
+    pub accepted: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Rejections.
+    pub rejected: u64,
+    /// Forks.
+    pub forks: u64,
+    /// Inputs held unacknowledged (this relay's own certificate unusable).
+    pub held: u64,
+}
+
+/// The sequence numbers missing below the highest held, per origin: `(origin, from, to)`.
+fn holes(held: &[(String, u64, Digest)]) -> Vec<(String, u64, u64)> {
+    let mut by_origin: std::collections::BTreeMap<&str, Vec<u64>> = std::collections::BTreeMap::new();
+    for (origin, seq, _) in held {
+        by_origin.entry(origin.as_str()).or_default().push(*seq);
+    }
+    let mut holes = Vec::new();
+    for (origin, mut seqs) in by_origin {
+        seqs.sort_unstable();
+        let mut expected = 1;
+        for seq in seqs {
+            if seq > expected {
+                holes.push((origin.to_owned(), expected, seq - 1));
+            }
+            expected = expected.max(seq + 1);
+        }
+    }
+    holes
+}
+
+/// What a pending read is for.
+#[derive(Debug)]
+enum ReadFor {
+    Publisher,
+    Answer { child: String, child_trust: Option<Digest> },
+}
+
+/// The node state machine. See the module docs of [`super`].
+#[derive(Debug)]
+pub struct Machine {
+    identity: Identity,
+    sync_interval_ms: i64,
+    holdings: Holdings,
+    trust: TrustState,
+    heads: Heads,
+    catch_up: Option<CatchUp>,
+    server: Option<Server>,
+    publisher: Option<Publisher>,
+    publisher_stalled: bool,
+    pipeline: Pipeline,
+    committing_relay_seq: Option<u64>,
+    durable_relay_seq: u64,
+    refusals: RateLimiter,
+    paused: Option<(Timestamp, String)>,
+    next_tick: Timestamp,
+    reads: HashMap<u64, ReadFor>,
+    next_read: u64,
+    actions: VecDeque<Action>,
+    acks: AckQueue,
+    counters: Counters,
+    upstream_up: bool,
+    closing: bool,
+}
+
+impl Machine {
+    /// A machine resuming from `restored` (empty for a new node) at `now`.
+    pub fn new(config: MachineConfig, restored: RestoredState, now: Timestamp) -> Self {
+        let MachineConfig { identity, anchors, sync_interval_ms } = config;
+        let (trust, warning) = TrustState::restore(anchors, restored.trust_bundle.as_deref(), now);
+        let is_relay = identity.attester.is_some();
+        let catch_up = match &identity.upstream {
+            Upstream::Relay(parent) => Some(CatchUp::new(parent.clone(), restored.sync_cursor)),
+            Upstream::Ingest => None,
+        };
+        let interval = i64::try_from(sync_interval_ms.max(1)).unwrap_or(i64::MAX);
+        let mut machine = Machine {
+            sync_interval_ms: interval,
+            holdings: Holdings::restore(&restored),
+            trust,
+            heads: Heads::default(),
+            catch_up,
+            server: is_relay.then(Server::default),
+            publisher: is_relay.then(|| Publisher::new(restored.published)),
+            publisher_stalled: false,
+            pipeline: Pipeline::default(),
+            committing_relay_seq: None,
+            durable_relay_seq: restored.last_relay_seq,
+            refusals: RateLimiter::new(REFUSALS_PER_SEC, REFUSALS_BURST),
+            paused: None,
+            next_tick: now.plus_ms(interval),
+            reads: HashMap::new(),
+            next_read: 0,
+            actions: VecDeque::new(),
+            acks: AckQueue::default(),
+            counters: Counters::default(),
+            upstream_up: false,
+            closing: false,
+            identity,
+        };
+        if let Some(warning) = warning {
+            machine.report(Event::TrustStoreWarning(warning));
+        }
+        // Holes in the chains held: a gap found before a crash may not have been reported
+        // (the process died between the commit and the report). Catch-up runs at connection.
+        for (origin, from, to) in holes(&restored.held) {
+            machine.counters.gaps_reported += 1;
+            machine.report(Event::Gap { origin, from, to, from_head: false });
+        }
+        machine
+    }
+
+    // ----- getters -------------------------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> &str {
+        &self.identity.id
+    }
+
+    /// Whether this node is a relay (it attests, forwards and answers catch-up).
+    pub fn is_relay(&self) -> bool {
+        self.identity.attester.is_some()
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Whether a digest is held (decided; durable once its commit completed).
+    pub fn holds(&self, digest: &Digest) -> bool {
+        self.holdings.holds(digest)
+    }
+
+    /// The last relay_seq assigned.
+    pub fn last_relay_seq(&self) -> u64 {
+        self.holdings.last_relay_seq()
+    }
+
+    /// The last relay_seq known durable.
+    pub fn durable_relay_seq(&self) -> u64 {
+        self.durable_relay_seq
+    }
+
+    /// The catch-up cursor (children only).
+    pub fn catch_up_cursor(&self) -> Option<u64> {
+        self.catch_up.as_ref().map(CatchUp::cursor)
+    }
+
+    /// The trust bundle in force, as JSON.
+    pub fn trust_json(&self) -> Option<Vec<u8>> {
+        self.trust.json()
+    }
+
+    /// The topics to subscribe to on the upstream connection.
+    pub fn upstream_filters(&self) -> Vec<String> {
+        let id = &self.identity.id;
+        match &self.identity.upstream {
+            Upstream::Ingest => vec![topics::ingest(id), topics::control(id), topics::ingest_heads(id)],
+            Upstream::Relay(parent) => {
+                let mut filters = topics::delivery_filters(parent, &self.identity.scope);
+                filters.push(topics::sync_response(parent, id));
+                filters.push(topics::trust(parent));
+                filters.push(topics::heads_filter(parent));
+                filters
+            }
+        }
+    }
+
+    /// The topics to subscribe to on the downstream connection (relays: children's requests).
+    pub fn downstream_filters(&self) -> Vec<String> {
+        if self.is_relay() { vec![topics::sync_request_filter(&self.identity.id)] } else { Vec::new() }
+    }
+
+    // ----- polling -------------------------------------------------------------------------
+
+    /// The next thing to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When to call [`Machine::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let paused = self.paused.as_ref().map(|(until, _)| *until);
+        Some(paused.map_or(self.next_tick, |until| until.min(self.next_tick)))
+    }
+
+    /// Whether the machine takes upstream input at `now`: false while refused input is being
+    /// throttled (nothing is dropped: the broker holds the rest back), and while closing.
+    pub fn accepts_input(&mut self, now: Timestamp) -> bool {
+        if self.closing {
+            return false;
+        }
+        let Some((until, source)) = self.paused.take() else { return true };
+        if now < until {
+            self.paused = Some((until, source));
+            return false;
+        }
+        if self.refusals.allow(&source, now) {
+            return true;
+        }
+        let until = self.refusals.next_token_at(&source, now);
+        self.paused = Some((until, source));
+        false
+    }
+
+    /// Whether everything decided is durable and every durable delivery is confirmed by the
+    /// own broker: the node can stop without republishing anything. (While running, a lazily
+    /// written cursor may still wait for the next commit; once closing, it is committed too.)
+    pub fn is_drained(&self) -> bool {
+        let publisher_idle = self.publisher.as_ref().is_none_or(|p| p.is_idle(self.durable_relay_seq));
+        let lazy_done = !self.closing || !self.pipeline.has_open_writes();
+        self.pipeline.is_idle() && lazy_done && publisher_idle
+    }
+
+    // ----- inputs --------------------------------------------------------------------------
+
+    /// The upstream connection is up with its subscriptions acknowledged.
+    pub fn handle_upstream_connected(&mut self, now: Timestamp) {
+        self.upstream_up = true;
+        self.ask(Reason::Connected, now);
+        self.progress();
+    }
+
+    /// The upstream connection was lost: its unacknowledged messages come again on the next.
+    pub fn handle_upstream_disconnected(&mut self) {
+        self.upstream_up = false;
+        self.acks.reset();
+    }
+
+    /// A message arrived on the upstream connection.
+    pub fn handle_upstream_message(&mut self, id: MsgId, topic: &str, payload: Bytes, now: Timestamp) {
+        self.acks.received(id);
+        let owner = match &self.identity.upstream {
+            Upstream::Ingest => self.identity.id.clone(),
+            Upstream::Relay(parent) => parent.clone(),
+        };
+        match topics::parse(&owner, topic) {
+            Some(Topic::Ingest | Topic::Deliveries(_)) => self.on_delivery(id, topic, &payload, now),
+            Some(Topic::Control | Topic::Trust) => self.apply_trust(&payload, Some(id), now),
+            Some(Topic::IngestHeads | Topic::Heads(_)) => self.on_head(id, topic, &payload, now),
+            Some(Topic::SyncResponse(child)) if child == self.identity.id => self.on_page(id, &payload, now),
+            // Not a topic this node subscribes to: nothing to decide.
+            _ => self.ack(id),
+        }
+        self.progress();
+    }
+
+    /// The downstream connection (the own broker) is up with its subscriptions acknowledged.
+    pub fn handle_downstream_connected(&mut self, _now: Timestamp) {
+        self.publisher_stalled = false;
+        if let Some(publisher) = &mut self.publisher {
+            publisher.connected();
+        }
+        if self.is_relay() {
+            if let Some(bundle) = self.trust.json() {
+                self.publish_trust(Bytes::from(bundle));
+            }
+            let heads: Vec<(String, Bytes)> =
+                self.heads.messages().map(|(o, m)| (o.clone(), m.clone())).collect();
+            for (origin, message) in heads {
+                self.publish_head(&origin, message);
+            }
+        }
+        self.progress();
+    }
+
+    /// The downstream connection was lost: unconfirmed deliveries go out again on the next.
+    pub fn handle_downstream_disconnected(&mut self) {
+        if let Some(publisher) = &mut self.publisher {
+            publisher.disconnected();
+        }
+    }
+
+    /// A message arrived on the downstream connection (a child's catch-up request).
+    pub fn handle_downstream_message(&mut self, topic: &str, payload: &[u8], now: Timestamp) {
+        let Some(server) = &mut self.server else { return };
+        let Some(Topic::SyncRequest(child)) = topics::parse(&self.identity.id, topic) else { return };
+        match server.admit(child, payload, now) {
+            Ok(request) => {
+                let read = ReadFor::Answer { child: child.to_owned(), child_trust: request.trust };
+                let query = Query::Page { request, upto: self.durable_relay_seq };
+                self.read(read, query);
+            }
+            Err(reason) => self.report(Event::SyncDropped { child: child.to_owned(), reason }),
+        }
+        self.progress();
+    }
+
+    /// The own broker acknowledged one delivery publish (they are acknowledged in order).
+    pub fn handle_downstream_acked(&mut self) {
+        if let Some(confirmed) = self.publisher.as_mut().and_then(Publisher::acked) {
+            self.pipeline.write_lazily(WriteOp::Cursor(PUBLISHED_CURSOR, confirmed));
+        }
+        self.progress();
+    }
+
+    /// The commit `id` is durable.
+    pub fn handle_committed(&mut self, id: u64, now: Timestamp) {
+        let Some(effects) = self.pipeline.committed(id) else { return };
+        if let Some(relay_seq) = self.committing_relay_seq.take() {
+            self.durable_relay_seq = self.durable_relay_seq.max(relay_seq);
+            self.publisher_stalled = false;
+        }
+        self.run_now(effects, now);
+        self.progress();
+    }
+
+    /// The read `id` completed.
+    pub fn handle_read(&mut self, id: u64, result: ReadResult) {
+        match (self.reads.remove(&id), result) {
+            (Some(ReadFor::Publisher), ReadResult::Log(entries)) => {
+                let node = self.identity.id.clone();
+                if let Some(publisher) = &mut self.publisher {
+                    publisher.read_back(entries.into_iter().map(|entry| {
+                        let forward = Forward {
+                            digest: entry.digest,
+                            topic: topics::deliveries(&node, &entry.scope),
+                            payload: entry.delivery,
+                        };
+                        (entry.relay_seq, forward)
+                    }));
+                    if publisher.missing_next() {
+                        self.publisher_stalled = true;
+                        let text = "the output log lacks an entry at or below the last durable relay_seq";
+                        self.report(Event::StoreAnomaly(text.into()));
+                    }
+                }
+            }
+            (Some(ReadFor::Answer { child, child_trust }), ReadResult::Page(mut page)) => {
+                if let Some(bundle) = self.trust.json() {
+                    // The bundle rides along only when the child lacks it and the answer stays
+                    // one MQTT packet; otherwise the child takes it from the retained topic.
+                    let room = MAX_PACKET_BYTES.saturating_sub(page.to_json().len() + 1024);
+                    if child_trust != self.trust.digest() && bundle.len() <= room {
+                        page.trust = TrustBundle::from_json(&bundle).ok();
+                    }
+                }
+                self.report(Event::SyncAnswered {
+                    child: child.clone(),
+                    after: page.after,
+                    sent: page.deliveries.len(),
+                    scanned_upto: page.scanned_upto,
+                });
+                let topic = topics::sync_response(&self.identity.id, &child);
+                self.publish(Link::Downstream, topic, Bytes::from(page.to_json()), Qos::AtMostOnce, false);
+            }
+            // A read answered with the wrong kind of result, or one not asked for: a driver bug.
+            (purpose, _) => {
+                self.report(Event::StoreAnomaly(format!("unexpected read result for {purpose:?}")));
+            }
+        }
+        self.progress();
+    }
+
+    /// Time passed: periodic catch-up and frozen-feed checks.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if now >= self.next_tick {
+            self.next_tick = now.plus_ms(self.sync_interval_ms);
+            for head in self.heads.newly_frozen(now) {
+                self.counters.feeds_frozen += 1;
+                self.report(Event::FeedFrozen {
+                    origin: head.origin,
+                    seq: head.seq,
+                    expired_at: head.expires_at,
+                });
+            }
+            if self.upstream_up {
+                self.ask(Reason::Tick, now);
+            }
+        }
+        self.progress();
+    }
+
+    /// The node is stopping: take no more input, commit what is open (lazily written cursors
+    /// too), let the publisher finish.
+    pub fn handle_shutdown(&mut self) {
+        self.closing = true;
+        self.progress();
+    }
+
+    // ----- deciding ------------------------------------------------------------------------
+
+    fn on_delivery(&mut self, id: MsgId, source: &str, payload: &Bytes, now: Timestamp) {
+        let decision = self.decide(payload, source, now);
+        match decision {
+            Decision::Duplicate(digest) => {
+                self.counters.duplicates += 1;
+                self.report(Event::Duplicate { digest });
+                self.ack(id);
+            }
+            Decision::Held(reason) => {
+                self.counters.held += 1;
+                self.report(Event::Held { reason });
+            }
+            Decision::Rejected(refused) => {
+                self.counters.rejected += 1;
+                self.pipeline.write(
+                    WriteOp::Rejection(refused.clone()),
+                    [Effect::Ack(id), Effect::Report(Event::Rejected(refused))],
+                );
+                self.throttle(source, now);
+            }
+            Decision::Fork(fork) => {
+                self.counters.forks += 1;
+                self.pipeline.write(
+                    WriteOp::Fork((*fork).clone()),
+                    [Effect::Ack(id), Effect::Report(Event::Fork(fork))],
+                );
+            }
+            Decision::Accepted(accepted) => self.accept(accepted, Some(id)),
+        }
+    }
+
+    fn decide(&mut self, payload: &Bytes, source: &str, now: Timestamp) -> Decision {
+        self.holdings.decide(&self.identity, self.trust.anchors(), self.trust.revoked(), payload, source, now)
+    }
+
+    fn accept(&mut self, accepted: Box<Accepted>, ack: Option<MsgId>) {
+        self.counters.accepted += 1;
+        let record = accepted.record.clone();
+        if let Some(publisher) = &mut self.publisher {
+            let forward = Forward {
+                digest: record.digest,
+                topic: topics::deliveries(&self.identity.id, &record.scope),
+                payload: record.delivery.clone(),
+            };
+            publisher.offer(record.relay_seq, forward);
+        }
+        let mut effects: Vec<Effect> = ack.map(Effect::Ack).into_iter().collect();
+        if let SeqDecision::Gap { from, to } = accepted.sequence {
+            self.counters.gaps_reported += 1;
+            let origin = record.origin.clone();
+            effects.push(Effect::Report(Event::Gap { origin, from, to, from_head: false }));
+            effects.push(Effect::AskGap);
+        }
+        effects.push(Effect::Report(Event::Accepted(accepted)));
+        self.pipeline.write(WriteOp::Accepted(record), effects);
+    }
+
+    fn on_page(&mut self, id: MsgId, payload: &[u8], now: Timestamp) {
+        let ready = self.pipeline.after_writes([Effect::Ack(id)]);
+        self.run_now(ready, now);
+        let page = match parse_response(payload) {
+            Ok(page) => page,
+            Err(error) => return self.report(Event::PageRefused(error.to_string())),
+        };
+        let Some(cursor) = self.catch_up.as_ref().map(CatchUp::cursor) else { return };
+        if page.after != cursor {
+            return self.report(Event::StalePage { after: page.after, cursor });
+        }
+        if let Some(bundle) = &page.trust {
+            self.apply_trust(&bundle.to_json(), None, now);
+        }
+        if page.last_relay_seq < cursor {
+            // The parent's log ends before this node's cursor: it lost data or was restored
+            // from an older copy, and will reuse those relay_seqs. Catch up from its end
+            // (a rewind costs only duplicates, which are dropped).
+            if let Some(catch_up) = &mut self.catch_up {
+                catch_up.advance(page.last_relay_seq);
+            }
+            let event = Event::ParentBehind { cursor, parent_latest: page.last_relay_seq };
+            self.pipeline.write(
+                WriteOp::Cursor(SYNC_CURSOR, page.last_relay_seq),
+                [Effect::Report(event), Effect::RequestPage],
+            );
+            return;
+        }
+        let received = page.deliveries.len();
+        for delivery in &page.deliveries {
+            let bytes = Bytes::from(delivery.to_json());
+            match self.decide(&bytes, SYNC_SOURCE, now) {
+                Decision::Held(reason) => {
+                    // Cannot process now: keep the cursor so these pages come again.
+                    self.counters.held += 1;
+                    return self.report(Event::Held { reason });
+                }
+                Decision::Duplicate(_) => self.counters.duplicates += 1,
+                Decision::Rejected(refused) => {
+                    self.counters.rejected += 1;
+                    self.pipeline.write(
+                        WriteOp::Rejection(refused.clone()),
+                        [Effect::Report(Event::Rejected(refused))],
+                    );
+                }
+                Decision::Fork(fork) => {
+                    self.counters.forks += 1;
+                    self.pipeline.write(WriteOp::Fork((*fork).clone()), [Effect::Report(Event::Fork(fork))]);
+                }
+                Decision::Accepted(accepted) => self.accept(accepted, None),
+            }
+        }
+        if let Some(catch_up) = &mut self.catch_up {
+            catch_up.advance(page.scanned_upto);
+        }
+        let mut effects = vec![Effect::Report(Event::CatchUpPage {
+            received,
+            cursor: page.scanned_upto,
+            parent_latest: page.last_relay_seq,
+        })];
+        if page.has_more() {
+            effects.push(Effect::RequestPage);
+        }
+        self.pipeline.write(WriteOp::Cursor(SYNC_CURSOR, page.scanned_upto), effects);
+    }
+
+    fn apply_trust(&mut self, bytes: &[u8], ack: Option<MsgId>, now: Timestamp) {
+        match self.trust.apply(bytes, now) {
+            Ok(TrustChange::Updated(json)) => {
+                let mut effects: Vec<Effect> = ack.map(Effect::Ack).into_iter().collect();
+                effects.push(Effect::Report(Event::TrustUpdated {
+                    revoked_keys: self.trust.revoked().len(),
+                    rotations: self.trust.bundle().rotations.len(),
+                }));
+                if self.is_relay() {
+                    effects.push(Effect::PublishTrust(Bytes::from(json.clone())));
+                }
+                self.pipeline.write(WriteOp::Blob(TRUST_BLOB, json), effects);
+            }
+            Ok(TrustChange::Unchanged) => {
+                let ready = self.pipeline.after_writes(ack.map(Effect::Ack));
+                self.run_now(ready, now);
+            }
+            Err(error) => {
+                self.report(Event::TrustRefused { code: error.code(), message: error.to_string() });
+                let ready = self.pipeline.after_writes(ack.map(Effect::Ack));
+                self.run_now(ready, now);
+            }
+        }
+    }
+
+    fn on_head(&mut self, id: MsgId, source: &str, payload: &Bytes, now: Timestamp) {
+        let ctx = VerifyContext { anchors: self.trust.anchors(), revocations: self.trust.revoked(), now };
+        let holdings = &self.holdings;
+        match self.heads.on_message(payload, ctx, |origin| holdings.head(origin).map_or(0, |h| h.seq)) {
+            Ok(HeadNews::Newer { head, missing }) => {
+                self.report(Event::HeadNewer { origin: head.origin.clone(), seq: head.seq });
+                if let Some((from, to)) = missing {
+                    self.counters.gaps_reported += 1;
+                    self.report(Event::Gap { origin: head.origin.clone(), from, to, from_head: true });
+                    self.ask(Reason::Gap, now);
+                }
+                if self.is_relay() {
+                    self.publish_head(&head.origin, payload.clone());
+                }
+                self.ack(id);
+            }
+            Ok(HeadNews::Known) => self.ack(id),
+            Err(error) => {
+                self.counters.rejected += 1;
+                let mut refused = rejection(payload, source, now, &error);
+                refused.message = format!("head: {}", refused.message);
+                self.pipeline.write(
+                    WriteOp::Rejection(refused.clone()),
+                    [Effect::Ack(id), Effect::Report(Event::HeadRefused(refused))],
+                );
+            }
+        }
+    }
+
+    /// After a refused live input: past the budget of refusals per input topic, slow input
+    /// down instead of dropping anything. Genuine deliveries queued behind a flood are
+    /// delayed, never lost.
+    fn throttle(&mut self, source: &str, now: Timestamp) {
+        if self.refusals.allow(source, now) {
+            return;
+        }
+        let until = self.refusals.next_token_at(source, now);
+        if self.paused.is_none() {
+            self.report(Event::Throttling { source: source.to_owned() });
+        }
+        self.paused = Some((until, source.to_owned()));
+    }
+
+    // ----- acting --------------------------------------------------------------------------
+
+    /// Asks the parent for the page after the cursor, unless spacing says it just did.
+    fn ask(&mut self, reason: Reason, now: Timestamp) {
+        if !self.upstream_up && reason != Reason::Connected {
+            return;
+        }
+        let Some(catch_up) = &mut self.catch_up else { return };
+        let Some(after) = catch_up.ask(reason, now) else { return };
+        let request = SyncRequest {
+            after,
+            scope: self.identity.scope.clone(),
+            limit: MAX_SYNC_PAGE_ENTRIES,
+            trust: self.trust.digest(),
+        };
+        let topic = topics::sync_request(&catch_up.parent, &self.identity.id);
+        self.publish(Link::Upstream, topic, Bytes::from(request.to_json()), Qos::AtMostOnce, false);
+    }
+
+    /// Message `id` may be acknowledged (in arrival order: see [`AckQueue`]).
+    fn ack(&mut self, id: MsgId) {
+        for due in self.acks.ready(id) {
+            self.actions.push_back(Action::Ack(due));
+        }
+    }
+
+    fn run_now(&mut self, effects: Vec<Effect>, now: Timestamp) {
+        for effect in effects {
+            match effect {
+                Effect::Ack(msg) => self.ack(msg),
+                Effect::Report(event) => self.report(event),
+                Effect::RequestPage => self.ask(Reason::NextPage, now),
+                Effect::AskGap => self.ask(Reason::Gap, now),
+                Effect::PublishTrust(bundle) => self.publish_trust(bundle),
+            }
+        }
+    }
+
+    fn publish_trust(&mut self, bundle: Bytes) {
+        if self.publisher.as_ref().is_some_and(Publisher::is_connected) {
+            let topic = topics::trust(&self.identity.id);
+            self.publish(Link::Downstream, topic, bundle, Qos::AtMostOnce, true);
+        }
+    }
+
+    fn publish_head(&mut self, origin: &str, message: Bytes) {
+        if self.publisher.as_ref().is_some_and(Publisher::is_connected) {
+            let topic = topics::heads(&self.identity.id, origin);
+            self.publish(Link::Downstream, topic, message, Qos::AtMostOnce, true);
+        }
+    }
+
+    fn publish(&mut self, link: Link, topic: String, payload: Bytes, qos: Qos, retain: bool) {
+        self.actions.push_back(Action::Publish(Outgoing { link, topic, payload, qos, retain }));
+    }
+
+    fn read(&mut self, purpose: ReadFor, query: Query) {
+        self.next_read += 1;
+        self.reads.insert(self.next_read, purpose);
+        self.actions.push_back(Action::Read { id: self.next_read, query });
+    }
+
+    fn report(&mut self, event: Event) {
+        self.actions.push_back(Action::Report(event));
+    }
+
+    /// Starts the next commit if one is due, and moves the publisher's window.
+    fn progress(&mut self) {
+        if let Some((id, batch)) = self.pipeline.next_commit(self.closing) {
+            self.committing_relay_seq = batch.last_relay_seq();
+            self.actions.push_back(Action::Commit { id, batch });
+        }
+        if self.publisher_stalled {
+            return;
+        }
+        let durable = self.durable_relay_seq;
+        while let Some(step) = self.publisher.as_mut().and_then(|p| p.poll(durable)) {
+            match step {
+                Step::Send(relay_seq, forward) => {
+                    self.report(Event::Forwarded {
+                        digest: forward.digest,
+                        relay_seq,
+                        topic: forward.topic.clone(),
+                    });
+                    self.publish(Link::Downstream, forward.topic, forward.payload, Qos::AtLeastOnce, false);
+                }
+                Step::Read(query) => self.read(ReadFor::Publisher, query),
+            }
+        }
+    }
+}

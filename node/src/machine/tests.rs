@@ -1,0 +1,381 @@
+//! The machine driven in memory with a fake clock: nodes on [`MemStore`]s, actions performed
+//! by a few lines of test code, messages passed by hand.
+
+use bytes::Bytes;
+
+use kairan_protocol::fixtures::{self, Hierarchy};
+use kairan_protocol::head::Head;
+use kairan_protocol::{Advisory, Digest, Revocation, Scope, SecretKey, Timestamp, TrustBundle};
+
+use super::io::{Action, Event, Link, MsgId, Outgoing, Qos};
+use super::{Attester, Identity, Machine, MachineConfig, Upstream, query};
+use crate::store::{MemStore, Store, WriteBatch};
+use crate::topics;
+
+const INTERVAL_MS: u64 = 60_000;
+
+/// A machine on a MemStore, with everything it did.
+struct TestNode {
+    machine: Machine,
+    store: MemStore,
+    /// Every action in order, as a short label (for ordering assertions).
+    trace: Vec<String>,
+    acked: Vec<MsgId>,
+    published: Vec<Outgoing>,
+    events: Vec<Event>,
+    /// Commits held back (to test what happens while one is in flight).
+    held_commits: Vec<(u64, WriteBatch)>,
+    hold_commits: bool,
+    downstream_acks: bool,
+}
+
+impl TestNode {
+    fn relay(tree: &Hierarchy, index: usize, upstream: Upstream, now: Timestamp) -> Self {
+        let relay = &tree.relays[index];
+        let identity = Identity {
+            id: relay.id.clone(),
+            scope: relay.scope.clone(),
+            upstream,
+            attester: Some(Attester {
+                key: SecretKey::from_hex(&relay.key.to_hex()).expect("key"),
+                cert: relay.cert.clone(),
+                extra_certs: Vec::new(),
+            }),
+        };
+        Self::with(identity, tree, MemStore::new(), now)
+    }
+
+    fn clinic(tree: &Hierarchy, now: Timestamp) -> Self {
+        let identity = Identity {
+            id: "clinic-1".into(),
+            scope: tree.relays[2].scope.clone(),
+            upstream: Upstream::Relay(tree.relays[2].id.clone()),
+            attester: None,
+        };
+        Self::with(identity, tree, MemStore::new(), now)
+    }
+
+    fn with(identity: Identity, tree: &Hierarchy, store: MemStore, now: Timestamp) -> Self {
+        let config = MachineConfig { identity, anchors: tree.anchors.clone(), sync_interval_ms: INTERVAL_MS };
+        let machine = Machine::new(config, store.restore().expect("restore"), now);
+        let mut node = TestNode {
+            machine,
+            store,
+            trace: Vec::new(),
+            acked: Vec::new(),
+            published: Vec::new(),
+            events: Vec::new(),
+            held_commits: Vec::new(),
+            hold_commits: false,
+            downstream_acks: true,
+        };
+        node.pump(now);
+        node
+    }
+
+    /// Performs every pending action (commits at once unless held; the own broker acks every
+    /// delivery publish at once unless told not to).
+    fn pump(&mut self, now: Timestamp) {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                Action::Commit { id, batch } => {
+                    self.trace.push(format!("commit {}", batch.ops.len()));
+                    if self.hold_commits {
+                        self.held_commits.push((id, batch));
+                    } else {
+                        self.store.commit(&batch).expect("commit");
+                        self.machine.handle_committed(id, now);
+                    }
+                }
+                Action::Ack(id) => {
+                    self.trace.push("ack".into());
+                    self.acked.push(id);
+                }
+                Action::Publish(outgoing) => {
+                    self.trace.push(format!("publish {}", outgoing.topic));
+                    let delivery = outgoing.qos == Qos::AtLeastOnce;
+                    self.published.push(outgoing);
+                    if delivery && self.downstream_acks {
+                        self.machine.handle_downstream_acked();
+                    }
+                }
+                Action::Read { id, query } => {
+                    let result = query::run(&self.store, &query).expect("read");
+                    self.machine.handle_read(id, result);
+                }
+                Action::Report(event) => self.events.push(event),
+            }
+        }
+    }
+
+    fn release_commits(&mut self, now: Timestamp) {
+        self.hold_commits = false;
+        for (id, batch) in std::mem::take(&mut self.held_commits) {
+            self.store.commit(&batch).expect("commit");
+            self.machine.handle_committed(id, now);
+            self.pump(now);
+        }
+    }
+
+    fn receive(&mut self, id: MsgId, topic: &str, payload: Vec<u8>, now: Timestamp) {
+        self.machine.handle_upstream_message(id, topic, Bytes::from(payload), now);
+        self.pump(now);
+    }
+
+    fn take_published(&mut self, link: Link) -> Vec<Outgoing> {
+        let (taken, kept) = std::mem::take(&mut self.published).into_iter().partition(|o| o.link == link);
+        self.published = kept;
+        taken
+    }
+
+    fn accepted(&self) -> usize {
+        self.events.iter().filter(|e| matches!(e, Event::Accepted(_))).count()
+    }
+}
+
+fn ingest_delivery(tree: &Hierarchy, seq: u64, prev: Option<Digest>, scope: &str) -> (Advisory, Vec<u8>) {
+    let mut advisory = fixtures::sample_advisory("mhlw", seq, prev);
+    advisory.id = format!("a-{seq}");
+    advisory.scope = Scope::parse(scope).expect("scope");
+    let bytes = tree.delivery(&advisory, 0).to_json();
+    (advisory, bytes)
+}
+
+#[test]
+fn a_delivery_is_committed_before_it_is_acknowledged_or_forwarded() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    national.machine.handle_downstream_connected(now);
+    national.pump(now);
+    let (_, bytes) = ingest_delivery(&tree, 1, None, "jp/13");
+    national.receive(1, &topics::ingest("jp"), bytes, now);
+    let commit = national.trace.iter().position(|t| t.starts_with("commit")).expect("committed");
+    let ack = national.trace.iter().position(|t| t == "ack").expect("acked");
+    let forward = national.trace.iter().position(|t| t.contains("/deliveries/jp/13")).expect("forwarded");
+    assert!(commit < ack && commit < forward, "{:?}", national.trace);
+    assert_eq!(national.acked, vec![1]);
+    assert_eq!(national.store.len(), 1);
+    assert_eq!(national.machine.durable_relay_seq(), 1);
+    assert_eq!(national.store.cursor(crate::store::PUBLISHED_CURSOR).expect("cursor"), 0, "written lazily");
+    national.machine.handle_shutdown();
+    national.pump(now);
+    assert_eq!(
+        national.store.cursor(crate::store::PUBLISHED_CURSOR).expect("cursor"),
+        1,
+        "committed at shutdown"
+    );
+    assert!(national.machine.is_drained());
+}
+
+#[test]
+fn decisions_during_a_commit_are_grouped_into_the_next_one() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    national.hold_commits = true;
+    let mut prev = None;
+    for seq in 1..=4 {
+        let (advisory, bytes) = ingest_delivery(&tree, seq, prev, "jp");
+        prev = Some(Digest::of(&advisory.to_payload()));
+        national.receive(seq, &topics::ingest("jp"), bytes, now);
+    }
+    assert_eq!(national.trace.iter().filter(|t| t.starts_with("commit")).count(), 1, "one in flight");
+    assert!(national.acked.is_empty(), "nothing acknowledged before it is durable");
+    national.release_commits(now);
+    assert_eq!(
+        national.trace.iter().filter(|t| t.starts_with("commit")).cloned().collect::<Vec<_>>(),
+        vec!["commit 1", "commit 3"]
+    );
+    assert_eq!(national.acked, vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn a_duplicate_is_acknowledged_without_a_write() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    let (_, bytes) = ingest_delivery(&tree, 1, None, "jp");
+    national.receive(1, &topics::ingest("jp"), bytes.clone(), now);
+    let commits = national.trace.len();
+    national.receive(2, &topics::ingest("jp"), bytes, now);
+    assert_eq!(national.trace[commits..], ["ack".to_owned()]);
+    assert_eq!(national.machine.counters().duplicates, 1);
+}
+
+/// Moves what `parent` published downstream to `child` (deliveries on the topics the child
+/// subscribes to, its catch-up answers) and what `child` published upstream to `parent`.
+fn exchange(parent: &mut TestNode, child: &mut TestNode, next_id: &mut MsgId, now: Timestamp) {
+    loop {
+        let down = parent.take_published(Link::Downstream);
+        let up = child.take_published(Link::Upstream);
+        if down.is_empty() && up.is_empty() {
+            return;
+        }
+        let filters = child.machine.upstream_filters();
+        for outgoing in down {
+            if filters.iter().any(|filter| crate::topics::matches(filter, &outgoing.topic)) {
+                *next_id += 1;
+                child.receive(*next_id, &outgoing.topic, outgoing.payload.to_vec(), now);
+            }
+        }
+        for outgoing in up {
+            parent.machine.handle_downstream_message(&outgoing.topic, &outgoing.payload, now);
+            parent.pump(now);
+        }
+    }
+}
+
+#[test]
+fn a_child_catches_up_in_pages_then_follows_live() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    let mut prev = None;
+    for seq in 1..=5 {
+        let (advisory, bytes) = ingest_delivery(&tree, seq, prev, if seq == 3 { "jp/27" } else { "jp/13" });
+        prev = Some(Digest::of(&advisory.to_payload()));
+        national.receive(seq, &topics::ingest("jp"), bytes, now);
+    }
+    // The prefecture was away: it connects and catches up from the national log.
+    let mut tokyo = TestNode::relay(&tree, 1, Upstream::Relay("jp".into()), now);
+    national.machine.handle_downstream_connected(now);
+    national.pump(now);
+    national.published.clear();
+    tokyo.machine.handle_upstream_connected(now);
+    tokyo.pump(now);
+    let mut ids = 100;
+    exchange(&mut national, &mut tokyo, &mut ids, now);
+    assert_eq!(tokyo.accepted(), 4, "the Osaka advisory is not in Tokyo's pages");
+    assert_eq!(tokyo.machine.catch_up_cursor(), Some(5), "scanned to the end of the national log");
+    assert_eq!(tokyo.store.cursor(crate::store::SYNC_CURSOR).expect("cursor"), 5);
+    // Live: the next advisory arrives on the deliveries topic, forwarded after it is durable.
+    let (_, bytes) = ingest_delivery(&tree, 6, prev, "jp/13");
+    national.receive(6, &topics::ingest("jp"), bytes, now);
+    exchange(&mut national, &mut tokyo, &mut ids, now);
+    assert_eq!(tokyo.accepted(), 5);
+    assert_eq!(tokyo.machine.counters().rejected, 0, "{:?}", tokyo.events);
+}
+
+#[test]
+fn a_flood_of_refused_input_slows_input_down_and_time_lets_it_through() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    let topic = topics::ingest("jp");
+    let mut id = 0;
+    while national.machine.accepts_input(now) {
+        id += 1;
+        national.receive(id, &topic, b"not a delivery".to_vec(), now);
+        assert!(id <= 1_000, "never throttled");
+    }
+    assert_eq!(id, u64::from(super::REFUSALS_BURST) + 1, "the burst, then one over the budget");
+    assert!(national.events.iter().any(|e| matches!(e, Event::Throttling { .. })));
+    let wake = national.machine.poll_timeout().expect("a wake-up");
+    assert!(wake > now && wake <= now.plus_ms(10), "a token comes back within 5 ms at 200/s");
+    assert!(national.machine.accepts_input(wake));
+    assert_eq!(national.store.rejection_count(), id as usize, "every refusal recorded, none dropped");
+}
+
+#[test]
+fn ticks_ask_again_and_report_a_frozen_feed_once() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut clinic = TestNode::clinic(&tree, now);
+    clinic.machine.handle_upstream_connected(now);
+    clinic.pump(now);
+    assert_eq!(clinic.take_published(Link::Upstream).len(), 1, "asks at once on connection");
+    let head =
+        Head { origin: "mhlw".into(), seq: 0, digest: None, issued_at: now, expires_at: now.plus_secs(90) };
+    let message = head.sign(&tree.origin_key, &tree.origin_cert).to_json();
+    clinic.receive(7, &topics::heads("jp-13-chuo", "mhlw"), message, now);
+    assert_eq!(clinic.acked, vec![7]);
+    let tick = clinic.machine.poll_timeout().expect("tick");
+    assert_eq!(tick, now.plus_ms(INTERVAL_MS as i64));
+    clinic.machine.handle_timeout(tick);
+    clinic.pump(tick);
+    assert_eq!(clinic.take_published(Link::Upstream).len(), 1, "the periodic request");
+    let later = tick.plus_ms(INTERVAL_MS as i64);
+    clinic.machine.handle_timeout(later);
+    clinic.pump(later);
+    clinic.machine.handle_timeout(later.plus_ms(INTERVAL_MS as i64));
+    clinic.pump(later.plus_ms(INTERVAL_MS as i64));
+    let frozen = clinic.events.iter().filter(|e| matches!(e, Event::FeedFrozen { .. })).count();
+    assert_eq!((frozen, clinic.machine.counters().feeds_frozen), (1, 1));
+}
+
+#[test]
+fn a_restarted_relay_republishes_what_its_broker_did_not_confirm() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    national.downstream_acks = false;
+    national.machine.handle_downstream_connected(now);
+    national.pump(now);
+    let (_, bytes) = ingest_delivery(&tree, 1, None, "jp");
+    national.receive(1, &topics::ingest("jp"), bytes, now);
+    assert_eq!(national.take_published(Link::Downstream).len(), 1, "sent, never confirmed");
+    // Crash: a new machine on the same store.
+    let store = national.store.clone();
+    let identity_tree = Hierarchy::standard();
+    let mut restarted = TestNode::relay(&identity_tree, 0, Upstream::Ingest, now);
+    restarted.store = store.clone();
+    restarted.machine = Machine::new(
+        MachineConfig {
+            identity: Identity {
+                id: "jp".into(),
+                scope: tree.relays[0].scope.clone(),
+                upstream: Upstream::Ingest,
+                attester: Some(Attester {
+                    key: SecretKey::from_hex(&tree.relays[0].key.to_hex()).expect("key"),
+                    cert: tree.relays[0].cert.clone(),
+                    extra_certs: Vec::new(),
+                }),
+            },
+            anchors: tree.anchors.clone(),
+            sync_interval_ms: INTERVAL_MS,
+        },
+        store.restore().expect("restore"),
+        now,
+    );
+    restarted.machine.handle_downstream_connected(now);
+    restarted.pump(now);
+    let again = restarted.take_published(Link::Downstream);
+    assert_eq!(again.len(), 1, "read back from the store and published again");
+    assert_eq!(again[0].payload, store.log_after(0, 1).expect("log")[0].delivery);
+}
+
+#[test]
+fn a_trust_update_applies_at_once_and_is_republished_once_durable() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    national.machine.handle_downstream_connected(now);
+    national.pump(now);
+    let revocation = Revocation {
+        keyid: tree.origin_key.keyid().clone(),
+        subject: "mhlw".into(),
+        scope: Scope::parse("jp").expect("scope"),
+        issuer: kairan_protocol::cert::ROOT_ISSUER.into(),
+        seq: 1,
+        issued_at: now,
+        effective_at: tree.now,
+        reason: "key compromised".into(),
+    }
+    .sign(&[&tree.roots[0], &tree.roots[1]]);
+    let bundle = TrustBundle { revocations: vec![revocation], ..TrustBundle::default() };
+    national.hold_commits = true;
+    national.receive(1, &topics::control("jp"), bundle.to_json(), now);
+    assert!(national.take_published(Link::Downstream).is_empty(), "not republished before it is durable");
+    let (_, bytes) = ingest_delivery(&tree, 1, None, "jp");
+    national.receive(2, &topics::ingest("jp"), bytes, now);
+    national.release_commits(now);
+    let trust: Vec<Outgoing> = national
+        .take_published(Link::Downstream)
+        .into_iter()
+        .filter(|o| o.topic == topics::trust("jp"))
+        .collect();
+    assert_eq!(trust.len(), 1);
+    assert!(trust[0].retain);
+    assert_eq!(national.machine.counters().rejected, 1, "the revoked origin's advisory is refused at once");
+}

@@ -1,0 +1,472 @@
+//! The one async driver: runs a [`Machine`] over real MQTT connections and a [`Store`], for
+//! relays and clinics alike. It holds no decision — it performs the machine's actions and
+//! feeds back what happened.
+//!
+//! ```text
+//! parent broker ─▶ upstream task (rumqttc, manual acks) ─▶ ┐
+//!                                                          ├─▶ driver ─▶ Machine
+//! own broker ◀─▶ downstream connection (relays) ◀───────── ┘     │
+//!                                    store.commit on a blocking thread (one at a time)
+//! ```
+//! The upstream task only polls its event loop and hands events over a bounded channel; it
+//! never publishes or subscribes itself (rumqttc deadlocks when the polling task waits on its
+//! own request channel). The downstream event loop is polled on a task of its own too
+//! (`spawn_poll`: rumqttc's `poll` is not cancel-safe).
+//!
+//! Shutdown: the token stops input; the machine commits what it decided; the driver waits for
+//! the own broker to confirm what was forwarded, until the grace deadline; the last commit
+//! makes the confirmed cursor durable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event as MqttEvent, Packet, Publish, QoS};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use kairan_protocol::Timestamp;
+
+use super::client::{self, Backoff, BrokerAddr, Credentials, REQUEST_CHANNEL_CAPACITY};
+use crate::clock;
+use crate::error::NodeError;
+use crate::machine::{self, Action, Counters, Event, Link, Machine, Outgoing, Qos};
+use crate::report;
+use crate::store::{Store, StoreError};
+
+/// Upstream events handed to the driver, at most.
+const UPSTREAM_QUEUE: usize = 256;
+
+/// One MQTT connection of a node.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// The broker.
+    pub addr: BrokerAddr,
+    /// Credentials on it.
+    pub credentials: Option<Credentials>,
+    /// The client id.
+    pub client_id: String,
+}
+
+/// What a running node reports besides its log: the clinic keeps readable copies and prints
+/// announcements.
+pub trait Sink: Send + 'static {
+    /// Called for every event, after it is logged.
+    fn on_event(&mut self, _event: &Event) -> Result<(), NodeError> {
+        Ok(())
+    }
+}
+
+/// A sink that does nothing more than the log.
+#[derive(Debug, Default)]
+pub struct LogOnly;
+
+impl Sink for LogOnly {}
+
+/// What the caller keeps of a running driver.
+#[derive(Debug)]
+pub struct Running {
+    /// Counters since start, updated as the machine works.
+    pub counters: Arc<Mutex<Counters>>,
+    /// Whether the upstream connection is up with its subscriptions acknowledged.
+    pub subscribed: Arc<AtomicBool>,
+    /// The driver task.
+    pub join: JoinHandle<Result<(), NodeError>>,
+}
+
+/// Runs `machine` over `store`, its upstream link and (relays) its downstream link until
+/// `shutdown` is cancelled; `grace` bounds how long it waits for the own broker then.
+pub fn spawn<S: Store>(
+    machine: Machine,
+    store: S,
+    upstream: LinkConfig,
+    downstream: Option<LinkConfig>,
+    sink: impl Sink,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> Running {
+    let counters = Arc::new(Mutex::new(machine.counters()));
+    let subscribed = Arc::new(AtomicBool::new(false));
+    let options = client::client_options(
+        &upstream.client_id,
+        &upstream.addr,
+        upstream.credentials.as_ref(),
+        false,
+        true,
+    );
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+    let (queue_tx, queue_rx) = mpsc::channel(UPSTREAM_QUEUE);
+    let upstream_task = tokio::spawn(upstream_loop(
+        client.clone(),
+        eventloop,
+        machine.upstream_filters(),
+        queue_tx,
+        shutdown.clone(),
+        machine.id().to_owned(),
+        subscribed.clone(),
+    ));
+    let driver = Driver {
+        label: machine.id().to_owned(),
+        downstream_filters: machine.downstream_filters(),
+        machine,
+        store,
+        upstream: client,
+        messages: HashMap::new(),
+        next_message: 0,
+        downstream: downstream.map(Downstream::new),
+        counters: counters.clone(),
+        sink,
+    };
+    let join = tokio::spawn(async move {
+        let result = driver.run(queue_rx, shutdown.clone(), grace).await;
+        // Whatever ended the driver, stop the upstream task too.
+        shutdown.cancel();
+        let _ = upstream_task.await;
+        result
+    });
+    Running { counters, subscribed, join }
+}
+
+/// What the upstream task hands to the driver.
+#[derive(Debug)]
+enum UpstreamEvent {
+    Connected,
+    Disconnected,
+    Message(Publish),
+}
+
+/// The own broker connection of a relay: a new client per connection attempt.
+struct Downstream {
+    config: LinkConfig,
+    client: Option<AsyncClient>,
+    events: Option<mpsc::Receiver<Result<MqttEvent, rumqttc::ConnectionError>>>,
+    reconnect_at: Option<Instant>,
+    backoff: Backoff,
+}
+
+impl Downstream {
+    fn new(config: LinkConfig) -> Self {
+        Self {
+            config,
+            client: None,
+            events: None,
+            reconnect_at: Some(Instant::now()),
+            backoff: Backoff::new(),
+        }
+    }
+
+    fn connect(&mut self) {
+        let options = client::client_options(
+            &self.config.client_id,
+            &self.config.addr,
+            self.config.credentials.as_ref(),
+            true,
+            false,
+        );
+        let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+        self.events = Some(client::spawn_poll(eventloop));
+        self.client = Some(client);
+        self.reconnect_at = None;
+    }
+
+    fn lost(&mut self) -> Duration {
+        self.client = None;
+        self.events = None;
+        let delay = self.backoff.next_delay();
+        self.reconnect_at = Some(Instant::now() + delay);
+        delay
+    }
+}
+
+struct Driver<S: Store, K: Sink> {
+    label: String,
+    downstream_filters: Vec<String>,
+    machine: Machine,
+    store: S,
+    upstream: AsyncClient,
+    messages: HashMap<machine::MsgId, Publish>,
+    next_message: machine::MsgId,
+    downstream: Option<Downstream>,
+    counters: Arc<Mutex<Counters>>,
+    sink: K,
+}
+
+fn instant_of(at: Timestamp, now: Timestamp) -> Instant {
+    let wait_ms = u64::try_from((at.unix_ms() - now.unix_ms()).max(0)).unwrap_or(0);
+    Instant::now() + Duration::from_millis(wait_ms)
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_some<T>(receiver: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+type CommitTask = (u64, JoinHandle<Result<(), StoreError>>);
+
+async fn join_commit(commit: &mut Option<CommitTask>) -> (u64, Result<(), StoreError>) {
+    match commit {
+        Some((id, handle)) => {
+            let result =
+                handle.await.unwrap_or_else(|e| Err(StoreError::Engine(format!("commit task: {e}"))));
+            (*id, result)
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl<S: Store, K: Sink> Driver<S, K> {
+    async fn run(
+        mut self,
+        mut upstream_rx: mpsc::Receiver<UpstreamEvent>,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Result<(), NodeError> {
+        let mut commit: Option<CommitTask> = None;
+        let mut closing_deadline: Option<Instant> = None;
+        let mut upstream_open = true;
+        loop {
+            self.perform(&mut commit).await?;
+            *self.counters.lock().await = self.machine.counters();
+            if closing_deadline.is_some() && commit.is_none() && self.machine.is_drained() {
+                break;
+            }
+            let now = clock::now();
+            let accepts = upstream_open && self.machine.accepts_input(now);
+            let wake = self.machine.poll_timeout().map(|at| instant_of(at, now));
+            let reconnect_at = self.downstream.as_ref().and_then(|d| d.reconnect_at);
+            let downstream_events = self.downstream.as_mut().and_then(|d| d.events.as_mut());
+            tokio::select! {
+                (id, result) = join_commit(&mut commit) => {
+                    commit = None;
+                    result?;
+                    self.machine.handle_committed(id, clock::now());
+                }
+                event = recv_some(downstream_events) => self.on_downstream(event, closing_deadline.is_some()),
+                event = upstream_rx.recv(), if accepts => match event {
+                    Some(UpstreamEvent::Connected) => self.machine.handle_upstream_connected(clock::now()),
+                    Some(UpstreamEvent::Disconnected) => {
+                        // Unacknowledged messages of the lost connection come again on the next.
+                        self.messages.clear();
+                        self.machine.handle_upstream_disconnected();
+                    }
+                    Some(UpstreamEvent::Message(publish)) => {
+                        self.next_message += 1;
+                        let id = self.next_message;
+                        let (topic, payload) = (publish.topic.clone(), publish.payload.clone());
+                        self.messages.insert(id, publish);
+                        self.machine.handle_upstream_message(id, &topic, payload, clock::now());
+                    }
+                    None => upstream_open = false,
+                },
+                () = sleep_until_some(wake) => self.machine.handle_timeout(clock::now()),
+                () = sleep_until_some(reconnect_at), if closing_deadline.is_none() => {
+                    if let Some(downstream) = &mut self.downstream {
+                        downstream.connect();
+                    }
+                }
+                () = shutdown.cancelled(), if closing_deadline.is_none() => {
+                    closing_deadline = Some(Instant::now() + grace);
+                    self.machine.handle_shutdown();
+                }
+                () = sleep_until_some(closing_deadline) => {
+                    warn!(node = %self.label, "grace period over; unconfirmed deliveries are republished at next start");
+                    break;
+                }
+            }
+            if !upstream_open && closing_deadline.is_none() {
+                closing_deadline = Some(Instant::now() + grace);
+                self.machine.handle_shutdown();
+            }
+        }
+        // A commit still in flight completes: it may hold the confirmed cursor.
+        if let Some((_, handle)) = commit.take() {
+            handle.await.map_err(|e| NodeError::Task(format!("commit task: {e}")))??;
+        }
+        if let Some(client) = self.downstream.as_ref().and_then(|d| d.client.as_ref()) {
+            let _ = client.try_disconnect();
+        }
+        Ok(())
+    }
+
+    /// Performs every action the machine has for us.
+    async fn perform(&mut self, commit: &mut Option<CommitTask>) -> Result<(), NodeError> {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                Action::Commit { id, batch } => {
+                    let store = self.store.clone();
+                    *commit = Some((id, tokio::task::spawn_blocking(move || store.commit(&batch))));
+                }
+                Action::Ack(message) => {
+                    if let Some(publish) = self.messages.remove(&message) {
+                        if let Err(error) = self.upstream.ack(&publish).await {
+                            debug!(%error, "ack not sent; the message will be redelivered and deduplicated");
+                        }
+                    }
+                }
+                Action::Publish(outgoing) => self.publish(outgoing).await,
+                Action::Read { id, query } => {
+                    let result = machine::query::run(&self.store, &query)?;
+                    self.machine.handle_read(id, result);
+                }
+                Action::Report(event) => {
+                    report::log_event(&self.label, &event);
+                    self.sink.on_event(&event)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&mut self, outgoing: Outgoing) {
+        let Outgoing { link, topic, payload, qos, retain } = outgoing;
+        let client = match link {
+            Link::Upstream => Some(&self.upstream),
+            Link::Downstream => self.downstream.as_ref().and_then(|d| d.client.as_ref()),
+        };
+        let Some(client) = client else {
+            debug!(node = %self.label, %topic, "not connected; not published");
+            return;
+        };
+        match qos {
+            // Deliveries: the machine counts each one in flight until the broker acknowledges
+            // it, so it must be queued; the event loop drains the channel on its own task.
+            Qos::AtLeastOnce => {
+                if let Err(error) = client.publish_bytes(topic, QoS::AtLeastOnce, retain, payload).await {
+                    debug!(node = %self.label, %error, "publish not queued; republished after reconnection");
+                }
+            }
+            // Retained state and catch-up traffic: a lost one is sent again or asked for again.
+            Qos::AtMostOnce => {
+                if client.try_publish(topic, QoS::AtMostOnce, retain, payload.to_vec()).is_err() {
+                    debug!(node = %self.label, "request channel full; message dropped (it is sent or asked for again)");
+                }
+            }
+        }
+    }
+
+    fn on_downstream(&mut self, event: Option<Result<MqttEvent, rumqttc::ConnectionError>>, closing: bool) {
+        let event = event.unwrap_or(Err(rumqttc::ConnectionError::RequestsDone));
+        match event {
+            Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                debug!(node = %self.label, "connected to own broker");
+                if let Some(downstream) = &mut self.downstream {
+                    downstream.backoff.reset();
+                    if let Some(client) = &downstream.client {
+                        for filter in &self.downstream_filters {
+                            if let Err(error) = client.try_subscribe(filter.clone(), QoS::AtMostOnce) {
+                                warn!(node = %self.label, %error, "cannot subscribe to catch-up requests");
+                            }
+                        }
+                    }
+                }
+                self.machine.handle_downstream_connected(clock::now());
+            }
+            Ok(MqttEvent::Incoming(Packet::PubAck(_))) => self.machine.handle_downstream_acked(),
+            Ok(MqttEvent::Incoming(Packet::Publish(request))) => {
+                self.machine.handle_downstream_message(&request.topic, &request.payload, clock::now());
+            }
+            Ok(_) => {}
+            Err(error) => {
+                self.machine.handle_downstream_disconnected();
+                if let Some(downstream) = &mut self.downstream {
+                    let delay = downstream.lost();
+                    if closing {
+                        downstream.reconnect_at = None;
+                    }
+                    warn!(
+                        node = %self.label,
+                        %error,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "own broker connection lost; republishing from the store"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Polls the upstream connection and hands events to the driver.
+async fn upstream_loop(
+    client: AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+    filters: Vec<String>,
+    queue: mpsc::Sender<UpstreamEvent>,
+    shutdown: CancellationToken,
+    label: String,
+    subscribed: Arc<AtomicBool>,
+) {
+    let mut backoff = Backoff::new();
+    let mut awaited_subacks = 0usize;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            event = eventloop.poll() => match event {
+                Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
+                    backoff.reset();
+                    info!(node = %label, session_present = ack.session_present, "connected upstream");
+                    awaited_subacks = filters.len();
+                    // Subscribing goes through the request channel, which this task drains:
+                    // do it from another task.
+                    let (client, filters) = (client.clone(), filters.clone());
+                    tokio::spawn(async move {
+                        for filter in filters {
+                            if let Err(error) = client.subscribe(filter, QoS::AtLeastOnce).await {
+                                warn!(%error, "subscribe failed");
+                            }
+                        }
+                    });
+                }
+                Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
+                    awaited_subacks = awaited_subacks.saturating_sub(1);
+                    if awaited_subacks == 0 {
+                        subscribed.store(true, Ordering::SeqCst);
+                        if queue.send(UpstreamEvent::Connected).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Ok(MqttEvent::Incoming(Packet::Publish(publish))) => {
+                    if queue.send(UpstreamEvent::Message(publish)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    let was_subscribed = subscribed.swap(false, Ordering::SeqCst);
+                    if was_subscribed && queue.send(UpstreamEvent::Disconnected).await.is_err() {
+                        break;
+                    }
+                    let delay = backoff.next_delay();
+                    warn!(node = %label, %error, retry_in_ms = delay.as_millis() as u64, "upstream connection lost");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+    // Give the event loop a moment to send DISCONNECT so the broker keeps our session cleanly.
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        while let Ok(event) = eventloop.poll().await {
+            if matches!(event, MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                break;
+            }
+        }
+    })
+    .await;
+}

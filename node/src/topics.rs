@@ -1,0 +1,199 @@
+//! Every MQTT topic kairan uses, built and parsed in one place.
+//!
+//! All topics are `kairan/v1/<node>/…`, where `<node>` is the id of the node that owns the
+//! topic — the relay whose broker carries it, or the national node for ingest and control.
+//! The node id in the topic lets many nodes share one external broker or cluster.
+//!
+//! | topic | who publishes | who reads |
+//! |---|---|---|
+//! | `kairan/v1/<node>/ingest` | origins | the national node |
+//! | `kairan/v1/<node>/ingest-heads` | origins | the national node |
+//! | `kairan/v1/<node>/control` | administrators, the root | the national node |
+//! | `kairan/v1/<node>/deliveries/<scope path>` | the relay `<node>` | its children |
+//! | `kairan/v1/<node>/trust` (retained) | the relay `<node>` | its children |
+//! | `kairan/v1/<node>/heads/<origin>` (retained) | the relay `<node>` | its children |
+//! | `kairan/v1/<node>/sync/<child>/req` | the child `<child>` | the relay `<node>` |
+//! | `kairan/v1/<node>/sync/<child>/resp` | the relay `<node>` | the child `<child>` |
+//!
+//! A delivery is published once, under its advisory's scope; a child subscribes to the exact
+//! topic of every scope above its own and to everything under its own scope, so the broker
+//! routes by scope and an advisory for `jp/13` never reaches another prefecture's relay.
+
+use kairan_protocol::Scope;
+
+/// The prefix of every topic.
+pub const ROOT: &str = "kairan/v1/";
+
+/// `kairan/v1/<node>/ingest`.
+pub fn ingest(node: &str) -> String {
+    format!("{ROOT}{node}/ingest")
+}
+
+/// `kairan/v1/<node>/ingest-heads`.
+pub fn ingest_heads(node: &str) -> String {
+    format!("{ROOT}{node}/ingest-heads")
+}
+
+/// `kairan/v1/<node>/control`.
+pub fn control(node: &str) -> String {
+    format!("{ROOT}{node}/control")
+}
+
+/// `kairan/v1/<node>/deliveries/<scope>`.
+pub fn deliveries(node: &str, scope: &str) -> String {
+    format!("{ROOT}{node}/deliveries/{scope}")
+}
+
+/// The subscriptions of a child with scope `scope` on its parent `parent`'s broker: the exact
+/// topic of each enclosing scope, and everything under its own.
+pub fn delivery_filters(parent: &str, scope: &Scope) -> Vec<String> {
+    let segments = scope.segments();
+    let mut filters: Vec<String> =
+        (1..segments.len()).map(|depth| deliveries(parent, &segments[..depth].join("/"))).collect();
+    filters.push(format!("{}/#", deliveries(parent, &scope.to_string())));
+    filters
+}
+
+/// `kairan/v1/<node>/trust`.
+pub fn trust(node: &str) -> String {
+    format!("{ROOT}{node}/trust")
+}
+
+/// `kairan/v1/<node>/heads/<origin>`.
+pub fn heads(node: &str, origin: &str) -> String {
+    format!("{ROOT}{node}/heads/{origin}")
+}
+
+/// `kairan/v1/<node>/heads/+`: a child's subscription to its parent's heads.
+pub fn heads_filter(node: &str) -> String {
+    format!("{ROOT}{node}/heads/+")
+}
+
+/// `kairan/v1/<parent>/sync/<child>/req`.
+pub fn sync_request(parent: &str, child: &str) -> String {
+    format!("{ROOT}{parent}/sync/{child}/req")
+}
+
+/// `kairan/v1/<parent>/sync/<child>/resp`.
+pub fn sync_response(parent: &str, child: &str) -> String {
+    format!("{ROOT}{parent}/sync/{child}/resp")
+}
+
+/// `kairan/v1/<parent>/sync/+/req`: a relay's subscription to every child's requests.
+pub fn sync_request_filter(parent: &str) -> String {
+    format!("{ROOT}{parent}/sync/+/req")
+}
+
+/// What a topic is, relative to the node that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topic<'t> {
+    /// `…/ingest`.
+    Ingest,
+    /// `…/ingest-heads`.
+    IngestHeads,
+    /// `…/control`.
+    Control,
+    /// `…/deliveries/<scope>`.
+    Deliveries(&'t str),
+    /// `…/trust`.
+    Trust,
+    /// `…/heads/<origin>`.
+    Heads(&'t str),
+    /// `…/sync/<child>/req`.
+    SyncRequest(&'t str),
+    /// `…/sync/<child>/resp`.
+    SyncResponse(&'t str),
+}
+
+/// Parses `topic` as one of `owner`'s topics. `None` for anything else (another node's
+/// topic, an unknown suffix, an empty or nested id).
+pub fn parse<'t>(owner: &str, topic: &'t str) -> Option<Topic<'t>> {
+    let rest = topic.strip_prefix(ROOT)?.strip_prefix(owner)?.strip_prefix('/')?;
+    let single = |id: &'t str| (!id.is_empty() && !id.contains('/')).then_some(id);
+    match rest {
+        "ingest" => Some(Topic::Ingest),
+        "ingest-heads" => Some(Topic::IngestHeads),
+        "control" => Some(Topic::Control),
+        "trust" => Some(Topic::Trust),
+        _ => {
+            if let Some(scope) = rest.strip_prefix("deliveries/") {
+                return (!scope.is_empty()).then_some(Topic::Deliveries(scope));
+            }
+            if let Some(origin) = rest.strip_prefix("heads/") {
+                return single(origin).map(Topic::Heads);
+            }
+            let sync = rest.strip_prefix("sync/")?;
+            if let Some(child) = sync.strip_suffix("/req") {
+                return single(child).map(Topic::SyncRequest);
+            }
+            sync.strip_suffix("/resp").and_then(single).map(Topic::SyncResponse)
+        }
+    }
+}
+
+/// Whether an MQTT topic filter (with `+` and `#` wildcards) matches a topic name.
+pub fn matches(filter: &str, topic: &str) -> bool {
+    let mut levels = topic.split('/');
+    for part in filter.split('/') {
+        match (part, levels.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (exact, Some(level)) if exact == level => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_route_by_scope() {
+        let scope = Scope::parse("jp/13/chuo").expect("scope");
+        assert_eq!(
+            delivery_filters("jp-13", &scope),
+            vec![
+                "kairan/v1/jp-13/deliveries/jp",
+                "kairan/v1/jp-13/deliveries/jp/13",
+                "kairan/v1/jp-13/deliveries/jp/13/chuo/#"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_built_topic_parses_back() {
+        assert_eq!(parse("jp", &ingest("jp")), Some(Topic::Ingest));
+        assert_eq!(parse("jp", &ingest_heads("jp")), Some(Topic::IngestHeads));
+        assert_eq!(parse("jp", &control("jp")), Some(Topic::Control));
+        assert_eq!(parse("jp", &trust("jp")), Some(Topic::Trust));
+        assert_eq!(parse("jp", &deliveries("jp", "jp/13")), Some(Topic::Deliveries("jp/13")));
+        assert_eq!(parse("jp", &heads("jp", "mhlw")), Some(Topic::Heads("mhlw")));
+        assert_eq!(
+            parse("jp-13", &sync_request("jp-13", "jp-13-chuo")),
+            Some(Topic::SyncRequest("jp-13-chuo"))
+        );
+        assert_eq!(parse("jp-13", &sync_response("jp-13", "c1")), Some(Topic::SyncResponse("c1")));
+    }
+
+    #[test]
+    fn filters_match_as_mqtt_does() {
+        assert!(matches("kairan/v1/jp/heads/+", "kairan/v1/jp/heads/mhlw"));
+        assert!(!matches("kairan/v1/jp/heads/+", "kairan/v1/jp/heads/mhlw/x"));
+        assert!(matches("kairan/v1/jp/deliveries/jp/13/#", "kairan/v1/jp/deliveries/jp/13"));
+        assert!(matches("kairan/v1/jp/deliveries/jp/13/#", "kairan/v1/jp/deliveries/jp/13/chuo"));
+        assert!(!matches("kairan/v1/jp/deliveries/jp/13/#", "kairan/v1/jp/deliveries/jp/131"));
+        assert!(!matches("kairan/v1/jp/deliveries/jp", "kairan/v1/jp/deliveries/jp/13"));
+    }
+
+    #[test]
+    fn foreign_and_malformed_topics_do_not_parse() {
+        assert_eq!(parse("jp-1", &trust("jp-13")), None, "another node's topic");
+        assert_eq!(parse("jp-13", "kairan/v1/jp-13/sync/a/b/req"), None, "nested child id");
+        assert_eq!(parse("jp-13", "kairan/v1/jp-13/sync//req"), None, "empty child id");
+        assert_eq!(parse("jp-13", "kairan/v1/jp-13/heads/"), None);
+        assert_eq!(parse("jp-13", "kairan/v1/jp-13/deliveries/"), None);
+        assert_eq!(parse("jp-13", "kairan/v1/jp-13/other"), None);
+    }
+}
