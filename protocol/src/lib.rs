@@ -23,6 +23,9 @@
 //! - [`verified`]: [`Verified<T>`], constructed only by this crate's verifiers.
 //! - [`limits`]: size and count limits, enforced before expensive work.
 //! - [`time`]: [`Timestamp`], RFC 3339 on the wire.
+//! - [`tlog`]: RFC 9162 Merkle tree hashing for transparency logs: [`tlog::Frontier`] (append,
+//!   tree head), proof generation from stored subtree hashes, inclusion and consistency proof
+//!   verification.
 //! - [`error`]: the crate's one error enum, with stable reason codes.
 //! - [`fixtures`]: deterministic keys and a signed sample hierarchy for tests and demos.
 //!
@@ -52,6 +55,7 @@ pub mod scope;
 pub mod sequence;
 pub mod sync;
 pub mod time;
+pub mod tlog;
 pub mod trust;
 pub mod verified;
 
