@@ -23,6 +23,8 @@
 //! - [`verified`]: [`Verified<T>`], constructed only by this crate's verifiers.
 //! - [`limits`]: size and count limits, enforced before expensive work.
 //! - [`time`]: [`Timestamp`], RFC 3339 on the wire.
+//! - [`note`]: C2SP signed notes (Ed25519), verifier keys, tlog checkpoints and timestamped
+//!   cosignatures, [`note::open_checkpoint`].
 //! - [`tlog`]: RFC 9162 Merkle tree hashing for transparency logs: [`tlog::Frontier`] (append,
 //!   tree head), proof generation from stored subtree hashes, inclusion and consistency proof
 //!   verification.
@@ -51,6 +53,7 @@ pub mod head;
 pub mod hop;
 pub mod keys;
 pub mod limits;
+pub mod note;
 pub mod scope;
 pub mod sequence;
 pub mod sync;
