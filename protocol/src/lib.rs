@@ -29,7 +29,8 @@
 //!   tree head), proof generation from stored subtree hashes, inclusion and consistency proof
 //!   verification.
 //! - [`error`]: the crate's one error enum, with stable reason codes.
-//! - [`fixtures`]: deterministic keys and a signed sample hierarchy for tests and demos.
+//! - [`fixtures`]: deterministic keys, a signed sample hierarchy, the RFC 6962 reference leaves
+//!   and a sample checkpoint, for tests and demos.
 //!
 //! ## Trust model
 //! The only things trusted a priori are the anchors: root public keys and a threshold. The

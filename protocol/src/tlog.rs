@@ -40,7 +40,7 @@ pub use prove::{
 };
 pub use verify::{root_from_inclusion, verify_consistency, verify_inclusion};
 
-/// Bytes in a [`Hash`].
+/// Bytes in a [`Hash`](struct@Hash).
 pub const HASH_SIZE: usize = 32;
 
 /// A SHA-256 hash in a Merkle tree: a leaf hash, an interior node or a tree head.
