@@ -116,7 +116,7 @@ fn check_log(n: u64, seed: u64) -> Result<(), TestCaseError> {
 
 proptest! {
     #![proptest_config(Config {
-        cases: 32,
+        cases: 24,
         failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
         ..Config::default()
     })]
