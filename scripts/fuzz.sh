@@ -8,7 +8,7 @@ seconds=${FUZZ_SECONDS:-120}
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 fi
-for target in delivery_verify sync_request; do
+for target in delivery_verify sync_request note_open; do
   scratch=$(mktemp -d)
   echo "fuzz: $target for ${seconds}s"
   log="$scratch.log"

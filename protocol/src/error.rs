@@ -178,6 +178,29 @@ pub enum Error {
     /// Trust anchors are inconsistent (threshold 0 or above the number of keys, duplicates).
     #[error("invalid trust anchors: {0}")]
     InvalidAnchors(String),
+    /// A Merkle inclusion proof (RFC 9162 §2.1.3.2) does not lead from the leaf to the root.
+    #[error("bad inclusion proof: {0}")]
+    BadInclusionProof(String),
+    /// A Merkle consistency proof (RFC 9162 §2.1.4.2) does not link the two tree heads.
+    #[error("bad consistency proof: {0}")]
+    BadConsistencyProof(String),
+    /// A request about a Merkle tree that the tree cannot answer: a leaf index at or past the
+    /// tree size, an old size above the new one, a frontier whose hashes do not match its size,
+    /// or a hash reader that answered with the wrong number of hashes.
+    #[error("invalid tree request: {0}")]
+    InvalidTreeRequest(String),
+    /// A signed note (c2sp.org/signed-note) that does not have the note syntax.
+    #[error("malformed note: {0}")]
+    MalformedNote(String),
+    /// A note verifier key (`<name>+<hex key id>+<base64 type||key>`) that does not parse.
+    #[error("malformed verifier key: {0}")]
+    MalformedVerifierKey(String),
+    /// A note with no valid signature by any of the keys it was checked against.
+    #[error("unverified note: {0}")]
+    UnverifiedNote(String),
+    /// A note whose text is not a checkpoint (c2sp.org/tlog-checkpoint), or not the one expected.
+    #[error("malformed checkpoint: {0}")]
+    MalformedCheckpoint(String),
 }
 
 impl Error {
@@ -207,6 +230,13 @@ impl Error {
             Error::TooManyCerts { .. } => "too_many_certs",
             Error::BrokenCertChain(_) => "broken_cert_chain",
             Error::InvalidAnchors(_) => "invalid_anchors",
+            Error::BadInclusionProof(_) => "bad_inclusion_proof",
+            Error::BadConsistencyProof(_) => "bad_consistency_proof",
+            Error::InvalidTreeRequest(_) => "invalid_tree_request",
+            Error::MalformedNote(_) => "malformed_note",
+            Error::MalformedVerifierKey(_) => "malformed_verifier_key",
+            Error::UnverifiedNote(_) => "unverified_note",
+            Error::MalformedCheckpoint(_) => "malformed_checkpoint",
         }
     }
 }

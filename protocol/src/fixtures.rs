@@ -1,7 +1,8 @@
 //! Deterministic fixtures: keys from labels, a sample advisory and a small signed hierarchy.
 //!
 //! Used by unit tests, golden test vectors, benchmarks, the fuzz target and `kairan demo`'s
-//! forgery cases. Every key is derived from a label (`SHA-256("kairan-fixture:" + label)`),
+//! forgery cases; also the reference Merkle tree of RFC 6962 implementations and a checkpoint
+//! of it. Every key is derived from a label (`SHA-256("kairan-fixture:" + label)`),
 //! so the same label always gives the same key: never use these keys in production.
 
 use sha2::{Digest as _, Sha256};
@@ -11,8 +12,10 @@ use crate::cert::{Certificate, ROOT_ISSUER, Role};
 use crate::delivery::{Delivery, HopInput, VerifyContext, attest, verify_parsed};
 use crate::envelope::{ADVISORY_TYPE, Envelope};
 use crate::keys::{Digest, SecretKey};
+use crate::note::{Checkpoint, Note, NoteVerifier, SignatureType};
 use crate::scope::Scope;
 use crate::time::Timestamp;
+use crate::tlog::{leaf_hash, root_of};
 use crate::trust::{RevocationSet, TrustAnchors};
 
 /// The 32-byte seed of the fixture key named `label`.
@@ -176,4 +179,49 @@ impl Hierarchy {
     pub fn later(&self) -> Timestamp {
         self.now.plus_secs(60)
     }
+}
+
+/// The eight leaves of the reference tree of the RFC 6962 implementations (Certificate
+/// Transparency's, Trillian's): `""`, `00`, `10`, `2021`, `3031`, `40414243`,
+/// `5051525354555657`, `606162636465666768696a6b6c6d6e6f` (hex). Tree heads and proofs are
+/// published for them.
+pub const RFC6962_LEAVES: [&[u8]; 8] = [
+    b"",
+    &[0x00],
+    &[0x10],
+    &[0x20, 0x21],
+    &[0x30, 0x31],
+    &[0x40, 0x41, 0x42, 0x43],
+    &[0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57],
+    &[0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x6e, 0x6f],
+];
+
+/// Origin of the fixture log, and the name of its key `key("log-jp-13")`.
+pub const LOG_ORIGIN: &str = "kairan.example/jp-13";
+
+/// Name of the fixture cosigner, whose key is `key("witness-1")`.
+pub const WITNESS_NAME: &str = "kairan.example/witness-1";
+
+/// The verifier key (type `0x01`) of the fixture log.
+pub fn log_verifier() -> NoteVerifier {
+    NoteVerifier::new(LOG_ORIGIN, SignatureType::Ed25519, key("log-jp-13").public().clone())
+        .unwrap_or_else(|e| panic!("fixture log key: {e}"))
+}
+
+/// The verifier key (type `0x04`) of the fixture cosigner.
+pub fn witness_verifier() -> NoteVerifier {
+    NoteVerifier::new(WITNESS_NAME, SignatureType::CosignatureV1, key("witness-1").public().clone())
+        .unwrap_or_else(|e| panic!("fixture witness key: {e}"))
+}
+
+/// The checkpoint of [`RFC6962_LEAVES`] (size 8) signed by the fixture log and cosigned by the
+/// fixture witness at [`FIXTURE_NOW`].
+pub fn sample_checkpoint() -> Note {
+    let leaves: Vec<_> = RFC6962_LEAVES.iter().map(|leaf| leaf_hash(leaf)).collect();
+    let checkpoint = Checkpoint::new(LOG_ORIGIN, leaves.len() as u64, root_of(&leaves));
+    let mut note = checkpoint.sign(&key("log-jp-13")).unwrap_or_else(|e| panic!("fixture checkpoint: {e}"));
+    let timestamp = u64::try_from(FIXTURE_NOW.unix_ms() / 1000).unwrap_or_default();
+    note.cosign(WITNESS_NAME, &key("witness-1"), timestamp)
+        .unwrap_or_else(|e| panic!("fixture cosignature: {e}"));
+    note
 }

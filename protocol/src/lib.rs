@@ -23,9 +23,15 @@
 //! - [`verified`]: [`Verified<T>`], constructed only by this crate's verifiers.
 //! - [`limits`]: size and count limits, enforced before expensive work.
 //! - [`time`]: [`Timestamp`], RFC 3339 on the wire.
+//! - [`note`]: C2SP signed notes (Ed25519), verifier keys, tlog checkpoints and timestamped
+//!   cosignatures, [`note::open_checkpoint`].
+//! - [`tlog`]: RFC 9162 Merkle tree hashing for transparency logs: [`tlog::Frontier`] (append,
+//!   tree head), proof generation from stored subtree hashes, inclusion and consistency proof
+//!   verification.
 //! - [`error`]: the crate's one error enum, with stable reason codes.
-//! - `fixtures` (feature `fixtures`): deterministic keys and a signed sample hierarchy for
-//!   tests, benches, fuzzing and demos — never production keys.
+//! - `fixtures` (feature `fixtures`): deterministic keys, a signed sample hierarchy, the RFC
+//!   6962 reference leaves and a sample checkpoint, for tests, benches, fuzzing and demos —
+//!   never production keys.
 //!
 //! ## Trust model
 //! The only things trusted a priori are the anchors: root public keys and a threshold. The
@@ -50,10 +56,12 @@ pub mod head;
 pub mod hop;
 pub mod keys;
 pub mod limits;
+pub mod note;
 pub mod scope;
 pub mod sequence;
 pub mod sync;
 pub mod time;
+pub mod tlog;
 pub mod trust;
 pub mod verified;
 

@@ -64,3 +64,14 @@ pub const MAX_SCOPE_DEPTH: usize = 6;
 /// Clock skew tolerated between two machines when comparing times they each wrote
 /// (hop times against each other, and signed times against the verifier's `now`): 5 s.
 pub const MAX_CLOCK_SKEW_MS: i64 = 5_000;
+
+/// Largest signed note (checkpoint with its signatures and cosignatures) accepted: 128 KiB.
+/// c2sp.org/signed-note asks verifiers to accept at least 16 signatures and warns that
+/// post-quantum ones reach nearly 5 kB each: 16 of those fit, with room for the text.
+pub const MAX_NOTE_BYTES: usize = 128 * 1024;
+
+/// Most signature lines in one note (the cap of Go's `golang.org/x/mod/sumdb/note`).
+pub const MAX_NOTE_SIGNATURES: usize = 100;
+
+/// Longest note verifier key string accepted, in bytes (an Ed25519 one is name + 55 bytes).
+pub const MAX_VERIFIER_KEY_BYTES: usize = 1024;
