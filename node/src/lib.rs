@@ -8,6 +8,8 @@
 //! - [`cli`]: argument definitions (clap) and dispatch of every command.
 //! - [`keyfile`]: key files (0600, refused if group/other-readable), certificates, trust file.
 //! - [`draft`]: the TOML advisory authoring format, its template and the sample advisories.
+//! - [`formats`]: advisories as CSAF 2.0/2.1, CAP 1.2 and STIX 2.1 (export), and CSAF and CAP
+//!   back to the authoring format (import).
 //! - [`provenance`]: who signed and who carried a verified delivery, as text or JSON.
 //! - [`bench`]: `kairan bench`, end-to-end latency and throughput of a whole tree, with a
 //!   chain of Mosquitto bridges measured side by side.
@@ -31,6 +33,7 @@ pub mod core;
 pub mod demo;
 pub mod draft;
 pub mod error;
+pub mod formats;
 pub mod heads;
 pub mod hierarchy;
 pub mod intake;
