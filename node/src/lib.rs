@@ -23,6 +23,8 @@
 //! - [`cli`]: argument definitions (clap) and dispatch of every command.
 //! - [`keyfile`]: key files (0600, refused if group/other-readable), certificates, trust file.
 //! - [`draft`]: the TOML advisory authoring format, its template and the sample advisories.
+//! - [`formats`]: advisories as CSAF 2.0/2.1, CAP 1.2 and STIX 2.1 (export), and CSAF and CAP
+//!   back to the authoring format (import).
 //! - [`provenance`]: who signed and who carried a verified delivery, as text or JSON.
 //! - [`clock`]: the one place that reads the wall clock.
 //! - [`logging`]: tracing setup (human or JSON lines).
@@ -45,6 +47,7 @@ pub mod clock;
 pub mod config;
 pub mod draft;
 pub mod error;
+pub mod formats;
 pub mod handle;
 #[cfg(feature = "harness")]
 pub mod harness;

@@ -122,6 +122,17 @@ pub enum AdvisoryCommand {
         after_help = "Examples:\n  kairan advisory sign --key keys/mhlw.key advisory.toml > advisory.json\n  kairan advisory template | kairan advisory sign --key keys/mhlw.key -"
     )]
     Sign(advisory::SignArgs),
+    /// Export an advisory (signed envelope, delivery or authoring file) as CSAF 2.0/2.1, CAP 1.2
+    /// or STIX 2.1. The signature is not checked here: use `kairan verify` for that.
+    #[command(
+        after_help = "Examples:\n  kairan advisory export --format csaf advisory.json > advisory.csaf.json\n  kairan advisory export --format cap --out alert.xml delivery.json\n  kairan advisory export --format stix samples/03-movable-type.toml\n\nFormats: csaf (CSAF 2.0), csaf-2.1, cap (CAP 1.2), stix (STIX 2.1). See docs/formats.md."
+    )]
+    Export(crate::formats::command::ExportArgs),
+    /// Import a CSAF (2.0 or 2.1) or CAP 1.2 document as an authoring file (TOML) to review and sign.
+    #[command(
+        after_help = "Example:\n  kairan advisory import --format csaf vendor-advisory.json --out advisory.toml\n  kairan advisory sign --key keys/mhlw.key advisory.toml"
+    )]
+    Import(crate::formats::command::ImportArgs),
 }
 
 /// `kairan cert …`
@@ -160,6 +171,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Advisory(AdvisoryCommand::Sign(args)) => advisory::sign(&args),
+        Command::Advisory(AdvisoryCommand::Export(args)) => crate::formats::command::export(&args),
+        Command::Advisory(AdvisoryCommand::Import(args)) => crate::formats::command::import(&args),
         Command::Cert(CertCommand::Issue(args)) => keys::cert_issue(&args),
         Command::Trust(TrustCommand::Init(args)) => keys::trust_init(&args),
         Command::Trust(TrustCommand::Push(args)) => revoke::push(&args),
