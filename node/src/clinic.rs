@@ -49,7 +49,12 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
         attester: None,
     };
     let sync_interval_ms = u64::try_from(config.sync_interval.as_millis()).unwrap_or(u64::MAX);
-    let machine_config = MachineConfig { identity, anchors: config.anchors.clone(), sync_interval_ms };
+    let machine_config = MachineConfig {
+        identity,
+        anchors: config.anchors.clone(),
+        sync_interval_ms,
+        children: Default::default(),
+    };
     let machine = Machine::new(machine_config, restored, clock::now());
     info!(clinic = %config.id, district = %config.district, broker = %config.addr.url(), held, "clinic subscriber starting");
     let upstream = LinkConfig {

@@ -3,7 +3,6 @@
 //! configs. Every error names the field (`upstream.url: …`); `main` exits 64 on them.
 //! Relative paths are relative to the configuration file's directory.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +14,9 @@ use kairan_protocol::{Certificate, Envelope, Role, Scope, SecretKey, TrustAnchor
 
 use crate::error::CliError;
 use crate::keyfile;
+use crate::members::{Members, NodeView};
 use crate::mqtt::{BrokerAddr, Credentials};
+use crate::secrets;
 
 /// Reads a TOML file plus `KAIRAN__…` environment overrides into `T`.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, CliError> {
@@ -86,16 +87,16 @@ pub struct UpstreamSection {
 pub struct BrokerSection {
     /// Embedded broker listen address (default 127.0.0.1:1883; port 0 = any free port).
     pub listen: Option<String>,
-    /// Members file (TOML `[[members]] id, password`): children and, for the national
-    /// node, origins allowed to publish to ingest.
+    /// Members file (mode 0600; `[[members]] id, kind, password_hash, cert | scope`): the
+    /// children, and on the national node the origins and administrators. Whom the broker lets
+    /// in and what it lets each do, and whom catch-up answers (see `crate::members`).
     pub members: Option<PathBuf>,
-    /// Use this external broker (`mqtt://host:port`, e.g. Mosquitto) instead of the embedded one.
+    /// Use this external broker (`mqtt://host:port`, e.g. Mosquitto configured by
+    /// `kairan broker mosquitto-config`) instead of the embedded one.
     pub external: Option<String>,
-    /// Username on the external broker (default: this node's id).
-    pub username: Option<String>,
-    /// Password on the external broker.
+    /// Password of this node's own clients (`<id>~out`, `<id>~ingest`) on the external broker.
     pub password: Option<String>,
-    /// File holding that password.
+    /// File holding that password (mode 0600).
     pub password_file: Option<PathBuf>,
 }
 
@@ -126,23 +127,6 @@ pub struct NodeFile {
     pub log: LogSection,
 }
 
-/// A member of an embedded broker.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Member {
-    /// Username (the child's node id, clinic id, or origin id).
-    pub id: String,
-    /// Password.
-    pub password: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MembersFile {
-    #[serde(default)]
-    members: Vec<Member>,
-}
-
 /// Where a node's input comes from, checked.
 #[derive(Debug, Clone)]
 pub enum UpstreamConfig {
@@ -162,19 +146,17 @@ pub enum UpstreamConfig {
 /// Where a node publishes, checked.
 #[derive(Debug, Clone)]
 pub enum BrokerConfig {
-    /// rumqttd in this process.
+    /// rmqtt in this process, enforcing the permission table for the members.
     Embedded {
         /// Listen address.
         listen: SocketAddr,
-        /// Username → password.
-        members: HashMap<String, String>,
     },
-    /// An existing broker.
+    /// An existing broker, configured from the same members file.
     External {
         /// Broker address.
         addr: BrokerAddr,
-        /// Credentials.
-        credentials: Option<Credentials>,
+        /// The password of this node's own clients on it.
+        password: Option<String>,
     },
 }
 
@@ -199,6 +181,8 @@ pub struct NodeConfig {
     pub upstream: UpstreamConfig,
     /// Output.
     pub broker: BrokerConfig,
+    /// Who may connect to the node's broker, as what.
+    pub members: Members,
     /// Shutdown grace period.
     pub grace: Duration,
     /// Periodic catch-up interval.
@@ -218,8 +202,8 @@ fn password(
         (Some(password), None) => Ok(Some(password.clone())),
         (None, Some(path)) => {
             let path = resolve(base, path);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| field(&format!("{name}_file"), format!("{}: {e}", path.display())))?;
+            let text = secrets::read_private(&path, "password file")
+                .map_err(|e| field(&format!("{name}_file"), e))?;
             Ok(Some(text.trim().to_owned()))
         }
         (None, None) => Ok(None),
@@ -227,16 +211,18 @@ fn password(
 }
 
 fn credentials(
-    name: &str,
-    default_user: &str,
+    id: &str,
     user: &Option<String>,
     password: Option<String>,
-) -> Option<Credentials> {
-    let _ = name;
-    password.map(|password| Credentials {
-        username: user.clone().unwrap_or_else(|| default_user.to_owned()),
-        password,
-    })
+) -> Result<Option<Credentials>, CliError> {
+    // The broker binds client ids to usernames, and a node's client id is its id.
+    if let Some(user) = user.as_ref().filter(|user| *user != id) {
+        return Err(field(
+            "upstream.username",
+            format!("{user:?}: the username on the parent's broker is the node id {id:?}"),
+        ));
+    }
+    Ok(password.map(|password| Credentials { username: id.to_owned(), password }))
 }
 
 /// Loads a relay's identity: key (0600), certificate granting `relay` for `id`.
@@ -295,7 +281,7 @@ impl NodeConfig {
                 UpstreamConfig::Parent {
                     addr,
                     parent: parent.clone(),
-                    credentials: credentials("upstream", &node.id, &up.username, password),
+                    credentials: credentials(&node.id, &up.username, password)?,
                 }
             }
             (false, None, _) => {
@@ -306,7 +292,15 @@ impl NodeConfig {
             }
             (false, Some(_), None) => return Err(field("upstream.parent", "missing: the parent node's id")),
         };
-        let broker = broker_config(&file.broker, &node.id, base)?;
+        let broker = broker_config(&file.broker, base)?;
+        let national = matches!(upstream, UpstreamConfig::Ingest);
+        let view = NodeView { id: &node.id, key: key.public(), scope: &cert_info.scope, national };
+        let members = match &file.broker.members {
+            None => Members::default(),
+            Some(path) => {
+                Members::load(&resolve(base, path), base, view).map_err(|e| field("broker.members", e))?
+            }
+        };
         let grace = Duration::from_secs(node.shutdown_grace_secs.unwrap_or(10));
         if let Some(format) = &file.log.format {
             if format != "human" && format != "json" {
@@ -330,6 +324,7 @@ impl NodeConfig {
             anchors,
             upstream,
             broker,
+            members,
             grace,
             sync_interval: sync_interval(&file.upstream)?,
             log: file.log,
@@ -345,50 +340,25 @@ fn sync_interval(upstream: &UpstreamSection) -> Result<Duration, CliError> {
     }
 }
 
-fn broker_config(section: &BrokerSection, id: &str, base: &Path) -> Result<BrokerConfig, CliError> {
+fn broker_config(section: &BrokerSection, base: &Path) -> Result<BrokerConfig, CliError> {
     if let Some(url) = &section.external {
-        if section.listen.is_some() || section.members.is_some() {
-            return Err(field(
-                "broker.external",
-                "an external broker takes no broker.listen or broker.members",
-            ));
+        if section.listen.is_some() {
+            return Err(field("broker.external", "an external broker takes no broker.listen"));
         }
         let addr = BrokerAddr::parse(url).map_err(|e| field("broker.external", e))?;
         let password = password("broker.password", &section.password, &section.password_file, base)?;
-        return Ok(BrokerConfig::External {
-            addr,
-            credentials: credentials("broker", id, &section.username, password),
-        });
+        return Ok(BrokerConfig::External { addr, password });
+    }
+    if section.password.is_some() || section.password_file.is_some() {
+        return Err(field(
+            "broker.password",
+            "only an external broker takes a password (the embedded one makes its own)",
+        ));
     }
     let listen_text = section.listen.clone().unwrap_or_else(|| "127.0.0.1:1883".into());
     let listen: SocketAddr =
         listen_text.parse().map_err(|e| field("broker.listen", format!("{listen_text:?}: {e}")))?;
-    let members = match &section.members {
-        None => HashMap::new(),
-        Some(path) => load_members(&resolve(base, path))?,
-    };
-    Ok(BrokerConfig::Embedded { listen, members })
-}
-
-/// Reads a members file.
-pub fn load_members(path: &Path) -> Result<HashMap<String, String>, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| field("broker.members", format!("{}: {e}", path.display())))?;
-    let file: MembersFile =
-        toml::from_str(&text).map_err(|e| field("broker.members", format!("{}: {e}", path.display())))?;
-    let mut members = HashMap::new();
-    for member in file.members {
-        if member.password.len() < 8 {
-            return Err(field(
-                "broker.members",
-                format!("member {}: password shorter than 8 characters", member.id),
-            ));
-        }
-        if members.insert(member.id.clone(), member.password).is_some() {
-            return Err(field("broker.members", format!("member {} is listed twice", member.id)));
-        }
-    }
-    Ok(members)
+    Ok(BrokerConfig::Embedded { listen })
 }
 
 /// `[clinic]` of clinic.toml.
@@ -480,7 +450,7 @@ impl ClinicConfig {
             anchors,
             addr,
             district,
-            credentials: credentials("upstream", &clinic.id, &up.username, password),
+            credentials: credentials(&clinic.id, &up.username, password)?,
             lang: clinic.lang.clone().unwrap_or_else(|| "ja".into()),
             announce: clinic.announce.unwrap_or(true),
             sync_interval: sync_interval(up)?,

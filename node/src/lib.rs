@@ -13,6 +13,10 @@
 //! - [`machine`]: the node state machine (no clock, no tokio, no sled, no MQTT type).
 //! - [`store`]: the [`store::Store`] trait, [`store::SledStore`], [`store::MemStore`].
 //! - [`topics`]: every `kairan/v1/…` topic, built and parsed.
+//! - [`authz`]: the permission table — what each kind of client may read, write and retain.
+//! - [`members`]: the members file (hashed passwords, kinds, scopes).
+//! - [`mosquitto_config`]: Mosquitto's password and ACL files, from the same table.
+//! - [`secrets`]: secret files readable by their owner only.
 //! - [`mqtt`]: the MQTT client, the embedded broker, the driver.
 //! - [`relay`], [`clinic`]: the two daemons, thin: configuration to machine and driver.
 //! - [`handle`]: [`handle::NodeHandle`], a running daemon.
@@ -41,6 +45,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authz;
 pub mod cli;
 pub mod clinic;
 pub mod clock;
@@ -55,10 +60,13 @@ pub mod inbox;
 pub mod keyfile;
 pub mod logging;
 pub mod machine;
+pub mod members;
+pub mod mosquitto_config;
 pub mod mqtt;
 pub mod provenance;
 pub mod publish;
 pub mod relay;
 pub mod report;
+pub mod secrets;
 pub mod store;
 pub mod topics;

@@ -59,15 +59,16 @@ pub fn sign_next(
     Ok((advisory, envelope))
 }
 
-/// Publishes `payload` to `topic` with QoS 1 and waits for the broker's PUBACK.
+/// Publishes `payload` to `topic` with QoS 1 and waits for the broker's PUBACK. The client id
+/// is the username (brokers bind them).
 pub async fn publish_acked(
     addr: &BrokerAddr,
     credentials: Option<&Credentials>,
-    client_id: &str,
     topic: &str,
     payload: Vec<u8>,
     timeout: Duration,
 ) -> Result<(), CliError> {
+    let client_id = credentials.map_or("kairan-publish", |c| c.username.as_str());
     let options = mqtt::client::client_options(client_id, addr, credentials, true, false);
     let (client, mut eventloop) = AsyncClient::new(options, 10);
     // Queued before polling starts: the request channel has room, and the event loop sends
@@ -160,13 +161,10 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<(Digest, 
     }
     let digest = Digest::of(&envelope.payload);
     let delivery = Delivery { advisory: envelope, certs: vec![request.cert.clone()], hops: Vec::new() };
-    let client_id =
-        format!("{}-publish-{}", cert.subject, crate::relay::random_password().get(..8).unwrap_or("0"));
     publish_acked(
         &request.addr,
         request.credentials.as_ref(),
-        &client_id,
-        &crate::topics::ingest(&request.node),
+        &crate::topics::ingest_of(&request.node, &cert.subject),
         delivery.to_json(),
         Duration::from_secs(30),
     )
@@ -196,13 +194,10 @@ pub async fn publish_head(request: &PublishRequest, state: &OriginState) -> Resu
         expires_at: now.plus_secs(HEAD_VALIDITY_HOURS * 3600),
     };
     let message = head.sign(&request.key, &request.cert).to_json();
-    let client_id =
-        format!("{}-head-{}", cert.subject, crate::relay::random_password().get(..8).unwrap_or("0"));
     publish_acked(
         &request.addr,
         request.credentials.as_ref(),
-        &client_id,
-        &crate::topics::ingest_heads(&request.node),
+        &crate::topics::ingest_heads_of(&request.node, &cert.subject),
         message,
         Duration::from_secs(30),
     )

@@ -11,11 +11,13 @@
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::authz::{self, Principal};
 use crate::clock;
 use crate::config::{BrokerConfig, NodeConfig, UpstreamConfig};
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
 use crate::machine::{Attester, Identity, Machine, MachineConfig, Upstream};
+use crate::members::PasswordHash;
 use crate::mqtt::driver::{self, LinkConfig, LogOnly};
 use crate::mqtt::{BrokerAddr, Credentials, broker};
 use crate::store::{SledStore, Store};
@@ -43,6 +45,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
     let last_relay_seq = restored.last_relay_seq;
     let id = config.id.clone();
     let scope = config.cert_info.scope.clone();
+    let national = matches!(config.upstream, UpstreamConfig::Ingest);
     let upstream = match &config.upstream {
         UpstreamConfig::Ingest => Upstream::Ingest,
         UpstreamConfig::Parent { parent, .. } => Upstream::Relay(parent.clone()),
@@ -50,39 +53,53 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
     let attester = Attester { key: config.key, cert: config.cert, extra_certs: config.extra_certs };
     let identity = Identity { id: id.clone(), scope: scope.clone(), upstream, attester: Some(attester) };
     let sync_interval_ms = u64::try_from(config.sync_interval.as_millis()).unwrap_or(u64::MAX);
-    let machine_config = MachineConfig { identity, anchors: config.anchors, sync_interval_ms };
+    let children = config.members.children();
+    let machine_config = MachineConfig { identity, anchors: config.anchors, sync_interval_ms, children };
     let machine = Machine::new(machine_config, restored, clock::now());
 
-    let (own_addr, internal) = match config.broker {
-        BrokerConfig::Embedded { listen, mut members } => {
-            let internal = Credentials { username: format!("{id}.internal"), password: random_password() };
-            members.insert(internal.username.clone(), internal.password.clone());
+    // This node's own clients on its broker: the publisher, and on the national node the
+    // ingest client. Embedded: a fresh random password each start; external: the configured one.
+    let (own_addr, own_password, broker) = match config.broker {
+        BrokerConfig::Embedded { listen } => {
+            let password = random_password();
+            let mut members = config.members.clone();
+            let hash = PasswordHash::new(&password);
+            members.insert(Principal::Publisher, &authz::publisher_username(&id), hash.clone());
+            if national {
+                members.insert(Principal::Ingest, &authz::ingest_username(&id), hash);
+            }
             let name = id.clone();
-            let started = tokio::task::spawn_blocking(move || broker::start(&name, listen, members))
-                .await
-                .map_err(|e| NodeError::Task(e.to_string()))?
-                .map_err(NodeError::Broker)?;
-            (BrokerAddr::from(started.addr), Some(internal))
+            let started =
+                tokio::task::spawn_blocking(move || broker::start(&name, national, listen, members))
+                    .await
+                    .map_err(|e| NodeError::Task(e.to_string()))?
+                    .map_err(NodeError::Broker)?;
+            (BrokerAddr::from(started.addr), Some(password), Some(started))
         }
-        BrokerConfig::External { addr, credentials } => (addr, credentials),
+        BrokerConfig::External { addr, password } => (addr, password, None),
     };
+    let own = |username: String| own_password.clone().map(|password| Credentials { username, password });
     let upstream_link = match config.upstream {
-        UpstreamConfig::Ingest => LinkConfig {
-            addr: own_addr.clone(),
-            credentials: internal.clone(),
-            client_id: format!("{id}-ingest"),
-        },
+        UpstreamConfig::Ingest => {
+            let username = authz::ingest_username(&id);
+            LinkConfig { addr: own_addr.clone(), credentials: own(username.clone()), client_id: username }
+        }
         UpstreamConfig::Parent { addr, credentials, .. } => {
             LinkConfig { addr, credentials, client_id: id.clone() }
         }
     };
-    let downstream =
-        LinkConfig { addr: own_addr.clone(), credentials: internal.clone(), client_id: format!("{id}-out") };
+    let publisher = authz::publisher_username(&id);
+    let downstream = LinkConfig {
+        addr: own_addr.clone(),
+        credentials: own(publisher.clone()),
+        client_id: publisher.clone(),
+    };
     info!(
         node = %id,
         %scope,
         broker = %own_addr.url(),
         upstream = %upstream_link.addr.url(),
+        members = config.members.iter().count(),
         held,
         last_relay_seq,
         "relay node starting"
@@ -96,7 +113,15 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         shutdown.clone(),
         config.grace,
     );
-    let join = finish(running.join, id.clone(), "relay node stopped; store flushed");
+    // The embedded broker stops after the driver: the node's clients disconnect first.
+    let driver = running.join;
+    let with_broker = tokio::spawn(async move {
+        let result = driver.await;
+        drop(broker);
+        result.map_err(|e| NodeError::Task(format!("driver: {e}")))?
+    });
+    let join = finish(with_broker, id.clone(), "relay node stopped; store flushed");
+    let internal = own_password.map(|password| Credentials { username: publisher, password });
     let broker = Some((own_addr, internal));
     Ok(NodeHandle::new(id, broker, store, running.counters, running.subscribed, shutdown, join))
 }

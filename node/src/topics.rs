@@ -6,11 +6,11 @@
 //!
 //! | topic | who publishes | who reads |
 //! |---|---|---|
-//! | `kairan/v1/<node>/ingest` | origins | the national node |
-//! | `kairan/v1/<node>/ingest-heads` | origins | the national node |
+//! | `kairan/v1/<node>/ingest/<origin>` | the origin `<origin>` | the national node |
+//! | `kairan/v1/<node>/ingest-heads/<origin>` | the origin `<origin>` | the national node |
 //! | `kairan/v1/<node>/control` | administrators, the root | the national node |
 //! | `kairan/v1/<node>/deliveries/<scope path>` | the relay `<node>` | its children |
-//! | `kairan/v1/<node>/trust` (retained) | the relay `<node>` | its children |
+//! | `kairan/v1/<node>/trust/<piece>` (retained) | the relay `<node>` | its children |
 //! | `kairan/v1/<node>/heads/<origin>` (retained) | the relay `<node>` | its children |
 //! | `kairan/v1/<node>/sync/<child>/req` | the child `<child>` | the relay `<node>` |
 //! | `kairan/v1/<node>/sync/<child>/resp` | the relay `<node>` | the child `<child>` |
@@ -24,14 +24,26 @@ use kairan_protocol::Scope;
 /// The prefix of every topic.
 pub const ROOT: &str = "kairan/v1/";
 
-/// `kairan/v1/<node>/ingest`.
-pub fn ingest(node: &str) -> String {
-    format!("{ROOT}{node}/ingest")
+/// `kairan/v1/<node>/ingest/<origin>`: where origin `origin` publishes its advisories (the
+/// broker lets each origin publish under its own name only, so the topic names the
+/// authenticated publisher).
+pub fn ingest_of(node: &str, origin: &str) -> String {
+    format!("{ROOT}{node}/ingest/{origin}")
 }
 
-/// `kairan/v1/<node>/ingest-heads`.
-pub fn ingest_heads(node: &str) -> String {
-    format!("{ROOT}{node}/ingest-heads")
+/// `kairan/v1/<node>/ingest/+`: the national node's subscription to every origin.
+pub fn ingest_filter(node: &str) -> String {
+    format!("{ROOT}{node}/ingest/+")
+}
+
+/// `kairan/v1/<node>/ingest-heads/<origin>`: where origin `origin` publishes its heads.
+pub fn ingest_heads_of(node: &str, origin: &str) -> String {
+    format!("{ROOT}{node}/ingest-heads/{origin}")
+}
+
+/// `kairan/v1/<node>/ingest-heads/+`.
+pub fn ingest_heads_filter(node: &str) -> String {
+    format!("{ROOT}{node}/ingest-heads/+")
 }
 
 /// `kairan/v1/<node>/control`.
@@ -41,7 +53,12 @@ pub fn control(node: &str) -> String {
 
 /// `kairan/v1/<node>/deliveries/<scope>`.
 pub fn deliveries(node: &str, scope: &str) -> String {
-    format!("{ROOT}{node}/deliveries/{scope}")
+    format!("{}/{scope}", deliveries_root(node))
+}
+
+/// `kairan/v1/<node>/deliveries`.
+pub fn deliveries_root(node: &str) -> String {
+    format!("{ROOT}{node}/deliveries")
 }
 
 /// The subscriptions of a child with scope `scope` on its parent `parent`'s broker: the exact
@@ -54,9 +71,19 @@ pub fn delivery_filters(parent: &str, scope: &Scope) -> Vec<String> {
     filters
 }
 
-/// `kairan/v1/<node>/trust`.
+/// `kairan/v1/<node>/trust`: the prefix of a relay's retained trust pieces.
 pub fn trust(node: &str) -> String {
     format!("{ROOT}{node}/trust")
+}
+
+/// `kairan/v1/<node>/trust/<piece>`: one retained trust piece.
+pub fn trust_piece(node: &str, piece: &str) -> String {
+    format!("{ROOT}{node}/trust/{piece}")
+}
+
+/// `kairan/v1/<node>/trust/+`: a child's subscription to its parent's trust pieces.
+pub fn trust_filter(node: &str) -> String {
+    format!("{ROOT}{node}/trust/+")
 }
 
 /// `kairan/v1/<node>/heads/<origin>`.
@@ -84,19 +111,24 @@ pub fn sync_request_filter(parent: &str) -> String {
     format!("{ROOT}{parent}/sync/+/req")
 }
 
+/// `kairan/v1/<parent>/sync/+/resp`: every answer of a relay.
+pub fn sync_response_filter(parent: &str) -> String {
+    format!("{ROOT}{parent}/sync/+/resp")
+}
+
 /// What a topic is, relative to the node that owns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Topic<'t> {
-    /// `…/ingest`.
-    Ingest,
-    /// `…/ingest-heads`.
-    IngestHeads,
+    /// `…/ingest/<origin>`.
+    Ingest(&'t str),
+    /// `…/ingest-heads/<origin>`.
+    IngestHeads(&'t str),
     /// `…/control`.
     Control,
     /// `…/deliveries/<scope>`.
     Deliveries(&'t str),
-    /// `…/trust`.
-    Trust,
+    /// `…/trust` or `…/trust/<piece>`.
+    Trust(Option<&'t str>),
     /// `…/heads/<origin>`.
     Heads(&'t str),
     /// `…/sync/<child>/req`.
@@ -111,11 +143,18 @@ pub fn parse<'t>(owner: &str, topic: &'t str) -> Option<Topic<'t>> {
     let rest = topic.strip_prefix(ROOT)?.strip_prefix(owner)?.strip_prefix('/')?;
     let single = |id: &'t str| (!id.is_empty() && !id.contains('/')).then_some(id);
     match rest {
-        "ingest" => Some(Topic::Ingest),
-        "ingest-heads" => Some(Topic::IngestHeads),
         "control" => Some(Topic::Control),
-        "trust" => Some(Topic::Trust),
+        "trust" => Some(Topic::Trust(None)),
         _ => {
+            if let Some(origin) = rest.strip_prefix("ingest/") {
+                return single(origin).map(Topic::Ingest);
+            }
+            if let Some(origin) = rest.strip_prefix("ingest-heads/") {
+                return single(origin).map(Topic::IngestHeads);
+            }
+            if let Some(piece) = rest.strip_prefix("trust/") {
+                return single(piece).map(|piece| Topic::Trust(Some(piece)));
+            }
             if let Some(scope) = rest.strip_prefix("deliveries/") {
                 return (!scope.is_empty()).then_some(Topic::Deliveries(scope));
             }
@@ -164,10 +203,11 @@ mod tests {
 
     #[test]
     fn every_built_topic_parses_back() {
-        assert_eq!(parse("jp", &ingest("jp")), Some(Topic::Ingest));
-        assert_eq!(parse("jp", &ingest_heads("jp")), Some(Topic::IngestHeads));
+        assert_eq!(parse("jp", &ingest_of("jp", "mhlw")), Some(Topic::Ingest("mhlw")));
+        assert_eq!(parse("jp", &ingest_heads_of("jp", "mhlw")), Some(Topic::IngestHeads("mhlw")));
         assert_eq!(parse("jp", &control("jp")), Some(Topic::Control));
-        assert_eq!(parse("jp", &trust("jp")), Some(Topic::Trust));
+        assert_eq!(parse("jp", &trust("jp")), Some(Topic::Trust(None)));
+        assert_eq!(parse("jp", &trust_piece("jp", "r-1")), Some(Topic::Trust(Some("r-1"))));
         assert_eq!(parse("jp", &deliveries("jp", "jp/13")), Some(Topic::Deliveries("jp/13")));
         assert_eq!(parse("jp", &heads("jp", "mhlw")), Some(Topic::Heads("mhlw")));
         assert_eq!(
@@ -190,6 +230,7 @@ mod tests {
     #[test]
     fn foreign_and_malformed_topics_do_not_parse() {
         assert_eq!(parse("jp-1", &trust("jp-13")), None, "another node's topic");
+        assert_eq!(parse("jp", "kairan/v1/jp/ingest"), None, "no origin named");
         assert_eq!(parse("jp-13", "kairan/v1/jp-13/sync/a/b/req"), None, "nested child id");
         assert_eq!(parse("jp-13", "kairan/v1/jp-13/sync//req"), None, "empty child id");
         assert_eq!(parse("jp-13", "kairan/v1/jp-13/heads/"), None);

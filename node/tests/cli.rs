@@ -210,12 +210,27 @@ fn publish_reaches_a_running_national_node_and_advances_the_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
     identities(dir.path());
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    std::fs::write(
-        dir.path().join("members.toml"),
-        "[[members]]\nid = \"mhlw\"\npassword = \"origin-password-1\"\n",
-    )
-    .expect("members");
-    std::fs::write(dir.path().join("mhlw.secret"), "origin-password-1\n").expect("secret");
+    // The origin's password, hashed into the national node's members file by the command an
+    // operator uses (files holding secrets are mode 0600).
+    kairan_node::secrets::write_private(&dir.path().join("mhlw.secret"), b"origin-password-1\n")
+        .expect("secret");
+    ok(&kairan(
+        &[
+            "members",
+            "add",
+            "--members",
+            "members.toml",
+            "--id",
+            "mhlw",
+            "--kind",
+            "origin",
+            "--password-file",
+            "mhlw.secret",
+        ],
+        dir.path(),
+    ));
+    let members = std::fs::read_to_string(dir.path().join("members.toml")).expect("members");
+    assert!(members.contains("password_hash = \"$7$") && !members.contains("origin-password-1"), "{members}");
     std::fs::write(
         dir.path().join("node.toml"),
         format!(
@@ -286,7 +301,7 @@ fn publish_reaches_a_running_national_node_and_advances_the_chain() {
             .expect("json");
     assert_eq!(state["seq"], 2);
     // A wrong password is refused by the broker.
-    std::fs::write(dir.path().join("bad.secret"), "wrong\n").expect("secret");
+    kairan_node::secrets::write_private(&dir.path().join("bad.secret"), b"wrong\n").expect("secret");
     let refused = kairan(
         &[
             "publish",

@@ -54,7 +54,7 @@ use kairan_protocol::{
     Delivery, Digest, Envelope, RevocationSet, Scope, VerifyContext, fixtures, verify_delivery,
 };
 
-use support::files::{Level, TreeFiles, TreeSpec};
+use support::files::{CONFIRM_MEMBER, Level, TreeFiles, TreeSpec};
 use support::mosquitto::Mosquitto;
 use support::procs::Daemon;
 
@@ -360,14 +360,11 @@ struct Origin {
 
 impl Origin {
     async fn publish(&mut self, index: usize) {
-        let mut attempt = 0;
         loop {
-            let client_id = format!("mhlw-publisher-{index}-{attempt}");
             let bytes = self.signed[index].0.clone();
             let sent = publish_acked(
                 &self.addr,
                 Some(&self.credentials),
-                &client_id,
                 &self.topic,
                 bytes,
                 Duration::from_secs(5),
@@ -377,7 +374,6 @@ impl Origin {
                 self.acked_at[index] = Some(Instant::now());
                 return;
             }
-            attempt += 1;
             self.stats.retries += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -439,8 +435,8 @@ impl Origin {
     }
 }
 
-/// Follows the national's output log through the catch-up protocol (as a "child" named after
-/// the origin): the national answers from its store, and only with what it has flushed, so a
+/// Follows the national's output log through the catch-up protocol (as a child member of the
+/// national broker registered for it, [`CONFIRM_MEMBER`]): the national answers from its store, and only with what it has flushed, so a
 /// digest seen here is durably held by the national.
 async fn confirm_loop(
     addr: BrokerAddr,
@@ -449,7 +445,8 @@ async fn confirm_loop(
     confirmed: Arc<Mutex<HashSet<Digest>>>,
     stop: CancellationToken,
 ) {
-    let child = format!("{}-confirm", credentials.username);
+    // A member of the national broker for exactly this (files.rs registers it).
+    let child = credentials.username.clone();
     let response_topic = topics::sync_response(&national, &child);
     let request_topic = topics::sync_request(&national, &child);
     let request = |after: u64| {
@@ -504,7 +501,7 @@ fn run(params: Params) {
 async fn run_async(params: Params) {
     let started = Instant::now();
     let mut broker = match params.mosquitto {
-        Some(persistence) => match Mosquitto::start_if_available(persistence) {
+        Some(persistence) => match Mosquitto::prepare_if_available(persistence) {
             Some(broker) => Some(broker),
             None => return,
         },
@@ -525,11 +522,29 @@ async fn run_async(params: Params) {
         &dir,
         &TreeSpec {
             clinics: params.clinics,
-            district_broker: broker.as_ref().map(|b| (b.addr.clone(), b.credentials.clone())),
+            district_broker: broker.as_ref().map(|b| b.addr.clone()),
             log_level: "info,kairan_node::report=debug".into(),
             sync_interval_secs: 2,
         },
     );
+    // Mosquitto configured from the district's members file, as `kairan broker
+    // mosquitto-config` does it.
+    if let Some(mosquitto) = broker.as_mut() {
+        let district =
+            kairan_node::config::NodeConfig::load(&tree.relays[2].config).expect("district config");
+        let kairan_node::config::BrokerConfig::External { password: Some(password), .. } = &district.broker
+        else {
+            panic!("the district uses Mosquitto");
+        };
+        let own = kairan_node::members::PasswordHash::new(password);
+        let node = kairan_node::mosquitto_config::NodeOnBroker {
+            id: &district.id,
+            national: false,
+            members: &district.members,
+            own_clients: &own,
+        };
+        mosquitto.start_for(&[node]).expect("mosquitto starts");
+    }
     let binary = Path::new(KAIRAN);
     let daemon = |kind: &str, name: &str, config: &Path, log: &Path| {
         Daemon::new(name, binary, &[OsStr::new(kind), OsStr::new("--config"), config.as_os_str()], log)
@@ -558,9 +573,11 @@ async fn run_async(params: Params) {
     let progress = Arc::new(AtomicUsize::new(0));
     let confirmed = Arc::new(Mutex::new(HashSet::new()));
     let stop_confirming = CancellationToken::new();
+    let observer =
+        Credentials { username: CONFIRM_MEMBER.into(), password: tree.origin.credentials.password.clone() };
     let confirmer = tokio::spawn(confirm_loop(
         tree.national_broker().clone(),
-        tree.origin.credentials.clone(),
+        observer,
         tree.relays[0].id.clone(),
         confirmed.clone(),
         stop_confirming.clone(),
@@ -569,7 +586,7 @@ async fn run_async(params: Params) {
         Origin {
             addr: tree.national_broker().clone(),
             credentials: tree.origin.credentials.clone(),
-            topic: topics::ingest(&tree.relays[0].id),
+            topic: topics::ingest_of(&tree.relays[0].id, &tree.origin.id),
             signed: signed.clone(),
             acked_at: vec![None; signed.len()],
             confirmed,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kairan_node::harness::hierarchy::{Hierarchy, HierarchyBuilder};
 use kairan_node::mqtt::{self, BrokerAddr, Credentials};
 use kairan_node::store::Store;
-use kairan_node::topics::{deliveries as deliveries_topic, ingest as ingest_topic};
+use kairan_node::topics::{deliveries as deliveries_topic, ingest_of};
 use kairan_protocol::{Advisory, Digest, Timestamp};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet};
 
@@ -23,6 +23,7 @@ async fn tree(dir: &std::path::Path) -> Hierarchy {
         .prefectures(1)
         .districts_per_prefecture(1)
         .clinics_per_district(2)
+        .extra_origins(&["rogue"])
         .start()
         .await
         .expect("tree starts");
@@ -71,7 +72,7 @@ async fn malformed_bytes_are_refused_and_the_node_keeps_serving() {
         (bad_base64, "malformed_envelope"),
         (oversize, "oversize_input"),
     ] {
-        tree.inject(0, &ingest_topic("jp"), bytes).await.expect("injected");
+        tree.inject(0, &ingest_of("jp", "mhlw"), bytes).await.expect("injected");
         wait_rejection(&tree, 0, code, 1).await;
     }
     still_serving(&mut tree, &mut expected, "after-garbage").await;
@@ -82,7 +83,8 @@ async fn connect_result(
     addr: &BrokerAddr,
     credentials: Option<&Credentials>,
 ) -> Result<ConnectReturnCode, String> {
-    let options = mqtt::client::client_options("intruder", addr, credentials, true, false);
+    let client_id = credentials.map_or("intruder", |c| c.username.as_str());
+    let options = mqtt::client::client_options(client_id, addr, credentials, true, false);
     let (_client, mut eventloop) = AsyncClient::new(options, 10);
     match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
         Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => Ok(ack.code),
@@ -109,12 +111,13 @@ async fn unauthenticated_clients_are_refused_by_the_embedded_broker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clinic_publishing_into_a_delivery_topic_reaches_no_inbox() {
+async fn a_clinic_publishing_into_a_delivery_topic_is_refused_by_the_broker_and_reaches_no_inbox() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut tree = tree(dir.path()).await;
     let mut expected = BTreeSet::new();
     still_serving(&mut tree, &mut expected, "genuine").await;
-    // Clinic 0 uses its own credentials on its district's broker (rumqttd has no ACLs).
+    // Clinic 0 uses its own credentials on its district's broker: the permission table lets a
+    // clinic write only its own catch-up request topic.
     let clinic = &tree.clinics[0].config;
     let district = tree.clinics[0].district;
     let topic = deliveries_topic(&tree.relays[district].config_parts.id, &clinic.scope.to_string());
@@ -130,8 +133,7 @@ async fn a_clinic_publishing_into_a_delivery_topic_reaches_no_inbox() {
         advisory("from-a-clinic", tree.now()).to_payload(),
         &[&attacker],
     );
-    let forged_digest = forged.claimed_digest();
-    // And a replay of a genuine delivery with one hop timestamp rewritten (hop signature breaks).
+    // And a replay of a genuine delivery.
     let genuine_digest = *expected.iter().next().expect("one");
     let stored = tree.clinics[1]
         .handle
@@ -141,39 +143,22 @@ async fn a_clinic_publishing_into_a_delivery_topic_reaches_no_inbox() {
         .get(&genuine_digest)
         .expect("get")
         .expect("held");
-    let client_id = format!("{}-rogue", clinic.id);
     for bytes in [forged.to_json(), stored.delivery.to_vec()] {
-        kairan_node::publish::publish_acked(
+        let refused = kairan_node::publish::publish_acked(
             &clinic.addr,
             clinic.credentials.as_ref(),
-            &client_id,
             &topic,
             bytes,
-            SETTLE,
+            Duration::from_secs(5),
         )
-        .await
-        .expect("the broker takes it");
+        .await;
+        assert!(refused.is_err(), "the broker let a clinic publish into its district's delivery topic");
     }
-    let sibling = tree.clinics[1].handle.as_ref().expect("sibling");
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let rejections = sibling.store().rejections().expect("rejections");
-        let counters = sibling.counters().await;
-        if rejections.iter().any(|r| r.claimed_digest == Some(forged_digest) && r.code == "unknown_signer")
-            && counters.duplicates >= 1
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sibling did not refuse the forgery and drop the replay: {rejections:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     for index in 0..tree.clinics.len() {
         assert_eq!(tree.inbox(index).expect("inbox"), expected, "no forged or doubled entry");
-        let records = tree.clinics[index].handle.as_ref().expect("clinic").store().all().expect("all");
-        assert_eq!(records.len(), expected.len());
+        let counters = tree.clinics[index].handle.as_ref().expect("clinic").counters().await;
+        assert_eq!(counters.rejected, 0, "nothing reached a clinic to refuse");
     }
     still_serving(&mut tree, &mut expected, "after-clinic-attack").await;
     tree.shutdown().await.expect("clean shutdown");
@@ -189,8 +174,10 @@ async fn a_flood_from_one_publisher_is_throttled_and_genuine_advisories_still_fl
     let count = 5 * kairan_node::machine::REFUSALS_BURST as usize;
     let now = tree.now();
     let addr = tree.national_broker().expect("broker");
-    let options =
-        mqtt::client::client_options("flooder", &addr, tree.origin.credentials.as_ref(), true, false);
+    // A hostile origin member (credentials on the national broker, no certificate) floods its
+    // own ingest topic: the refusals are throttled on that topic only.
+    let rogue = tree.credentials_of("rogue").expect("rogue origin");
+    let options = mqtt::client::client_options("rogue", &addr, Some(&rogue), true, false);
     let (client, mut eventloop) = AsyncClient::new(options, 4096);
     let poller = tokio::spawn(async move {
         let mut acks = 0;
@@ -211,7 +198,7 @@ async fn a_flood_from_one_publisher_is_throttled_and_genuine_advisories_still_fl
             &[&attacker],
         );
         client
-            .publish(ingest_topic("jp"), rumqttc::QoS::AtLeastOnce, false, delivery.to_json())
+            .publish(ingest_of("jp", "rogue"), rumqttc::QoS::AtLeastOnce, false, delivery.to_json())
             .await
             .expect("queued");
     }

@@ -17,7 +17,7 @@ use kairan_tests::advisory;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tree_with_mosquitto_levels_delivers_exactly_once_by_scope() {
     let (Some(prefecture_broker), Some(district_broker)) =
-        (Mosquitto::start_if_available(false), Mosquitto::start_if_available(false))
+        (Mosquitto::prepare_if_available(false), Mosquitto::prepare_if_available(false))
     else {
         return;
     };
@@ -26,8 +26,8 @@ async fn tree_with_mosquitto_levels_delivers_exactly_once_by_scope() {
         .prefectures(2)
         .districts_per_prefecture(2)
         .clinics_per_district(2)
-        .external_broker(Level::Prefecture, prefecture_broker.as_external())
-        .external_broker(Level::District, district_broker.as_external())
+        .external_broker(Level::Prefecture, prefecture_broker)
+        .external_broker(Level::District, district_broker)
         .start()
         .await
         .expect("tree starts");
@@ -65,7 +65,7 @@ async fn tree_with_mosquitto_levels_delivers_exactly_once_by_scope() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_publishing_to_mosquitto_restarted_mid_stream_loses_nothing() {
-    let Some(district_broker) = Mosquitto::start_if_available(false) else {
+    let Some(district_broker) = Mosquitto::prepare_if_available(false) else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -73,7 +73,7 @@ async fn relay_publishing_to_mosquitto_restarted_mid_stream_loses_nothing() {
         .prefectures(1)
         .districts_per_prefecture(2)
         .clinics_per_district(2)
-        .external_broker(Level::District, district_broker.as_external())
+        .external_broker(Level::District, district_broker)
         .start()
         .await
         .expect("tree starts");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kairan_node::harness::hierarchy::{Hierarchy, HierarchyBuilder};
 use kairan_node::store::Store;
-use kairan_node::topics::{deliveries as deliveries_topic, ingest as ingest_topic};
+use kairan_node::topics::{deliveries as deliveries_topic, ingest_of};
 use kairan_protocol::{Digest, RevocationSet, Scope, VerifyContext, verify_delivery};
 use kairan_tests::chain_delivery;
 
@@ -105,7 +105,7 @@ async fn forged_tampered_out_of_scope_and_expired_input_is_refused_at_every_leve
     // (where to inject: relay whose broker carries it, topic; the chain of relays above the
     // receiving node; who receives it)
     let levels: Vec<(usize, String, Vec<usize>, &str)> = vec![
-        (national, ingest_topic("jp"), vec![], "jp"),
+        (national, ingest_of("jp", "mhlw"), vec![], "jp"),
         (national, deliveries_topic("jp", "jp/13"), vec![national], "jp-13"),
         (tokyo, deliveries_topic("jp-13", "jp/13/chuo"), vec![national, tokyo], "jp-13-chuo"),
         (chuo, deliveries_topic("jp-13-chuo", "jp/13/chuo"), vec![national, tokyo, chuo], "jp-13-chuo-c1"),

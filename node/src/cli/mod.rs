@@ -12,6 +12,7 @@ use crate::error::CliError;
 mod advisory;
 mod daemon;
 mod keys;
+mod members;
 mod revoke;
 mod verify;
 
@@ -48,6 +49,12 @@ pub enum Command {
     /// Make the trust-anchors file.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Manage a node's members file (who may connect to its broker, as what).
+    #[command(subcommand)]
+    Members(MembersCommand),
+    /// Configure an external broker from the permission table.
+    #[command(subcommand)]
+    Broker(BrokerCommand),
     /// Revoke a certified key from a time on: writes a trust bundle with the signed revocation.
     #[command(
         after_help = "Examples:\n  # root revocation of an origin key (2 of 3 root keys):\n  kairan revoke --cert mhlw.cert.json --issuer-key keys/root-1.key --issuer-key keys/root-2.key \\\n      --reason \"key compromised\" --out revocation.json\n  # a prefecture revokes one of its districts:\n  kairan revoke --cert jp-13-chuo.cert.json --issuer-key keys/jp-13.key --issuer-cert jp-13.cert.json \\\n      --reason \"server retired\" --out revocation.json\n  kairan trust push --to mqtt://relay.jp.example:1883 --username admin --password-file admin.secret revocation.json"
@@ -135,6 +142,27 @@ pub enum AdvisoryCommand {
     Import(crate::formats::command::ImportArgs),
 }
 
+/// `kairan members …`
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Add (or replace) a member, its password hashed as Mosquitto hashes them.
+    #[command(
+        after_help = "Examples:\n  kairan members add --members members.toml --id clinic-0001 --kind clinic --scope jp/13/chuo \\\n      --password-file clinic-0001.secret\n  kairan members add --members members.toml --id jp-13-chuo --kind relay --cert certs/jp-13-chuo.cert.json \\\n      --password-file jp-13-chuo.secret"
+    )]
+    Add(members::AddArgs),
+}
+
+/// `kairan broker …`
+#[derive(Debug, Subcommand)]
+pub enum BrokerCommand {
+    /// Write Mosquitto's password file, ACL and configuration from the members files of the
+    /// nodes that use it: every client may do exactly what kairan's permission table allows.
+    #[command(
+        after_help = "Example:\n  kairan broker mosquitto-config --config /etc/kairan/node.toml --listen 0.0.0.0:8883 --out /etc/mosquitto/kairan\n  mosquitto -c /etc/mosquitto/kairan/mosquitto.conf"
+    )]
+    MosquittoConfig(members::MosquittoArgs),
+}
+
 /// `kairan cert …`
 #[derive(Debug, Subcommand)]
 pub enum CertCommand {
@@ -177,6 +205,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Trust(TrustCommand::Init(args)) => keys::trust_init(&args),
         Command::Trust(TrustCommand::Push(args)) => revoke::push(&args),
         Command::Revoke(args) => revoke::revoke(&args),
+        Command::Members(MembersCommand::Add(args)) => members::add(&args),
+        Command::Broker(BrokerCommand::MosquittoConfig(args)) => members::mosquitto(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Node(args) => daemon::node(&args),
         Command::Clinic(args) => daemon::clinic(&args),

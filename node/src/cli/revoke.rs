@@ -117,7 +117,6 @@ pub(super) fn push(args: &PushArgs) -> Result<(), CliError> {
     runtime.block_on(crate::publish::publish_acked(
         &addr,
         Some(&credentials),
-        &format!("{}-trust-push", args.username),
         &crate::topics::control(&args.node),
         bytes,
         std::time::Duration::from_secs(30),

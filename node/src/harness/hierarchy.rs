@@ -28,9 +28,13 @@ use kairan_protocol::{
     Advisory, Certificate, Delivery, Digest, Envelope, Role, Scope, SecretKey, Timestamp, TrustAnchors,
 };
 
+use super::mosquitto::Mosquitto;
+use crate::authz::{MemberKind, Principal};
 use crate::clinic::{self, ClinicHandle};
 use crate::config::{BrokerConfig, ClinicConfig, LogSection, NodeConfig, UpstreamConfig};
 use crate::error::CliError;
+use crate::members::{Members, PasswordHash};
+use crate::mosquitto_config::NodeOnBroker;
 use crate::mqtt::{self, BrokerAddr, Credentials};
 use crate::publish::{self, OriginState};
 use crate::relay::{self, RelayHandle, random_password};
@@ -66,24 +70,16 @@ const PREFECTURE_CODES: [&str; 47] = [
     "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46", "47",
 ];
 
-/// An external broker shared by every relay of one level.
-#[derive(Debug, Clone)]
-pub struct ExternalBroker {
-    /// Address.
-    pub addr: BrokerAddr,
-    /// Credentials every node and child uses on it.
-    pub credentials: Option<Credentials>,
-}
-
 /// Builds and starts a tree.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HierarchyBuilder {
     dir: PathBuf,
     prefectures: usize,
     districts: usize,
     clinics: usize,
-    external: HashMap<Level, ExternalBroker>,
+    external: HashMap<Level, Mosquitto>,
     cert_days: i64,
+    extra_origins: Vec<String>,
 }
 
 /// The origin: key, certificate, chain state, credentials on the national broker.
@@ -133,6 +129,8 @@ pub struct RelayParts {
     pub upstream: UpstreamConfig,
     /// Broker.
     pub broker: BrokerConfig,
+    /// Who may connect to its broker.
+    pub members: Members,
 }
 
 /// A running clinic.
@@ -161,6 +159,12 @@ pub struct Hierarchy {
     pub relays: Vec<TreeRelay>,
     /// Clinics.
     pub clinics: Vec<TreeClinic>,
+    /// The national node's administrator (pushes trust statements to its control topic).
+    pub admin: Credentials,
+    /// Every member's password, by id (relays, clinics, origins).
+    pub passwords: HashMap<String, String>,
+    /// External brokers by level (Mosquitto configured from the members).
+    pub external: HashMap<Level, Mosquitto>,
     shutdown: CancellationToken,
 }
 
@@ -188,6 +192,7 @@ impl HierarchyBuilder {
             clinics: 3,
             external: HashMap::new(),
             cert_days: 365,
+            extra_origins: Vec::new(),
         }
     }
 
@@ -209,8 +214,15 @@ impl HierarchyBuilder {
         self
     }
 
-    /// Relays of `level` publish to this external broker instead of embedded ones.
-    pub fn external_broker(mut self, level: Level, broker: ExternalBroker) -> Self {
+    /// More origin members of the national broker (uncertified: hostile origins in tests).
+    pub fn extra_origins(mut self, ids: &[&str]) -> Self {
+        self.extra_origins = ids.iter().map(|id| (*id).to_owned()).collect();
+        self
+    }
+
+    /// Relays of `level` publish to this Mosquitto (prepared, not started: the tree
+    /// configures it from the members of those relays) instead of embedded brokers.
+    pub fn external_broker(mut self, level: Level, broker: Mosquitto) -> Self {
         self.external.insert(level, broker);
         self
     }
@@ -329,36 +341,74 @@ impl HierarchyBuilder {
         for (clinic_id, _) in &clinic_plan {
             passwords.insert(clinic_id.clone(), random_password());
         }
+        for origin in &self.extra_origins {
+            passwords.insert(origin.clone(), random_password());
+        }
+        passwords.insert("mhlw".into(), origin_password.clone());
+
+        let admin = Credentials { username: "admin".into(), password: random_password() };
+        let hashes: HashMap<String, PasswordHash> =
+            passwords.iter().map(|(id, password)| (id.clone(), PasswordHash::new(password))).collect();
+        let member = |id: &str, kind: MemberKind, scope: Option<&Scope>, members: &mut Members| {
+            let principal = Principal::Member { id: id.to_owned(), kind, scope: scope.cloned() };
+            let hash = hashes.get(id).cloned().unwrap_or_else(|| PasswordHash::new(""));
+            members.insert(principal, id, hash);
+        };
+        let mut member_lists: Vec<Members> = Vec::new();
+        for (index, relay) in planned.iter().enumerate() {
+            let mut members = Members::default();
+            for child in planned.iter().filter(|p| p.parent == Some(index)) {
+                member(&child.id, MemberKind::Relay, Some(&child.scope), &mut members);
+            }
+            for (clinic_id, _) in clinic_plan.iter().filter(|(_, d)| *d == index) {
+                member(clinic_id, MemberKind::Clinic, Some(&relay.scope), &mut members);
+            }
+            if relay.level == Level::National {
+                let origin = Principal::Member { id: "mhlw".into(), kind: MemberKind::Origin, scope: None };
+                members.insert(origin, "mhlw", PasswordHash::new(&origin_password));
+                let principal =
+                    Principal::Member { id: admin.username.clone(), kind: MemberKind::Admin, scope: None };
+                members.insert(principal, &admin.username, PasswordHash::new(&admin.password));
+                for origin in &self.extra_origins {
+                    member(origin, MemberKind::Origin, None, &mut members);
+                }
+            }
+            member_lists.push(members);
+        }
+        // External brokers: configured (password file, ACL) from the members of the relays
+        // that use them, as `kairan broker mosquitto-config` does, then started.
+        let own_passwords: Vec<String> = planned.iter().map(|_| random_password()).collect();
+        let own_hashes: Vec<PasswordHash> = own_passwords.iter().map(|p| PasswordHash::new(p)).collect();
+        let mut external = self.external;
+        for (level, broker) in &mut external {
+            let nodes: Vec<NodeOnBroker<'_>> = (0..planned.len())
+                .filter(|i| planned[*i].level == *level)
+                .map(|i| NodeOnBroker {
+                    id: &planned[i].id,
+                    national: planned[i].level == Level::National,
+                    members: &member_lists[i],
+                    own_clients: &own_hashes[i],
+                })
+                .collect();
+            broker.start_for(&nodes).map_err(failed("mosquitto"))?;
+        }
 
         let shutdown = CancellationToken::new();
         let mut relays: Vec<TreeRelay> = Vec::new();
         for (index, relay) in planned.iter().enumerate() {
-            let children: Vec<&str> = planned
-                .iter()
-                .filter(|p| p.parent == Some(index))
-                .map(|p| p.id.as_str())
-                .chain(clinic_plan.iter().filter(|(_, d)| *d == index).map(|(id, _)| id.as_str()))
-                .collect();
-            let mut members: HashMap<String, String> = children
-                .iter()
-                .map(|id| ((*id).to_owned(), passwords.get(*id).cloned().unwrap_or_default()))
-                .collect();
-            if relay.level == Level::National {
-                members.insert("mhlw".into(), origin_password.clone());
-            }
-            let broker = match self.external.get(&relay.level) {
-                Some(external) => BrokerConfig::External {
-                    addr: external.addr.clone(),
-                    credentials: external.credentials.clone(),
+            let broker = match external.get(&relay.level) {
+                Some(mosquitto) => BrokerConfig::External {
+                    addr: mosquitto.addr.clone(),
+                    password: Some(own_passwords[index].clone()),
                 },
-                None => BrokerConfig::Embedded { listen: loopback(), members },
+                None => BrokerConfig::Embedded { listen: loopback() },
             };
             let upstream = match relay.parent {
                 None => UpstreamConfig::Ingest,
                 Some(parent) => {
-                    let parent_relay = &relays[parent];
-                    let (addr, credentials) =
-                        child_access(parent_relay, &relay.id, &passwords, &self.external)?;
+                    let addr = broker_of(&relays[parent])?;
+                    let password = passwords.get(&relay.id).cloned().unwrap_or_default();
+                    let credentials = Some(Credentials { username: relay.id.clone(), password });
                     UpstreamConfig::Parent { addr, parent: planned[parent].id.clone(), credentials }
                 }
             };
@@ -370,6 +420,7 @@ impl HierarchyBuilder {
                 extra_certs: Vec::new(),
                 upstream,
                 broker,
+                members: member_lists[index].clone(),
             };
             let mut tree_relay = TreeRelay {
                 level: relay.level,
@@ -379,25 +430,23 @@ impl HierarchyBuilder {
                 config_parts: parts,
             };
             let handle = start_relay(&tree_relay.config_parts, &anchors, &shutdown).await?;
-            // A restart reuses the embedded broker started now (rumqttd cannot be stopped
-            // in-process), reached as an external broker with the node's internal credentials.
+            // A restart binds the embedded broker to the same address: children keep theirs.
             if let BrokerConfig::Embedded { .. } = tree_relay.config_parts.broker {
-                tree_relay.config_parts.broker = BrokerConfig::External {
-                    addr: relay_broker(&handle)?,
-                    credentials: handle.internal_credentials.clone(),
-                };
+                let addr = relay_broker(&handle)?;
+                let listen = format!("{}:{}", addr.host, addr.port)
+                    .parse()
+                    .map_err(|e| failed("listen")(format!("{e}")))?;
+                tree_relay.config_parts.broker = BrokerConfig::Embedded { listen };
             }
             tree_relay.handle = Some(handle);
             relays.push(tree_relay);
         }
-        let origin_credentials = match self.external.get(&Level::National) {
-            Some(external) => external.credentials.clone(),
-            None => Some(Credentials { username: "mhlw".into(), password: origin_password }),
-        };
+        let origin_credentials = Some(Credentials { username: "mhlw".into(), password: origin_password });
         let mut clinics = Vec::new();
         for (clinic_id, district) in clinic_plan {
-            let (addr, credentials) =
-                child_access(&relays[district], &clinic_id, &passwords, &self.external)?;
+            let addr = broker_of(&relays[district])?;
+            let password = passwords.get(&clinic_id).cloned().unwrap_or_default();
+            let credentials = Some(Credentials { username: clinic_id.clone(), password });
             let config = ClinicConfig {
                 id: clinic_id.clone(),
                 scope: relays[district].scope.clone(),
@@ -427,25 +476,22 @@ impl HierarchyBuilder {
             },
             relays,
             clinics,
+            admin,
+            passwords,
+            external,
             shutdown,
         })
     }
 }
 
-/// Where a child of `parent` connects, and with which credentials.
-fn child_access(
-    parent: &TreeRelay,
-    child_id: &str,
-    passwords: &HashMap<String, String>,
-    external: &HashMap<Level, ExternalBroker>,
-) -> Result<(BrokerAddr, Option<Credentials>), CliError> {
-    match external.get(&parent.level) {
-        Some(broker) => Ok((broker.addr.clone(), broker.credentials.clone())),
-        None => {
+/// The broker a relay's children connect to.
+fn broker_of(relay: &TreeRelay) -> Result<BrokerAddr, CliError> {
+    match &relay.config_parts.broker {
+        BrokerConfig::External { addr, .. } => Ok(addr.clone()),
+        BrokerConfig::Embedded { .. } => {
             let handle =
-                parent.handle.as_ref().ok_or_else(|| CliError::Failed("parent not running".into()))?;
-            let password = passwords.get(child_id).cloned().unwrap_or_default();
-            Ok((relay_broker(handle)?, Some(Credentials { username: child_id.to_owned(), password })))
+                relay.handle.as_ref().ok_or_else(|| CliError::Failed("parent not running".into()))?;
+            relay_broker(handle)
         }
     }
 }
@@ -467,6 +513,7 @@ async fn start_relay(
         anchors: anchors.clone(),
         upstream: parts.upstream.clone(),
         broker: parts.broker.clone(),
+        members: parts.members.clone(),
         grace: Duration::from_secs(5),
         sync_interval: SYNC_INTERVAL,
         log: LogSection::default(),
@@ -546,12 +593,10 @@ impl Hierarchy {
             BrokerConfig::External { addr, .. } => addr.clone(),
             BrokerConfig::Embedded { .. } => self.national_broker()?,
         };
-        let client_id = format!("mhlw-head-{}", &random_password()[..8]);
-        let topic = crate::topics::ingest_heads(&self.relays[0].config_parts.id);
+        let topic = crate::topics::ingest_heads_of(&self.relays[0].config_parts.id, &self.origin.id);
         publish::publish_acked(
             &addr,
             self.origin.credentials.as_ref(),
-            &client_id,
             &topic,
             message,
             Duration::from_secs(10),
@@ -566,12 +611,10 @@ impl Hierarchy {
             BrokerConfig::Embedded { .. } => self.national_broker()?,
         };
         // The origin's own credentials (a member of the national broker).
-        let client_id = format!("mhlw-publish-{}", &random_password()[..8]);
         publish::publish_acked(
             &addr,
             self.origin.credentials.as_ref(),
-            &client_id,
-            &crate::topics::ingest("jp"),
+            &crate::topics::ingest_of("jp", &self.origin.id),
             bytes,
             Duration::from_secs(10),
         )
@@ -585,11 +628,11 @@ impl Hierarchy {
             BrokerConfig::External { addr, .. } => addr.clone(),
             BrokerConfig::Embedded { .. } => self.national_broker()?,
         };
-        let client_id = format!("mhlw-bulk-{}", &random_password()[..8]);
+        let client_id = self.origin.id.clone();
         let options =
             mqtt::client::client_options(&client_id, &addr, self.origin.credentials.as_ref(), true, false);
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, mqtt::REQUEST_CHANNEL_CAPACITY);
-        let topic = crate::topics::ingest(&self.relays[0].config_parts.id);
+        let topic = crate::topics::ingest_of(&self.relays[0].config_parts.id, &self.origin.id);
         let total = deliveries.len();
         let mut pending = deliveries.into_iter();
         let (mut sent, mut acked) = (0usize, 0usize);
@@ -619,14 +662,61 @@ impl Hierarchy {
     /// Publishes `bytes` on `topic` of relay `index`'s broker, as that relay would (a test
     /// injecting forged input at a level).
     pub async fn inject(&self, index: usize, topic: &str, bytes: Vec<u8>) -> Result<(), CliError> {
+        let credentials = self.publisher_for(index, topic)?;
+        self.inject_as(index, &credentials, topic, bytes).await
+    }
+
+    /// Publishes `bytes` on `topic` of relay `index`'s broker as `credentials` (client id =
+    /// username, as the broker requires); returns once the broker acknowledged it.
+    pub async fn inject_as(
+        &self,
+        index: usize,
+        credentials: &Credentials,
+        topic: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), CliError> {
+        let addr = broker_of(&self.relays[index])?;
+        publish::publish_acked(&addr, Some(credentials), topic, bytes, Duration::from_secs(10)).await
+    }
+
+    /// The credentials of member `id` (relay, clinic or origin) on its parent's broker.
+    pub fn credentials_of(&self, id: &str) -> Result<Credentials, CliError> {
+        let password =
+            self.passwords.get(id).cloned().ok_or_else(|| CliError::Failed(format!("no member {id}")))?;
+        Ok(Credentials { username: id.to_owned(), password })
+    }
+
+    /// Whoever may publish on `topic` of relay `index`'s broker: the origin on ingest, the
+    /// administrator on control, the relay's own publisher on everything it writes (as a
+    /// compromised relay would).
+    pub fn publisher_for(&self, index: usize, topic: &str) -> Result<Credentials, CliError> {
+        let id = &self.relays[index].config_parts.id;
+        match crate::topics::parse(id, topic) {
+            Some(crate::topics::Topic::Ingest(_) | crate::topics::Topic::IngestHeads(_)) => self
+                .origin
+                .credentials
+                .clone()
+                .ok_or_else(|| CliError::Failed("the origin has no credentials".into())),
+            Some(crate::topics::Topic::Control) => Ok(self.admin.clone()),
+            _ => self.relay_publisher(index),
+        }
+    }
+
+    /// The credentials of relay `index`'s own publisher on its broker.
+    pub fn relay_publisher(&self, index: usize) -> Result<Credentials, CliError> {
         let relay = &self.relays[index];
-        let (addr, credentials) = match &relay.config_parts.broker {
-            BrokerConfig::External { addr, credentials } => (addr.clone(), credentials.clone()),
-            BrokerConfig::Embedded { .. } => return Err(CliError::Failed("relay broker not started".into())),
+        let username = crate::authz::publisher_username(&relay.config_parts.id);
+        let password = match &relay.config_parts.broker {
+            BrokerConfig::External { password, .. } => password.clone(),
+            BrokerConfig::Embedded { .. } => relay
+                .handle
+                .as_ref()
+                .and_then(|h| h.internal_credentials.as_ref())
+                .map(|c| c.password.clone()),
         };
-        let client_id = format!("inject-{}", &random_password()[..8]);
-        publish::publish_acked(&addr, credentials.as_ref(), &client_id, topic, bytes, Duration::from_secs(10))
-            .await
+        password
+            .map(|password| Credentials { username, password })
+            .ok_or_else(|| CliError::Failed(format!("{} is not running", relay.config_parts.id)))
     }
 
     /// Clinics whose scope overlaps `scope`.

@@ -1,13 +1,15 @@
-//! A Mosquitto broker process for one test or bench: its own temp dir, a password file with
-//! one user, a loopback port that stays the same across restarts, killed on drop.
+//! A Mosquitto broker process for one test or bench: its own temp dir, a loopback port that
+//! stays the same across restarts, killed on drop. It is configured the way an operator
+//! configures one: the password file and ACL written by `kairan broker mosquitto-config`
+//! ([`crate::mosquitto_config`]) from the members of the nodes that use it.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::hierarchy::ExternalBroker;
-use crate::mqtt::{BrokerAddr, Credentials};
+use crate::mosquitto_config::{self, BrokerSettings, NodeOnBroker};
+use crate::mqtt::BrokerAddr;
 
 /// A Mosquitto broker process for one test.
 #[derive(Debug)]
@@ -16,8 +18,6 @@ pub struct Mosquitto {
     binary: PathBuf,
     /// Its address.
     pub addr: BrokerAddr,
-    /// The one user it accepts.
-    pub credentials: Credentials,
     /// Whether it keeps its database on disk across restarts.
     pub persistence: bool,
     dir: tempfile::TempDir,
@@ -27,6 +27,10 @@ impl Drop for Mosquitto {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
 }
 
 /// Finds `program` on PATH, or where distributions install it (`/usr/sbin` is not on a
@@ -64,9 +68,10 @@ fn wait_listening(port: u16, what: &str) {
 }
 
 impl Mosquitto {
-    /// Starts Mosquitto, or returns `None` (printing a notice) when it is not installed and
-    /// `KAIRAN_REQUIRE_MOSQUITTO` is not `1`. Panics when it is required and missing.
-    pub fn start_if_available(persistence: bool) -> Option<Self> {
+    /// A Mosquitto ready to be configured and started ([`Mosquitto::start_for`]), or `None`
+    /// (printing a notice) when it is not installed and `KAIRAN_REQUIRE_MOSQUITTO` is not `1`.
+    /// Panics when it is required and missing.
+    pub fn prepare_if_available(persistence: bool) -> Option<Self> {
         let required = std::env::var("KAIRAN_REQUIRE_MOSQUITTO").is_ok_and(|v| v == "1");
         let Some(binary) = which("mosquitto") else {
             assert!(
@@ -78,48 +83,44 @@ impl Mosquitto {
             );
             return None;
         };
-        Some(Self::start(binary, persistence))
-    }
-
-    fn start(binary: PathBuf, persistence: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for mosquitto");
-        let credentials = Credentials { username: "kairan".into(), password: "kairan-test-password".into() };
-        let passwd = dir.path().join("passwd");
-        let passwd_tool = which("mosquitto_passwd").expect("mosquitto_passwd (package mosquitto)");
-        let status = Command::new(passwd_tool)
-            .args(["-c", "-b"])
-            .arg(&passwd)
-            .args([&credentials.username, &credentials.password])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run mosquitto_passwd");
-        assert!(status.success(), "mosquitto_passwd failed");
         let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        let mut text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nmax_queued_messages 100000\nmax_inflight_messages 100\n",
-            passwd.display()
-        );
-        if persistence {
-            text.push_str(&format!(
-                "persistence true\npersistence_location {}/\nautosave_interval 1\n",
-                dir.path().display()
-            ));
-        } else {
-            text.push_str("persistence false\n");
-        }
-        std::fs::write(&conf, text).expect("write mosquitto.conf");
-        let mut broker = Self {
+        Some(Self {
             child: None,
             binary,
             addr: BrokerAddr { host: "127.0.0.1".into(), port },
-            credentials,
             persistence,
             dir,
+        })
+    }
+
+    /// Writes the password file, ACL and configuration for `nodes` (what
+    /// `kairan broker mosquitto-config` writes) and starts the broker.
+    pub fn start_for(&mut self, nodes: &[NodeOnBroker<'_>]) -> Result<(), String> {
+        let passwd = self.dir.path().join("kairan.passwd");
+        let acl = self.dir.path().join("kairan.acl");
+        let database = format!("{}/", self.dir.path().display());
+        let settings = BrokerSettings {
+            listen: ("127.0.0.1", self.addr.port),
+            passwd_path: &passwd.display().to_string(),
+            acl_path: &acl.display().to_string(),
+            persistence: self.persistence.then_some(database.as_str()),
         };
-        broker.start_again();
-        broker
+        let files = mosquitto_config::generate(nodes, &settings)?;
+        crate::secrets::write_private(&passwd, files.passwd.as_bytes()).map_err(|e| e.to_string())?;
+        std::fs::write(&acl, files.acl).map_err(|e| e.to_string())?;
+        let mut conf = files.conf;
+        // Run as root (tests here do), Mosquitto would drop to the `mosquitto` user before
+        // reading the 0600 password file the test wrote.
+        if running_as_root() {
+            conf.push_str("user root\n");
+        }
+        if self.persistence {
+            conf.push_str("autosave_interval 1\n");
+        }
+        std::fs::write(self.dir.path().join("mosquitto.conf"), conf).map_err(|e| e.to_string())?;
+        self.start_again();
+        Ok(())
     }
 
     /// Whether the process is running.
@@ -161,10 +162,5 @@ impl Mosquitto {
     /// Its directory (configuration, password file, database).
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    /// This broker as the external broker of a tree level.
-    pub fn as_external(&self) -> ExternalBroker {
-        ExternalBroker { addr: self.addr.clone(), credentials: Some(self.credentials.clone()) }
     }
 }

@@ -9,6 +9,8 @@
 //! a child whose cursor already passed them would never ask for them again.
 
 use kairan_protocol::sync::{MAX_SYNC_PAGE_BYTES, SyncRequest, SyncResponse, parse_request};
+use std::collections::BTreeMap;
+
 use kairan_protocol::{Delivery, Scope, Timestamp};
 
 use super::MAX_PACKET_BYTES;
@@ -37,33 +39,50 @@ pub const SCAN_LIMIT: usize = 4096;
 /// Log entries read from the store at a time while building a page.
 pub const SCAN_CHUNK: usize = 32;
 
-/// Which requests are answered.
+/// Answers per second across all children, sustained: a budget a crowd of members (or one
+/// member with many identities) cannot exceed.
+pub const ANSWERS_PER_SEC: u32 = 400;
+/// Answers in a burst across all children (every child of a large district asking after the
+/// district restarted).
+pub const ANSWER_BURST: u32 = 2_000;
+
+/// Which requests are answered, and with which scope.
 #[derive(Debug)]
 pub struct Server {
+    children: BTreeMap<String, Scope>,
     limiter: RateLimiter,
+    budget: RateLimiter,
     repeats: RepeatFilter,
 }
 
-impl Default for Server {
-    fn default() -> Self {
+impl Server {
+    /// A server for `children` (their ids and the scopes they are entitled to).
+    pub fn new(children: BTreeMap<String, Scope>) -> Self {
         Self {
+            children,
             limiter: RateLimiter::new(REQUESTS_PER_SEC, REQUEST_BURST),
+            budget: RateLimiter::new(ANSWERS_PER_SEC, ANSWER_BURST),
             repeats: RepeatFilter::new(REPEAT_WINDOW_MS),
         }
     }
-}
 
-impl Server {
-    /// Admits a request from `child`: within its rate, well formed, not a repeat. `Err` says
-    /// why not.
+    /// Admits a request from `child` (authenticated by the broker: only it may publish on its
+    /// request topic): a member, within its rate and the global budget, well formed, not a
+    /// repeat. The request is answered with the child's own scope, whatever it names. `Err`
+    /// says why not.
     pub fn admit(&mut self, child: &str, bytes: &[u8], now: Timestamp) -> Result<SyncRequest, String> {
+        let scope = self.children.get(child).cloned().ok_or("not a child of this node")?;
         if !self.limiter.allow(child, now) {
             return Err("over the rate limit".into());
         }
-        let request = parse_request(bytes).map_err(|error| format!("malformed: {error}"))?;
+        let mut request = parse_request(bytes).map_err(|error| format!("malformed: {error}"))?;
         if self.repeats.is_repeat(child, request.after, now) {
             return Err(format!("repeats the request after {} just answered", request.after));
         }
+        if !self.budget.allow("all children", now) {
+            return Err("over the node's answer budget".into());
+        }
+        request.scope = scope;
         Ok(request)
     }
 }
@@ -181,14 +200,26 @@ mod tests {
 
     #[test]
     fn requests_are_admitted_within_rate_and_not_repeated() {
-        let mut server = Server::default();
+        let children = [("c", "jp/13"), ("d", "jp/13/chuo"), ("e", "jp/13")]
+            .into_iter()
+            .map(|(id, scope)| (id.to_owned(), Scope::parse(scope).expect("scope")))
+            .collect();
+        let mut server = Server::new(children);
         let t0 = Timestamp::from_unix_ms(1_000_000);
         let bytes = request(7, "jp/13", 10).to_json();
         assert!(server.admit("c", &bytes, t0).is_ok());
         assert!(server.admit("c", &bytes, t0.plus_ms(10)).is_err(), "repeat");
         assert!(server.admit("c", b"{", t0).is_err(), "malformed");
+        assert!(server.admit("stranger", &bytes, t0).is_err(), "not a member");
+        let foreign = request(1, "jp", 10).to_json();
+        let admitted = server.admit("d", &foreign, t0).expect("admitted");
+        assert_eq!(
+            admitted.scope.to_string(),
+            "jp/13/chuo",
+            "answered with the member's scope, not the asked one"
+        );
         let burst =
-            (0..100).filter(|i| server.admit("d", &request(*i, "jp", 1).to_json(), t0).is_ok()).count();
+            (0..100).filter(|i| server.admit("e", &request(*i, "jp", 1).to_json(), t0).is_ok()).count();
         assert_eq!(burst, REQUEST_BURST as usize);
     }
 }

@@ -1,12 +1,12 @@
 //! [`Machine`]: the parts of `super` put together behind the `handle_*` / `poll_*` surface.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 
 use kairan_protocol::sequence::SeqDecision;
 use kairan_protocol::sync::{MAX_SYNC_PAGE_ENTRIES, SyncRequest, parse_response};
-use kairan_protocol::{Digest, Timestamp, TrustAnchors, TrustBundle, VerifyContext};
+use kairan_protocol::{Digest, Scope, Timestamp, TrustAnchors, TrustBundle, VerifyContext};
 
 use super::acks::AckQueue;
 use super::catchup::{CatchUp, Reason};
@@ -31,6 +31,10 @@ pub struct MachineConfig {
     pub anchors: TrustAnchors,
     /// Milliseconds between periodic catch-up requests and frozen-feed checks.
     pub sync_interval_ms: u64,
+    /// The children this node answers, with the scope each is entitled to (from the
+    /// certificate this node issued a child relay, or the members file for a clinic). A
+    /// request is answered with this scope, never the one it names.
+    pub children: BTreeMap<String, Scope>,
 }
 
 /// Counters since start.
@@ -109,7 +113,7 @@ pub struct Machine {
 impl Machine {
     /// A machine resuming from `restored` (empty for a new node) at `now`.
     pub fn new(config: MachineConfig, restored: RestoredState, now: Timestamp) -> Self {
-        let MachineConfig { identity, anchors, sync_interval_ms } = config;
+        let MachineConfig { identity, anchors, sync_interval_ms, children } = config;
         let (trust, warning) = TrustState::restore(anchors, restored.trust_bundle.as_deref(), now);
         let is_relay = identity.attester.is_some();
         let catch_up = match &identity.upstream {
@@ -123,7 +127,7 @@ impl Machine {
             trust,
             heads: Heads::default(),
             catch_up,
-            server: is_relay.then(Server::default),
+            server: is_relay.then(|| Server::new(children)),
             publisher: is_relay.then(|| Publisher::new(restored.published)),
             publisher_stalled: false,
             pipeline: Pipeline::default(),
@@ -199,11 +203,13 @@ impl Machine {
     pub fn upstream_filters(&self) -> Vec<String> {
         let id = &self.identity.id;
         match &self.identity.upstream {
-            Upstream::Ingest => vec![topics::ingest(id), topics::control(id), topics::ingest_heads(id)],
+            Upstream::Ingest => {
+                vec![topics::ingest_filter(id), topics::control(id), topics::ingest_heads_filter(id)]
+            }
             Upstream::Relay(parent) => {
                 let mut filters = topics::delivery_filters(parent, &self.identity.scope);
                 filters.push(topics::sync_response(parent, id));
-                filters.push(topics::trust(parent));
+                filters.push(format!("{}/#", topics::trust(parent)));
                 filters.push(topics::heads_filter(parent));
                 filters
             }
@@ -279,9 +285,9 @@ impl Machine {
             Upstream::Relay(parent) => parent.clone(),
         };
         match topics::parse(&owner, topic) {
-            Some(Topic::Ingest | Topic::Deliveries(_)) => self.on_delivery(id, topic, &payload, now),
-            Some(Topic::Control | Topic::Trust) => self.apply_trust(&payload, Some(id), now),
-            Some(Topic::IngestHeads | Topic::Heads(_)) => self.on_head(id, topic, &payload, now),
+            Some(Topic::Ingest(_) | Topic::Deliveries(_)) => self.on_delivery(id, topic, &payload, now),
+            Some(Topic::Control | Topic::Trust(_)) => self.apply_trust(&payload, Some(id), now),
+            Some(Topic::IngestHeads(_) | Topic::Heads(_)) => self.on_head(id, topic, &payload, now),
             Some(Topic::SyncResponse(child)) if child == self.identity.id => self.on_page(id, &payload, now),
             // Not a topic this node subscribes to: nothing to decide.
             _ => self.ack(id),
@@ -319,6 +325,7 @@ impl Machine {
     pub fn handle_downstream_message(&mut self, topic: &str, payload: &[u8], now: Timestamp) {
         let Some(server) = &mut self.server else { return };
         let Some(Topic::SyncRequest(child)) = topics::parse(&self.identity.id, topic) else { return };
+        // The broker lets only `child` publish on this topic: the name is authenticated.
         match server.admit(child, payload, now) {
             Ok(request) => {
                 let read = ReadFor::Answer { child: child.to_owned(), child_trust: request.trust };

@@ -56,7 +56,21 @@ impl TestNode {
     }
 
     fn with(identity: Identity, tree: &Hierarchy, store: MemStore, now: Timestamp) -> Self {
-        let config = MachineConfig { identity, anchors: tree.anchors.clone(), sync_interval_ms: INTERVAL_MS };
+        // The fixture chain: jp → jp-13 → jp-13-chuo → clinic-1.
+        let children = match identity.id.as_str() {
+            "jp" => [("jp-13", "jp/13")],
+            "jp-13" => [("jp-13-chuo", "jp/13/chuo")],
+            _ => [("clinic-1", "jp/13/chuo")],
+        }
+        .into_iter()
+        .map(|(id, scope)| (id.to_owned(), Scope::parse(scope).expect("scope")))
+        .collect();
+        let config = MachineConfig {
+            identity,
+            anchors: tree.anchors.clone(),
+            sync_interval_ms: INTERVAL_MS,
+            children,
+        };
         let machine = Machine::new(config, store.restore().expect("restore"), now);
         let mut node = TestNode {
             machine,
@@ -149,7 +163,7 @@ fn a_delivery_is_committed_before_it_is_acknowledged_or_forwarded() {
     national.machine.handle_downstream_connected(now);
     national.pump(now);
     let (_, bytes) = ingest_delivery(&tree, 1, None, "jp/13");
-    national.receive(1, &topics::ingest("jp"), bytes, now);
+    national.receive(1, &topics::ingest_of("jp", "mhlw"), bytes, now);
     let commit = national.trace.iter().position(|t| t.starts_with("commit")).expect("committed");
     let ack = national.trace.iter().position(|t| t == "ack").expect("acked");
     let forward = national.trace.iter().position(|t| t.contains("/deliveries/jp/13")).expect("forwarded");
@@ -178,7 +192,7 @@ fn decisions_during_a_commit_are_grouped_into_the_next_one() {
     for seq in 1..=4 {
         let (advisory, bytes) = ingest_delivery(&tree, seq, prev, "jp");
         prev = Some(Digest::of(&advisory.to_payload()));
-        national.receive(seq, &topics::ingest("jp"), bytes, now);
+        national.receive(seq, &topics::ingest_of("jp", "mhlw"), bytes, now);
     }
     assert_eq!(national.trace.iter().filter(|t| t.starts_with("commit")).count(), 1, "one in flight");
     assert!(national.acked.is_empty(), "nothing acknowledged before it is durable");
@@ -196,9 +210,9 @@ fn a_duplicate_is_acknowledged_without_a_write() {
     let now = tree.later();
     let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
     let (_, bytes) = ingest_delivery(&tree, 1, None, "jp");
-    national.receive(1, &topics::ingest("jp"), bytes.clone(), now);
+    national.receive(1, &topics::ingest_of("jp", "mhlw"), bytes.clone(), now);
     let commits = national.trace.len();
-    national.receive(2, &topics::ingest("jp"), bytes, now);
+    national.receive(2, &topics::ingest_of("jp", "mhlw"), bytes, now);
     assert_eq!(national.trace[commits..], ["ack".to_owned()]);
     assert_eq!(national.machine.counters().duplicates, 1);
 }
@@ -235,7 +249,7 @@ fn a_child_catches_up_in_pages_then_follows_live() {
     for seq in 1..=5 {
         let (advisory, bytes) = ingest_delivery(&tree, seq, prev, if seq == 3 { "jp/27" } else { "jp/13" });
         prev = Some(Digest::of(&advisory.to_payload()));
-        national.receive(seq, &topics::ingest("jp"), bytes, now);
+        national.receive(seq, &topics::ingest_of("jp", "mhlw"), bytes, now);
     }
     // The prefecture was away: it connects and catches up from the national log.
     let mut tokyo = TestNode::relay(&tree, 1, Upstream::Relay("jp".into()), now);
@@ -251,7 +265,7 @@ fn a_child_catches_up_in_pages_then_follows_live() {
     assert_eq!(tokyo.store.cursor(crate::store::SYNC_CURSOR).expect("cursor"), 5);
     // Live: the next advisory arrives on the deliveries topic, forwarded after it is durable.
     let (_, bytes) = ingest_delivery(&tree, 6, prev, "jp/13");
-    national.receive(6, &topics::ingest("jp"), bytes, now);
+    national.receive(6, &topics::ingest_of("jp", "mhlw"), bytes, now);
     exchange(&mut national, &mut tokyo, &mut ids, now);
     assert_eq!(tokyo.accepted(), 5);
     assert_eq!(tokyo.machine.counters().rejected, 0, "{:?}", tokyo.events);
@@ -262,7 +276,7 @@ fn a_flood_of_refused_input_slows_input_down_and_time_lets_it_through() {
     let tree = Hierarchy::standard();
     let now = tree.later();
     let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
-    let topic = topics::ingest("jp");
+    let topic = topics::ingest_of("jp", "mhlw");
     let mut id = 0;
     while national.machine.accepts_input(now) {
         id += 1;
@@ -313,7 +327,7 @@ fn a_restarted_relay_republishes_what_its_broker_did_not_confirm() {
     national.machine.handle_downstream_connected(now);
     national.pump(now);
     let (_, bytes) = ingest_delivery(&tree, 1, None, "jp");
-    national.receive(1, &topics::ingest("jp"), bytes, now);
+    national.receive(1, &topics::ingest_of("jp", "mhlw"), bytes, now);
     assert_eq!(national.take_published(Link::Downstream).len(), 1, "sent, never confirmed");
     // Crash: a new machine on the same store.
     let store = national.store.clone();
@@ -334,6 +348,7 @@ fn a_restarted_relay_republishes_what_its_broker_did_not_confirm() {
             },
             anchors: tree.anchors.clone(),
             sync_interval_ms: INTERVAL_MS,
+            children: Default::default(),
         },
         store.restore().expect("restore"),
         now,
@@ -368,7 +383,7 @@ fn a_trust_update_applies_at_once_and_is_republished_once_durable() {
     national.receive(1, &topics::control("jp"), bundle.to_json(), now);
     assert!(national.take_published(Link::Downstream).is_empty(), "not republished before it is durable");
     let (_, bytes) = ingest_delivery(&tree, 1, None, "jp");
-    national.receive(2, &topics::ingest("jp"), bytes, now);
+    national.receive(2, &topics::ingest_of("jp", "mhlw"), bytes, now);
     national.release_commits(now);
     let trust: Vec<Outgoing> = national
         .take_published(Link::Downstream)

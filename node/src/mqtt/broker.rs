@@ -1,87 +1,280 @@
-//! The embedded broker: rumqttd on its own thread, with a username and password per member
-//! and anonymous clients refused.
+//! The embedded broker: rmqtt (pinned), on a runtime and a thread of its own, enforcing the
+//! permission table ([`crate::authz`]) through its hooks — who may connect (password hash,
+//! client id equal to the username), what each may subscribe to, where each may publish and
+//! set or clear retained messages. A member that publishes where it may not is disconnected.
 //!
-//! rumqttd keeps everything in memory (persistent sessions survive client reconnects, not a
-//! broker restart), has no topic ACLs and no graceful shutdown: the thread lives until the
-//! process exits. Everything that crosses it is signed, so a member publishing where it
-//! should not is refused by the verifier of whoever receives it.
+//! The broker lives exactly as long as its [`EmbeddedBroker`]: dropping it stops the runtime,
+//! which closes every connection and releases the port (rmqtt has no shutdown API of its own;
+//! a runtime per broker is what releases everything — see `docs/design.md`). Sessions and
+//! retained messages are in memory: a restarted node republishes its retained state, and its
+//! children catch up.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::sync::Arc;
+use std::time::Duration;
 
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use async_trait::async_trait;
+use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
+use rmqtt::net::Builder;
+use rmqtt::retain::RetainStorage;
+use rmqtt::server::MqttServer;
+use rmqtt::types::{AuthResult, PublishAclResult, Retain, SubscribeAclResult, TopicFilter, TopicName};
+use tokio::sync::RwLock;
+use tracing::{info, warn};
 
+use crate::authz::Grants;
 use crate::machine::MAX_PACKET_BYTES;
+use crate::members::Members;
+use crate::topics;
 
-/// A running embedded broker.
+/// Retained messages kept at most, and their bytes (only the node's publisher sets any).
+const MAX_RETAINED: usize = 10_000;
+const MAX_RETAINED_BYTES: usize = 64 << 20;
+/// Messages queued for an offline session at most (QoS 1 drops the oldest; catch-up covers
+/// what a child misses).
+const MAX_OFFLINE_QUEUE: usize = 1_000;
+/// How long an offline child's persistent session is kept.
+const SESSION_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+/// A running embedded broker. Dropping it stops it.
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     /// The address it listens on.
     pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Picks a free port on `ip` when `listen` has port 0 (rumqttd does not report the port it
-/// bound, so the port is chosen here and handed to it).
-fn resolve_port(listen: SocketAddr) -> std::io::Result<SocketAddr> {
-    if listen.port() != 0 {
-        return Ok(listen);
-    }
-    let probe = TcpListener::bind(listen)?;
-    probe.local_addr()
-}
-
-/// Starts rumqttd on `listen` accepting exactly the `members` (username → password).
-/// Returns once the broker accepts TCP connections.
-pub fn start(
-    name: &str,
-    listen: SocketAddr,
-    members: HashMap<String, String>,
-) -> Result<EmbeddedBroker, String> {
-    let addr = resolve_port(listen).map_err(|e| format!("broker.listen {listen}: {e}"))?;
-    let connections = ConnectionSettings {
-        connection_timeout_ms: 10_000,
-        max_payload_size: MAX_PACKET_BYTES,
-        max_inflight_count: 100,
-        auth: Some(members),
-        external_auth: None,
-        dynamic_filters: true,
-    };
-    let server = ServerSettings {
-        name: format!("{name}-v4"),
-        listen: addr,
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections,
-    };
-    let config = Config {
-        id: 0,
-        router: RouterConfig {
-            max_connections: 10_010,
-            max_outgoing_packet_count: 200,
-            max_segment_size: 16 * 1024 * 1024,
-            max_segment_count: 8,
-            ..RouterConfig::default()
-        },
-        v4: Some(HashMap::from([("v4".to_owned(), server)])),
-        ..Config::default()
-    };
-    let thread_name = format!("broker-{name}");
-    std::thread::Builder::new()
-        .name(thread_name)
-        .spawn(move || {
-            let mut broker = Broker::new(config);
-            if let Err(error) = broker.start() {
-                tracing::error!(%error, "embedded broker stopped");
-            }
-        })
-        .map_err(|e| format!("cannot start broker thread: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("embedded broker did not start listening on {addr}"));
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
-    Ok(EmbeddedBroker { addr })
+}
+
+/// Who may do what on this broker: the grants of every member and of the node's own clients.
+struct Policy {
+    members: Members,
+    grants: HashMap<String, Grants>,
+}
+
+/// Starts the broker of node `node` on `listen` for `members` (the node's own clients must
+/// be among them). Returns once it accepts connections.
+pub fn start(
+    node: &str,
+    national: bool,
+    listen: SocketAddr,
+    members: Members,
+) -> Result<EmbeddedBroker, String> {
+    let grants = members
+        .iter()
+        .map(|(id, member)| (id.clone(), Grants::of(node, national, &member.principal)))
+        .collect();
+    let policy = Arc::new(Policy { members, grants });
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let name = node.to_owned();
+    let thread = std::thread::Builder::new()
+        .name(format!("broker-{node}"))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(format!("broker-{name}"))
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = bound_tx.send(Err(format!("broker runtime: {error}")));
+                    return;
+                }
+            };
+            runtime.block_on(serve(policy, listen, bound_tx, stop_rx));
+            // Ends every task of the broker, connections included, and frees the port.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })
+        .map_err(|e| format!("cannot start the broker thread: {e}"))?;
+    let addr = bound_rx
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| format!("the embedded broker did not start listening on {listen}"))??;
+    info!(node = %node, %addr, "embedded broker listening");
+    Ok(EmbeddedBroker { addr, stop: Some(stop_tx), thread: Some(thread) })
+}
+
+async fn serve(
+    policy: Arc<Policy>,
+    listen: SocketAddr,
+    bound: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let scx = ServerContext::new().busy_check_enable(false).build().await;
+    let registry = scx.extends.hook_mgr().register();
+    for kind in [Type::ClientAuthenticate, Type::ClientSubscribeCheckAcl, Type::MessagePublishCheckAcl] {
+        registry.add(kind, Box::new(Enforcer { policy: policy.clone() })).await;
+    }
+    registry.start().await;
+    *scx.extends.retain_mut().await = Box::new(BoundedRetain::default());
+    let listener = match listener(listen) {
+        Ok(listener) => listener,
+        Err(error) => {
+            let _ = bound.send(Err(format!("broker.listen {listen}: {error}")));
+            return;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => {
+            let _ = bound.send(Err(format!("broker.listen {listen}: {error}")));
+            return;
+        }
+    };
+    let server = MqttServer::new(scx).listener_by_id(listener, addr.port()).build();
+    let _ = bound.send(Ok(addr));
+    tokio::select! {
+        result = server.run() => {
+            if let Err(error) = result {
+                warn!(%error, "embedded broker stopped");
+            }
+        }
+        _ = stop => {}
+    }
+}
+
+fn listener(listen: SocketAddr) -> rmqtt::Result<rmqtt::net::Listener> {
+    let inflight = NonZeroU16::new(100).unwrap_or(NonZeroU16::MIN);
+    Builder::new()
+        .name("kairan")
+        .laddr(listen)
+        .reuseaddr(Some(true))
+        // Without this, a client without a username skips the authentication hook.
+        .allow_anonymous(false)
+        .max_packet_size(u32::try_from(MAX_PACKET_BYTES).unwrap_or(u32::MAX))
+        .max_inflight(inflight)
+        .max_mqueue_len(MAX_OFFLINE_QUEUE)
+        // rmqtt's default expires queued messages after 5 minutes; advisories must not.
+        .message_expiry_interval(Duration::ZERO)
+        .session_expiry_interval(SESSION_EXPIRY)
+        .max_connections(20_000)
+        .bind()?
+        .tcp()
+}
+
+/// The permission table, as rmqtt hooks.
+struct Enforcer {
+    policy: Arc<Policy>,
+}
+
+impl Enforcer {
+    fn grants(&self, username: &str) -> Option<&Grants> {
+        self.policy.grants.get(username)
+    }
+}
+
+#[async_trait]
+impl Handler for Enforcer {
+    async fn hook(&self, param: &Parameter, accumulated: Option<HookResult>) -> ReturnType {
+        match param {
+            Parameter::ClientAuthenticate(connect) => {
+                let username = connect.username().map(|u| u.to_string()).unwrap_or_default();
+                let password = connect.password().map(|p| p.to_vec()).unwrap_or_default();
+                let client_id = connect.client_id().to_string();
+                let result = match self.policy.members.authenticate(&username, &password) {
+                    None => AuthResult::BadUsernameOrPassword,
+                    // Refused before rmqtt would hand the session over: no member can take
+                    // over another's client id.
+                    Some(_) if client_id != username => {
+                        warn!(%username, %client_id, "connection refused: the client id must be the username");
+                        AuthResult::NotAuthorized
+                    }
+                    Some(_) => AuthResult::Allow(false, None),
+                };
+                (false, Some(HookResult::AuthResult(result)))
+            }
+            Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
+                let username = session.id.username_ref();
+                let allowed = self.grants(username).is_some_and(|g| g.may_subscribe(&subscribe.topic_filter));
+                let result = if allowed {
+                    SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+                } else {
+                    warn!(%username, filter = %subscribe.topic_filter, "subscription refused by the permission table");
+                    SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                };
+                (false, Some(HookResult::SubscribeAclResult(result)))
+            }
+            Parameter::MessagePublishCheckAcl(session, publish) => {
+                let username = session.id.username_ref();
+                let allowed =
+                    self.grants(username).is_some_and(|g| g.may_publish(&publish.topic, publish.retain));
+                let result = if allowed {
+                    PublishAclResult::allow()
+                } else {
+                    warn!(
+                        %username,
+                        topic = %publish.topic,
+                        retain = publish.retain,
+                        "publish refused by the permission table; disconnecting"
+                    );
+                    PublishAclResult::rejected(true, Some("not authorized".into()))
+                };
+                (false, Some(HookResult::PublishAclResult(result)))
+            }
+            _ => (true, accumulated),
+        }
+    }
+}
+
+/// Retained messages, bounded (only the node's publisher may set any).
+#[derive(Default)]
+struct BoundedRetain {
+    inner: RwLock<HashMap<TopicName, Retain>>,
+}
+
+#[async_trait]
+impl RetainStorage for BoundedRetain {
+    fn enable(&self) -> bool {
+        true
+    }
+
+    async fn set(&self, topic: &TopicName, retain: Retain, _expiry: Option<Duration>) -> rmqtt::Result<()> {
+        let mut map = self.inner.write().await;
+        if retain.publish.payload.is_empty() {
+            map.remove(topic);
+            return Ok(());
+        }
+        let bytes: usize = map.values().map(|r| r.publish.payload.len()).sum();
+        if !map.contains_key(topic)
+            && (map.len() >= MAX_RETAINED || bytes + retain.publish.payload.len() > MAX_RETAINED_BYTES)
+        {
+            // An error here would abort the publisher's connection.
+            warn!(%topic, "retained store full; retained message not kept");
+            return Ok(());
+        }
+        map.insert(topic.clone(), retain);
+        Ok(())
+    }
+
+    async fn get(&self, filter: &TopicFilter) -> rmqtt::Result<Vec<(TopicName, Retain)>> {
+        let map = self.inner.read().await;
+        Ok(map
+            .iter()
+            .filter(|(topic, _)| topics::matches(filter, topic))
+            .map(|(topic, retain)| (topic.clone(), retain.clone()))
+            .collect())
+    }
+
+    async fn count(&self) -> isize {
+        isize::try_from(self.inner.read().await.len()).unwrap_or(isize::MAX)
+    }
+
+    async fn max(&self) -> isize {
+        isize::try_from(MAX_RETAINED).unwrap_or(isize::MAX)
+    }
 }

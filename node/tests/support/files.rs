@@ -8,19 +8,27 @@
 //! DIR/clinics/ID/{clinic.toml, data/, log}
 //! ```
 //! Each embedded broker listens on a port chosen once (below the ephemeral range), so a
-//! relay restarted after `kill -9` comes back on the same address. A level may instead use an
-//! external broker (Mosquitto): one user for the relay and all its children there.
+//! relay restarted after `kill -9` comes back on the same address. The district may instead
+//! use an external broker (Mosquitto), configured from the district's members file by the
+//! same generator `kairan broker mosquitto-config` uses. Members files hold password hashes,
+//! kinds and scopes (relays: the certificate their parent issued them), mode 0600.
 
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
 
+use kairan_node::authz::MemberKind;
 use kairan_node::keyfile::{render_trust, write_pair};
+use kairan_node::members::{MemberRow, MembersFile, PasswordHash};
 use kairan_node::mqtt::{BrokerAddr, Credentials};
 use kairan_protocol::cert::ROOT_ISSUER;
 use kairan_protocol::{Certificate, Envelope, Role, Scope, SecretKey, TrustAnchors};
 
 use super::mosquitto::free_port;
+
+/// The member of the national broker the crash harness follows the national's log as (a
+/// child of scope `jp`; its password is the origin's).
+pub const CONFIRM_MEMBER: &str = "confirm";
 
 /// The relay levels, top down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,8 +60,8 @@ impl Level {
 pub struct TreeSpec {
     /// Number of clinics under the district.
     pub clinics: usize,
-    /// An external broker for the district level (address, the one user).
-    pub district_broker: Option<(BrokerAddr, Credentials)>,
+    /// An external broker for the district level (its address).
+    pub district_broker: Option<BrokerAddr>,
     /// `[log] level` of every process.
     pub log_level: String,
     /// `upstream.sync_interval_secs` of every relay and clinic.
@@ -227,37 +235,60 @@ impl TreeFiles {
             let node_dir = dir.join("nodes").join(id);
             write_pair(&node_dir, id, key).expect("relay key");
             write(&node_dir.join(format!("{id}.cert.json")), cert.to_json());
-            // Who may connect to this relay's own (embedded) broker.
-            let mut members: Vec<(String, String)> = Vec::new();
+            // Who may connect to this relay's broker: its child (with the certificate it
+            // issued it) or its clinics, and on the national node the origin.
+            let mut members = MembersFile::default();
+            let mut add =
+                |id: &str, kind: MemberKind, secret: &str, cert: Option<String>, scope: Option<String>| {
+                    members.members.push(MemberRow {
+                        id: id.to_owned(),
+                        kind,
+                        password_hash: PasswordHash::new(secret).to_string(),
+                        cert,
+                        scope,
+                        password: None,
+                    });
+                };
             if let Some(child) = chain.get(index + 1) {
-                members.push((child.0.to_owned(), relay_passwords[index + 1].clone()));
+                let cert_file = format!("{}.member.cert.json", child.0);
+                write(&node_dir.join(&cert_file), child.3.to_json());
+                add(child.0, MemberKind::Relay, &relay_passwords[index + 1], Some(cert_file), None);
             } else {
-                members.extend(clinic_ids.iter().cloned().zip(clinic_passwords.iter().cloned()));
+                for (clinic, secret) in clinic_ids.iter().zip(&clinic_passwords) {
+                    add(clinic, MemberKind::Clinic, secret, None, Some(scope.to_string()));
+                }
             }
             if *level == Level::National {
-                members.push((origin.id.clone(), origin.credentials.password.clone()));
+                add(&origin.id, MemberKind::Origin, &origin.credentials.password, None, None);
+                // The harness's observer of the national's log (`crash.rs`, `confirm_loop`).
+                add(
+                    CONFIRM_MEMBER,
+                    MemberKind::Clinic,
+                    &origin.credentials.password,
+                    None,
+                    Some("jp".into()),
+                );
             }
+            let text = toml::to_string(&members).expect("members toml");
+            kairan_node::secrets::write_private(&node_dir.join("members.toml"), text.as_bytes())
+                .expect("members");
             let external = if *level == Level::District { spec.district_broker.clone() } else { None };
             let (broker_section, broker) = match &external {
-                Some((addr, credentials)) => (
-                    format!(
-                        "external = {}\nusername = {}\npassword = {}\n",
-                        quoted(&addr.url()),
-                        quoted(&credentials.username),
-                        quoted(&credentials.password)
-                    ),
-                    addr.clone(),
-                ),
+                Some(addr) => {
+                    kairan_node::secrets::write_private(
+                        &node_dir.join("broker.secret"),
+                        password().as_bytes(),
+                    )
+                    .expect("broker secret");
+                    (
+                        format!(
+                            "external = {}\nmembers = \"members.toml\"\npassword_file = \"broker.secret\"\n",
+                            quoted(&addr.url())
+                        ),
+                        addr.clone(),
+                    )
+                }
                 None => {
-                    let mut text = String::from("# kairan embedded broker members\n");
-                    for (member, secret) in &members {
-                        text.push_str(&format!(
-                            "\n[[members]]\nid = {}\npassword = {}\n",
-                            quoted(member),
-                            quoted(secret)
-                        ));
-                    }
-                    write(&node_dir.join("members.toml"), text);
                     let port = free_port();
                     (
                         format!("listen = \"127.0.0.1:{port}\"\nmembers = \"members.toml\"\n"),
@@ -268,12 +299,7 @@ impl TreeFiles {
             let upstream_section = match index.checked_sub(1).map(|p| &relays[p]) {
                 None => format!("ingest = true\nsync_interval_secs = {}\n", spec.sync_interval_secs),
                 Some(parent) => {
-                    let (username, secret) = match (parent.embedded, &spec.district_broker) {
-                        (false, Some((_, credentials))) => {
-                            (credentials.username.clone(), credentials.password.clone())
-                        }
-                        _ => ((*id).to_owned(), relay_passwords[index].clone()),
-                    };
+                    let (username, secret) = ((*id).to_owned(), relay_passwords[index].clone());
                     format!(
                         "url = {}\nparent = {}\nusername = {}\npassword = {}\nsync_interval_secs = {}\n",
                         quoted(&parent.broker.url()),
@@ -312,10 +338,7 @@ impl TreeFiles {
         let mut clinics = Vec::new();
         for (id, secret) in clinic_ids.iter().zip(clinic_passwords) {
             let clinic_dir = dir.join("clinics").join(id);
-            let (username, secret) = match &spec.district_broker {
-                Some((_, credentials)) => (credentials.username.clone(), credentials.password.clone()),
-                None => (id.clone(), secret),
-            };
+            let username = id.clone();
             let config = clinic_dir.join("clinic.toml");
             write(
                 &config,

@@ -118,7 +118,7 @@ impl Sim {
         // (or the national ingest), whatever the delivery inside says.
         let topic = match self.nodes[target].parent {
             Some(parent) => topics::deliveries(&self.nodes[parent].id, &self.nodes[target].scope.to_string()),
-            None => topics::ingest(&self.nodes[0].id),
+            None => topics::ingest_of(&self.nodes[0].id, &self.tree.origins[0].id),
         };
         self.send(target, target, Msg::Publish { topic, payload, tag: Tag::Injected(index), qos1: true });
     }

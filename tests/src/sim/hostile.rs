@@ -78,7 +78,7 @@ impl Sim {
         match self.nodes[target].parent {
             None => {
                 let id = &self.nodes[0].id;
-                (topics::ingest(id), topics::ingest_heads(id), topics::control(id))
+                (topics::ingest_of(id, "mhlw"), topics::ingest_heads_of(id, "mhlw"), topics::control(id))
             }
             Some(parent) => {
                 let parent_id = &self.nodes[parent].id;

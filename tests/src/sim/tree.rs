@@ -276,7 +276,10 @@ impl Tree {
                 extra_certs: Vec::new(),
             }),
         };
-        MachineConfig { identity, anchors: self.anchors.clone(), sync_interval_ms }
+        // The members of its broker: its children, each with its own scope.
+        let children =
+            node.children.iter().map(|c| (self.nodes[*c].id.clone(), self.nodes[*c].scope.clone())).collect();
+        MachineConfig { identity, anchors: self.anchors.clone(), sync_interval_ms, children }
     }
 }
 

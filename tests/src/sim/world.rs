@@ -649,7 +649,8 @@ impl Sim {
 
     fn send_ingest(&mut self, index: usize) {
         let payload = self.tree.genuine[index].ingest_json.clone();
-        let topic = topics::ingest(&self.nodes[0].id);
+        let origin = &self.tree.origins[self.tree.genuine[index].origin].id;
+        let topic = topics::ingest_of(&self.nodes[0].id, origin);
         self.send(0, 0, Msg::Publish { topic, payload, tag: Tag::Genuine, qos1: true });
     }
 
@@ -666,7 +667,7 @@ impl Sim {
             expires_at: issued_at.plus_secs(24 * 3600),
         };
         let payload = Bytes::from(head.sign(&origin.key, &origin.cert).to_json());
-        let topic = topics::ingest_heads(&self.nodes[0].id);
+        let topic = topics::ingest_heads_of(&self.nodes[0].id, &origin.id);
         self.send(0, 0, Msg::Publish { topic, payload, tag: Tag::Control, qos1: true });
     }
 

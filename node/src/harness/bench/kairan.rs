@@ -92,7 +92,7 @@ pub(super) async fn bench_kairan(
     let measured = measure(
         "kairan",
         &publisher,
-        &crate::topics::ingest(&tree.national().config_parts.id),
+        &crate::topics::ingest_of(&tree.national().config_parts.id, &tree.origin.id),
         &clinics,
         &levels,
         workload,

@@ -1,0 +1,163 @@
+//! `kairan members add` (a row of a members file, with the password hashed) and
+//! `kairan broker mosquitto-config` (Mosquitto's password file, ACL and configuration, from the
+//! members files of the nodes that use it).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::authz::MemberKind;
+use crate::config::{BrokerConfig, NodeConfig, UpstreamConfig};
+use crate::error::CliError;
+use crate::members::{MemberRow, MembersFile, PasswordHash};
+use crate::mosquitto_config::{self, BrokerSettings, NodeOnBroker};
+
+/// Arguments of `kairan members add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The members file (created, mode 0600, if missing).
+    #[arg(long)]
+    pub members: PathBuf,
+    /// The member's id: its username and client id.
+    #[arg(long)]
+    pub id: String,
+    /// relay | clinic | origin | admin.
+    #[arg(long, value_parser = parse_kind)]
+    pub kind: MemberKind,
+    /// Clinics: the scope (inside the node's).
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Relays: the certificate this node issued them (path as written into the file).
+    #[arg(long)]
+    pub cert: Option<String>,
+    /// File holding the member's password (mode 0600); without it, read from standard input.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+fn parse_kind(text: &str) -> Result<MemberKind, String> {
+    match text {
+        "relay" => Ok(MemberKind::Relay),
+        "clinic" => Ok(MemberKind::Clinic),
+        "origin" => Ok(MemberKind::Origin),
+        "admin" => Ok(MemberKind::Admin),
+        other => Err(format!("{other:?}: expected relay, clinic, origin or admin")),
+    }
+}
+
+/// Adds (or replaces) a member with its password hashed.
+pub fn add(args: &AddArgs) -> Result<(), CliError> {
+    kairan_protocol::advisory::check_id("--id", &args.id).map_err(CliError::Usage)?;
+    match (args.kind, &args.scope, &args.cert) {
+        (MemberKind::Clinic, None, _) => return Err(CliError::Usage("a clinic needs --scope".into())),
+        (MemberKind::Relay, _, None) => {
+            return Err(CliError::Usage("a relay needs --cert: the certificate this node issued it".into()));
+        }
+        _ => {}
+    }
+    let password = match &args.password_file {
+        Some(path) => crate::secrets::read_private(path, "password file").map_err(CliError::Usage)?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| CliError::io(Path::new("-"), e))?;
+            line
+        }
+    };
+    let password = password.trim();
+    if password.len() < 12 {
+        return Err(CliError::Usage("the password must have at least 12 characters".into()));
+    }
+    let mut file = match std::fs::read_to_string(&args.members) {
+        Ok(_) => {
+            let text =
+                crate::secrets::read_private(&args.members, "members file").map_err(CliError::Usage)?;
+            toml::from_str::<MembersFile>(&text)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", args.members.display())))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => MembersFile::default(),
+        Err(e) => return Err(CliError::io(&args.members, e)),
+    };
+    file.members.retain(|row| row.id != args.id);
+    file.members.push(MemberRow {
+        id: args.id.clone(),
+        kind: args.kind,
+        password_hash: PasswordHash::new(password).to_string(),
+        cert: args.cert.clone(),
+        scope: args.scope.clone(),
+        password: None,
+    });
+    let text = toml::to_string(&file).map_err(|e| CliError::Failed(e.to_string()))?;
+    let header = "# Members of a kairan node's broker (kairan members add). Keep mode 0600.\n";
+    crate::secrets::write_private(&args.members, format!("{header}{text}").as_bytes())
+        .map_err(|e| CliError::io(&args.members, e))?;
+    println!("{} {} ({:?}) in {}", "member", args.id, args.kind, args.members.display());
+    Ok(())
+}
+
+/// Arguments of `kairan broker mosquitto-config`.
+#[derive(Debug, Args)]
+pub struct MosquittoArgs {
+    /// The node.toml of each node that uses this Mosquitto (`broker.external`, with
+    /// `broker.members` and `broker.password_file`).
+    #[arg(long = "config", required = true)]
+    pub configs: Vec<PathBuf>,
+    /// Where Mosquitto listens, HOST:PORT.
+    #[arg(long, default_value = "0.0.0.0:1883")]
+    pub listen: String,
+    /// Directory to write kairan.passwd (0600), kairan.acl and mosquitto.conf into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Keep Mosquitto's database in this directory.
+    #[arg(long)]
+    pub persistence: Option<String>,
+}
+
+/// Writes Mosquitto's files for the given nodes.
+pub fn mosquitto(args: &MosquittoArgs) -> Result<(), CliError> {
+    let configs = args.configs.iter().map(|path| NodeConfig::load(path)).collect::<Result<Vec<_>, _>>()?;
+    let mut hashes = Vec::new();
+    for (path, config) in args.configs.iter().zip(&configs) {
+        match &config.broker {
+            BrokerConfig::External { password: Some(password), .. } => {
+                hashes.push(PasswordHash::new(password))
+            }
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "{}: set broker.external and broker.password_file (its own clients' password on Mosquitto)",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let nodes: Vec<NodeOnBroker<'_>> = configs
+        .iter()
+        .zip(&hashes)
+        .map(|(config, hash)| NodeOnBroker {
+            id: &config.id,
+            national: matches!(config.upstream, UpstreamConfig::Ingest),
+            members: &config.members,
+            own_clients: hash,
+        })
+        .collect();
+    let (host, port) = args
+        .listen
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        .ok_or_else(|| CliError::Usage(format!("--listen {:?}: expected HOST:PORT", args.listen)))?;
+    std::fs::create_dir_all(&args.out).map_err(|e| CliError::io(&args.out, e))?;
+    let passwd = args.out.join("kairan.passwd");
+    let acl = args.out.join("kairan.acl");
+    let settings = BrokerSettings {
+        listen: (host, port),
+        passwd_path: &passwd.display().to_string(),
+        acl_path: &acl.display().to_string(),
+        persistence: args.persistence.as_deref(),
+    };
+    let files = mosquitto_config::generate(&nodes, &settings).map_err(CliError::Usage)?;
+    crate::secrets::write_private(&passwd, files.passwd.as_bytes()).map_err(|e| CliError::io(&passwd, e))?;
+    std::fs::write(&acl, &files.acl).map_err(|e| CliError::io(&acl, e))?;
+    let conf = args.out.join("mosquitto.conf");
+    std::fs::write(&conf, &files.conf).map_err(|e| CliError::io(&conf, e))?;
+    println!("wrote {}, {} and {}", passwd.display(), acl.display(), conf.display());
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Mosquitto configured from the permission table: `kairan broker mosquitto-config` writes a
+//! password file (the members' hashes, in the format `mosquitto_passwd` writes) and an ACL
+//! file (every member's grants, from [`crate::authz::Grants`]) for the nodes that use one
+//! Mosquitto as their broker, and the lines of `mosquitto.conf` that make them hold.
+//!
+//! What Mosquitto cannot express is written down in `docs/security.md` ("Known limits"): it
+//! binds client ids to usernames only by making them equal (`use_username_as_clientid`), and
+//! it has no rule for the retain flag, so a member may keep one retained message on the one
+//! topic it may write (its own catch-up request topic).
+
+use std::fmt::Write as _;
+
+use crate::authz::{Grants, Principal, ingest_username, publisher_username};
+use crate::members::{Members, PasswordHash};
+
+/// One node that uses the broker: its id, its members, and the hash of the password its own
+/// clients (`<id>~out`, and `<id>~ingest` on the national node) log in with.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeOnBroker<'a> {
+    /// The node id.
+    pub id: &'a str,
+    /// Whether it is the national node.
+    pub national: bool,
+    /// Its members.
+    pub members: &'a Members,
+    /// The hash of its own clients' password.
+    pub own_clients: &'a PasswordHash,
+}
+
+/// The generated files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MosquittoFiles {
+    /// The password file (`user:$7$…` lines).
+    pub passwd: String,
+    /// The ACL file.
+    pub acl: String,
+    /// The `mosquitto.conf` lines (listener, files, limits).
+    pub conf: String,
+}
+
+/// The settings of the generated `mosquitto.conf`.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings<'a> {
+    /// Listener address and port, e.g. `127.0.0.1` and 1883.
+    pub listen: (&'a str, u16),
+    /// Where the password file will be.
+    pub passwd_path: &'a str,
+    /// Where the ACL file will be.
+    pub acl_path: &'a str,
+    /// Keep the database on disk.
+    pub persistence: Option<&'a str>,
+}
+
+/// The files for `nodes` sharing one broker. A member of two nodes (a relay whose parent and
+/// children share the broker) gets the grants of both.
+pub fn generate(nodes: &[NodeOnBroker<'_>], settings: &BrokerSettings<'_>) -> Result<MosquittoFiles, String> {
+    let mut users: Vec<(String, String, Grants)> = Vec::new();
+    let mut add = |username: String, hash: String, grants: Grants| -> Result<(), String> {
+        match users.iter_mut().find(|(name, _, _)| *name == username) {
+            Some((_, existing_hash, existing)) => {
+                if *existing_hash != hash {
+                    return Err(format!("{username} has two different password hashes on one broker"));
+                }
+                existing.read.extend(grants.read);
+                existing.write.extend(grants.write);
+                existing.retain.extend(grants.retain);
+            }
+            None => users.push((username, hash, grants)),
+        }
+        Ok(())
+    };
+    for node in nodes {
+        let own = node.own_clients.to_string();
+        add(
+            publisher_username(node.id),
+            own.clone(),
+            Grants::of(node.id, node.national, &Principal::Publisher),
+        )?;
+        if node.national {
+            add(ingest_username(node.id), own, Grants::of(node.id, true, &Principal::Ingest))?;
+        }
+        for (id, member) in node.members.iter() {
+            add(
+                id.clone(),
+                member.password.to_string(),
+                Grants::of(node.id, node.national, &member.principal),
+            )?;
+        }
+    }
+    let mut passwd = String::new();
+    let mut acl = String::from(
+        "# Written by `kairan broker mosquitto-config` from the members files: every client reads\n\
+         # and writes only what kairan's permission table grants it. Do not edit by hand.\n",
+    );
+    for (username, hash, grants) in &users {
+        let _ = writeln!(passwd, "{username}:{hash}");
+        let _ = writeln!(acl, "\nuser {username}");
+        for filter in &grants.read {
+            let _ = writeln!(acl, "topic read {filter}");
+        }
+        for filter in &grants.write {
+            let _ = writeln!(acl, "topic write {filter}");
+        }
+    }
+    let (host, port) = settings.listen;
+    let mut conf = format!(
+        "# kairan: Mosquitto as a node's broker. Written by `kairan broker mosquitto-config`.\n\
+         per_listener_settings false\n\
+         listener {port} {host}\n\
+         allow_anonymous false\n\
+         password_file {}\n\
+         acl_file {}\n\
+         # A client's id is its username: no member can take over another's session.\n\
+         use_username_as_clientid true\n\
+         # A delivery with a full certificate chain, plus the topic and header.\n\
+         max_packet_size {}\n\
+         max_inflight_messages 100\n\
+         max_queued_messages 1000\n",
+        settings.passwd_path,
+        settings.acl_path,
+        crate::machine::MAX_PACKET_BYTES,
+    );
+    match settings.persistence {
+        Some(dir) => {
+            let _ = write!(conf, "persistence true\npersistence_location {dir}\n");
+        }
+        None => conf.push_str("persistence false\n"),
+    }
+    Ok(MosquittoFiles { passwd, acl, conf })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::MemberKind;
+    use kairan_protocol::Scope;
+
+    #[test]
+    fn every_member_gets_exactly_its_grants() {
+        let mut members = Members::default();
+        let clinic = Principal::Member {
+            id: "c1".into(),
+            kind: MemberKind::Clinic,
+            scope: Some(Scope::parse("jp/13/chuo").expect("scope")),
+        };
+        members.insert(clinic, "c1", PasswordHash::new("pw-1"));
+        let own = PasswordHash::new("own");
+        let node = NodeOnBroker { id: "jp-13-chuo", national: false, members: &members, own_clients: &own };
+        let settings = BrokerSettings {
+            listen: ("127.0.0.1", 1883),
+            passwd_path: "/p",
+            acl_path: "/a",
+            persistence: None,
+        };
+        let files = generate(&[node], &settings).expect("generated");
+        assert_eq!(files.passwd.lines().count(), 2, "the clinic and the node's publisher");
+        assert!(files.acl.contains("user c1\ntopic read kairan/v1/jp-13-chuo/deliveries/jp\n"));
+        assert!(files.acl.contains("topic write kairan/v1/jp-13-chuo/sync/c1/req"));
+        assert!(!files.acl.contains("user c1\ntopic read kairan/v1/jp-13-chuo/deliveries/#"));
+        assert!(files.acl.contains("user jp-13-chuo~out\ntopic read kairan/v1/jp-13-chuo/sync/+/req"));
+        assert!(files.conf.contains("use_username_as_clientid true"));
+        assert!(files.conf.contains("allow_anonymous false"));
+    }
+}
