@@ -109,6 +109,24 @@ pub struct LogSection {
     pub level: Option<String>,
 }
 
+/// `[metrics]`: the local Prometheus and health endpoint (off when absent).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address to serve `/metrics`, `/healthz` and `/readyz` on, e.g. `127.0.0.1:9464`
+    /// (port 0 = any free port).
+    pub listen: Option<String>,
+}
+
+/// The checked `[metrics] listen` address: `None` when metrics are off.
+fn metrics_listen(section: &MetricsSection) -> Result<Option<SocketAddr>, CliError> {
+    section
+        .listen
+        .as_ref()
+        .map(|text| text.parse().map_err(|e| field("metrics.listen", format!("{text:?}: {e}"))))
+        .transpose()
+}
+
 /// node.toml as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +142,9 @@ pub struct NodeFile {
     /// `[log]`.
     #[serde(default)]
     pub log: LogSection,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
 }
 
 /// A member of an embedded broker.
@@ -205,6 +226,8 @@ pub struct NodeConfig {
     pub sync_interval: Duration,
     /// Log settings.
     pub log: LogSection,
+    /// Where to serve metrics and health (`None`: off).
+    pub metrics: Option<SocketAddr>,
 }
 
 fn password(
@@ -332,6 +355,7 @@ impl NodeConfig {
             broker,
             grace,
             sync_interval: sync_interval(&file.upstream)?,
+            metrics: metrics_listen(&file.metrics)?,
             log: file.log,
         })
     }
@@ -420,6 +444,9 @@ pub struct ClinicFile {
     /// `[log]`.
     #[serde(default)]
     pub log: LogSection,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
 }
 
 /// A checked clinic configuration.
@@ -447,6 +474,8 @@ pub struct ClinicConfig {
     pub sync_interval: Duration,
     /// Log settings.
     pub log: LogSection,
+    /// Where to serve metrics and health (`None`: off).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ClinicConfig {
@@ -484,6 +513,7 @@ impl ClinicConfig {
             lang: clinic.lang.clone().unwrap_or_else(|| "ja".into()),
             announce: clinic.announce.unwrap_or(true),
             sync_interval: sync_interval(up)?,
+            metrics: metrics_listen(&file.metrics)?,
             log: file.log,
         })
     }

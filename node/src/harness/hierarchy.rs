@@ -28,6 +28,7 @@ use kairan_protocol::{
     Advisory, Certificate, Delivery, Digest, Envelope, Role, Scope, SecretKey, Timestamp, TrustAnchors,
 };
 
+use super::places::{PREFECTURE_CODES, district_name};
 use crate::clinic::{self, ClinicHandle};
 use crate::config::{BrokerConfig, ClinicConfig, LogSection, NodeConfig, UpstreamConfig};
 use crate::error::CliError;
@@ -50,22 +51,6 @@ pub enum Level {
     District,
 }
 
-/// Names of the first districts of Tokyo and Osaka (other districts are `d1`, `d2`, …).
-fn district_name(prefecture_code: &str, index: usize) -> String {
-    let known: &[&str] = match prefecture_code {
-        "13" => &["chuo", "minato"],
-        "27" => &["kita", "naniwa"],
-        _ => &[],
-    };
-    known.get(index).map_or_else(|| format!("d{}", index + 1), |name| (*name).to_owned())
-}
-/// Prefecture codes used in order (Tokyo, Osaka, then the rest).
-const PREFECTURE_CODES: [&str; 47] = [
-    "13", "27", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "14", "15", "16",
-    "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "28", "29", "30", "31", "32", "33", "34",
-    "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46", "47",
-];
-
 /// An external broker shared by every relay of one level.
 #[derive(Debug, Clone)]
 pub struct ExternalBroker {
@@ -84,6 +69,7 @@ pub struct HierarchyBuilder {
     clinics: usize,
     external: HashMap<Level, ExternalBroker>,
     cert_days: i64,
+    metrics: Option<SocketAddr>,
 }
 
 /// The origin: key, certificate, chain state, credentials on the national broker.
@@ -133,6 +119,8 @@ pub struct RelayParts {
     pub upstream: UpstreamConfig,
     /// Broker.
     pub broker: BrokerConfig,
+    /// Metrics and health endpoint (port 0: a new free port at each start).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A running clinic.
@@ -188,6 +176,7 @@ impl HierarchyBuilder {
             clinics: 3,
             external: HashMap::new(),
             cert_days: 365,
+            metrics: None,
         }
     }
 
@@ -207,6 +196,11 @@ impl HierarchyBuilder {
     pub fn clinics_per_district(mut self, count: usize) -> Self {
         self.clinics = count;
         self
+    }
+
+    /// Every node serves metrics and health on a free loopback port (`NodeHandle::metrics`).
+    pub fn with_metrics(self) -> Self {
+        Self { metrics: Some(loopback()), ..self }
     }
 
     /// Relays of `level` publish to this external broker instead of embedded ones.
@@ -370,6 +364,7 @@ impl HierarchyBuilder {
                 extra_certs: Vec::new(),
                 upstream,
                 broker,
+                metrics: self.metrics,
             };
             let mut tree_relay = TreeRelay {
                 level: relay.level,
@@ -410,6 +405,7 @@ impl HierarchyBuilder {
                 announce: false,
                 sync_interval: SYNC_INTERVAL,
                 log: LogSection::default(),
+                metrics: self.metrics,
             };
             let handle = clinic::start(config.clone(), shutdown.child_token()).await?;
             clinics.push(TreeClinic { config, district, handle: Some(handle) });
@@ -470,6 +466,7 @@ async fn start_relay(
         grace: Duration::from_secs(5),
         sync_interval: SYNC_INTERVAL,
         log: LogSection::default(),
+        metrics: parts.metrics,
     };
     relay::start(config, shutdown.child_token()).await.map_err(CliError::from)
 }
