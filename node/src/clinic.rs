@@ -13,6 +13,7 @@ use crate::error::NodeError;
 use crate::handle::NodeHandle;
 use crate::inbox::{self, announce, copies_dir, write_copy};
 use crate::machine::{Event, Identity, Machine, MachineConfig, Upstream};
+use crate::metrics::{NodeKind, Telemetry};
 use crate::mqtt::driver::{self, LinkConfig, Sink};
 use crate::relay::finish;
 use crate::store::{SledStore, Store};
@@ -31,8 +32,18 @@ fn store_dir(data_dir: &Path) -> PathBuf {
 
 /// Starts the clinic subscriber.
 pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<ClinicHandle, NodeError> {
+    let telemetry = Telemetry::start(
+        config.metrics,
+        NodeKind::Clinic,
+        &config.id,
+        config.data_dir.clone(),
+        config.sync_interval,
+        &shutdown,
+    )
+    .await?;
     let store = SledStore::open(&store_dir(&config.data_dir))?;
     let held = store.check_integrity()?;
+    telemetry.store_opened(held);
     let restored = store.restore()?;
     let copies = copies_dir(&config.data_dir);
     std::fs::create_dir_all(&copies).map_err(|e| NodeError::io(&copies, e))?;
@@ -65,9 +76,13 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
     let id = config.id.clone();
     let sink = ClinicSink { config, copies };
     let grace = std::time::Duration::from_secs(5);
+    let sink = telemetry.sink(sink);
     let running = driver::spawn(machine, store.clone(), upstream, None, sink, shutdown.clone(), grace);
     let join = finish(running.join, id.clone(), "clinic subscriber stopped");
-    Ok(NodeHandle::new(id, None, store, running.counters, running.subscribed, shutdown, join))
+    let metrics_addr = telemetry.started(running.subscribed.clone());
+    let mut handle = NodeHandle::new(id, None, store, running.counters, running.subscribed, shutdown, join);
+    handle.metrics = metrics_addr;
+    Ok(handle)
 }
 
 /// Keeps a readable copy of each accepted delivery and announces it.

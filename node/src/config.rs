@@ -110,6 +110,24 @@ pub struct LogSection {
     pub level: Option<String>,
 }
 
+/// `[metrics]`: the local Prometheus and health endpoint (off when absent).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address to serve `/metrics`, `/healthz` and `/readyz` on, e.g. `127.0.0.1:9464`
+    /// (port 0 = any free port).
+    pub listen: Option<String>,
+}
+
+/// The checked `[metrics] listen` address: `None` when metrics are off.
+fn metrics_listen(section: &MetricsSection) -> Result<Option<SocketAddr>, CliError> {
+    section
+        .listen
+        .as_ref()
+        .map(|text| text.parse().map_err(|e| field("metrics.listen", format!("{text:?}: {e}"))))
+        .transpose()
+}
+
 /// node.toml as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +143,9 @@ pub struct NodeFile {
     /// `[log]`.
     #[serde(default)]
     pub log: LogSection,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
 }
 
 /// Where a node's input comes from, checked.
@@ -189,6 +210,8 @@ pub struct NodeConfig {
     pub sync_interval: Duration,
     /// Log settings.
     pub log: LogSection,
+    /// Where to serve metrics and health (`None`: off).
+    pub metrics: Option<SocketAddr>,
 }
 
 fn password(
@@ -327,6 +350,7 @@ impl NodeConfig {
             members,
             grace,
             sync_interval: sync_interval(&file.upstream)?,
+            metrics: metrics_listen(&file.metrics)?,
             log: file.log,
         })
     }
@@ -390,6 +414,9 @@ pub struct ClinicFile {
     /// `[log]`.
     #[serde(default)]
     pub log: LogSection,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
 }
 
 /// A checked clinic configuration.
@@ -417,6 +444,8 @@ pub struct ClinicConfig {
     pub sync_interval: Duration,
     /// Log settings.
     pub log: LogSection,
+    /// Where to serve metrics and health (`None`: off).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ClinicConfig {
@@ -454,6 +483,7 @@ impl ClinicConfig {
             lang: clinic.lang.clone().unwrap_or_else(|| "ja".into()),
             announce: clinic.announce.unwrap_or(true),
             sync_interval: sync_interval(up)?,
+            metrics: metrics_listen(&file.metrics)?,
             log: file.log,
         })
     }

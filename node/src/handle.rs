@@ -1,6 +1,7 @@
 //! [`NodeHandle`]: what the starter of a relay node or a clinic subscriber keeps — its store,
 //! its counters, its broker address, a way to stop it and to wait for it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,6 +23,8 @@ pub struct NodeHandle {
     pub broker: Option<BrokerAddr>,
     /// Credentials of this node's own clients on that broker.
     pub internal_credentials: Option<Credentials>,
+    /// Where its metrics and health endpoint listens (`[metrics]`), if it has one.
+    pub metrics: Option<SocketAddr>,
     store: SledStore,
     counters: Arc<Mutex<Counters>>,
     subscribed: Arc<AtomicBool>,
@@ -44,7 +47,7 @@ impl NodeHandle {
             Some((addr, credentials)) => (Some(addr), credentials),
             None => (None, None),
         };
-        Self { id, broker, internal_credentials, store, counters, subscribed, shutdown, join }
+        Self { id, broker, internal_credentials, metrics: None, store, counters, subscribed, shutdown, join }
     }
 
     /// Whether the node is connected upstream with all its subscriptions acknowledged.

@@ -22,6 +22,7 @@
 //! - [`handle`]: [`handle::NodeHandle`], a running daemon.
 //! - [`inbox`]: the clinic's readable copies, `kairan inbox`, the terminal announcement.
 //! - [`report`]: machine events as log lines.
+//! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz` of a relay or clinic (`[metrics]`).
 //! - [`publish`]: `kairan publish` (origins).
 //! - [`config`]: node.toml and clinic.toml, checked, every error naming the field.
 //! - [`cli`]: argument definitions (clap) and dispatch of every command.
@@ -61,6 +62,7 @@ pub mod keyfile;
 pub mod logging;
 pub mod machine;
 pub mod members;
+pub mod metrics;
 pub mod mosquitto_config;
 pub mod mqtt;
 pub mod provenance;

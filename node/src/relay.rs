@@ -18,6 +18,7 @@ use crate::error::NodeError;
 use crate::handle::NodeHandle;
 use crate::machine::{Attester, Identity, Machine, MachineConfig, Upstream};
 use crate::members::PasswordHash;
+use crate::metrics::{NodeKind, Telemetry};
 use crate::mqtt::driver::{self, LinkConfig, LogOnly};
 use crate::mqtt::{BrokerAddr, Credentials, broker};
 use crate::store::{SledStore, Store};
@@ -39,8 +40,18 @@ pub(crate) fn random_password() -> String {
 
 /// Starts a relay: opens the store, starts the broker and the driver.
 pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<RelayHandle, NodeError> {
+    let telemetry = Telemetry::start(
+        config.metrics,
+        NodeKind::Relay,
+        &config.id,
+        config.data_dir.clone(),
+        config.sync_interval,
+        &shutdown,
+    )
+    .await?;
     let store = SledStore::open(&config.data_dir)?;
     let held = store.check_integrity()?;
+    telemetry.store_opened(held);
     let restored = store.restore()?;
     let last_relay_seq = restored.last_relay_seq;
     let id = config.id.clone();
@@ -109,7 +120,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         store.clone(),
         upstream_link,
         Some(downstream),
-        LogOnly,
+        telemetry.sink(LogOnly),
         shutdown.clone(),
         config.grace,
     );
@@ -123,7 +134,10 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
     let join = finish(with_broker, id.clone(), "relay node stopped; store flushed");
     let internal = own_password.map(|password| Credentials { username: publisher, password });
     let broker = Some((own_addr, internal));
-    Ok(NodeHandle::new(id, broker, store, running.counters, running.subscribed, shutdown, join))
+    let metrics_addr = telemetry.started(running.subscribed.clone());
+    let mut handle = NodeHandle::new(id, broker, store, running.counters, running.subscribed, shutdown, join);
+    handle.metrics = metrics_addr;
+    Ok(handle)
 }
 
 /// Logs `stopped` once the driver ended cleanly.

@@ -55,7 +55,7 @@ pub fn log_event(node: &str, event: &Event) {
             to,
             "GAP: the origin's signed head names advisories not held here; catching up"
         ),
-        Event::HeadNewer { origin, seq } => debug!(node = %node, %origin, seq, "newer signed head"),
+        Event::HeadNewer { origin, seq, .. } => debug!(node = %node, %origin, seq, "newer signed head"),
         Event::HeadRefused(rejection) => warn!(
             node = %node,
             reason = %rejection.code,
@@ -94,8 +94,8 @@ pub fn log_event(node: &str, event: &Event) {
             debug!(node = %node, after, cursor, "stale catch-up page ignored");
         }
         Event::PageRefused(text) => warn!(node = %node, "catch-up response refused: {text}"),
-        Event::SyncAnswered { child, after, sent, scanned_upto } => {
-            debug!(node = %node, %child, after, sent, scanned_upto, "catch-up answered");
+        Event::SyncAnswered { child, after, sent, scanned_upto, last_relay_seq } => {
+            debug!(node = %node, %child, after, sent, scanned_upto, last_relay_seq, "catch-up answered");
         }
         Event::SyncDropped { child, reason } => {
             if reason.starts_with("repeats") {

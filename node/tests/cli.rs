@@ -124,6 +124,10 @@ fn bad_config_exits_64_naming_the_field() {
             "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\nbogus = 1\n[upstream]\ningest = true\n",
             "bogus",
         ),
+        (
+            "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\ningest = true\n[broker]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"localhost:nine\"\n",
+            "metrics.listen",
+        ),
     ];
     for (text, field) in cases {
         std::fs::write(dir.path().join("node.toml"), text).expect("write");
@@ -143,6 +147,16 @@ fn bad_config_exits_64_naming_the_field() {
         .expect("run");
     assert_eq!(output.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&output.stderr).contains("still-not-an-address"));
+    // A metrics address that cannot be bound stops the node the same way, before its store opens.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    let text = cases[0].0.replace("not-an-address", "127.0.0.1:0");
+    std::fs::write(dir.path().join("node.toml"), format!("{text}[metrics]\nlisten = \"127.0.0.1:{port}\"\n"))
+        .expect("write");
+    let output = kairan(&["node", "--config", "node.toml"], dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("metrics.listen"), "{stderr}");
 }
 
 #[test]

@@ -29,6 +29,7 @@ use kairan_protocol::{
 };
 
 use super::mosquitto::Mosquitto;
+use super::places::{PREFECTURE_CODES, district_name};
 use crate::authz::{MemberKind, Principal};
 use crate::clinic::{self, ClinicHandle};
 use crate::config::{BrokerConfig, ClinicConfig, LogSection, NodeConfig, UpstreamConfig};
@@ -54,22 +55,6 @@ pub enum Level {
     District,
 }
 
-/// Names of the first districts of Tokyo and Osaka (other districts are `d1`, `d2`, …).
-fn district_name(prefecture_code: &str, index: usize) -> String {
-    let known: &[&str] = match prefecture_code {
-        "13" => &["chuo", "minato"],
-        "27" => &["kita", "naniwa"],
-        _ => &[],
-    };
-    known.get(index).map_or_else(|| format!("d{}", index + 1), |name| (*name).to_owned())
-}
-/// Prefecture codes used in order (Tokyo, Osaka, then the rest).
-const PREFECTURE_CODES: [&str; 47] = [
-    "13", "27", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "14", "15", "16",
-    "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "28", "29", "30", "31", "32", "33", "34",
-    "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46", "47",
-];
-
 /// Builds and starts a tree.
 #[derive(Debug)]
 pub struct HierarchyBuilder {
@@ -80,6 +65,7 @@ pub struct HierarchyBuilder {
     external: HashMap<Level, Mosquitto>,
     cert_days: i64,
     extra_origins: Vec<String>,
+    metrics: Option<SocketAddr>,
 }
 
 /// The origin: key, certificate, chain state, credentials on the national broker.
@@ -131,6 +117,8 @@ pub struct RelayParts {
     pub broker: BrokerConfig,
     /// Who may connect to its broker.
     pub members: Members,
+    /// Metrics and health endpoint (port 0: a new free port at each start).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A running clinic.
@@ -193,6 +181,7 @@ impl HierarchyBuilder {
             external: HashMap::new(),
             cert_days: 365,
             extra_origins: Vec::new(),
+            metrics: None,
         }
     }
 
@@ -218,6 +207,11 @@ impl HierarchyBuilder {
     pub fn extra_origins(mut self, ids: &[&str]) -> Self {
         self.extra_origins = ids.iter().map(|id| (*id).to_owned()).collect();
         self
+    }
+
+    /// Every node serves metrics and health on a free loopback port (`NodeHandle::metrics`).
+    pub fn with_metrics(self) -> Self {
+        Self { metrics: Some(loopback()), ..self }
     }
 
     /// Relays of `level` publish to this Mosquitto (prepared, not started: the tree
@@ -421,6 +415,7 @@ impl HierarchyBuilder {
                 upstream,
                 broker,
                 members: member_lists[index].clone(),
+                metrics: self.metrics,
             };
             let mut tree_relay = TreeRelay {
                 level: relay.level,
@@ -459,6 +454,7 @@ impl HierarchyBuilder {
                 announce: false,
                 sync_interval: SYNC_INTERVAL,
                 log: LogSection::default(),
+                metrics: self.metrics,
             };
             let handle = clinic::start(config.clone(), shutdown.child_token()).await?;
             clinics.push(TreeClinic { config, district, handle: Some(handle) });
@@ -517,6 +513,7 @@ async fn start_relay(
         grace: Duration::from_secs(5),
         sync_interval: SYNC_INTERVAL,
         log: LogSection::default(),
+        metrics: parts.metrics,
     };
     relay::start(config, shutdown.child_token()).await.map_err(CliError::from)
 }

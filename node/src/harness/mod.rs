@@ -8,9 +8,11 @@
 //! - [`bench`]: `kairan bench`, latency and throughput beside a chain of Mosquitto bridges.
 //! - [`recovery_bench`]: `kairan bench-recovery`.
 //! - [`mosquitto`]: a Mosquitto process on a free loopback port (tests, benches).
+//! - `places`: the prefectures a tree takes and the names of its districts.
 
 pub mod bench;
 pub mod demo;
 pub mod hierarchy;
 pub mod mosquitto;
+mod places;
 pub mod recovery_bench;

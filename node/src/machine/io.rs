@@ -160,6 +160,8 @@ pub enum Event {
         origin: String,
         /// Its sequence number.
         seq: u64,
+        /// When the origin signed it (the age of a feed is measured from here).
+        issued_at: Timestamp,
     },
     /// A signed head was refused; the rejection is durable.
     HeadRefused(Rejection),
@@ -224,6 +226,9 @@ pub enum Event {
         sent: usize,
         /// How far the page scanned.
         scanned_upto: u64,
+        /// This relay's last durable relay_seq when it answered (the page's `last_relay_seq`):
+        /// the child was this far behind minus `after`.
+        last_relay_seq: u64,
     },
     /// A child's catch-up request was not answered.
     SyncDropped {

@@ -391,6 +391,7 @@ impl Machine {
                     after: page.after,
                     sent: page.deliveries.len(),
                     scanned_upto: page.scanned_upto,
+                    last_relay_seq: page.last_relay_seq,
                 });
                 let topic = topics::sync_response(&self.identity.id, &child);
                 self.publish(Link::Downstream, topic, Bytes::from(page.to_json()), Qos::AtMostOnce, false);
@@ -584,7 +585,11 @@ impl Machine {
         let holdings = &self.holdings;
         match self.heads.on_message(payload, ctx, |origin| holdings.head(origin).map_or(0, |h| h.seq)) {
             Ok(HeadNews::Newer { head, missing }) => {
-                self.report(Event::HeadNewer { origin: head.origin.clone(), seq: head.seq });
+                self.report(Event::HeadNewer {
+                    origin: head.origin.clone(),
+                    seq: head.seq,
+                    issued_at: head.issued_at,
+                });
                 if let Some((from, to)) = missing {
                     self.counters.gaps_reported += 1;
                     self.report(Event::Gap { origin: head.origin.clone(), from, to, from_head: true });

@@ -59,6 +59,13 @@ pub trait Sink: Send + 'static {
     fn on_event(&mut self, _event: &Event) -> Result<(), NodeError> {
         Ok(())
     }
+
+    /// Called when a commit completed (durably or not), with the time since the driver
+    /// started it.
+    fn on_commit(&mut self, _elapsed: Duration) {}
+
+    /// Called when the own broker connection (relays) comes up or goes down.
+    fn on_downstream(&mut self, _up: bool) {}
 }
 
 /// A sink that does nothing more than the log.
@@ -214,14 +221,15 @@ async fn recv_some<T>(receiver: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
     }
 }
 
-type CommitTask = (u64, JoinHandle<Result<(), StoreError>>);
+/// A commit in flight: its id, when the driver started it, the blocking task.
+type CommitTask = (u64, Instant, JoinHandle<Result<(), StoreError>>);
 
-async fn join_commit(commit: &mut Option<CommitTask>) -> (u64, Result<(), StoreError>) {
+async fn join_commit(commit: &mut Option<CommitTask>) -> (u64, Instant, Result<(), StoreError>) {
     match commit {
-        Some((id, handle)) => {
+        Some((id, started, handle)) => {
             let result =
                 handle.await.unwrap_or_else(|e| Err(StoreError::Engine(format!("commit task: {e}"))));
-            (*id, result)
+            (*id, *started, result)
         }
         None => std::future::pending().await,
     }
@@ -249,8 +257,9 @@ impl<S: Store, K: Sink> Driver<S, K> {
             let reconnect_at = self.downstream.as_ref().and_then(|d| d.reconnect_at);
             let downstream_events = self.downstream.as_mut().and_then(|d| d.events.as_mut());
             tokio::select! {
-                (id, result) = join_commit(&mut commit) => {
+                (id, started, result) = join_commit(&mut commit) => {
                     commit = None;
+                    self.sink.on_commit(started.elapsed());
                     result?;
                     self.machine.handle_committed(id, clock::now());
                 }
@@ -292,7 +301,7 @@ impl<S: Store, K: Sink> Driver<S, K> {
             }
         }
         // A commit still in flight completes: it may hold the confirmed cursor.
-        if let Some((_, handle)) = commit.take() {
+        if let Some((_, _, handle)) = commit.take() {
             handle.await.map_err(|e| NodeError::Task(format!("commit task: {e}")))??;
         }
         if let Some(client) = self.downstream.as_ref().and_then(|d| d.client.as_ref()) {
@@ -307,7 +316,9 @@ impl<S: Store, K: Sink> Driver<S, K> {
             match action {
                 Action::Commit { id, batch } => {
                     let store = self.store.clone();
-                    *commit = Some((id, tokio::task::spawn_blocking(move || store.commit(&batch))));
+                    let started = Instant::now();
+                    let task = tokio::task::spawn_blocking(move || store.commit(&batch));
+                    *commit = Some((id, started, task));
                 }
                 Action::Ack(message) => {
                     if let Some(publish) = self.messages.remove(&message) {
@@ -372,6 +383,7 @@ impl<S: Store, K: Sink> Driver<S, K> {
                         }
                     }
                 }
+                self.sink.on_downstream(true);
                 self.machine.handle_downstream_connected(clock::now());
             }
             Ok(MqttEvent::Incoming(Packet::PubAck(_))) => self.machine.handle_downstream_acked(),
@@ -380,6 +392,7 @@ impl<S: Store, K: Sink> Driver<S, K> {
             }
             Ok(_) => {}
             Err(error) => {
+                self.sink.on_downstream(false);
                 self.machine.handle_downstream_disconnected();
                 if let Some(downstream) = &mut self.downstream {
                     let delay = downstream.lost();
