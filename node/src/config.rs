@@ -420,6 +420,9 @@ pub struct ClinicFile {
     /// `[log]`.
     #[serde(default)]
     pub log: LogSection,
+    /// `[web]`: the local web inbox.
+    #[serde(default)]
+    pub web: crate::web::WebSection,
 }
 
 /// A checked clinic configuration.
@@ -447,6 +450,8 @@ pub struct ClinicConfig {
     pub sync_interval: Duration,
     /// Log settings.
     pub log: LogSection,
+    /// Where the web inbox listens (loopback); `None` when turned off.
+    pub web: Option<SocketAddr>,
 }
 
 impl ClinicConfig {
@@ -484,6 +489,7 @@ impl ClinicConfig {
             lang: clinic.lang.clone().unwrap_or_else(|| "ja".into()),
             announce: clinic.announce.unwrap_or(true),
             sync_interval: sync_interval(up)?,
+            web: file.web.check()?,
             log: file.log,
         })
     }

@@ -22,6 +22,8 @@ pub struct NodeHandle {
     pub broker: Option<BrokerAddr>,
     /// Credentials of this node's own clients on that broker.
     pub internal_credentials: Option<Credentials>,
+    /// Where a clinic serves its web inbox, when it does.
+    pub web: Option<std::net::SocketAddr>,
     store: SledStore,
     counters: Arc<Mutex<Counters>>,
     subscribed: Arc<AtomicBool>,
@@ -44,7 +46,7 @@ impl NodeHandle {
             Some((addr, credentials)) => (Some(addr), credentials),
             None => (None, None),
         };
-        Self { id, broker, internal_credentials, store, counters, subscribed, shutdown, join }
+        Self { id, broker, internal_credentials, web: None, store, counters, subscribed, shutdown, join }
     }
 
     /// Whether the node is connected upstream with all its subscriptions acknowledged.

@@ -16,7 +16,9 @@
 //! - [`mqtt`]: the MQTT client, the embedded broker, the driver.
 //! - [`relay`], [`clinic`]: the two daemons, thin: configuration to machine and driver.
 //! - [`handle`]: [`handle::NodeHandle`], a running daemon.
-//! - [`inbox`]: the clinic's readable copies, `kairan inbox`, the terminal announcement.
+//! - [`inbox`]: the clinic's readable copies, `kairan inbox`, the terminal announcement; the
+//!   inbox's current state (updates and cancels applied) and its JSON forms.
+//! - [`web`]: the clinic's local web inbox (axum, askama), served by `kairan clinic`.
 //! - [`report`]: machine events as log lines.
 //! - [`publish`]: `kairan publish` (origins).
 //! - [`config`]: node.toml and clinic.toml, checked, every error naming the field.
@@ -62,3 +64,4 @@ pub mod relay;
 pub mod report;
 pub mod store;
 pub mod topics;
+pub mod web;

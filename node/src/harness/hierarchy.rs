@@ -84,6 +84,7 @@ pub struct HierarchyBuilder {
     clinics: usize,
     external: HashMap<Level, ExternalBroker>,
     cert_days: i64,
+    clinic_web: Option<SocketAddr>,
 }
 
 /// The origin: key, certificate, chain state, credentials on the national broker.
@@ -188,6 +189,7 @@ impl HierarchyBuilder {
             clinics: 3,
             external: HashMap::new(),
             cert_days: 365,
+            clinic_web: None,
         }
     }
 
@@ -206,6 +208,12 @@ impl HierarchyBuilder {
     /// Clinics under each district.
     pub fn clinics_per_district(mut self, count: usize) -> Self {
         self.clinics = count;
+        self
+    }
+
+    /// Every clinic serves its web inbox on a free loopback port (off by default).
+    pub fn clinic_web(mut self, on: bool) -> Self {
+        self.clinic_web = on.then(loopback);
         self
     }
 
@@ -410,6 +418,7 @@ impl HierarchyBuilder {
                 announce: false,
                 sync_interval: SYNC_INTERVAL,
                 log: LogSection::default(),
+                web: self.clinic_web,
             };
             let handle = clinic::start(config.clone(), shutdown.child_token()).await?;
             clinics.push(TreeClinic { config, district, handle: Some(handle) });
