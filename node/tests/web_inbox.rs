@@ -63,8 +63,8 @@ fn screenshots_dir() -> (PathBuf, Option<tempfile::TempDir>) {
     }
 }
 
-/// `kairan inbox --config … list --json` of the tree's clinic.
-fn cli_list(tree: &Hierarchy) -> serde_json::Value {
+/// `kairan inbox --config … ARGS` of the tree's clinic: its standard output.
+fn cli_inbox(tree: &Hierarchy, args: &[&str]) -> String {
     let clinic = &tree.clinics[0].config;
     let config = tree.dir.join("clinic.toml");
     let text = format!(
@@ -80,11 +80,11 @@ fn cli_list(tree: &Hierarchy) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_kairan"))
         .args(["inbox", "--config"])
         .arg(&config)
-        .args(["list", "--json"])
+        .args(args)
         .output()
-        .expect("kairan inbox list --json");
+        .expect("kairan inbox");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("JSON")
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,7 +173,8 @@ async fn clinic_page_in_a_real_browser() {
     browser.screenshot(&shots.join("web-inbox-print.png")).await;
     browser.close().await;
 
-    let listed = cli_list(&tree);
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli_inbox(&tree, &["list", "--json"])).expect("JSON");
     let standing = |digest: &Digest| {
         let entries = listed["entries"].as_array().cloned().unwrap_or_default();
         let entry = entries.into_iter().find(|e| e["digest"] == digest.to_string()).expect("listed");
@@ -183,6 +184,15 @@ async fn clinic_page_in_a_real_browser() {
     assert_eq!(standing(&second), "superseded");
     assert_eq!(standing(&cancel_digest), "current");
     assert_eq!(standing(&update_digest), "current");
+    let text = cli_inbox(&tree, &["list"]);
+    eprintln!("kairan inbox list:\n{text}");
+    let entries: Vec<&str> = text.lines().filter(|line| line.contains("sha256:")).collect();
+    assert_eq!(entries.len(), 4, "one line with a digest per entry:\n{text}");
+    assert!(entries[0].contains("取消済み") && entries[1].contains("更新済み"), "{text}");
+    let shown = cli_inbox(&tree, &["show", &first.to_string()[7..19]]);
+    eprintln!("kairan inbox show:\n{shown}");
+    assert!(shown.contains("状態 / state: 取消済み / cancelled"), "{shown}");
+    assert!(shown.contains("経緯 / history"), "{shown}");
     tree.shutdown().await.expect("shutdown");
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use kairan_protocol::Digest;
@@ -119,59 +119,48 @@ pub fn parse_digest(text: &str) -> Option<Digest> {
     Digest::parse(&format!("sha256:{hex}")).ok()
 }
 
-/// Finds the item of a path's digest, or the 404 page.
-async fn item_of(app: &Arc<App>, digest: &str) -> Result<(Arc<Snapshot>, Digest), Response> {
-    let snapshot = snapshot(app).await?;
-    let not_found = || {
-        error(
+/// Renders the page of the verified item with the path's digest, or the 404 page.
+async fn with_item(
+    app: &Arc<App>,
+    digest: &str,
+    page: impl FnOnce(&Snapshot, &Item) -> Response,
+) -> Response {
+    let snapshot = match snapshot(app).await {
+        Ok(snapshot) => snapshot,
+        Err(response) => return response,
+    };
+    match parse_digest(digest).and_then(|digest| snapshot.inbox.get(&digest)) {
+        Some(item) => page(&snapshot, item),
+        None => error(
             app,
             StatusCode::NOT_FOUND,
             "見つかりません / Not found",
             "この受信箱に、検証済みのその通知はありません。 / No verified advisory with that digest in this inbox."
                 .into(),
-        )
-    };
-    let digest = parse_digest(digest).ok_or_else(not_found)?;
-    if snapshot.inbox.get(&digest).is_none() {
-        return Err(not_found());
+        ),
     }
-    Ok((snapshot, digest))
-}
-
-fn found<'a>(snapshot: &'a Snapshot, digest: &Digest) -> Option<&'a Item> {
-    snapshot.inbox.get(digest)
 }
 
 /// `GET /advisory/{digest}`.
 pub async fn advisory(State(app): State<Arc<App>>, Path(digest): Path<String>) -> Response {
-    match item_of(&app, &digest).await {
-        Ok((snapshot, digest)) => match found(&snapshot, &digest) {
-            Some(item) => render(&AdvisoryPage::of(&app.config, &snapshot.version, &snapshot.inbox, item)),
-            None => StatusCode::NOT_FOUND.into_response(),
-        },
-        Err(response) => response,
-    }
+    with_item(&app, &digest, |snapshot, item| {
+        render(&AdvisoryPage::of(&app.config, &snapshot.version, &snapshot.inbox, item))
+    })
+    .await
 }
 
 /// `GET /advisory/{digest}/print`.
 pub async fn print(State(app): State<Arc<App>>, Path(digest): Path<String>) -> Response {
-    match item_of(&app, &digest).await {
-        Ok((snapshot, digest)) => match found(&snapshot, &digest) {
-            Some(item) => render(&PrintPage::of(&app.config, &snapshot.inbox, item)),
-            None => StatusCode::NOT_FOUND.into_response(),
-        },
-        Err(response) => response,
-    }
+    with_item(&app, &digest, |snapshot, item| render(&PrintPage::of(&app.config, &snapshot.inbox, item)))
+        .await
 }
 
 /// Anything else: 404.
 pub async fn not_found(State(app): State<Arc<App>>) -> Response {
-    let mut response = error(
+    error(
         &app,
         StatusCode::NOT_FOUND,
         "見つかりません / Not found",
         "そのページはありません。 / There is no such page.".into(),
-    );
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    )
 }
