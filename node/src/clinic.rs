@@ -1,6 +1,7 @@
 //! The clinic subscriber: a [`Machine`] with no attester — it verifies every delivery itself
 //! (it trusts no relay), keeps each advisory once in its sled inbox, writes a readable copy
-//! for `kairan inbox` ([`crate::inbox`]) and announces new ones on the terminal.
+//! for `kairan inbox` ([`crate::inbox`]), announces new ones on the terminal and serves the
+//! local web inbox ([`crate::web`]).
 
 use std::path::{Path, PathBuf};
 
@@ -74,7 +75,12 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
         client_id: config.id.clone(),
     };
     let id = config.id.clone();
-    let sink = ClinicSink { config, copies };
+    let web = match config.web {
+        Some(listen) => Some(crate::web::start(web_config(&config, listen), shutdown.clone()).await?),
+        None => None,
+    };
+    let web_addr = web.as_ref().map(|server| server.addr);
+    let sink = ClinicSink { config, copies, web };
     let grace = std::time::Duration::from_secs(5);
     let sink = telemetry.sink(sink);
     let running = driver::spawn(machine, store.clone(), upstream, None, sink, shutdown.clone(), grace);
@@ -82,13 +88,26 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
     let metrics_addr = telemetry.started(running.subscribed.clone());
     let mut handle = NodeHandle::new(id, None, store, running.counters, running.subscribed, shutdown, join);
     handle.metrics = metrics_addr;
+    handle.web = web_addr;
     Ok(handle)
 }
 
-/// Keeps a readable copy of each accepted delivery and announces it.
+fn web_config(config: &ClinicConfig, listen: std::net::SocketAddr) -> crate::web::WebConfig {
+    crate::web::WebConfig {
+        listen,
+        data_dir: config.data_dir.clone(),
+        anchors: config.anchors.clone(),
+        clinic_id: config.id.clone(),
+        scope: config.scope.clone(),
+        district: config.district.clone(),
+    }
+}
+
+/// Keeps a readable copy of each accepted delivery, announces it and tells the web inbox.
 struct ClinicSink {
     config: ClinicConfig,
     copies: PathBuf,
+    web: Option<crate::web::WebServer>,
 }
 
 impl Sink for ClinicSink {
@@ -96,6 +115,9 @@ impl Sink for ClinicSink {
         if let Event::Accepted(accepted) = event {
             let record = &accepted.record;
             write_copy(&self.copies, &record.digest, record.relay_seq, record.received_at, &record.delivery)?;
+            if let Some(web) = &self.web {
+                web.notify();
+            }
             if self.config.announce {
                 println!("{}", announce(&accepted.verified, &self.config, record.received_at));
             }

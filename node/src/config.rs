@@ -417,6 +417,9 @@ pub struct ClinicFile {
     /// `[metrics]`.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// `[web]`: the local web inbox.
+    #[serde(default)]
+    pub web: crate::web::WebSection,
 }
 
 /// A checked clinic configuration.
@@ -446,6 +449,8 @@ pub struct ClinicConfig {
     pub log: LogSection,
     /// Where to serve metrics and health (`None`: off).
     pub metrics: Option<SocketAddr>,
+    /// Where the web inbox listens (loopback); `None` when turned off.
+    pub web: Option<SocketAddr>,
 }
 
 impl ClinicConfig {
@@ -484,6 +489,7 @@ impl ClinicConfig {
             announce: clinic.announce.unwrap_or(true),
             sync_interval: sync_interval(up)?,
             metrics: metrics_listen(&file.metrics)?,
+            web: file.web.check()?,
             log: file.log,
         })
     }

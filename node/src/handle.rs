@@ -25,6 +25,8 @@ pub struct NodeHandle {
     pub internal_credentials: Option<Credentials>,
     /// Where its metrics and health endpoint listens (`[metrics]`), if it has one.
     pub metrics: Option<SocketAddr>,
+    /// Where a clinic serves its web inbox, when it does.
+    pub web: Option<std::net::SocketAddr>,
     store: SledStore,
     counters: Arc<Mutex<Counters>>,
     subscribed: Arc<AtomicBool>,
@@ -47,7 +49,18 @@ impl NodeHandle {
             Some((addr, credentials)) => (Some(addr), credentials),
             None => (None, None),
         };
-        Self { id, broker, internal_credentials, metrics: None, store, counters, subscribed, shutdown, join }
+        Self {
+            id,
+            broker,
+            internal_credentials,
+            metrics: None,
+            web: None,
+            store,
+            counters,
+            subscribed,
+            shutdown,
+            join,
+        }
     }
 
     /// Whether the node is connected upstream with all its subscriptions acknowledged.

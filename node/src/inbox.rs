@@ -4,6 +4,11 @@
 //! each accepted delivery to `DATA_DIR/advisories/<digest>.json` (written to a temporary file
 //! and renamed, so a reader never sees half a file). `kairan inbox` reads those copies — while
 //! the daemon runs — and verifies each one again before showing it.
+//!
+//! - [`state`]: which advisories an update superseded or a cancel withdrew (a pure function
+//!   of the verified entries, applied on every read).
+//! - [`listing`]: the verified inbox with its state, and its JSON forms (also the web page's).
+//! - [`command`]: `kairan inbox list|show [--json]`.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +19,12 @@ use kairan_protocol::{Delivery, Digest, RevocationSet, Timestamp, Verified, Veri
 use crate::config::ClinicConfig;
 use crate::error::{CliError, NodeError};
 use crate::provenance::Provenance;
+
+pub mod command;
+pub mod listing;
+pub mod state;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// A readable copy of an inbox entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +97,10 @@ pub fn announce(verified: &Verified<Delivery>, config: &ClinicConfig, now: Times
         advisory.status,
         advisory.scope
     ));
+    if !advisory.references.is_empty() {
+        let references: Vec<String> = advisory.references.iter().map(Digest::short).collect();
+        out.push_str(&format!(" 対象 / references: {}\n", references.join(", ")));
+    }
     out.push_str(&format!(" {}\n", advisory.title.get(lang)));
     out.push_str(&format!(" {}\n", advisory.summary.get(lang)));
     out.push_str(&format!(" 発信元: {} ({}, seq {})\n", advisory.origin, advisory.id, advisory.seq));

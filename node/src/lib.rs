@@ -20,7 +20,9 @@
 //! - [`mqtt`]: the MQTT client, the embedded broker, the driver.
 //! - [`relay`], [`clinic`]: the two daemons, thin: configuration to machine and driver.
 //! - [`handle`]: [`handle::NodeHandle`], a running daemon.
-//! - [`inbox`]: the clinic's readable copies, `kairan inbox`, the terminal announcement.
+//! - [`inbox`]: the clinic's readable copies, `kairan inbox`, the terminal announcement; the
+//!   inbox's current state (updates and cancels applied) and its JSON forms.
+//! - [`web`]: the clinic's local web inbox (axum, askama), served by `kairan clinic`.
 //! - [`report`]: machine events as log lines.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz` of a relay or clinic (`[metrics]`).
 //! - [`publish`]: `kairan publish` (origins).
@@ -72,3 +74,4 @@ pub mod report;
 pub mod secrets;
 pub mod store;
 pub mod topics;
+pub mod web;

@@ -95,9 +95,13 @@ pub struct InboxArgs {
 /// `kairan inbox list|show`.
 #[derive(Debug, Subcommand)]
 pub enum InboxAction {
-    /// One line per advisory, oldest first.
-    List,
-    /// One advisory in full, with its verified provenance.
+    /// One line per advisory, oldest first, with its state (current, superseded, cancelled).
+    List {
+        /// Print as JSON (the same as the web inbox's /api/inbox).
+        #[arg(long)]
+        json: bool,
+    },
+    /// One advisory in full, with its state, history and verified provenance.
     Show {
         /// Its digest (`sha256:…`, or a unique prefix of the hex).
         digest: String,
@@ -219,64 +223,8 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
 
 pub(super) fn inbox(args: &InboxArgs) -> Result<(), CliError> {
     let config = ClinicConfig::load(&args.config)?;
-    let (entries, refused) = crate::inbox::read_inbox(&config.data_dir, &config.anchors)?;
-    for (name, reason) in &refused {
-        eprintln!("kairan: NOT shown, failed verification: {name}: {reason}");
-    }
     match &args.action {
-        InboxAction::List => {
-            if entries.is_empty() {
-                println!("(inbox empty)");
-            }
-            for (entry, provenance) in &entries {
-                let advisory_title = &provenance.title;
-                println!(
-                    "{:>4}  {}  {:<17} {:<8} {}  {}",
-                    entry.inbox_seq,
-                    crate::inbox::jst(entry.received_at),
-                    provenance.tlp,
-                    provenance.severity,
-                    &entry.digest.to_string()[..19],
-                    advisory_title
-                );
-            }
-            Ok(())
-        }
-        InboxAction::Show { digest, json } => {
-            let wanted = digest.trim_start_matches("sha256:");
-            let matches: Vec<_> = entries
-                .iter()
-                .filter(|(entry, _)| {
-                    entry.digest.to_string().trim_start_matches("sha256:").starts_with(wanted)
-                })
-                .collect();
-            let [(entry, provenance)] = matches[..] else {
-                return Err(CliError::Usage(format!("{} advisories match {digest:?}", matches.len())));
-            };
-            if *json {
-                println!("{}", serde_json::to_string_pretty(provenance).unwrap_or_default());
-                return Ok(());
-            }
-            let advisory: kairan_protocol::Advisory =
-                serde_json::from_slice(&entry.delivery.advisory.payload)
-                    .map_err(|e| CliError::Failed(e.to_string()))?;
-            let lang = config.lang.as_str();
-            println!("{}  取扱: {}", advisory.tlp, advisory.handling);
-            println!("{}\n", advisory.title.get(lang));
-            println!("{}\n", advisory.summary.get(lang));
-            println!("{}", advisory.body.get(lang).trim_end());
-            for (index, item) in advisory.items.iter().enumerate() {
-                println!("  {}. {}", index + 1, item.get(lang));
-            }
-            for link in &advisory.links {
-                println!("  - {} {}", link.label.get(lang), link.url);
-            }
-            if let Some(contact) = &advisory.contact {
-                println!("\n連絡先 / contact: {}", contact.get(lang));
-            }
-            println!();
-            print!("{}", provenance.render_text());
-            Ok(())
-        }
+        InboxAction::List { json } => crate::inbox::command::list(&config, *json),
+        InboxAction::Show { digest, json } => crate::inbox::command::show(&config, digest, *json),
     }
 }

@@ -90,7 +90,7 @@ pub fn add(args: &AddArgs) -> Result<(), CliError> {
     let header = "# Members of a kairan node's broker (kairan members add). Keep mode 0600.\n";
     crate::secrets::write_private(&args.members, format!("{header}{text}").as_bytes())
         .map_err(|e| CliError::io(&args.members, e))?;
-    println!("{} {} ({:?}) in {}", "member", args.id, args.kind, args.members.display());
+    println!("member {} ({:?}) in {}", args.id, args.kind, args.members.display());
     Ok(())
 }
 

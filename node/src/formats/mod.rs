@@ -21,7 +21,7 @@ mod cap_import;
 mod csaf;
 mod csaf_import;
 mod input;
-mod prefectures;
+pub(crate) mod prefectures;
 mod stix;
 mod xml;
 

@@ -66,6 +66,7 @@ pub struct HierarchyBuilder {
     cert_days: i64,
     extra_origins: Vec<String>,
     metrics: Option<SocketAddr>,
+    clinic_web: Option<SocketAddr>,
 }
 
 /// The origin: key, certificate, chain state, credentials on the national broker.
@@ -182,6 +183,7 @@ impl HierarchyBuilder {
             cert_days: 365,
             extra_origins: Vec::new(),
             metrics: None,
+            clinic_web: None,
         }
     }
 
@@ -212,6 +214,12 @@ impl HierarchyBuilder {
     /// Every node serves metrics and health on a free loopback port (`NodeHandle::metrics`).
     pub fn with_metrics(self) -> Self {
         Self { metrics: Some(loopback()), ..self }
+    }
+
+    /// Every clinic serves its web inbox on a free loopback port (off by default).
+    pub fn clinic_web(mut self, on: bool) -> Self {
+        self.clinic_web = on.then(loopback);
+        self
     }
 
     /// Relays of `level` publish to this Mosquitto (prepared, not started: the tree
@@ -455,6 +463,7 @@ impl HierarchyBuilder {
                 sync_interval: SYNC_INTERVAL,
                 log: LogSection::default(),
                 metrics: self.metrics,
+                web: self.clinic_web,
             };
             let handle = clinic::start(config.clone(), shutdown.child_token()).await?;
             clinics.push(TreeClinic { config, district, handle: Some(handle) });

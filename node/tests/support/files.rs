@@ -343,7 +343,7 @@ impl TreeFiles {
             write(
                 &config,
                 format!(
-                    "# clinic, written by the crash harness\n[clinic]\nid = {}\nscope = {}\ndata_dir = \"data\"\ntrust = {}\nlang = \"ja\"\nannounce = false\n\n[upstream]\nurl = {}\nparent = {}\nusername = {}\npassword = {}\nsync_interval_secs = {}\n\n[log]\nformat = \"human\"\nlevel = {}\n",
+                    "# clinic, written by the crash harness\n[clinic]\nid = {}\nscope = {}\ndata_dir = \"data\"\ntrust = {}\nlang = \"ja\"\nannounce = false\n\n[upstream]\nurl = {}\nparent = {}\nusername = {}\npassword = {}\nsync_interval_secs = {}\n\n[log]\nformat = \"human\"\nlevel = {}\n\n[web]\nenabled = false\n",
                     quoted(id),
                     quoted(&district.scope.to_string()),
                     path_str(&trust),
