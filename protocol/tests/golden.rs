@@ -456,7 +456,7 @@ fn revocation_piece_verifies_by_hand() {
     let verified = bundle.verify(&anchors, FIXTURE_NOW.plus_secs(60)).expect("verifies");
     assert!(verified.refused().is_empty());
     let revoked: Vec<String> = verified.revoked().iter().map(|(d, _)| d.to_string()).collect();
-    assert_eq!(revoked, [revoked_digest.clone()]);
+    assert_eq!(revoked, std::slice::from_ref(revoked_digest));
     assert_eq!(verified.pieces()[0].to_json(), file("revocation-piece.json"), "a piece of itself");
 }
 

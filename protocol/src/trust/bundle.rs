@@ -6,8 +6,8 @@
 //! with its reason:
 //! 1. the rotations, in order, from the configured anchors: a chain, so a refused rotation
 //!    refuses every later one;
-//! 2. the certificates, as a pool (structure only: [`super::evaluate`]);
-//! 3. each revocation's signature ([`super::evaluate::authenticate`]);
+//! 2. the certificates, as a pool (structure only; see `trust::evaluate`);
+//! 3. each revocation's signature (`authenticate`);
 //! 4. the authenticated revocations in a fixed order — root statements first, then relay
 //!    statements by the depth of the revoker (shallowest first), then by `issued_at`, then by
 //!    digest — each authorized against the revocations accepted before it, then counted against
@@ -99,7 +99,8 @@ pub struct BundleFacts {
     pub revocations: Vec<AcceptedRevocation>,
     /// The revoked certificates in force.
     pub revoked: RevocationSet,
-    /// The refused statements, rotations first, then revocations in evaluation order.
+    /// The refused statements: rotations, then revocations refused at authentication (in
+    /// bundle order), then those refused at authorization (in evaluation order).
     pub refused: Vec<Refusal>,
 }
 

@@ -139,7 +139,10 @@ pub(super) fn authorize(
     let (cert, certs) = match &signed.signer {
         // The root may revoke any certificate: it need only travel with the statement.
         None => {
-            let index = *ctx.by_digest.get(&digest).ok_or_else(missing)?;
+            // Carry an envelope of it that chains if there is one (a twin with a broken
+            // signature has the same payload), else the first one carried.
+            let chained = ctx.pool.set.by_digest(&digest).map(|p| ctx.pool.set.certs()[p].input_index);
+            let index = chained.or_else(|| ctx.by_digest.get(&digest).copied()).ok_or_else(missing)?;
             (Certificate::decode(&ctx.envelopes[index].payload)?, vec![index])
         }
         Some(signer) => relay_authority(revocation, signer, ctx, revoked)?,
