@@ -257,3 +257,43 @@ fn revoker_in_force(
     }
     Ok(chain)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::Hierarchy;
+
+    #[test]
+    fn statements_rank_by_their_revokers_depth() {
+        let tree = Hierarchy::standard();
+        let root = tree.root_revocation(&tree.origin_cert, tree.now);
+        let tokyo = tree.relay_revocation(1, &tree.relays[2].cert, &[], tree.now, tree.now);
+        let bundle = root.merged(&tokyo);
+        let ctx = Context::new(&bundle.certs, &tree.anchors, tree.now);
+        let ranks: Vec<(usize, bool)> = bundle
+            .revocations
+            .iter()
+            .enumerate()
+            .map(|(i, e)| authenticate(i, e, &ctx).map(|s| (s.rank, s.signer.is_none())).expect("signed"))
+            .collect();
+        assert!(ranks.contains(&(0, true)) && ranks.contains(&(2, false)), "{ranks:?}");
+    }
+
+    #[test]
+    fn a_relay_statement_needs_the_revoked_certificate_and_the_revokers_chain() {
+        let tree = Hierarchy::standard();
+        let bundle = tree.relay_revocation(1, &tree.relays[2].cert, &[], tree.now, tree.now);
+        let ctx = Context::new(&bundle.certs, &tree.anchors, tree.now);
+        let signed = authenticate(0, &bundle.revocations[0], &ctx).expect("signed");
+        let authorized =
+            authorize(&signed, &bundle.revocations[0], &ctx, &RevocationSet::default()).expect("authorized");
+        assert_eq!(authorized.certs, vec![0, 1, 2]);
+        assert_eq!(authorized.revoked.subject, "jp-13-chuo");
+        // Without the revoker's own certificate in the pool, its key is unknown.
+        let without: Vec<Envelope> =
+            bundle.certs.iter().filter(|c| **c != tree.relays[1].cert).cloned().collect();
+        let ctx = Context::new(&without, &tree.anchors, tree.now);
+        let err = authenticate(0, &bundle.revocations[0], &ctx).expect_err("no revoker");
+        assert_eq!(err.code(), "unknown_signer");
+    }
+}

@@ -106,3 +106,37 @@ impl Verified<TrustBundle> {
         pieces
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::Hierarchy;
+
+    #[test]
+    fn an_empty_bundle_has_no_pieces_and_prunes_to_itself() {
+        let tree = Hierarchy::standard();
+        let verified = TrustBundle::default().verify(&tree.anchors, tree.now).expect("bundle");
+        assert!(verified.pieces().is_empty());
+        assert_eq!(verified.pruned(tree.now).value(), &TrustBundle::default());
+    }
+
+    #[test]
+    fn pruning_renumbers_what_it_keeps() {
+        let tree = Hierarchy::standard();
+        let bundle = tree.root_revocation(&tree.origin_cert, tree.now).merged(&tree.relay_revocation(
+            1,
+            &tree.relays[2].cert,
+            &[],
+            tree.now,
+            tree.now,
+        ));
+        let verified = bundle.verify(&tree.anchors, tree.now).expect("bundle");
+        let pruned = verified.pruned(tree.now);
+        for accepted in &pruned.facts().revocations {
+            let statement = &pruned.value().revocations[accepted.index];
+            assert_eq!(Digest::of(&statement.payload), accepted.id);
+            assert!(accepted.certs.iter().all(|i| *i < pruned.value().certs.len()));
+        }
+        assert_eq!(pruned.facts().revoked, verified.facts().revoked);
+    }
+}
