@@ -1,23 +1,34 @@
-//! Certificates (`application/vnd.kairan.cert+json`) and chain verification up to the anchors.
+//! Certificates (`application/vnd.kairan.cert+json`), and which of several certificates of one
+//! key is used.
 //!
 //! The root (a threshold of anchor keys) certifies origins and the national relay; each relay
-//! certifies its children (relays and clinics) within its own scope. A certificate set is
-//! verified as a whole by a worklist from the anchors: root-signed certificates first, then
-//! each certificate once a certificate for its signing key is verified. Whatever is never
-//! reached does not chain to the anchors (an unknown signer, or a loop) and fails the whole set.
+//! certifies its children (relays and clinics) within its own scope. Certificate sets are
+//! verified up to the anchors in [`set`] ([`CertSet`]). A certificate is named by its
+//! *digest*, `sha256:` of its payload bytes (as advisories are): that is what a revocation
+//! names.
+//!
+//! One key may hold several certificates (a renewal, a re-parenting). Wherever one must be
+//! chosen, the candidates are tried in one fixed order, never the input order
+//! ([`preference`]): latest `not_before` first, then smallest digest; the first that satisfies
+//! every check of the position is used. Two certificates of one key that disagree on who the
+//! key is (different subjects, or scopes neither of which contains the other) are a conflict
+//! (`conflicting_certs`, [`check_no_conflict`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
 use crate::advisory::check_id;
 use crate::envelope::{CERT_TYPE, Envelope, decode_payload, encode_payload};
 use crate::error::{Error, Result};
-use crate::keys::{KeyId, PublicKey, SecretKey};
-use crate::limits::{MAX_CHAIN_DEPTH, MAX_CLOCK_SKEW_MS};
+use crate::keys::{Digest, KeyId, PublicKey, SecretKey};
+use crate::limits::MAX_CLOCK_SKEW_MS;
 use crate::scope::Scope;
 use crate::time::Timestamp;
-use crate::trust::{RevocationSet, TrustAnchors};
+
+pub mod set;
+
+pub use set::CertSet;
 
 /// The issuer id of certificates signed by the root anchors.
 pub const ROOT_ISSUER: &str = "root";
@@ -138,14 +149,27 @@ impl Certificate {
         self.roles.contains(&role)
     }
 
-    /// Checks the validity window at `at`.
+    /// Checks the validity window at `at`, a time a signer wrote (an advisory's `issued_at`,
+    /// a hop's `forwarded_at`, …): a refusal is final.
     pub fn check_validity(&self, at: Timestamp) -> Result<()> {
+        self.check_window(at, false)
+    }
+
+    /// Checks the validity window at the verifier's own time `now`: a certificate not yet
+    /// valid is then a refusal that may only mean the verifier's clock is behind
+    /// ([`Error::is_clock_dependent`]).
+    pub fn check_validity_now(&self, now: Timestamp) -> Result<()> {
+        self.check_window(now, true)
+    }
+
+    fn check_window(&self, at: Timestamp, against_now: bool) -> Result<()> {
         if at.plus_ms(MAX_CLOCK_SKEW_MS) < self.not_before {
             return Err(Error::CertNotYetValid {
                 subject: self.subject.clone(),
                 serial: self.serial.clone(),
                 not_before: self.not_before,
                 now: at,
+                against_now,
             });
         }
         if at > self.not_after {
@@ -178,191 +202,35 @@ pub struct VerifiedCert {
     pub issuer: Issuer,
     /// Its position in the input list.
     pub input_index: usize,
+    /// Its digest: `sha256:` of the envelope's payload bytes. Revocations name it.
+    pub digest: Digest,
+    /// Certificates from the root down to it, itself included (1 for a root-issued one).
+    pub depth: usize,
 }
 
-/// A set of certificates every one of which chains to the trust anchors.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CertSet {
-    certs: Vec<VerifiedCert>,
+/// The order in which certificates of one key are tried: latest `not_before` first, then the
+/// smallest digest. Total and independent of input order.
+pub fn preference(a: &VerifiedCert, b: &VerifiedCert) -> Ordering {
+    b.cert.not_before.cmp(&a.cert.not_before).then_with(|| a.digest.cmp(&b.digest))
 }
 
-impl CertSet {
-    /// The verified certificates, in the order they were verified (issuers before subjects).
-    pub fn certs(&self) -> &[VerifiedCert] {
-        &self.certs
+/// Refuses two certificates of the same key that disagree on who the key is: different
+/// subjects, or scopes neither of which contains the other (`conflicting_certs`). Certificates
+/// of different keys never conflict; a renewal (same subject, same or nested scope) does not.
+pub fn check_no_conflict(a: &VerifiedCert, b: &VerifiedCert) -> Result<()> {
+    if a.cert.key != b.cert.key {
+        return Ok(());
     }
-
-    /// The first certificate for `keyid` granting `role`. `Err(None)` if no certificate has the
-    /// key at all, `Err(Some(cert))` if one has it without the role.
-    pub fn find(&self, keyid: &str, role: Role) -> std::result::Result<&VerifiedCert, Option<&VerifiedCert>> {
-        let mut with_key = self.certs.iter().filter(|v| v.cert.key.keyid().as_str() == keyid).peekable();
-        let first = with_key.peek().copied();
-        with_key.find(|v| v.cert.has_role(role)).ok_or(first)
+    let nested = a.cert.scope.contains(&b.cert.scope) || b.cert.scope.contains(&a.cert.scope);
+    if a.cert.subject == b.cert.subject && nested {
+        return Ok(());
     }
-
-    /// The issuer chain of the certificate at `index`, from it up to the root.
-    pub fn chain_of(&self, index: usize) -> Vec<&VerifiedCert> {
-        let mut chain = Vec::new();
-        let mut next = self.certs.get(index);
-        while let Some(current) = next {
-            chain.push(current);
-            next = match current.issuer {
-                Issuer::Cert(parent) if chain.len() <= self.certs.len() => self.certs.get(parent),
-                _ => None,
-            };
-        }
-        chain
-    }
-
-    /// Verifies `envelopes` against the anchors at `now`. Every envelope must chain.
-    pub fn verify(
-        envelopes: &[Envelope],
-        anchors: &TrustAnchors,
-        revocations: &RevocationSet,
-        now: Timestamp,
-    ) -> Result<Self> {
-        let mut set = CertSet::default();
-        // Worklist from the anchors: root-signed certificates first; a certificate signed by
-        // one relay key waits until a certificate for that key is verified. Linear in the
-        // number of certificates, whatever their order; loops and unknown issuers never
-        // become ready.
-        let mut ready: VecDeque<(usize, Option<usize>)> = VecDeque::new();
-        let mut waiting: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (index, envelope) in envelopes.iter().enumerate() {
-            if envelope.payload_type != CERT_TYPE {
-                return Err(Error::WrongPayloadType {
-                    expected: CERT_TYPE.to_owned(),
-                    found: envelope.payload_type.clone(),
-                });
-            }
-            envelope.check_shape().map_err(|e| at_cert(index, e))?;
-            let hints: Vec<&str> = envelope.keyid_hints().collect();
-            if hints.is_empty() {
-                return Err(Error::ThresholdNotMet {
-                    what: format!("certificate #{index}"),
-                    needed: anchors.threshold(),
-                    found: 0,
-                });
-            }
-            if hints.iter().all(|hint| anchors.key(hint).is_some()) {
-                ready.push_back((index, None));
-            } else if let [hint] = hints[..] {
-                waiting.entry(hint).or_default().push(index);
-            }
-        }
-        let mut depths: Vec<usize> = Vec::with_capacity(envelopes.len());
-        let mut verified = vec![false; envelopes.len()];
-        while let Some((index, parent)) = ready.pop_front() {
-            let depth = parent.map_or(1, |p| depths[p] + 1);
-            if depth > MAX_CHAIN_DEPTH {
-                return Err(Error::BrokenCertChain(format!(
-                    "certificate #{index} is {depth} certificates below the root; at most {MAX_CHAIN_DEPTH}"
-                )));
-            }
-            let cert = set.verify_one(index, &envelopes[index], parent, anchors, revocations, now)?;
-            verified[index] = true;
-            let position = set.certs.len();
-            let keyid = cert.cert.key.keyid().as_str().to_owned();
-            set.certs.push(cert);
-            depths.push(depth);
-            if let Some(children) = waiting.remove(keyid.as_str()) {
-                ready.extend(children.into_iter().map(|child| (child, Some(position))));
-            }
-        }
-        match verified.iter().position(|done| !done) {
-            None => Ok(set),
-            Some(index) => {
-                let keyid = envelopes[index].keyid_hints().next().unwrap_or("").to_owned();
-                Err(Error::UnknownSigner { what: format!("certificate #{index}"), keyid })
-            }
-        }
-    }
-
-    /// Verifies one certificate whose signer is trusted: the root (`parent` None) or the key
-    /// of the certificate at `parent` (a relay certificate for that key is preferred).
-    fn verify_one(
-        &self,
-        index: usize,
-        envelope: &Envelope,
-        parent: Option<usize>,
-        anchors: &TrustAnchors,
-        revocations: &RevocationSet,
-        now: Timestamp,
-    ) -> Result<VerifiedCert> {
-        let what = format!("certificate #{index}");
-        let (cert, issuer) = match parent {
-            None => {
-                let signers =
-                    envelope.verify_with(CERT_TYPE, &what, anchors.threshold(), |hint| anchors.key(hint))?;
-                let cert = Certificate::decode(&envelope.payload)?;
-                if cert.issuer != ROOT_ISSUER {
-                    return Err(Error::BrokenCertChain(format!(
-                        "{what} ({}) is signed by the root but names issuer {:?}",
-                        cert.subject, cert.issuer
-                    )));
-                }
-                if cert.has_role(Role::Clinic) {
-                    return Err(Error::RoleNotAllowed(format!(
-                        "the root does not certify clinic keys ({})",
-                        cert.subject
-                    )));
-                }
-                (cert, Issuer::Root(signers))
-            }
-            Some(first_parent) => {
-                let parent_key = self.certs[first_parent].cert.key.keyid();
-                let parent_index = self
-                    .certs
-                    .iter()
-                    .position(|v| v.cert.key.keyid() == parent_key && v.cert.has_role(Role::Relay))
-                    .unwrap_or(first_parent);
-                let parent = &self.certs[parent_index].cert;
-                envelope.verify_by(CERT_TYPE, &what, &parent.key)?;
-                let cert = Certificate::decode(&envelope.payload)?;
-                if !parent.has_role(Role::Relay) {
-                    return Err(Error::RoleNotAllowed(format!(
-                        "{} is not a relay and cannot certify {}",
-                        parent.subject, cert.subject
-                    )));
-                }
-                if cert.issuer != parent.subject {
-                    return Err(Error::BrokenCertChain(format!(
-                        "{what} ({}) names issuer {:?} but is signed by {}",
-                        cert.subject, cert.issuer, parent.subject
-                    )));
-                }
-                if cert.has_role(Role::Origin) {
-                    return Err(Error::RoleNotAllowed(format!(
-                        "relay {} cannot certify origin {}: origins are certified by the root",
-                        parent.subject, cert.subject
-                    )));
-                }
-                if !parent.scope.contains(&cert.scope) {
-                    return Err(Error::ScopeViolation {
-                        what: format!(
-                            "certificate of {} outside its issuer {}",
-                            cert.subject, parent.subject
-                        ),
-                        scope: cert.scope.to_string(),
-                        allowed: parent.scope.to_string(),
-                    });
-                }
-                revocations.check(parent.key.keyid(), cert.not_before, &what)?;
-                (cert, Issuer::Cert(parent_index))
-            }
-        };
-        cert.check_validity(now)?;
-        Ok(VerifiedCert { cert, issuer, input_index: index })
-    }
-}
-
-fn at_cert(index: usize, error: Error) -> Error {
-    match error {
-        Error::MalformedEnvelope(reason) => {
-            Error::MalformedEnvelope(format!("certificate #{index}: {reason}"))
-        }
-        other => other,
-    }
+    let describe = |v: &VerifiedCert| format!("{} (scope {}, {})", v.cert.subject, v.cert.scope, v.digest);
+    Err(Error::ConflictingCerts {
+        keyid: a.cert.key.keyid().to_string(),
+        first: describe(a),
+        second: describe(b),
+    })
 }
 
 #[cfg(test)]
@@ -370,80 +238,52 @@ mod tests {
     use super::*;
     use crate::fixtures::Hierarchy;
 
-    #[test]
-    fn standard_chain_verifies() {
-        let tree = Hierarchy::standard();
-        let envelopes = tree.delivery_certs();
-        let set = CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), tree.now)
-            .expect("verifies");
-        assert_eq!(set.certs().len(), envelopes.len());
-        let district = set.find(tree.relays[2].key.keyid().as_str(), Role::Relay).expect("district cert");
-        assert_eq!(district.cert.subject, "jp-13-chuo");
+    fn verified(cert: Certificate, digest: Digest) -> VerifiedCert {
+        VerifiedCert { cert, issuer: Issuer::Root(Vec::new()), input_index: 0, digest, depth: 1 }
     }
 
     #[test]
-    fn order_of_certificates_does_not_matter() {
+    fn renewals_do_not_conflict_but_other_identities_do() {
         let tree = Hierarchy::standard();
-        let mut envelopes = tree.delivery_certs();
-        envelopes.reverse();
-        assert!(CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), tree.now).is_ok());
+        let base = Certificate::decode(&tree.relays[1].cert.payload).expect("decodes");
+        let a = verified(base.clone(), Digest::of(b"a"));
+        let mut renewal = base.clone();
+        renewal.not_before = renewal.not_before.plus_secs(3600);
+        renewal.scope = Scope::parse("jp/13/chuo").expect("scope");
+        assert!(check_no_conflict(&a, &verified(renewal, Digest::of(b"b"))).is_ok());
+        let mut renamed = base.clone();
+        renamed.subject = "made-up".into();
+        let err = check_no_conflict(&a, &verified(renamed, Digest::of(b"c"))).expect_err("subject");
+        assert_eq!(err.code(), "conflicting_certs");
+        let mut elsewhere = base;
+        elsewhere.scope = Scope::parse("jp/27").expect("scope");
+        let err = check_no_conflict(&a, &verified(elsewhere, Digest::of(b"d"))).expect_err("scope");
+        assert_eq!(err.code(), "conflicting_certs");
     }
 
     #[test]
-    fn certificate_outside_issuer_scope_is_refused() {
+    fn preference_is_latest_not_before_then_smallest_digest() {
         let tree = Hierarchy::standard();
-        let rogue = SecretKey::from_seed(&[42; 32]).expect("seed");
-        let cert = Certificate {
-            serial: "x1".into(),
-            issuer: "jp-13".into(),
-            subject: "jp-27-kita".into(),
-            key: rogue.public().clone(),
-            roles: vec![Role::Relay],
-            scope: Scope::parse("jp/27/kita").expect("scope"),
-            not_before: tree.now.plus_secs(-60),
-            not_after: tree.now.plus_secs(3600),
-        };
-        let mut envelopes = tree.delivery_certs();
-        envelopes.push(cert.sign(&[&tree.relays[1].key]));
-        let err = CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), tree.now)
-            .expect_err("refused");
-        assert_eq!(err.code(), "scope_violation");
+        let base = Certificate::decode(&tree.relays[1].cert.payload).expect("decodes");
+        let mut later = base.clone();
+        later.not_before = later.not_before.plus_secs(1);
+        let (x, y) = (Digest::of(b"x"), Digest::of(b"y"));
+        let (small, large) = if x < y { (x, y) } else { (y, x) };
+        let mut list = [verified(base.clone(), small), verified(later, large), verified(base, large)];
+        list.sort_by(preference);
+        assert_eq!(list[0].digest, large);
+        assert!(list[0].cert.not_before > list[1].cert.not_before);
+        assert_eq!((list[1].digest, list[2].digest), (small, large));
     }
 
     #[test]
-    fn a_loop_of_certificates_does_not_chain() {
+    fn validity_refusals_say_whether_they_depend_on_the_clock() {
         let tree = Hierarchy::standard();
-        let (a, b) = (SecretKey::from_seed(&[1; 32]).expect("a"), SecretKey::from_seed(&[2; 32]).expect("b"));
-        let make = |subject: &str, key: &SecretKey, issuer: &str, signer: &SecretKey| {
-            Certificate {
-                serial: format!("{subject}-1"),
-                issuer: issuer.into(),
-                subject: subject.into(),
-                key: key.public().clone(),
-                roles: vec![Role::Relay],
-                scope: Scope::parse("jp").expect("scope"),
-                not_before: tree.now.plus_secs(-60),
-                not_after: tree.now.plus_secs(60),
-            }
-            .sign(&[signer])
-        };
-        let envelopes = vec![make("a", &a, "b", &b), make("b", &b, "a", &a)];
-        let err = CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), tree.now)
-            .expect_err("loop");
-        assert_eq!(err.code(), "unknown_signer");
-    }
-
-    #[test]
-    fn expired_and_future_certificates_are_refused() {
-        let tree = Hierarchy::standard();
-        let envelopes = tree.delivery_certs();
-        let late = tree.now.plus_secs(400 * 24 * 3600);
-        let err =
-            CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), late).expect_err("expired");
-        assert_eq!(err.code(), "cert_expired");
-        let early = tree.now.plus_secs(-400 * 24 * 3600);
-        let err =
-            CertSet::verify(&envelopes, &tree.anchors, &RevocationSet::default(), early).expect_err("early");
-        assert_eq!(err.code(), "cert_not_yet_valid");
+        let cert = Certificate::decode(&tree.relays[1].cert.payload).expect("decodes");
+        let early = cert.not_before.plus_secs(-60);
+        assert!(cert.check_validity_now(early).expect_err("early").is_clock_dependent());
+        assert!(!cert.check_validity(early).expect_err("early").is_clock_dependent());
+        let late = cert.not_after.plus_secs(1);
+        assert!(!cert.check_validity_now(late).expect_err("late").is_clock_dependent());
     }
 }

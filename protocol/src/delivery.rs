@@ -15,6 +15,10 @@
 //!    signer; `prev` and `upstream` link to the previous hop (or the advisory); no relay twice;
 //!    relay scope overlaps the advisory's and nests in the previous relay's; times increase;
 //!    signer not revoked at `forwarded_at`.
+//!
+//! Where a key holds several certificates with the role needed, they are tried in the fixed
+//! order of [`CertSet::candidates`] and the first that passes every check of the position is
+//! used; "not revoked" always means that *certificate* was not revoked by the time given.
 
 use serde::{Deserialize, Serialize};
 
@@ -123,8 +127,9 @@ pub fn verify_parsed(delivery: Delivery, ctx: VerifyContext<'_>) -> Result<Verif
     let mut chain_tip = digest;
     for (index, envelope) in delivery.hops.iter().enumerate() {
         let previous = hops.last().map(|(hop, cert)| (hop, &certs.certs()[*cert]));
-        let (hop, cert_index) =
-            verify_hop(index, envelope, &advisory, digest, chain_tip, previous, &hops, &certs, ctx)?;
+        let chain =
+            HopChain { advisory: &advisory, digest, expected_prev: chain_tip, previous, earlier: &hops };
+        let (hop, cert_index) = verify_hop(index, envelope, &chain, &certs, ctx)?;
         chain_tip = Digest::of(&envelope.payload);
         hops.push((hop, cert_index));
     }
@@ -139,45 +144,53 @@ pub(crate) fn verify_advisory_in(
 ) -> Result<(Advisory, Digest, usize)> {
     let what = "advisory";
     let signer = single_signer(envelope, ADVISORY_TYPE, what)?;
-    let origin = signer_cert(certs, signer, Role::Origin, what)?;
-    envelope.verify_by(ADVISORY_TYPE, what, &origin.cert.key)?;
+    let candidates = signer_candidates(certs, signer, Role::Origin, what)?;
+    envelope.verify_by(ADVISORY_TYPE, what, &candidates[0].cert.key)?;
     let advisory: Advisory = decode_payload(ADVISORY_TYPE, &envelope.payload)?;
     advisory.validate()?;
-    let cert = &origin.cert;
-    if advisory.origin != cert.subject {
-        return Err(Error::UnknownSigner {
-            what: format!("advisory of origin {:?} signed by the key of {}", advisory.origin, cert.subject),
-            keyid: signer.to_owned(),
-        });
-    }
-    advisory.check_scope(&cert.scope)?;
-    cert.check_validity(advisory.issued_at)?;
-    not_in_future("advisory issued_at", advisory.issued_at, ctx.now)?;
-    if advisory.expires_at <= ctx.now {
-        return Err(Error::AdvisoryExpired { expires_at: advisory.expires_at, now: ctx.now });
-    }
-    ctx.revocations.check(cert.key.keyid(), advisory.issued_at, what)?;
-    let index = certs.certs().iter().position(|c| std::ptr::eq(c, origin)).unwrap_or_default();
+    let origin = first_passing(&candidates, |origin| {
+        let cert = &origin.cert;
+        if advisory.origin != cert.subject {
+            return Err(Error::UnknownSigner {
+                what: format!(
+                    "advisory of origin {:?} signed by the key of {}",
+                    advisory.origin, cert.subject
+                ),
+                keyid: signer.to_owned(),
+            });
+        }
+        advisory.check_scope(&cert.scope)?;
+        cert.check_validity(advisory.issued_at)?;
+        not_in_future("advisory issued_at", advisory.issued_at, ctx.now)?;
+        if advisory.expires_at <= ctx.now {
+            return Err(Error::AdvisoryExpired { expires_at: advisory.expires_at, now: ctx.now });
+        }
+        ctx.revocations.check(origin, advisory.issued_at, what)
+    })?;
+    let index = certs.index_of(origin).unwrap_or_default();
     Ok((advisory, Digest::of(&envelope.payload), index))
 }
 
-#[allow(clippy::too_many_arguments)] // one call site; the arguments are the chain state
+/// Where the hop chain stands when hop `index` is checked.
+struct HopChain<'a> {
+    advisory: &'a Advisory,
+    digest: Digest,
+    expected_prev: Digest,
+    previous: Option<(&'a Hop, &'a VerifiedCert)>,
+    earlier: &'a [(Hop, usize)],
+}
+
 fn verify_hop(
     index: usize,
     envelope: &Envelope,
-    advisory: &Advisory,
-    digest: Digest,
-    expected_prev: Digest,
-    previous: Option<(&Hop, &VerifiedCert)>,
-    earlier: &[(Hop, usize)],
+    chain: &HopChain<'_>,
     certs: &CertSet,
     ctx: VerifyContext<'_>,
 ) -> Result<(Hop, usize)> {
     let what = format!("hop {index}");
-    let broken = |reason: String| Error::BrokenHopChain { index, reason };
     let signer = single_signer(envelope, HOP_TYPE, &what)?;
-    let relay = signer_cert(certs, signer, Role::Relay, &what)?;
-    envelope.verify_by(HOP_TYPE, &what, &relay.cert.key)?;
+    let candidates = signer_candidates(certs, signer, Role::Relay, &what)?;
+    envelope.verify_by(HOP_TYPE, &what, &candidates[0].cert.key)?;
     let hop: Hop = decode_payload(HOP_TYPE, &envelope.payload)?;
     if hop.relay_seq == 0 {
         return Err(Error::MalformedPayload {
@@ -185,8 +198,23 @@ fn verify_hop(
             reason: "relay_seq starts at 1".into(),
         });
     }
-    if hop.advisory != digest {
-        return Err(broken(format!("attests {} but the advisory is {digest}", hop.advisory)));
+    let relay = first_passing(&candidates, |relay| check_hop(index, &what, &hop, relay, chain, ctx))?;
+    Ok((hop, certs.index_of(relay).unwrap_or_default()))
+}
+
+/// Steps of a hop that depend on the relay certificate used (tried for each candidate).
+fn check_hop(
+    index: usize,
+    what: &str,
+    hop: &Hop,
+    relay: &VerifiedCert,
+    chain: &HopChain<'_>,
+    ctx: VerifyContext<'_>,
+) -> Result<()> {
+    let broken = |reason: String| Error::BrokenHopChain { index, reason };
+    let advisory = chain.advisory;
+    if hop.advisory != chain.digest {
+        return Err(broken(format!("attests {} but the advisory is {}", hop.advisory, chain.digest)));
     }
     if hop.keyid != *relay.cert.key.keyid() || hop.relay != relay.cert.subject {
         return Err(broken(format!(
@@ -197,15 +225,15 @@ fn verify_hop(
             relay.cert.key.keyid().short()
         )));
     }
-    if hop.prev != expected_prev {
-        return Err(broken(format!("prev is {} but should be {expected_prev}", hop.prev)));
+    if hop.prev != chain.expected_prev {
+        return Err(broken(format!("prev is {} but should be {}", hop.prev, chain.expected_prev)));
     }
     let expected_upstream =
-        previous.map_or(advisory.origin.as_str(), |(prev_hop, _)| prev_hop.relay.as_str());
+        chain.previous.map_or(advisory.origin.as_str(), |(prev_hop, _)| prev_hop.relay.as_str());
     if hop.upstream != expected_upstream {
         return Err(broken(format!("upstream is {:?} but should be {expected_upstream:?}", hop.upstream)));
     }
-    if earlier.iter().any(|(other, _)| other.relay == hop.relay) {
+    if chain.earlier.iter().any(|(other, _)| other.relay == hop.relay) {
         return Err(broken(format!("relay {} appears twice", hop.relay)));
     }
     if !relay.cert.scope.overlaps(&advisory.scope) {
@@ -215,7 +243,7 @@ fn verify_hop(
             allowed: relay.cert.scope.to_string(),
         });
     }
-    if let Some((_, parent)) = previous {
+    if let Some((_, parent)) = chain.previous {
         if !parent.cert.scope.contains(&relay.cert.scope) {
             return Err(Error::ScopeViolation {
                 what: format!("{what}: relay {} is not below {}", hop.relay, parent.cert.subject),
@@ -225,8 +253,8 @@ fn verify_hop(
         }
     }
     let out_of_order = |reason: String| Error::HopTimesOutOfOrder { index, reason };
-    let (after_label, after) = previous
-        .map_or(("advisory issued_at", advisory.issued_at), |(prev_hop, _)| {
+    let (after_label, after) =
+        chain.previous.map_or(("advisory issued_at", advisory.issued_at), |(prev_hop, _)| {
             ("previous hop forwarded_at", prev_hop.forwarded_at)
         });
     if hop.received_at.plus_ms(MAX_CLOCK_SKEW_MS) < after {
@@ -240,12 +268,28 @@ fn verify_hop(
     }
     not_in_future(&format!("{what} forwarded_at"), hop.forwarded_at, ctx.now)?;
     relay.cert.check_validity(hop.forwarded_at)?;
-    ctx.revocations.check(relay.cert.key.keyid(), hop.forwarded_at, &what)?;
-    let cert_index = certs.certs().iter().position(|c| std::ptr::eq(c, relay)).unwrap_or_default();
-    Ok((hop, cert_index))
+    ctx.revocations.check(relay, hop.forwarded_at, what)
 }
 
-fn single_signer<'e>(envelope: &'e Envelope, expected_type: &str, what: &str) -> Result<&'e str> {
+/// The first candidate certificate for which `check` passes (candidates are in the fixed
+/// order of [`CertSet::candidates`]); if none does, the first candidate's refusal.
+pub(crate) fn first_passing<'c>(
+    candidates: &[&'c VerifiedCert],
+    mut check: impl FnMut(&'c VerifiedCert) -> Result<()>,
+) -> Result<&'c VerifiedCert> {
+    let mut refusal = None;
+    for candidate in candidates {
+        match check(candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(error) => {
+                refusal.get_or_insert(error);
+            }
+        }
+    }
+    Err(refusal.unwrap_or_else(|| Error::UnknownSigner { what: "signature".into(), keyid: String::new() }))
+}
+
+pub(crate) fn single_signer<'e>(envelope: &'e Envelope, expected_type: &str, what: &str) -> Result<&'e str> {
     if envelope.payload_type != expected_type {
         return Err(Error::WrongPayloadType {
             expected: expected_type.to_owned(),
@@ -263,17 +307,27 @@ fn single_signer<'e>(envelope: &'e Envelope, expected_type: &str, what: &str) ->
     }
 }
 
-fn signer_cert<'c>(certs: &'c CertSet, keyid: &str, role: Role, what: &str) -> Result<&'c VerifiedCert> {
-    certs.find(keyid, role).map_err(|found| match found {
-        None => Error::UnknownSigner { what: what.to_owned(), keyid: keyid.to_owned() },
-        Some(other) => Error::RoleNotAllowed(format!(
+/// The certificates of `keyid` granting `role`, in the order they are tried; at least one.
+pub(crate) fn signer_candidates<'c>(
+    certs: &'c CertSet,
+    keyid: &str,
+    role: Role,
+    what: &str,
+) -> Result<Vec<&'c VerifiedCert>> {
+    let found = certs.candidates(keyid, role);
+    if !found.is_empty() {
+        return Ok(found);
+    }
+    Err(match certs.find(keyid, role) {
+        Err(Some(other)) => Error::RoleNotAllowed(format!(
             "{what} is signed by {}, whose certificate does not grant the {role:?} role",
             other.cert.subject
         )),
+        _ => Error::UnknownSigner { what: what.to_owned(), keyid: keyid.to_owned() },
     })
 }
 
-fn not_in_future(what: &str, at: Timestamp, now: Timestamp) -> Result<()> {
+pub(crate) fn not_in_future(what: &str, at: Timestamp, now: Timestamp) -> Result<()> {
     if at > now.plus_ms(MAX_CLOCK_SKEW_MS) {
         return Err(Error::FromTheFuture { what: what.to_owned(), at, now });
     }

@@ -31,6 +31,8 @@ pub const REVOCATION_TYPE: &str = "application/vnd.kairan.revocation+json";
 pub const HEAD_TYPE: &str = "application/vnd.kairan.head+json";
 /// `payloadType` of root-anchor rotation statements.
 pub const ANCHORS_TYPE: &str = "application/vnd.kairan.anchors+json";
+/// `payloadType` of a parent's signed statement of one catch-up page.
+pub const SYNC_PAGE_TYPE: &str = "application/vnd.kairan.sync-page+json";
 /// `payloadType` of clinic receipts.
 pub const RECEIPT_TYPE: &str = "application/vnd.kairan.receipt+json";
 

@@ -96,6 +96,10 @@ pub enum Error {
         not_before: Timestamp,
         /// The time it was checked at.
         now: Timestamp,
+        /// Whether that time was the verifier's own clock (`now`), so that the refusal may only
+        /// mean that clock is behind ([`Error::is_clock_dependent`]), rather than a time the
+        /// signer wrote (an advisory's `issued_at`, a hop's `forwarded_at`, …), which is final.
+        against_now: bool,
     },
     /// A certificate does not allow what its key did (e.g. a relay key signing an advisory).
     #[error("role not allowed: {0}")]
@@ -110,10 +114,13 @@ pub enum Error {
         /// The scope it had to lie within (or overlap).
         allowed: String,
     },
-    /// The signing key was revoked at or before the time the object claims to be signed.
-    #[error("revoked key {keyid} ({subject}) since {effective_at} signed {what}")]
+    /// The certificate used to verify a signature was revoked at or before the time the object
+    /// claims to be signed.
+    #[error("revoked certificate {cert} of key {keyid} ({subject}) since {effective_at} used for {what}")]
     Revoked {
-        /// The revoked key id.
+        /// The digest of the revoked certificate (`sha256:` of its payload).
+        cert: String,
+        /// The key id of the revoked certificate's key.
         keyid: String,
         /// The subject of the revoked certificate.
         subject: String,
@@ -175,6 +182,40 @@ pub enum Error {
     /// A certificate in the delivery or bundle does not chain to the trust anchors.
     #[error("certificate chain broken: {0}")]
     BrokenCertChain(String),
+    /// One key is certified under two different subjects, or under two scopes neither of which
+    /// contains the other, in one set of certificates.
+    #[error("conflicting certificates of key {keyid}: {first} and {second}")]
+    ConflictingCerts {
+        /// The key id certified twice.
+        keyid: String,
+        /// The first certificate (subject, scope, digest).
+        first: String,
+        /// The one that conflicts with it.
+        second: String,
+    },
+    /// A relay-signed revocation of a certificate that was not issued at or below the revoker,
+    /// or by a revoker whose own certificate was not valid (or already revoked) when it signed.
+    #[error("revocation not authorized: {0}")]
+    RevocationNotAuthorized(String),
+    /// A revocation names a certificate (by digest) that does not travel with it.
+    #[error("revoked certificate {digest} is not carried with its revocation")]
+    RevokedCertMissing {
+        /// The digest the revocation names.
+        digest: String,
+    },
+    /// A revocation beyond the number a bundle carries ([`crate::limits::MAX_REVOCATIONS`],
+    /// [`crate::limits::MAX_RELAY_REVOCATIONS`], [`crate::limits::MAX_REVOCATIONS_PER_ISSUER`]).
+    #[error("revocation limit reached for {issuer}: {limit}")]
+    TooManyRevocations {
+        /// The issuer whose statement was refused (`root` or a relay id).
+        issuer: String,
+        /// The limit that was reached.
+        limit: usize,
+    },
+    /// A signed catch-up page statement that does not match the page it came with, or the child
+    /// that received it.
+    #[error("sync page does not match its statement: {0}")]
+    PageMismatch(String),
     /// Trust anchors are inconsistent (threshold 0 or above the number of keys, duplicates).
     #[error("invalid trust anchors: {0}")]
     InvalidAnchors(String),
@@ -229,6 +270,11 @@ impl Error {
             Error::TooManyHops { .. } => "too_many_hops",
             Error::TooManyCerts { .. } => "too_many_certs",
             Error::BrokenCertChain(_) => "broken_cert_chain",
+            Error::ConflictingCerts { .. } => "conflicting_certs",
+            Error::RevocationNotAuthorized(_) => "revocation_not_authorized",
+            Error::RevokedCertMissing { .. } => "revoked_cert_missing",
+            Error::TooManyRevocations { .. } => "revocation_limit",
+            Error::PageMismatch(_) => "page_mismatch",
             Error::InvalidAnchors(_) => "invalid_anchors",
             Error::BadInclusionProof(_) => "bad_inclusion_proof",
             Error::BadConsistencyProof(_) => "bad_consistency_proof",
@@ -238,6 +284,16 @@ impl Error {
             Error::UnverifiedNote(_) => "unverified_note",
             Error::MalformedCheckpoint(_) => "malformed_checkpoint",
         }
+    }
+
+    /// Whether the refusal depends only on the verifier's clock being behind: a certificate
+    /// not yet valid at the verifier's `now`, or a signed time later than `now` plus the
+    /// tolerated skew. Such an input may verify later (or on a machine whose clock is right):
+    /// hold it and retry rather than refusing it for good. Every other refusal is final for
+    /// the same input, trust state and a later `now` (a certificate or an advisory expiring,
+    /// or a revocation arriving, only ever refuses more).
+    pub fn is_clock_dependent(&self) -> bool {
+        matches!(self, Error::CertNotYetValid { against_now: true, .. } | Error::FromTheFuture { .. })
     }
 }
 

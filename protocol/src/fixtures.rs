@@ -16,7 +16,7 @@ use crate::note::{Checkpoint, Note, NoteVerifier, SignatureType};
 use crate::scope::Scope;
 use crate::time::Timestamp;
 use crate::tlog::{leaf_hash, root_of};
-use crate::trust::{RevocationSet, TrustAnchors};
+use crate::trust::{Revocation, RevocationSet, TrustAnchors, TrustBundle};
 
 /// The 32-byte seed of the fixture key named `label`.
 pub fn seed(label: &str) -> [u8; 32] {
@@ -173,6 +173,44 @@ impl Hierarchy {
             );
         }
         delivery
+    }
+
+    /// The certificate of fixture relay `index` and those above it, up to the root-issued one.
+    pub fn relay_chain(&self, index: usize) -> Vec<Envelope> {
+        self.relays.iter().take(index + 1).rev().map(|r| r.cert.clone()).collect()
+    }
+
+    /// A bundle revoking the certificate `cert` by the root (root-1 and root-2), issued at
+    /// `now`, effective from `effective_at`, carrying the certificate.
+    pub fn root_revocation(&self, cert: &Envelope, effective_at: Timestamp) -> TrustBundle {
+        let revocation = Revocation::of_cert(cert, ROOT_ISSUER, 1, self.now, effective_at, "key compromised")
+            .unwrap_or_else(|e| panic!("fixture revocation: {e}"));
+        TrustBundle {
+            certs: vec![cert.clone()],
+            revocations: vec![revocation.sign(&[&self.roots[0], &self.roots[1]])],
+            rotations: Vec::new(),
+        }
+    }
+
+    /// A bundle revoking the certificate `cert` by fixture relay `relay`, issued at `issued_at`,
+    /// effective from `effective_at`, carrying the certificate, `between` (the certificates
+    /// linking it to the relay, if any) and the relay's chain.
+    pub fn relay_revocation(
+        &self,
+        relay: usize,
+        cert: &Envelope,
+        between: &[Envelope],
+        issued_at: Timestamp,
+        effective_at: Timestamp,
+    ) -> TrustBundle {
+        let revoker = &self.relays[relay];
+        let revocation = Revocation::of_cert(cert, &revoker.id, 1, issued_at, effective_at, "node retired")
+            .unwrap_or_else(|e| panic!("fixture revocation: {e}"));
+        let mut certs = vec![cert.clone()];
+        certs.extend_from_slice(between);
+        certs.extend(self.relay_chain(relay));
+        TrustBundle { certs, revocations: vec![revocation.sign(&[&revoker.key])], rotations: Vec::new() }
+            .canonical()
     }
 
     /// A time after every fixture hop, when verifying a full delivery.

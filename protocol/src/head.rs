@@ -9,11 +9,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cert::{CertSet, Role};
-use crate::delivery::VerifyContext;
+use crate::delivery::{VerifyContext, first_passing, not_in_future};
 use crate::envelope::{Envelope, HEAD_TYPE, decode_payload, encode_payload};
 use crate::error::{Error, Result};
 use crate::keys::{Digest, SecretKey};
-use crate::limits::{MAX_CERTS, MAX_CLOCK_SKEW_MS, MAX_ENVELOPE_BYTES};
+use crate::limits::{MAX_CERTS, MAX_ENVELOPE_BYTES};
 use crate::time::Timestamp;
 use crate::verified::{Verifiable, Verified};
 
@@ -94,35 +94,43 @@ pub fn verify_head(bytes: &[u8], ctx: VerifyContext<'_>) -> Result<Verified<Head
     let [signature] = envelope.signatures.as_slice() else {
         return Err(Error::MalformedEnvelope("a head carries exactly one signature".into()));
     };
-    let origin = certs.find(&signature.keyid, Role::Origin).map_err(|found| match found {
-        None => Error::UnknownSigner { what: "head".into(), keyid: signature.keyid.clone() },
-        Some(other) => Error::RoleNotAllowed(format!("head signed by {}, not an origin", other.cert.subject)),
-    })?;
-    envelope.verify_by(HEAD_TYPE, "head", &origin.cert.key)?;
+    let candidates = certs.candidates(&signature.keyid, Role::Origin);
+    if candidates.is_empty() {
+        return Err(match certs.find(&signature.keyid, Role::Origin) {
+            Err(Some(other)) => {
+                Error::RoleNotAllowed(format!("head signed by {}, not an origin", other.cert.subject))
+            }
+            _ => Error::UnknownSigner { what: "head".into(), keyid: signature.keyid.clone() },
+        });
+    }
+    envelope.verify_by(HEAD_TYPE, "head", &candidates[0].cert.key)?;
     let head: Head = decode_payload(HEAD_TYPE, &envelope.payload)?;
-    if head.origin != origin.cert.subject {
-        return Err(Error::UnknownSigner {
-            what: format!("head of origin {:?} signed by the key of {}", head.origin, origin.cert.subject),
-            keyid: signature.keyid.clone(),
-        });
-    }
-    if (head.seq == 0) != head.digest.is_none() {
-        return Err(Error::MalformedPayload {
-            payload_type: HEAD_TYPE.into(),
-            reason: "digest is present exactly when seq > 0".into(),
-        });
-    }
-    if head.expires_at <= head.issued_at {
-        return Err(Error::MalformedPayload {
-            payload_type: HEAD_TYPE.into(),
-            reason: "expires_at is not after issued_at".into(),
-        });
-    }
-    origin.cert.check_validity(head.issued_at)?;
-    if head.issued_at > ctx.now.plus_ms(MAX_CLOCK_SKEW_MS) {
-        return Err(Error::FromTheFuture { what: "head".into(), at: head.issued_at, now: ctx.now });
-    }
-    ctx.revocations.check(origin.cert.key.keyid(), head.issued_at, "head")?;
+    first_passing(&candidates, |origin| {
+        if head.origin != origin.cert.subject {
+            return Err(Error::UnknownSigner {
+                what: format!(
+                    "head of origin {:?} signed by the key of {}",
+                    head.origin, origin.cert.subject
+                ),
+                keyid: signature.keyid.clone(),
+            });
+        }
+        if (head.seq == 0) != head.digest.is_none() {
+            return Err(Error::MalformedPayload {
+                payload_type: HEAD_TYPE.into(),
+                reason: "digest is present exactly when seq > 0".into(),
+            });
+        }
+        if head.expires_at <= head.issued_at {
+            return Err(Error::MalformedPayload {
+                payload_type: HEAD_TYPE.into(),
+                reason: "expires_at is not after issued_at".into(),
+            });
+        }
+        origin.cert.check_validity(head.issued_at)?;
+        not_in_future("head", head.issued_at, ctx.now)?;
+        ctx.revocations.check(origin, head.issued_at, "head")
+    })?;
     Ok(Verified::new(message, head))
 }
 

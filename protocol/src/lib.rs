@@ -14,12 +14,14 @@
 //! - [`advisory`]: the advisory payload and its validation rules.
 //! - [`scope`]: region paths (`jp/13/chuo`) and their nesting.
 //! - [`cert`]: certificates, roles, and certificate-set verification up to the anchors.
-//! - [`trust`]: trust anchors (k of n root keys), revocations, the trust bundle.
+//! - [`trust`]: trust anchors (k of n root keys), revocations of certificates and who may
+//!   sign them, the trust bundle (each statement verified on its own), pruning and pieces.
 //! - [`head`]: signed origin heads (latest seq and digest, short expiry) and their verifier.
 //! - [`hop`]: hop attestations.
 //! - [`delivery`]: the delivery message, [`delivery::verify_delivery`] and [`delivery::attest`].
 //! - [`sequence`]: origin sequence rules (accept, duplicate, gap, backfill, fork).
-//! - [`sync`]: catch-up request and response messages and their bounded parsers.
+//! - [`sync`]: catch-up request and response messages, their bounded parsers, and the
+//!   parent's signed page statement ([`sync::sign_page`], [`sync::verify_page`]).
 //! - [`verified`]: [`Verified<T>`], constructed only by this crate's verifiers.
 //! - [`limits`]: size and count limits, enforced before expensive work.
 //! - [`time`]: [`Timestamp`], RFC 3339 on the wire.
@@ -74,5 +76,5 @@ pub use hop::Hop;
 pub use keys::{Digest, KeyId, PublicKey, SecretKey};
 pub use scope::Scope;
 pub use time::Timestamp;
-pub use trust::{Revocation, RevocationSet, TrustAnchors, TrustAnchorsFile, TrustBundle};
+pub use trust::{Revocation, RevocationSet, TrustAnchors, TrustAnchorsFile, TrustBundle, TrustPiece};
 pub use verified::Verified;

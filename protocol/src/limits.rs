@@ -28,11 +28,62 @@ pub const MAX_CERTS: usize = 16;
 /// (root → national → prefecture → district → clinic is 4, with room for more levels).
 pub const MAX_CHAIN_DEPTH: usize = 6;
 
-/// Most revocations in one trust bundle.
+/// Most revocation statements in one trust bundle on the wire, and most in force at a node
+/// (accepted by one bundle verification). Root statements are evaluated first and are refused
+/// for space only past this number; relay statements have the smaller limits below, so that
+/// relays can never crowd out the root: with at most [`MAX_RELAY_REVOCATIONS`] relay
+/// statements in force, at least 256 places always remain for root statements. Statements
+/// are pruned once the certificate they revoke has been expired for
+/// [`REVOCATION_GRACE_MS`], which is what keeps a long-lived deployment below these numbers.
 pub const MAX_REVOCATIONS: usize = 1024;
+
+/// Most relay-signed revocations in force (accepted by one bundle verification); past it a
+/// relay statement is refused (`revocation_limit`) until pruning makes room.
+pub const MAX_RELAY_REVOCATIONS: usize = 768;
+
+/// Most revocations in force signed by one relay (one issuer id); past it that relay's further
+/// statements are refused (`revocation_limit`). A hostile relay can therefore take at most
+/// this many places, not the whole of [`MAX_RELAY_REVOCATIONS`].
+pub const MAX_REVOCATIONS_PER_ISSUER: usize = 64;
+
+/// How long a revocation is kept after the certificate it revokes has expired: 30 days.
+///
+/// An expired certificate is refused by every verifier whose clock is right, so its
+/// revocation no longer changes any verdict and can be dropped (`pruned`). The margin keeps it
+/// for verifiers whose clock lags (a clock wrong by weeks still sees the revocation), for audits
+/// run "as of" a recent date (`kairan verify --at`), and for nodes that were offline when the
+/// certificate expired and still hold deliveries checked against it. It costs little: a few
+/// hundred bytes per revocation for one more month.
+pub const REVOCATION_GRACE_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Most anchor rotations in one trust bundle (each needs up to 16 signature checks). Root keys
+/// change every few years; this is room for decades.
+pub const MAX_ROTATIONS: usize = 16;
 
 /// Most certificates in one trust bundle.
 pub const MAX_BUNDLE_CERTS: usize = 4096;
+
+/// Most revocations a bundle handed to `TrustBundle::verify` may hold: a held bundle merged
+/// with one incoming bundle (each within [`MAX_REVOCATIONS`]). More is refused as a whole.
+pub const MAX_MERGED_REVOCATIONS: usize = 2 * MAX_REVOCATIONS;
+
+/// Most certificates a bundle handed to `TrustBundle::verify` may hold (held plus incoming).
+pub const MAX_MERGED_CERTS: usize = 2 * MAX_BUNDLE_CERTS;
+
+/// Largest trust piece (`TrustBundle` JSON of one revocation with the certificates it needs,
+/// and the anchor rotations): 128 KiB, half for the statement and its certificates
+/// ([`MAX_STATEMENT_PIECE_BYTES`]), half for the rotations ([`MAX_ROTATIONS_PIECE_BYTES`]).
+/// Far below the nodes' MQTT packet limit (272 KiB), so each piece is one retained message.
+pub const MAX_PIECE_BYTES: usize = MAX_STATEMENT_PIECE_BYTES + MAX_ROTATIONS_PIECE_BYTES + 64;
+
+/// Largest JSON of one revocation with the certificates it needs (`{"certs":[…],
+/// "revocations":[…]}`); a statement whose piece would be larger is refused (`oversize_input`).
+pub const MAX_STATEMENT_PIECE_BYTES: usize = 64 * 1024;
+
+/// Largest JSON of the accepted anchor rotations (`{"certs":[],"revocations":[],
+/// "rotations":[…]}`); a rotation that would make it larger is refused (`oversize_input`), and
+/// every later one with it.
+pub const MAX_ROTATIONS_PIECE_BYTES: usize = 64 * 1024;
 
 /// Largest trust bundle (JSON bytes): 4 MiB.
 pub const MAX_BUNDLE_BYTES: usize = 4 * 1024 * 1024;

@@ -2,24 +2,35 @@
 //! after a point, and the parent answers in pages. These are the wire types and their
 //! bounded, strict parsers; the topics and the paging logic live in the node crate.
 //!
-//! Nothing in a response is trusted: every delivery in it is verified like a live one, and a
-//! trust bundle in it is merged and verified like one from the trust topic.
+//! The parent signs each page: a small statement naming the child, the page's bounds and the
+//! digests of its deliveries, carried in the response with the parent's certificate chain
+//! ([`page`]: [`sign_page`], [`verify_page`]). A child accepts a page only through
+//! [`verify_page`], so nobody else who can publish on the answer topic can move its cursor.
+//! The deliveries themselves are then verified like live ones, and a trust bundle in the
+//! response is merged and verified like one from the trust topic.
 
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::Delivery;
+use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::keys::Digest;
-use crate::limits::MAX_DELIVERY_BYTES;
+use crate::limits::{MAX_DELIVERY_BYTES, MAX_ENVELOPE_BYTES};
 use crate::scope::Scope;
 use crate::trust::TrustBundle;
+
+pub mod page;
+
+pub use page::{PageFacts, PageStatement, sign_page, verify_page, verify_parsed_page};
 
 /// Largest sync request accepted (bytes); anything larger is refused unparsed.
 pub const MAX_SYNC_REQUEST_BYTES: usize = 1024;
 /// Largest page of deliveries in one response (serialized bytes, approximately).
 pub const MAX_SYNC_PAGE_BYTES: usize = 768 * 1024;
-/// Largest sync response accepted: a page plus one maximal delivery of overshoot.
-pub const MAX_SYNC_RESPONSE_BYTES: usize = MAX_SYNC_PAGE_BYTES + MAX_DELIVERY_BYTES + 4096;
+/// Largest sync response accepted: a page plus one maximal delivery of overshoot, room for the
+/// signed page statement and the parent's certificate chain, and 4 KiB for the other fields.
+pub const MAX_SYNC_RESPONSE_BYTES: usize =
+    MAX_SYNC_PAGE_BYTES + MAX_DELIVERY_BYTES + 2 * MAX_ENVELOPE_BYTES + 4096;
 /// Most deliveries a child may ask for in one page.
 pub const MAX_SYNC_PAGE_ENTRIES: u32 = 512;
 
@@ -43,7 +54,7 @@ pub struct SyncRequest {
 }
 
 /// A parent's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncResponse {
     /// The request's `after`.
@@ -54,6 +65,13 @@ pub struct SyncResponse {
     pub last_relay_seq: u64,
     /// Deliveries in relay_seq order, as the parent forwarded them.
     pub deliveries: Vec<Delivery>,
+    /// The parent's signed statement of this page ([`PageStatement`], signed with its relay
+    /// key). Absent only from answers of parents that do not sign: [`verify_page`] refuses them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<Envelope>,
+    /// The parent's certificate chain up to the anchors, to verify the statement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certs: Vec<Envelope>,
     /// The parent's trust bundle, when the child's differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<TrustBundle>,

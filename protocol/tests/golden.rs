@@ -7,7 +7,9 @@
 //! `vectors_are_self_consistent` checks the files *without* this crate: it recomputes the
 //! PAE from payload and type by hand, checks every Ed25519 signature with `ed25519-dalek`
 //! directly, using only the public keys in `keys.json`, checks key ids and digests with
-//! SHA-256, and walks the hop chain. That is what a third-party implementation has to do, so
+//! SHA-256, walks the hop chain, checks that the revocation piece's statement names its
+//! certificate by digest and that its signer issued it, and that the signed catch-up page's
+//! statement describes its page. That is what a third-party implementation has to do, so
 //! the vectors are usable (and proven usable) on their own.
 
 use std::collections::BTreeMap;
@@ -17,9 +19,12 @@ use std::sync::LazyLock;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
-use kairan_protocol::envelope::{ADVISORY_TYPE, CERT_TYPE, HOP_TYPE, pae};
+use kairan_protocol::envelope::{ADVISORY_TYPE, CERT_TYPE, HOP_TYPE, REVOCATION_TYPE, SYNC_PAGE_TYPE, pae};
 use kairan_protocol::fixtures::{self, FIXTURE_NOW, Hierarchy};
-use kairan_protocol::{Digest, Envelope, PublicKey, TrustAnchors, TrustAnchorsFile, VerifyContext};
+use kairan_protocol::sync::{SyncResponse, sign_page, verify_page};
+use kairan_protocol::{
+    Digest, Envelope, PublicKey, TrustAnchors, TrustAnchorsFile, TrustBundle, VerifyContext,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -29,7 +34,7 @@ const LABELS: [&str; 7] =
     ["root-1", "root-2", "root-3", "origin-mhlw", "relay-jp", "relay-jp-13", "relay-jp-13-chuo"];
 
 /// The vector files, in the order they are generated.
-const FILES: [&str; 8] = [
+const FILES: [&str; 10] = [
     "keys.json",
     "trust.json",
     "advisory.payload.json",
@@ -38,7 +43,22 @@ const FILES: [&str; 8] = [
     "certs.json",
     "delivery-2hops.json",
     "digest.txt",
+    "revocation-piece.json",
+    "sync-page.json",
 ];
+
+/// The signed catch-up page of the vectors: `jp-13` answers `jp-13-chuo` with the 2-hop
+/// delivery, after 0, scanned up to 1 of 1.
+fn sync_page(tree: &Hierarchy, delivery: kairan_protocol::Delivery) -> SyncResponse {
+    let page = SyncResponse {
+        after: 0,
+        scanned_upto: 1,
+        last_relay_seq: 1,
+        deliveries: vec![delivery],
+        ..Default::default()
+    };
+    sign_page(page, "jp-13-chuo", &tree.relays[1].key, &tree.relay_chain(1))
+}
 
 /// One entry of `keys.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +122,11 @@ fn generate() -> Vec<(&'static str, Vec<u8>)> {
         ("certs.json", pretty(&tree.delivery_certs())),
         ("delivery-2hops.json", tree.delivery(&advisory, 2).to_json()),
         ("digest.txt", format!("{}\n", Digest::of(&payload)).into_bytes()),
+        (
+            "revocation-piece.json",
+            tree.relay_revocation(1, &tree.relays[2].cert, &[], FIXTURE_NOW, FIXTURE_NOW).to_json(),
+        ),
+        ("sync-page.json", sync_page(&tree, tree.delivery(&advisory, 2)).to_json()),
     ];
     let names: Vec<&str> = vectors.iter().map(|(name, _)| *name).collect();
     assert_eq!(names, FILES);
@@ -382,4 +407,90 @@ fn vector_files_verify_with_this_crate() {
     let origin = PublicKey::from_hex(&keys()["origin-mhlw"].public).expect("origin key");
     envelope.verify_by(ADVISORY_TYPE, "advisory", &origin).expect("verifies by the origin key");
     assert_eq!(pae(ADVISORY_TYPE, &envelope.payload), file("advisory.pae.txt"));
+}
+
+#[test]
+fn revocation_piece_verifies_by_hand() {
+    let keys = keys();
+    let piece = json("revocation-piece.json");
+    let object = piece.as_object().expect("a bundle is an object");
+    let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["certs", "revocations"], "no rotations: the field is omitted");
+    // The certificates: the revoked one and the revoker's chain, sorted by payload digest.
+    let mut by_subject = BTreeMap::new();
+    let mut digests = Vec::new();
+    for cert in piece["certs"].as_array().expect("certs") {
+        let (payload, signers) = check_envelope(cert, CERT_TYPE, &keys);
+        let body: Value = serde_json::from_slice(&payload).expect("certificate payload is JSON");
+        let digest = format!("sha256:{}", sha256_hex(&payload));
+        digests.push(digest.clone());
+        by_subject.insert(str_field(&body, "subject").to_owned(), (digest, body.clone(), signers));
+    }
+    assert!(digests.is_sorted(), "canonical order");
+    assert_eq!(by_subject.keys().map(String::as_str).collect::<Vec<_>>(), ["jp", "jp-13", "jp-13-chuo"]);
+    let revocations = piece["revocations"].as_array().expect("revocations");
+    assert_eq!(revocations.len(), 1);
+    let (payload, signers) = check_envelope(&revocations[0], REVOCATION_TYPE, &keys);
+    assert_eq!(signers, ["relay-jp-13"]);
+    let statement: Value = serde_json::from_slice(&payload).expect("revocation payload is JSON");
+    let fields: Vec<&str> = statement.as_object().expect("object").keys().map(String::as_str).collect();
+    assert_eq!(fields.len(), 7, "{fields:?}");
+    // It names the district's certificate by digest; the revoker is the district's issuer,
+    // whose own certificate chains to the roots (issuer = subject above, signed by that key).
+    let (revoked_digest, revoked, _) = &by_subject["jp-13-chuo"];
+    assert_eq!(statement["cert"], revoked_digest.as_str());
+    assert_eq!(statement["subject"], "jp-13-chuo");
+    assert_eq!(statement["issuer"], "jp-13");
+    assert_eq!(revoked["issuer"], "jp-13");
+    assert_eq!(by_subject["jp-13-chuo"].2, ["relay-jp-13"]);
+    assert_eq!(by_subject["jp-13"].1["issuer"], "jp");
+    assert_eq!(by_subject["jp-13"].2, ["relay-jp"]);
+    assert_eq!(by_subject["jp"].1["issuer"], "root");
+    assert_eq!(by_subject["jp"].2, ["root-1", "root-3"]);
+    assert_eq!(statement["issued_at"], "2021-12-01T09:00:00.000Z");
+    // And this crate accepts it, revoking exactly that certificate.
+    let anchors =
+        TrustAnchors::new(serde_json::from_slice(file("trust.json")).expect("anchors")).expect("valid");
+    let bundle = TrustBundle::from_json(file("revocation-piece.json")).expect("bundle");
+    let verified = bundle.verify(&anchors, FIXTURE_NOW.plus_secs(60)).expect("verifies");
+    assert!(verified.refused().is_empty());
+    let revoked: Vec<String> = verified.revoked().iter().map(|(d, _)| d.to_string()).collect();
+    assert_eq!(revoked, std::slice::from_ref(revoked_digest));
+    assert_eq!(verified.pieces()[0].to_json(), file("revocation-piece.json"), "a piece of itself");
+}
+
+#[test]
+fn sync_page_verifies_by_hand() {
+    let keys = keys();
+    let page = json("sync-page.json");
+    let (payload, signers) = check_envelope(&page["statement"], SYNC_PAGE_TYPE, &keys);
+    assert_eq!(signers, ["relay-jp-13"]);
+    let statement: Value = serde_json::from_slice(&payload).expect("statement payload is JSON");
+    assert_eq!(statement["child"], "jp-13-chuo");
+    for field in ["after", "scanned_upto", "last_relay_seq"] {
+        assert_eq!(statement[field], page[field], "{field}");
+    }
+    // The digests of the page's deliveries: SHA-256 of each advisory payload, in order.
+    let carried: Vec<String> = page["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .map(|d| format!("sha256:{}", sha256_hex(&check_envelope(&d["advisory"], ADVISORY_TYPE, &keys).0)))
+        .collect();
+    assert_eq!(statement["deliveries"], serde_json::json!(carried));
+    assert_eq!(page["deliveries"][0], json("delivery-2hops.json"), "the 2-hop vector, as jp-13 forwarded it");
+    // The parent's chain: its certificate and the one above, as in certs.json.
+    let all_certs = json("certs.json");
+    let chain = page["certs"].as_array().expect("certs");
+    assert_eq!(chain.len(), 2);
+    assert!(chain.iter().all(|c| all_certs.as_array().expect("array").contains(c)));
+    // And this crate accepts it from jp-13 for jp-13-chuo, and for nobody else.
+    let anchors =
+        TrustAnchors::new(serde_json::from_slice(file("trust.json")).expect("anchors")).expect("valid");
+    let revocations = Default::default();
+    let ctx = VerifyContext { anchors: &anchors, revocations: &revocations, now: FIXTURE_NOW.plus_secs(60) };
+    verify_page(file("sync-page.json"), "jp-13", "jp-13-chuo", ctx).expect("verifies");
+    assert!(verify_page(file("sync-page.json"), "jp-13", "jp-13-kyobashi", ctx).is_err());
+    assert!(verify_page(file("sync-page.json"), "jp", "jp-13-chuo", ctx).is_err());
 }

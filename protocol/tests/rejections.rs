@@ -17,9 +17,9 @@ use kairan_protocol::limits::{
 };
 use kairan_protocol::trust::RootKey;
 use kairan_protocol::{
-    Advisory, CertSet, Certificate, Delivery, Digest, Envelope, Error, Hop, HopInput, Kind, Localized,
-    PublicKey, Result, Revocation, RevocationSet, Role, Scope, SecretKey, Timestamp, TrustAnchors, Verified,
-    VerifyContext, attest, verify_delivery, verify_parsed,
+    Advisory, Certificate, Delivery, Digest, Envelope, Error, Hop, HopInput, Kind, Localized, PublicKey,
+    Result, Revocation, RevocationSet, Role, Scope, SecretKey, Timestamp, TrustAnchors, TrustBundle,
+    Verified, VerifyContext, attest, verify_delivery, verify_parsed,
 };
 
 /// Asserts that `$result` is an error with reason code `$code` whose value matches `$pattern`
@@ -583,64 +583,54 @@ fn scope_violation_child_certificate_outside_its_issuer() {
 // revoked_key
 // ---------------------------------------------------------------------------------------------
 
-/// Verifies `envelope` as a revocation against the fixture certificates and returns the set
-/// holding it.
-fn revocation_set(tree: &Hierarchy, envelope: &Envelope) -> RevocationSet {
-    let certs = CertSet::verify(&tree.delivery_certs(), &tree.anchors, &no_revocations(), tree.later())
-        .expect("fixture certificates verify");
-    let revocation =
-        Revocation::verify(envelope, &tree.anchors, &certs, tree.later()).expect("revocation verifies");
-    let mut set = RevocationSet::default();
-    set.insert(&revocation);
-    set
+/// Verifies `bundle` (revocations with the certificates they need) and returns the revoked
+/// certificates in force; every statement must be accepted.
+fn revocation_set(tree: &Hierarchy, bundle: TrustBundle) -> RevocationSet {
+    let verified = bundle.verify(&tree.anchors, tree.later()).expect("bundle verifies");
+    assert!(verified.refused().is_empty(), "refused: {:?}", verified.refused());
+    verified.revoked().clone()
 }
 
-fn origin_revocation(tree: &Hierarchy, effective_at: Timestamp) -> Envelope {
-    Revocation {
-        keyid: tree.origin_key.keyid().clone(),
-        subject: "mhlw".into(),
-        scope: scope("jp"),
-        issuer: ROOT_ISSUER.into(),
-        seq: 1,
-        issued_at: tree.now.plus_secs(30),
+fn origin_revocation(tree: &Hierarchy, effective_at: Timestamp) -> TrustBundle {
+    let revocation = Revocation::of_cert(
+        &tree.origin_cert,
+        ROOT_ISSUER,
+        1,
+        tree.now.plus_secs(30),
         effective_at,
-        reason: "key compromised".into(),
+        "key compromised",
+    )
+    .expect("certificate");
+    TrustBundle {
+        certs: vec![tree.origin_cert.clone()],
+        revocations: vec![revocation.sign(&[&tree.roots[1], &tree.roots[2]])],
+        rotations: vec![],
     }
-    .sign(&[&tree.roots[1], &tree.roots[2]])
 }
 
 #[test]
 fn revoked_key_origin_revoked_before_the_advisory_was_issued() {
     let tree = Hierarchy::standard();
     let delivery = tree.delivery(&sample(), 3);
-    let revoked = revocation_set(&tree, &origin_revocation(&tree, tree.now.plus_secs(-3600)));
+    let revoked = revocation_set(&tree, origin_revocation(&tree, tree.now.plus_secs(-3600)));
     assert_rejected!(
         verify_at(&tree, &delivery, &revoked, tree.later()),
         "revoked_key",
-        Error::Revoked { keyid, subject, what, .. }
+        Error::Revoked { cert, keyid, subject, what, .. }
             if keyid == tree.origin_key.keyid().as_str() && subject == "mhlw" && what == "advisory"
+                && *cert == Digest::of(&tree.origin_cert.payload).to_string()
     );
     // Revoked only after it was issued: what the key signed before stays verifiable.
-    let later_revocation = revocation_set(&tree, &origin_revocation(&tree, tree.now.plus_secs(1)));
+    let later_revocation = revocation_set(&tree, origin_revocation(&tree, tree.now.plus_secs(1)));
     verify_at(&tree, &delivery, &later_revocation, tree.later()).expect("signed before the revocation");
 }
 
 #[test]
 fn revoked_key_relay_revoked_by_its_issuer() {
     let tree = Hierarchy::standard();
-    let (tokyo, district) = (&tree.relays[1], &tree.relays[2]);
-    let envelope = Revocation {
-        keyid: district.key.keyid().clone(),
-        subject: district.id.clone(),
-        scope: district.scope.clone(),
-        issuer: tokyo.id.clone(),
-        seq: 1,
-        issued_at: tree.now.plus_secs(20),
-        effective_at: tree.now.plus_secs(20),
-        reason: "node retired".into(),
-    }
-    .sign(&[&tokyo.key]);
-    let revoked = revocation_set(&tree, &envelope);
+    let district = &tree.relays[2];
+    let at = tree.now.plus_secs(20);
+    let revoked = revocation_set(&tree, tree.relay_revocation(1, &district.cert, &[], at, at));
     // The district forwarded at now + 22 s, after the revocation took effect.
     assert_rejected!(
         verify_at(&tree, &tree.delivery(&sample(), 3), &revoked, tree.later()),
@@ -653,21 +643,10 @@ fn revoked_key_relay_revoked_by_its_issuer() {
 
 #[test]
 fn revoked_key_issuer_revoked_before_it_certified_a_child() {
-    // The Tokyo relay's key is revoked; a certificate it issues afterwards does not chain.
+    // The Tokyo relay's certificate is revoked; a certificate it issues afterwards does not chain.
     let tree = Hierarchy::standard();
-    let (national, tokyo) = (&tree.relays[0], &tree.relays[1]);
-    let envelope = Revocation {
-        keyid: tokyo.key.keyid().clone(),
-        subject: tokyo.id.clone(),
-        scope: tokyo.scope.clone(),
-        issuer: national.id.clone(),
-        seq: 1,
-        issued_at: tree.now,
-        effective_at: tree.now,
-        reason: "key compromised".into(),
-    }
-    .sign(&[&national.key]);
-    let revoked = revocation_set(&tree, &envelope);
+    let tokyo = &tree.relays[1];
+    let revoked = revocation_set(&tree, tree.relay_revocation(0, &tokyo.cert, &[], tree.now, tree.now));
     let key = fixtures::key("relay-jp-13-minato");
     let mut cert = child_cert(&tree, 1, "jp-13-minato", key.public(), Role::Relay, "jp/13/minato");
     cert.not_before = tree.now.plus_secs(10);
@@ -679,6 +658,20 @@ fn revoked_key_issuer_revoked_before_it_certified_a_child() {
         "revoked_key",
         Error::Revoked { keyid, .. } if keyid == tokyo.key.keyid().as_str()
     );
+}
+
+#[test]
+fn revoked_key_is_per_certificate_not_per_key() {
+    // Revoking one certificate of a key leaves its other certificates usable: the ministry's
+    // key certified again by the root (a renewal) still signs after the old one is revoked.
+    let tree = Hierarchy::standard();
+    let revoked = revocation_set(&tree, origin_revocation(&tree, tree.now.plus_secs(-3600)));
+    let mut renewal = origin_certificate(&tree);
+    renewal.serial = "root-0002b".into();
+    let mut delivery = tree.delivery(&sample(), 3);
+    delivery.certs.push(renewal.sign(&[&tree.roots[0], &tree.roots[2]]));
+    let verified = verify_at(&tree, &delivery, &revoked, tree.later()).expect("the renewal is used");
+    assert_eq!(verified.origin_cert().serial, "root-0002b");
 }
 
 // ---------------------------------------------------------------------------------------------

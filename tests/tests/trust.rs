@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use kairan_node::harness::hierarchy::{Hierarchy, HierarchyBuilder};
 use kairan_node::store::Store;
 use kairan_protocol::cert::ROOT_ISSUER;
-use kairan_protocol::{
-    Advisory, Digest, Revocation, Scope, Timestamp, TrustBundle, VerifyContext, verify_delivery,
-};
+use kairan_protocol::{Advisory, Digest, Revocation, Timestamp, TrustBundle, VerifyContext, verify_delivery};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -53,18 +51,15 @@ async fn a_revoked_origin_key_is_refused_everywhere_and_older_advisories_still_v
 
     // The root (2 of 3) revokes the origin key from now on.
     let effective_at = tree.now();
-    let revocation = Revocation {
-        keyid: tree.origin.key.keyid().clone(),
-        subject: tree.origin.id.clone(),
-        scope: Scope::parse("jp").expect("scope"),
-        issuer: ROOT_ISSUER.into(),
-        seq: 1,
-        issued_at: effective_at,
-        effective_at,
-        reason: "key compromised".into(),
-    }
-    .sign(&[&tree.roots[0], &tree.roots[2]]);
-    let bundle = TrustBundle { revocations: vec![revocation], ..TrustBundle::default() };
+    let revocation =
+        Revocation::of_cert(&tree.origin.cert, ROOT_ISSUER, 1, effective_at, effective_at, "key compromised")
+            .expect("certificate")
+            .sign(&[&tree.roots[0], &tree.roots[2]]);
+    let bundle = TrustBundle {
+        certs: vec![tree.origin.cert.clone()],
+        revocations: vec![revocation],
+        ..TrustBundle::default()
+    };
     let started = Instant::now();
     tree.push_trust(bundle.to_json()).await.expect("pushed");
     while !everyone_has_trust(&tree) {

@@ -57,7 +57,7 @@ pub enum Command {
     Broker(BrokerCommand),
     /// Revoke a certified key from a time on: writes a trust bundle with the signed revocation.
     #[command(
-        after_help = "Examples:\n  # root revocation of an origin key (2 of 3 root keys):\n  kairan revoke --cert mhlw.cert.json --issuer-key keys/root-1.key --issuer-key keys/root-2.key \\\n      --reason \"key compromised\" --out revocation.json\n  # a prefecture revokes one of its districts:\n  kairan revoke --cert jp-13-chuo.cert.json --issuer-key keys/jp-13.key --issuer-cert jp-13.cert.json \\\n      --reason \"server retired\" --out revocation.json\n  kairan trust push --to mqtt://relay.jp.example:1883 --username admin --password-file admin.secret revocation.json"
+        after_help = "Examples:\n  # root revocation of an origin key (2 of 3 root keys):\n  kairan revoke --cert mhlw.cert.json --issuer-key keys/root-1.key --issuer-key keys/root-2.key \\\n      --reason \"key compromised\" --out revocation.json\n  # a prefecture revokes one of its districts:\n  kairan revoke --cert jp-13-chuo.cert.json --issuer-key keys/jp-13.key --issuer-cert jp-13.cert.json \\\n      --chain jp.cert.json --reason \"server retired\" --out revocation.json\n  kairan trust push --to mqtt://relay.jp.example:1883 --username admin --password-file admin.secret revocation.json"
     )]
     Revoke(revoke::RevokeArgs),
     /// Verify an advisory envelope, a certificate or a delivery and print its provenance.

@@ -15,7 +15,7 @@ use crate::mqtt::{BrokerAddr, Credentials};
 /// Arguments of `kairan revoke`.
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
-    /// The certificate of the key to revoke.
+    /// The certificate to revoke (revoke each certificate of a key to revoke the key).
     #[arg(long)]
     pub cert: PathBuf,
     /// Revoking key(s): a threshold of root keys, or one relay key above the certificate.
@@ -24,6 +24,10 @@ pub struct RevokeArgs {
     /// The revoking relay's certificate (absent for a root revocation).
     #[arg(long)]
     pub issuer_cert: Option<PathBuf>,
+    /// Further certificates the revocation needs (repeatable): those linking the revoked
+    /// certificate to the revoking relay, and the revoking relay's chain up to the root.
+    #[arg(long = "chain")]
+    pub chain: Vec<PathBuf>,
     /// From when the key's signatures are refused (RFC 3339); default now.
     #[arg(long, value_parser = super::keys::parse_time)]
     pub effective_at: Option<Timestamp>,
@@ -62,7 +66,7 @@ pub(super) fn revoke(args: &RevokeArgs) -> Result<(), CliError> {
     let revoked = Certificate::decode(&revoked_envelope.payload)
         .map_err(|e| CliError::Usage(format!("--cert: {e}")))?;
     let keys = args.issuer_keys.iter().map(|p| keyfile::load_secret(p)).collect::<Result<Vec<_>, _>>()?;
-    let mut certs = vec![revoked_envelope];
+    let mut certs = vec![revoked_envelope.clone()];
     let issuer = match &args.issuer_cert {
         None => ROOT_ISSUER.to_owned(),
         Some(path) => {
@@ -73,27 +77,26 @@ pub(super) fn revoke(args: &RevokeArgs) -> Result<(), CliError> {
             issuer.subject
         }
     };
+    for path in &args.chain {
+        certs.push(keyfile::load_envelope(path)?);
+    }
     let now = clock::now();
-    let revocation = Revocation {
-        keyid: revoked.key.keyid().clone(),
-        subject: revoked.subject.clone(),
-        scope: revoked.scope.clone(),
-        issuer,
-        seq: args.seq,
-        issued_at: now,
-        effective_at: args.effective_at.unwrap_or(now),
-        reason: args.reason.clone(),
-    };
+    let effective_at = args.effective_at.unwrap_or(now);
+    let revocation =
+        Revocation::of_cert(&revoked_envelope, &issuer, args.seq, now, effective_at, &args.reason)
+            .map_err(|e| CliError::Usage(format!("--cert: {e}")))?;
     let signers: Vec<_> = keys.iter().collect();
-    let bundle = TrustBundle { certs, revocations: vec![revocation.sign(&signers)], rotations: Vec::new() };
+    let bundle = TrustBundle { certs, revocations: vec![revocation.sign(&signers)], rotations: Vec::new() }
+        .canonical();
     let mut json = bundle.to_json();
     json.push(b'\n');
     match &args.out {
         Some(path) => {
             std::fs::write(path, &json).map_err(|e| CliError::io(path, e))?;
             eprintln!(
-                "revocation of {} (key {}) written to {}",
+                "revocation of {} (certificate {}, key {}) written to {}",
                 revoked.subject,
+                kairan_protocol::Digest::of(&revoked_envelope.payload).short(),
                 revoked.key.keyid().short(),
                 path.display()
             );

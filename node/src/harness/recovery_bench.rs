@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kairan_protocol::cert::ROOT_ISSUER;
-use kairan_protocol::{Advisory, Revocation, Scope, TrustBundle, fixtures};
+use kairan_protocol::{Advisory, Revocation, TrustBundle, fixtures};
 
 use super::hierarchy::HierarchyBuilder;
 use crate::error::CliError;
@@ -94,18 +94,14 @@ pub async fn revocation_reach() -> Result<Duration, CliError> {
     let tree = HierarchyBuilder::new(dir.path()).start().await?;
     tree.wait_subscribed(Duration::from_secs(20)).await?;
     let now = tree.now();
-    let revocation = Revocation {
-        keyid: tree.origin.key.keyid().clone(),
-        subject: tree.origin.id.clone(),
-        scope: Scope::parse("jp").map_err(CliError::Failed)?,
-        issuer: ROOT_ISSUER.into(),
-        seq: 1,
-        issued_at: now,
-        effective_at: now,
-        reason: "benchmark".into(),
-    }
-    .sign(&[&tree.roots[0], &tree.roots[1]]);
-    let bundle = TrustBundle { revocations: vec![revocation], ..TrustBundle::default() };
+    let revocation = Revocation::of_cert(&tree.origin.cert, ROOT_ISSUER, 1, now, now, "benchmark")
+        .map_err(|e| CliError::Failed(e.to_string()))?
+        .sign(&[&tree.roots[0], &tree.roots[1]]);
+    let bundle = TrustBundle {
+        certs: vec![tree.origin.cert.clone()],
+        revocations: vec![revocation],
+        rotations: Vec::new(),
+    };
     let started = Instant::now();
     tree.push_trust(bundle.to_json()).await?;
     loop {

@@ -100,7 +100,7 @@ pub fn build_page(
         scanned_upto: request.after,
         last_relay_seq: upto,
         deliveries: Vec::new(),
-        trust: None,
+        ..SyncResponse::default()
     };
     let mut page_bytes = 0usize;
     for entry in entries {

@@ -367,18 +367,21 @@ fn a_trust_update_applies_at_once_and_is_republished_once_durable() {
     let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
     national.machine.handle_downstream_connected(now);
     national.pump(now);
-    let revocation = Revocation {
-        keyid: tree.origin_key.keyid().clone(),
-        subject: "mhlw".into(),
-        scope: Scope::parse("jp").expect("scope"),
-        issuer: kairan_protocol::cert::ROOT_ISSUER.into(),
-        seq: 1,
-        issued_at: now,
-        effective_at: tree.now,
-        reason: "key compromised".into(),
-    }
+    let revocation = Revocation::of_cert(
+        &tree.origin_cert,
+        kairan_protocol::cert::ROOT_ISSUER,
+        1,
+        now,
+        tree.now,
+        "key compromised",
+    )
+    .expect("certificate")
     .sign(&[&tree.roots[0], &tree.roots[1]]);
-    let bundle = TrustBundle { revocations: vec![revocation], ..TrustBundle::default() };
+    let bundle = TrustBundle {
+        certs: vec![tree.origin_cert.clone()],
+        revocations: vec![revocation],
+        ..TrustBundle::default()
+    };
     national.hold_commits = true;
     national.receive(1, &topics::control("jp"), bundle.to_json(), now);
     assert!(national.take_published(Link::Downstream).is_empty(), "not republished before it is durable");

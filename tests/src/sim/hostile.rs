@@ -11,7 +11,7 @@ use rand::Rng;
 
 use kairan_node::topics;
 use kairan_protocol::head::Head;
-use kairan_protocol::{Revocation, Scope, TrustBundle};
+use kairan_protocol::{Revocation, TrustBundle};
 
 use super::tree::{EPOCH, derive_key};
 use super::world::{Msg, Sim, Tag};
@@ -128,9 +128,8 @@ impl Sim {
                 let rogue = derive_key(self.seed, "rogue-revoker");
                 let now = EPOCH.plus_ms(self.now as i64);
                 let revocation = Revocation {
-                    keyid: origin.key.keyid().clone(),
+                    cert: kairan_protocol::Digest::of(&origin.cert.payload),
                     subject: origin.id.clone(),
-                    scope: Scope::parse("jp").unwrap_or_else(|e| panic!("{e}")),
                     issuer: "root".into(),
                     seq: 99,
                     issued_at: now,
@@ -138,7 +137,11 @@ impl Sim {
                     reason: "hostile".into(),
                 }
                 .sign(&[&rogue]);
-                let bundle = TrustBundle { revocations: vec![revocation], ..TrustBundle::default() };
+                let bundle = TrustBundle {
+                    certs: vec![origin.cert.clone()],
+                    revocations: vec![revocation],
+                    ..TrustBundle::default()
+                };
                 let payload = Bytes::from(bundle.to_json());
                 self.send(target, target, Msg::Publish { topic: trust, payload, tag, qos1: true });
             }

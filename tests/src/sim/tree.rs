@@ -288,23 +288,23 @@ impl Tree {
     /// retired parties that no genuine advisory or hop uses (cumulative, as an administrator's
     /// bundle is).
     pub fn trust_update(&self, seed: u64, index: usize, now: Timestamp) -> Bytes {
-        let revocations = (0..=index)
-            .map(|n| {
-                let retired = derive_key(seed, &format!("retired-{n}"));
-                Revocation {
-                    keyid: retired.keyid().clone(),
-                    subject: format!("retired-{n}"),
-                    scope: scope("jp"),
-                    issuer: ROOT_ISSUER.into(),
-                    seq: n as u64 + 1,
-                    issued_at: now,
-                    effective_at: now,
-                    reason: "retired".into(),
-                }
-                .sign(&[&self.roots[0], &self.roots[1]])
-            })
-            .collect();
-        Bytes::from(TrustBundle { revocations, ..TrustBundle::default() }.to_json())
+        let window = (EPOCH.plus_secs(-24 * 3600), EPOCH.plus_secs(365 * 24 * 3600));
+        let roots = [&self.roots[0], &self.roots[1]];
+        let mut certs = Vec::new();
+        let mut revocations = Vec::new();
+        for n in 0..=index {
+            // A revocation names a certificate and travels with it.
+            let retired = derive_key(seed, &format!("retired-{n}"));
+            let subject = format!("retired-{n}");
+            let names = (ROOT_ISSUER, subject.as_str());
+            let cert =
+                certify(format!("retired-{n}"), names, &retired, Role::Relay, &scope("jp"), window, &roots);
+            let revocation = Revocation::of_cert(&cert, ROOT_ISSUER, n as u64 + 1, now, now, "retired")
+                .unwrap_or_else(|e| panic!("sim revocation: {e}"));
+            revocations.push(revocation.sign(&roots));
+            certs.push(cert);
+        }
+        Bytes::from(TrustBundle { certs, revocations, ..TrustBundle::default() }.to_json())
     }
 }
 
