@@ -57,6 +57,11 @@ pub struct NodeSection {
     /// children's certificates), e.g. `["certs/jp-13.2025.cert.json"]`.
     #[serde(default)]
     pub extra_certs: Vec<PathBuf>,
+    /// The certificates of the relays above this one, up to the root-issued national one
+    /// (e.g. `["certs/jp.cert.json"]` for a prefecture): they go with every signed catch-up
+    /// page so children can check it from the start; deliveries carry them too.
+    #[serde(default)]
+    pub chain: Vec<PathBuf>,
 }
 
 /// `[upstream]`: where input comes from.
@@ -196,6 +201,8 @@ pub struct NodeConfig {
     pub cert_info: Certificate,
     /// Previous certificates carried after a key rotation.
     pub extra_certs: Vec<Envelope>,
+    /// The certificates of the relays above this one.
+    pub chain: Vec<Envelope>,
     /// Trust anchors.
     pub anchors: TrustAnchors,
     /// Input.
@@ -337,6 +344,11 @@ impl NodeConfig {
                 keyfile::load_envelope(&resolve(base, path)).map_err(|e| field("node.extra_certs", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let chain = node
+            .chain
+            .iter()
+            .map(|path| keyfile::load_envelope(&resolve(base, path)).map_err(|e| field("node.chain", e)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(NodeConfig {
             id: node.id.clone(),
             data_dir: resolve(base, &node.data_dir),
@@ -344,6 +356,7 @@ impl NodeConfig {
             cert,
             cert_info,
             extra_certs,
+            chain,
             anchors,
             upstream,
             broker,

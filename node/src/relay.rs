@@ -61,7 +61,8 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         UpstreamConfig::Ingest => Upstream::Ingest,
         UpstreamConfig::Parent { parent, .. } => Upstream::Relay(parent.clone()),
     };
-    let attester = Attester { key: config.key, cert: config.cert, extra_certs: config.extra_certs };
+    let attester =
+        Attester { key: config.key, cert: config.cert, extra_certs: config.extra_certs, chain: config.chain };
     let identity = Identity { id: id.clone(), scope: scope.clone(), upstream, attester: Some(attester) };
     let sync_interval_ms = u64::try_from(config.sync_interval.as_millis()).unwrap_or(u64::MAX);
     let children = config.members.children();

@@ -45,6 +45,12 @@ pub fn log_event(node: &str, event: &Event) {
         Event::Held { reason } => {
             error!(node = %node, "not processed, left unacknowledged for redelivery: {reason}");
         }
+        Event::Deferred { code, message } => warn!(
+            node = %node,
+            reason = %code,
+            "held: not valid yet by this node's clock (is it behind?); tried again for up to {} s: {message}",
+            crate::machine::deferred::HOLD_MS / 1000
+        ),
         Event::Gap { origin, from, to, from_head: false } => {
             warn!(node = %node, %origin, from, to, "gap in origin chain: advisories missing; catching up");
         }

@@ -40,6 +40,10 @@ pub struct Attester {
     /// relay's previous certificate, which still certifies the key its children's
     /// certificates were issued under.
     pub extra_certs: Vec<Envelope>,
+    /// The certificates of the relays above this one, up to a root-issued one: sent with
+    /// every signed catch-up page so a child can check the page's signer up to the anchors
+    /// (the machine also learns them from the deliveries it accepts).
+    pub chain: Vec<Envelope>,
 }
 
 /// What a node is, for deciding.
@@ -69,6 +73,9 @@ pub enum Decision {
     /// This relay cannot attest now (its own certificate is expired or not yet valid): do not
     /// acknowledge; the broker redelivers once the certificate is renewed.
     Held(String),
+    /// Refused only because of this node's clock (something not valid *yet*): hold and try
+    /// again; if it is still refused after a while, the prepared rejection is final.
+    NotYet(Rejection),
 }
 
 /// What a node holds, in memory, to decide.
@@ -148,6 +155,9 @@ impl Holdings {
         let ctx = VerifyContext { anchors, revocations, now };
         let verified = match verify_delivery(bytes, ctx).and_then(|v| check_route(identity, v)) {
             Ok(verified) => verified,
+            Err(error) if error.is_clock_dependent() => {
+                return Decision::NotYet(rejection(bytes, source, now, &error));
+            }
             Err(error) => return Decision::Rejected(rejection(bytes, source, now, &error)),
         };
         let digest = verified.digest();
@@ -275,6 +285,7 @@ mod tests {
                 key: SecretKey::from_hex(&relay.key.to_hex()).expect("key"),
                 cert: relay.cert.clone(),
                 extra_certs: Vec::new(),
+                chain: Vec::new(),
             }),
         }
     }

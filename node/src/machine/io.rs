@@ -154,6 +154,13 @@ pub enum Event {
         /// A head said so (rather than a later advisory).
         from_head: bool,
     },
+    /// Input refused only because of this node's clock (not valid yet): held and tried again.
+    Deferred {
+        /// The reason code it would be refused with.
+        code: String,
+        /// Explanation.
+        message: String,
+    },
     /// A newer signed head of an origin was accepted (and republished by a relay).
     HeadNewer {
         /// The origin.

@@ -20,6 +20,7 @@
 //! - [`io`]: [`Action`], [`Event`], [`Query`], [`ReadResult`] — the machine's vocabulary.
 //! - [`acks`]: acknowledgements released in arrival order (MQTT 3.1.1 §4.6).
 //! - [`decide`]: one delivery — verification, routing, deduplication, sequence, attestation.
+//! - [`deferred`]: input refused only by this node's clock, held and tried again.
 //! - [`pipeline`]: group commit; what waits for durability.
 //! - [`catchup`]: the child side of catch-up (cursor, when to ask).
 //! - [`serve`]: the parent side (which requests are answered, what a page holds).
@@ -37,6 +38,7 @@
 pub mod acks;
 pub mod catchup;
 pub mod decide;
+pub mod deferred;
 pub mod heads;
 pub mod io;
 pub mod limiter;

@@ -8,8 +8,6 @@
 //! than one per message. Commits complete in order, so an effect never runs before the writes
 //! of an earlier decision are durable either.
 
-use bytes::Bytes;
-
 use super::io::{Event, MsgId};
 use crate::store::{WriteBatch, WriteOp};
 
@@ -24,8 +22,8 @@ pub enum Effect {
     RequestPage,
     /// Ask the parent to catch up after a gap (spaced).
     AskGap,
-    /// Republish this trust bundle retained to the children.
-    PublishTrust(Bytes),
+    /// Republish the trust pieces in force, retained, to the children.
+    PublishTrust,
 }
 
 /// Writes and the effects that wait for them.

@@ -1,25 +1,29 @@
 //! [`Machine`]: the parts of `super` put together behind the `handle_*` / `poll_*` surface.
 
+mod chain;
+mod upstream;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 
 use kairan_protocol::sequence::SeqDecision;
-use kairan_protocol::sync::{MAX_SYNC_PAGE_ENTRIES, SyncRequest, parse_response};
-use kairan_protocol::{Digest, Scope, Timestamp, TrustAnchors, TrustBundle, VerifyContext};
+use kairan_protocol::sync::{MAX_SYNC_PAGE_ENTRIES, SyncRequest, sign_page};
+use kairan_protocol::{Digest, Envelope, Scope, Timestamp, TrustAnchors, TrustBundle};
 
 use super::acks::AckQueue;
 use super::catchup::{CatchUp, Reason};
-use super::decide::{Decision, Holdings, Identity, Upstream, rejection};
-use super::heads::{HeadNews, Heads};
+use super::decide::{Decision, Holdings, Identity, Upstream};
+use super::deferred::{Deferred, HeldInput};
+use super::heads::Heads;
 use super::io::{Accepted, Action, Event, Link, MsgId, Outgoing, Qos, Query, ReadResult};
 use super::limiter::RateLimiter;
 use super::pipeline::{Effect, Pipeline};
 use super::publisher::{Forward, Publisher, Step};
 use super::serve::Server;
-use super::trust::{TrustChange, TrustState};
-use super::{MAX_PACKET_BYTES, REFUSALS_BURST, REFUSALS_PER_SEC, SYNC_SOURCE};
-use crate::store::{PUBLISHED_CURSOR, RestoredState, SYNC_CURSOR, TRUST_BLOB, WriteOp};
+use super::trust::TrustState;
+use super::{MAX_PACKET_BYTES, REFUSALS_BURST, REFUSALS_PER_SEC};
+use crate::store::{PUBLISHED_CURSOR, RestoredState, WriteOp};
 use crate::topics::{self, Topic};
 
 /// What a machine is.
@@ -54,6 +58,8 @@ pub struct Counters {
     pub forks: u64,
     /// Inputs held unacknowledged (this relay's own certificate unusable).
     pub held: u64,
+    /// Inputs held because this node's clock is behind (tried again, then final).
+    pub deferred: u64,
 }
 
 /// The sequence numbers missing below the highest held, per origin: `(origin, from, to)`.
@@ -105,6 +111,13 @@ pub struct Machine {
     next_read: u64,
     actions: VecDeque<Action>,
     acks: AckQueue,
+    deferred: Deferred,
+    /// The certificates a signed page carries: this relay's, and those above it.
+    chain: Vec<Envelope>,
+    /// Trust pieces published retained (topic → present), to clear the pruned ones.
+    pieces: BTreeMap<String, ()>,
+    /// Whether `chain` verified at the last check (`None`: check again).
+    chain_checked: Option<bool>,
     counters: Counters,
     upstream_up: bool,
     closing: bool,
@@ -140,6 +153,10 @@ impl Machine {
             next_read: 0,
             actions: VecDeque::new(),
             acks: AckQueue::default(),
+            deferred: Deferred::default(),
+            chain: Vec::new(),
+            pieces: BTreeMap::new(),
+            chain_checked: None,
             counters: Counters::default(),
             upstream_up: false,
             closing: false,
@@ -147,6 +164,11 @@ impl Machine {
         };
         if let Some(warning) = warning {
             machine.report(Event::TrustStoreWarning(warning));
+        }
+        if let Some(attester) = &machine.identity.attester {
+            let mine = std::iter::once(attester.cert.clone()).chain(attester.extra_certs.iter().cloned());
+            machine.chain = mine.chain(attester.chain.iter().cloned()).collect();
+            machine.learn_chain(&restored.chain, now);
         }
         // Holes in the chains held: a gap found before a crash may not have been reported
         // (the process died between the commit and the report). Catch-up runs at connection.
@@ -231,7 +253,8 @@ impl Machine {
     /// When to call [`Machine::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let paused = self.paused.as_ref().map(|(until, _)| *until);
-        Some(paused.map_or(self.next_tick, |until| until.min(self.next_tick)))
+        let soonest = [paused, self.deferred.retry_at()].into_iter().flatten().min();
+        Some(soonest.map_or(self.next_tick, |at| at.min(self.next_tick)))
     }
 
     /// Whether the machine takes upstream input at `now`: false while refused input is being
@@ -275,6 +298,7 @@ impl Machine {
     pub fn handle_upstream_disconnected(&mut self) {
         self.upstream_up = false;
         self.acks.reset();
+        self.deferred.clear();
     }
 
     /// A message arrived on the upstream connection.
@@ -286,6 +310,8 @@ impl Machine {
         };
         match topics::parse(&owner, topic) {
             Some(Topic::Ingest(_) | Topic::Deliveries(_)) => self.on_delivery(id, topic, &payload, now),
+            // An empty retained message clears a pruned piece: nothing to apply.
+            Some(Topic::Trust(_)) if payload.is_empty() => self.ack(id),
             Some(Topic::Control | Topic::Trust(_)) => self.apply_trust(&payload, Some(id), now),
             Some(Topic::IngestHeads(_) | Topic::Heads(_)) => self.on_head(id, topic, &payload, now),
             Some(Topic::SyncResponse(child)) if child == self.identity.id => self.on_page(id, &payload, now),
@@ -302,9 +328,8 @@ impl Machine {
             publisher.connected();
         }
         if self.is_relay() {
-            if let Some(bundle) = self.trust.json() {
-                self.publish_trust(Bytes::from(bundle));
-            }
+            self.pieces.clear();
+            self.publish_trust();
             let heads: Vec<(String, Bytes)> =
                 self.heads.messages().map(|(o, m)| (o.clone(), m.clone())).collect();
             for (origin, message) in heads {
@@ -323,8 +348,16 @@ impl Machine {
 
     /// A message arrived on the downstream connection (a child's catch-up request).
     pub fn handle_downstream_message(&mut self, topic: &str, payload: &[u8], now: Timestamp) {
-        let Some(server) = &mut self.server else { return };
+        if self.server.is_none() {
+            return;
+        }
         let Some(Topic::SyncRequest(child)) = topics::parse(&self.identity.id, topic) else { return };
+        if !self.chain_ready(now) {
+            let reason = "this relay does not yet hold the certificates from its own up to a root-issued one";
+            self.report(Event::SyncDropped { child: child.to_owned(), reason: reason.into() });
+            return;
+        }
+        let Some(server) = &mut self.server else { return };
         // The broker lets only `child` publish on this topic: the name is authenticated.
         match server.admit(child, payload, now) {
             Ok(request) => {
@@ -378,13 +411,19 @@ impl Machine {
                 }
             }
             (Some(ReadFor::Answer { child, child_trust }), ReadResult::Page(mut page)) => {
+                let chain_bytes: usize = self.chain.iter().map(|c| c.to_json().len() + 1).sum();
                 if let Some(bundle) = self.trust.json() {
                     // The bundle rides along only when the child lacks it and the answer stays
-                    // one MQTT packet; otherwise the child takes it from the retained topic.
-                    let room = MAX_PACKET_BYTES.saturating_sub(page.to_json().len() + 1024);
+                    // one MQTT packet; otherwise the child takes it from the retained pieces.
+                    let room = MAX_PACKET_BYTES.saturating_sub(page.to_json().len() + chain_bytes + 2048);
                     if child_trust != self.trust.digest() && bundle.len() <= room {
                         page.trust = TrustBundle::from_json(&bundle).ok();
                     }
+                }
+                // Signed for this child: no one else can answer in this relay's name, or move
+                // the child's cursor with a made-up `scanned_upto`.
+                if let Some(attester) = &self.identity.attester {
+                    page = sign_page(page, &child, &attester.key, &self.chain);
                 }
                 self.report(Event::SyncAnswered {
                     child: child.clone(),
@@ -406,8 +445,13 @@ impl Machine {
 
     /// Time passed: periodic catch-up and frozen-feed checks.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        for input in self.deferred.take_due(now) {
+            self.on_delivery_held(input, now);
+        }
         if now >= self.next_tick {
             self.next_tick = now.plus_ms(self.sync_interval_ms);
+            // Certificates expire and revocations take effect with time: check the chain again.
+            self.chain_checked = None;
             for head in self.heads.newly_frozen(now) {
                 self.counters.feeds_frozen += 1;
                 self.report(Event::FeedFrozen {
@@ -444,14 +488,16 @@ impl Machine {
                 self.counters.held += 1;
                 self.report(Event::Held { reason });
             }
-            Decision::Rejected(refused) => {
-                self.counters.rejected += 1;
-                self.pipeline.write(
-                    WriteOp::Rejection(refused.clone()),
-                    [Effect::Ack(id), Effect::Report(Event::Rejected(refused))],
-                );
-                self.throttle(source, now);
+            Decision::NotYet(refused) => {
+                let input = HeldInput { id, topic: source.to_owned(), payload: payload.clone(), since: now };
+                if self.deferred.hold(input, now) {
+                    self.counters.deferred += 1;
+                    self.report(Event::Deferred { code: refused.code, message: refused.message });
+                } else {
+                    self.refuse(id, refused, source, now);
+                }
             }
+            Decision::Rejected(refused) => self.refuse(id, refused, source, now),
             Decision::Fork(fork) => {
                 self.counters.forks += 1;
                 self.pipeline.write(
@@ -459,7 +505,32 @@ impl Machine {
                     [Effect::Ack(id), Effect::Report(Event::Fork(fork))],
                 );
             }
-            Decision::Accepted(accepted) => self.accept(accepted, Some(id)),
+            Decision::Accepted(accepted) => self.accept(accepted, Some(id), now),
+        }
+    }
+
+    /// Records a refusal (durably, then acknowledged) and throttles its source.
+    fn refuse(&mut self, id: MsgId, refused: crate::store::Rejection, source: &str, now: Timestamp) {
+        self.counters.rejected += 1;
+        self.pipeline.write(
+            WriteOp::Rejection(refused.clone()),
+            [Effect::Ack(id), Effect::Report(Event::Rejected(refused))],
+        );
+        self.throttle(source, now);
+    }
+
+    /// An input held for this node's clock, tried again: decided as new, held again while it
+    /// is still too early and young, refused for good once it is old.
+    fn on_delivery_held(&mut self, input: HeldInput, now: Timestamp) {
+        let HeldInput { id, topic, payload, since } = input;
+        match self.decide(&payload, &topic, now) {
+            Decision::NotYet(refused) if Deferred::expired_at(since, now) => {
+                self.refuse(id, refused, &topic, now)
+            }
+            Decision::NotYet(_) => {
+                self.deferred.hold(HeldInput { id, topic, payload, since }, now);
+            }
+            _ => self.on_delivery(id, &topic, &payload, now),
         }
     }
 
@@ -467,8 +538,12 @@ impl Machine {
         self.holdings.decide(&self.identity, self.trust.anchors(), self.trust.revoked(), payload, source, now)
     }
 
-    fn accept(&mut self, accepted: Box<Accepted>, ack: Option<MsgId>) {
+    fn accept(&mut self, accepted: Box<Accepted>, ack: Option<MsgId>, now: Timestamp) {
         self.counters.accepted += 1;
+        if self.is_relay() {
+            let certs = accepted.verified.value().certs.clone();
+            self.learn_chain(&certs, now);
+        }
         let record = accepted.record.clone();
         if let Some(publisher) = &mut self.publisher {
             let forward = Forward {
@@ -487,130 +562,6 @@ impl Machine {
         }
         effects.push(Effect::Report(Event::Accepted(accepted)));
         self.pipeline.write(WriteOp::Accepted(record), effects);
-    }
-
-    fn on_page(&mut self, id: MsgId, payload: &[u8], now: Timestamp) {
-        let ready = self.pipeline.after_writes([Effect::Ack(id)]);
-        self.run_now(ready, now);
-        let page = match parse_response(payload) {
-            Ok(page) => page,
-            Err(error) => return self.report(Event::PageRefused(error.to_string())),
-        };
-        let Some(cursor) = self.catch_up.as_ref().map(CatchUp::cursor) else { return };
-        if page.after != cursor {
-            return self.report(Event::StalePage { after: page.after, cursor });
-        }
-        if let Some(bundle) = &page.trust {
-            self.apply_trust(&bundle.to_json(), None, now);
-        }
-        if page.last_relay_seq < cursor {
-            // The parent's log ends before this node's cursor: it lost data or was restored
-            // from an older copy, and will reuse those relay_seqs. Catch up from its end
-            // (a rewind costs only duplicates, which are dropped).
-            if let Some(catch_up) = &mut self.catch_up {
-                catch_up.advance(page.last_relay_seq);
-            }
-            let event = Event::ParentBehind { cursor, parent_latest: page.last_relay_seq };
-            self.pipeline.write(
-                WriteOp::Cursor(SYNC_CURSOR, page.last_relay_seq),
-                [Effect::Report(event), Effect::RequestPage],
-            );
-            return;
-        }
-        let received = page.deliveries.len();
-        for delivery in &page.deliveries {
-            let bytes = Bytes::from(delivery.to_json());
-            match self.decide(&bytes, SYNC_SOURCE, now) {
-                Decision::Held(reason) => {
-                    // Cannot process now: keep the cursor so these pages come again.
-                    self.counters.held += 1;
-                    return self.report(Event::Held { reason });
-                }
-                Decision::Duplicate(_) => self.counters.duplicates += 1,
-                Decision::Rejected(refused) => {
-                    self.counters.rejected += 1;
-                    self.pipeline.write(
-                        WriteOp::Rejection(refused.clone()),
-                        [Effect::Report(Event::Rejected(refused))],
-                    );
-                }
-                Decision::Fork(fork) => {
-                    self.counters.forks += 1;
-                    self.pipeline.write(WriteOp::Fork((*fork).clone()), [Effect::Report(Event::Fork(fork))]);
-                }
-                Decision::Accepted(accepted) => self.accept(accepted, None),
-            }
-        }
-        if let Some(catch_up) = &mut self.catch_up {
-            catch_up.advance(page.scanned_upto);
-        }
-        let mut effects = vec![Effect::Report(Event::CatchUpPage {
-            received,
-            cursor: page.scanned_upto,
-            parent_latest: page.last_relay_seq,
-        })];
-        if page.has_more() {
-            effects.push(Effect::RequestPage);
-        }
-        self.pipeline.write(WriteOp::Cursor(SYNC_CURSOR, page.scanned_upto), effects);
-    }
-
-    fn apply_trust(&mut self, bytes: &[u8], ack: Option<MsgId>, now: Timestamp) {
-        match self.trust.apply(bytes, now) {
-            Ok(TrustChange::Updated(json)) => {
-                let mut effects: Vec<Effect> = ack.map(Effect::Ack).into_iter().collect();
-                effects.push(Effect::Report(Event::TrustUpdated {
-                    revoked_keys: self.trust.revoked().len(),
-                    rotations: self.trust.bundle().rotations.len(),
-                }));
-                if self.is_relay() {
-                    effects.push(Effect::PublishTrust(Bytes::from(json.clone())));
-                }
-                self.pipeline.write(WriteOp::Blob(TRUST_BLOB, json), effects);
-            }
-            Ok(TrustChange::Unchanged) => {
-                let ready = self.pipeline.after_writes(ack.map(Effect::Ack));
-                self.run_now(ready, now);
-            }
-            Err(error) => {
-                self.report(Event::TrustRefused { code: error.code(), message: error.to_string() });
-                let ready = self.pipeline.after_writes(ack.map(Effect::Ack));
-                self.run_now(ready, now);
-            }
-        }
-    }
-
-    fn on_head(&mut self, id: MsgId, source: &str, payload: &Bytes, now: Timestamp) {
-        let ctx = VerifyContext { anchors: self.trust.anchors(), revocations: self.trust.revoked(), now };
-        let holdings = &self.holdings;
-        match self.heads.on_message(payload, ctx, |origin| holdings.head(origin).map_or(0, |h| h.seq)) {
-            Ok(HeadNews::Newer { head, missing }) => {
-                self.report(Event::HeadNewer {
-                    origin: head.origin.clone(),
-                    seq: head.seq,
-                    issued_at: head.issued_at,
-                });
-                if let Some((from, to)) = missing {
-                    self.counters.gaps_reported += 1;
-                    self.report(Event::Gap { origin: head.origin.clone(), from, to, from_head: true });
-                    self.ask(Reason::Gap, now);
-                }
-                if self.is_relay() {
-                    self.publish_head(&head.origin, payload.clone());
-                }
-                self.ack(id);
-            }
-            Ok(HeadNews::Known) => self.ack(id),
-            Err(error) => {
-                self.counters.rejected += 1;
-                let mut refused = rejection(payload, source, now, &error);
-                refused.message = format!("head: {}", refused.message);
-                self.pipeline.write(
-                    WriteOp::Rejection(refused.clone()),
-                    [Effect::Ack(id), Effect::Report(Event::HeadRefused(refused))],
-                );
-            }
-        }
     }
 
     /// After a refused live input: past the budget of refusals per input topic, slow input
@@ -660,15 +611,8 @@ impl Machine {
                 Effect::Report(event) => self.report(event),
                 Effect::RequestPage => self.ask(Reason::NextPage, now),
                 Effect::AskGap => self.ask(Reason::Gap, now),
-                Effect::PublishTrust(bundle) => self.publish_trust(bundle),
+                Effect::PublishTrust => self.publish_trust(),
             }
-        }
-    }
-
-    fn publish_trust(&mut self, bundle: Bytes) {
-        if self.publisher.as_ref().is_some_and(Publisher::is_connected) {
-            let topic = topics::trust(&self.identity.id);
-            self.publish(Link::Downstream, topic, bundle, Qos::AtMostOnce, true);
         }
     }
 

@@ -10,7 +10,8 @@
 //! one bad statement never blocks the others. The machine uses the result at once (it only ever
 //! makes the node stricter), commits it, and republishes it to the children once it is durable.
 
-use kairan_protocol::trust::Refusal;
+use kairan_protocol::Verified;
+use kairan_protocol::trust::{Refusal, TrustPiece};
 use kairan_protocol::{Digest, RevocationSet, Timestamp, TrustAnchors, TrustBundle};
 
 /// The trust state of a node.
@@ -22,6 +23,7 @@ pub struct TrustState {
     revoked: RevocationSet,
     digest: Option<Digest>,
     refused: Vec<Refusal>,
+    kept: Option<Verified<TrustBundle>>,
 }
 
 /// What applying a bundle did.
@@ -43,6 +45,7 @@ impl TrustState {
             revoked: RevocationSet::default(),
             digest: None,
             refused: Vec::new(),
+            kept: None,
         }
     }
 
@@ -95,6 +98,7 @@ impl TrustState {
             || !kept.value().rotations.is_empty())
         .then(|| Digest::of(&json));
         self.bundle = kept.value().clone();
+        self.kept = Some(kept);
         Ok(TrustChange::Updated(json))
     }
 
@@ -123,6 +127,12 @@ impl TrustState {
     /// requests so a parent includes its bundle only when it differs.
     pub fn digest(&self) -> Option<Digest> {
         self.digest
+    }
+
+    /// The bundle in force as self-contained pieces (one per revocation, one for the anchor
+    /// rotations), each small enough for one MQTT packet: what a relay publishes retained.
+    pub fn pieces(&self) -> Vec<TrustPiece> {
+        self.kept.as_ref().map(Verified::pieces).unwrap_or_default()
     }
 
     /// The bundle JSON, if any.

@@ -51,6 +51,7 @@ pub const TRUST_UPDATES: &str = "kairan_trust_updates_total";
 pub const TRUST_REFUSED: &str = "kairan_trust_refused_total";
 pub const TRUST_REVOKED_KEYS: &str = "kairan_trust_revoked_keys";
 pub const HELD: &str = "kairan_inputs_held_total";
+pub const DEFERRED: &str = "kairan_inputs_deferred_total";
 pub const THROTTLED: &str = "kairan_input_throttled_total";
 pub const STORE_ANOMALIES: &str = "kairan_store_anomalies_total";
 pub const STORE_DELIVERIES: &str = "kairan_store_deliveries";
@@ -125,6 +126,12 @@ pub const ALL: &[Def] = &[
         "Revoked keys in the trust bundle in force (after its last update here).",
     ),
     def(HELD, Counter, &[], "Inputs left unacknowledged because this relay's own certificate is unusable."),
+    def(
+        DEFERRED,
+        Counter,
+        &[],
+        "Inputs held because this node's clock is behind (not valid yet), tried again.",
+    ),
     def(THROTTLED, Counter, &[], "Times refused input outran the refusal budget and input was slowed down."),
     def(
         STORE_ANOMALIES,

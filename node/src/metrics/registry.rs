@@ -88,8 +88,15 @@ impl NodeMetrics {
         };
         metrics.gauge(n::NODE_INFO, &[("id", id), ("kind", kind_label)]).set(1.0);
         // Counters an alert takes a rate of exist from the start, at zero.
-        for name in [n::DUPLICATES, n::FORKS, n::FEEDS_FROZEN, n::TRUST_UPDATES, n::HELD, n::STORE_ANOMALIES]
-        {
+        for name in [
+            n::DUPLICATES,
+            n::FORKS,
+            n::FEEDS_FROZEN,
+            n::TRUST_UPDATES,
+            n::HELD,
+            n::DEFERRED,
+            n::STORE_ANOMALIES,
+        ] {
             metrics.counter(name, &[]).increment(0);
         }
         metrics.counter(n::ACCEPTED, &[("path", "live")]).increment(0);
@@ -164,6 +171,7 @@ impl NodeMetrics {
             Event::Rejected(rejection) => self.count_reason(n::REJECTED, &rejection.code),
             Event::Fork(_) => self.counter(n::FORKS, &[]).increment(1),
             Event::Held { .. } => self.counter(n::HELD, &[]).increment(1),
+            Event::Deferred { .. } => self.counter(n::DEFERRED, &[]).increment(1),
             Event::Gap { from_head, .. } => {
                 let found_by = if *from_head { "head" } else { "sequence" };
                 self.counter(n::GAPS, &[("found_by", found_by)]).increment(1);

@@ -145,6 +145,7 @@ impl Store for MemStore {
         state.sync_cursor = inner.cursors.get(SYNC_CURSOR).copied().unwrap_or(0);
         state.published = inner.cursors.get(PUBLISHED_CURSOR).copied().unwrap_or(0);
         state.trust_bundle = inner.blobs.get(TRUST_BLOB).cloned();
+        state.take_chain(inner.log.values().next_back());
         Ok(state)
     }
 

@@ -162,9 +162,19 @@ pub struct RestoredState {
     pub published: u64,
     /// The stored trust bundle ([`TRUST_BLOB`]), if any.
     pub trust_bundle: Option<Vec<u8>>,
+    /// The certificates carried by the newest stored delivery (a relay's signed catch-up
+    /// pages carry those of the relays above it).
+    pub chain: Vec<kairan_protocol::Envelope>,
 }
 
 impl RestoredState {
+    /// Takes the certificates of `newest` (the newest stored delivery), if it parses.
+    pub fn take_chain(&mut self, newest: Option<&StoredDelivery>) {
+        if let Some(delivery) = newest.and_then(|r| kairan_protocol::Delivery::from_json(&r.delivery).ok()) {
+            self.chain = delivery.certs;
+        }
+    }
+
     /// Adds a held `(origin, seq, digest)`; entries must come sorted by origin, then seq, so
     /// that the last of an origin is its head.
     pub fn push_held(&mut self, origin: String, seq: u64, digest: Digest) {

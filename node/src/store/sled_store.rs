@@ -220,6 +220,8 @@ impl Store for SledStore {
         state.sync_cursor = self.cursor(SYNC_CURSOR)?;
         state.published = self.cursor(PUBLISHED_CURSOR)?;
         state.trust_bundle = self.blob(TRUST_BLOB)?;
+        let newest = self.log_after(state.last_relay_seq.saturating_sub(1), 1)?;
+        state.take_chain(newest.first());
         Ok(state)
     }
 

@@ -274,6 +274,7 @@ impl Tree {
                 key: SecretKey::from_seed(&identity.seed).unwrap_or_else(|e| panic!("relay key: {e}")),
                 cert: identity.cert.clone(),
                 extra_certs: Vec::new(),
+                chain: self.chain_above(index),
             }),
         };
         // The members of its broker: its children, each with its own scope.
@@ -284,6 +285,19 @@ impl Tree {
 }
 
 impl Tree {
+    /// The certificates of the relays above node `index`, nearest first.
+    pub fn chain_above(&self, index: usize) -> Vec<Envelope> {
+        let mut chain = Vec::new();
+        let mut above = self.nodes[index].parent;
+        while let Some(parent) = above {
+            if let Some(relay) = &self.nodes[parent].relay {
+                chain.push(relay.cert.clone());
+            }
+            above = self.nodes[parent].parent;
+        }
+        chain
+    }
+
     /// Trust update `index` of the run: a root-signed bundle revoking keys `0..=index` of
     /// retired parties that no genuine advisory or hop uses (cumulative, as an administrator's
     /// bundle is).

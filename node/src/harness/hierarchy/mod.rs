@@ -114,6 +114,8 @@ pub struct RelayParts {
     pub cert: Envelope,
     /// Previous certificates carried after a key rotation.
     pub extra_certs: Vec<Envelope>,
+    /// The certificates of the relays above it.
+    pub chain: Vec<Envelope>,
     /// Upstream.
     pub upstream: UpstreamConfig,
     /// Broker.
@@ -422,6 +424,15 @@ impl HierarchyBuilder {
                 key_hex: relay.key.to_hex(),
                 cert: relay.cert.clone(),
                 extra_certs: Vec::new(),
+                chain: {
+                    let mut chain = Vec::new();
+                    let mut above = relay.parent;
+                    while let Some(parent) = above {
+                        chain.push(planned[parent].cert.clone());
+                        above = planned[parent].parent;
+                    }
+                    chain
+                },
                 upstream,
                 broker,
                 members: member_lists[index].clone(),
@@ -517,6 +528,7 @@ async fn start_relay(
         cert: parts.cert.clone(),
         cert_info,
         extra_certs: parts.extra_certs.clone(),
+        chain: parts.chain.clone(),
         anchors: anchors.clone(),
         upstream: parts.upstream.clone(),
         broker: parts.broker.clone(),

@@ -1,0 +1,157 @@
+//! Inputs from the parent other than deliveries: catch-up pages, trust statements, heads.
+
+use bytes::Bytes;
+
+use kairan_protocol::sync::verify_page;
+use kairan_protocol::{Timestamp, VerifyContext};
+
+use super::super::SYNC_SOURCE;
+use super::super::catchup::{CatchUp, Reason};
+use super::super::decide::{Decision, rejection};
+use super::super::heads::HeadNews;
+use super::super::io::{Event, MsgId};
+use super::super::pipeline::Effect;
+use super::super::trust::TrustChange;
+use super::Machine;
+use crate::store::{SYNC_CURSOR, TRUST_BLOB, WriteOp};
+
+impl Machine {
+    pub(super) fn on_page(&mut self, id: MsgId, payload: &[u8], now: Timestamp) {
+        let ready = self.pipeline.after_writes([Effect::Ack(id)]);
+        self.run_now(ready, now);
+        let Some(parent) = self.catch_up.as_ref().map(|c| c.parent.clone()) else { return };
+        // Only a page its parent signed, for this node, is applied: whoever else could publish
+        // on this topic (a compromised broker) cannot move the cursor.
+        let ctx = VerifyContext { anchors: self.trust.anchors(), revocations: self.trust.revoked(), now };
+        let verified = match verify_page(payload, &parent, &self.identity.id, ctx) {
+            Ok(verified) => verified,
+            Err(error) => return self.report(Event::PageRefused(format!("{}: {error}", error.code()))),
+        };
+        let page = verified.value().clone();
+        // The parent's chain is the chain above this relay: what its own pages must carry.
+        if self.is_relay() {
+            self.learn_chain(&page.certs, now);
+        }
+        let Some(cursor) = self.catch_up.as_ref().map(CatchUp::cursor) else { return };
+        if page.after != cursor {
+            return self.report(Event::StalePage { after: page.after, cursor });
+        }
+        if let Some(bundle) = &page.trust {
+            self.apply_trust(&bundle.to_json(), None, now);
+        }
+        if page.last_relay_seq < cursor {
+            // The parent's log ends before this node's cursor: it lost data or was restored
+            // from an older copy, and will reuse those relay_seqs. Catch up from its end
+            // (a rewind costs only duplicates, which are dropped).
+            if let Some(catch_up) = &mut self.catch_up {
+                catch_up.advance(page.last_relay_seq);
+            }
+            let event = Event::ParentBehind { cursor, parent_latest: page.last_relay_seq };
+            self.pipeline.write(
+                WriteOp::Cursor(SYNC_CURSOR, page.last_relay_seq),
+                [Effect::Report(event), Effect::RequestPage],
+            );
+            return;
+        }
+        let received = page.deliveries.len();
+        for delivery in &page.deliveries {
+            let bytes = Bytes::from(delivery.to_json());
+            match self.decide(&bytes, SYNC_SOURCE, now) {
+                Decision::Held(reason) => {
+                    // Cannot process now: keep the cursor so these pages come again.
+                    self.counters.held += 1;
+                    return self.report(Event::Held { reason });
+                }
+                Decision::NotYet(refused) => {
+                    // Too early for this node's clock: keep the cursor, ask again later.
+                    self.counters.deferred += 1;
+                    return self.report(Event::Deferred { code: refused.code, message: refused.message });
+                }
+                Decision::Duplicate(_) => self.counters.duplicates += 1,
+                Decision::Rejected(refused) => {
+                    self.counters.rejected += 1;
+                    self.pipeline.write(
+                        WriteOp::Rejection(refused.clone()),
+                        [Effect::Report(Event::Rejected(refused))],
+                    );
+                }
+                Decision::Fork(fork) => {
+                    self.counters.forks += 1;
+                    self.pipeline.write(WriteOp::Fork((*fork).clone()), [Effect::Report(Event::Fork(fork))]);
+                }
+                Decision::Accepted(accepted) => self.accept(accepted, None, now),
+            }
+        }
+        if let Some(catch_up) = &mut self.catch_up {
+            catch_up.advance(page.scanned_upto);
+        }
+        let mut effects = vec![Effect::Report(Event::CatchUpPage {
+            received,
+            cursor: page.scanned_upto,
+            parent_latest: page.last_relay_seq,
+        })];
+        if page.has_more() {
+            effects.push(Effect::RequestPage);
+        }
+        self.pipeline.write(WriteOp::Cursor(SYNC_CURSOR, page.scanned_upto), effects);
+    }
+
+    pub(super) fn apply_trust(&mut self, bytes: &[u8], ack: Option<MsgId>, now: Timestamp) {
+        match self.trust.apply(bytes, now) {
+            Ok(TrustChange::Updated(json)) => {
+                self.chain_checked = None;
+                let mut effects: Vec<Effect> = ack.map(Effect::Ack).into_iter().collect();
+                effects.push(Effect::Report(Event::TrustUpdated {
+                    revoked_keys: self.trust.revoked().len(),
+                    rotations: self.trust.bundle().rotations.len(),
+                }));
+                if self.is_relay() {
+                    effects.push(Effect::PublishTrust);
+                }
+                self.pipeline.write(WriteOp::Blob(TRUST_BLOB, json), effects);
+            }
+            Ok(TrustChange::Unchanged) => {
+                let ready = self.pipeline.after_writes(ack.map(Effect::Ack));
+                self.run_now(ready, now);
+            }
+            Err(error) => {
+                self.report(Event::TrustRefused { code: error.code(), message: error.to_string() });
+                let ready = self.pipeline.after_writes(ack.map(Effect::Ack));
+                self.run_now(ready, now);
+            }
+        }
+    }
+
+    pub(super) fn on_head(&mut self, id: MsgId, source: &str, payload: &Bytes, now: Timestamp) {
+        let ctx = VerifyContext { anchors: self.trust.anchors(), revocations: self.trust.revoked(), now };
+        let holdings = &self.holdings;
+        match self.heads.on_message(payload, ctx, |origin| holdings.head(origin).map_or(0, |h| h.seq)) {
+            Ok(HeadNews::Newer { head, missing }) => {
+                self.report(Event::HeadNewer {
+                    origin: head.origin.clone(),
+                    seq: head.seq,
+                    issued_at: head.issued_at,
+                });
+                if let Some((from, to)) = missing {
+                    self.counters.gaps_reported += 1;
+                    self.report(Event::Gap { origin: head.origin.clone(), from, to, from_head: true });
+                    self.ask(Reason::Gap, now);
+                }
+                if self.is_relay() {
+                    self.publish_head(&head.origin, payload.clone());
+                }
+                self.ack(id);
+            }
+            Ok(HeadNews::Known) => self.ack(id),
+            Err(error) => {
+                self.counters.rejected += 1;
+                let mut refused = rejection(payload, source, now, &error);
+                refused.message = format!("head: {}", refused.message);
+                self.pipeline.write(
+                    WriteOp::Rejection(refused.clone()),
+                    [Effect::Ack(id), Effect::Report(Event::HeadRefused(refused))],
+                );
+            }
+        }
+    }
+}
