@@ -110,6 +110,16 @@ impl Pipeline {
         self.in_flight.is_none() && !self.open.required
     }
 
+    /// The pipeline's state, for people.
+    pub fn describe(&self) -> String {
+        format!(
+            "commit in flight: {}, open writes: {} (commit required: {})",
+            self.in_flight.is_some(),
+            self.open.batch.ops.len(),
+            self.open.required
+        )
+    }
+
     /// Whether anything at all is written but not committed.
     pub fn has_open_writes(&self) -> bool {
         !self.open.batch.is_empty()

@@ -285,6 +285,26 @@ impl Machine {
         self.pipeline.is_idle() && lazy_done && publisher_idle
     }
 
+    /// What keeps the machine from being drained, for people (empty when drained).
+    pub fn pending(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.pipeline.is_idle() {
+            parts.push(format!("pipeline busy ({})", self.pipeline.describe()));
+        }
+        if self.closing && self.pipeline.has_open_writes() {
+            parts.push("writes open while closing".to_owned());
+        }
+        if let Some(publisher) = &self.publisher
+            && !publisher.is_idle(self.durable_relay_seq)
+        {
+            parts.push(format!(
+                "publisher busy at durable relay_seq {}: {publisher:?}",
+                self.durable_relay_seq
+            ));
+        }
+        parts.join("; ")
+    }
+
     // ----- inputs --------------------------------------------------------------------------
 
     /// The upstream connection is up with its subscriptions acknowledged.

@@ -82,6 +82,7 @@ impl Sim {
                 }
             }
         }
+        self.check_no_genuine_revoked(&mut problems);
         self.violations.extend(problems);
         clinic_entries
     }
@@ -132,7 +133,7 @@ impl Sim {
         Ok(())
     }
 
-    fn describe(&self, digest: &Digest) -> String {
+    pub(super) fn describe(&self, digest: &Digest) -> String {
         match self.tree.genuine.iter().find(|g| g.digest == *digest) {
             Some(g) => format!("{} #{} ({})", g.origin_id, g.seq, g.scope),
             None if self.bad.contains(digest) => format!("FORGED {}", digest.short()),

@@ -235,7 +235,7 @@ impl SimConfig {
                     redeliver: 0.5,
                     partitions: Targets::AnyLevel(2),
                     attacks: 4,
-                    hostile_moves: 3,
+                    hostile_moves: 4,
                     trust_pushes: 1,
                     clock_skew_ms: 2_000,
                 },

@@ -32,6 +32,14 @@ pub enum HostileKind {
     JunkTrust,
     /// A burst of catch-up requests at a relay: malformed, huge cursors, too many.
     BogusRequests,
+    /// A member tries every topic outside its rows on its parent's broker (`member.rs`).
+    Overreach,
+    /// A member asks its parent for the whole country's log.
+    ScopeGrab,
+    /// A member answers a sibling's catch-up request with a forged page.
+    ForgedPage,
+    /// A relay certifies an origin's key under its own name and revokes the origin.
+    MintedRevocation,
 }
 
 impl fmt::Display for HostileKind {
@@ -41,6 +49,10 @@ impl fmt::Display for HostileKind {
             HostileKind::ForgedHead => "hostile-forged-head",
             HostileKind::JunkTrust => "hostile-junk-trust",
             HostileKind::BogusRequests => "hostile-bogus-requests",
+            HostileKind::Overreach => "hostile-member-overreach",
+            HostileKind::ScopeGrab => "hostile-member-scope-grab",
+            HostileKind::ForgedPage => "hostile-member-forged-page",
+            HostileKind::MintedRevocation => "hostile-member-minted-revocation",
         })
     }
 }
@@ -56,18 +68,37 @@ pub struct HostileMove {
     pub at: u64,
 }
 
-const KINDS: [HostileKind; 4] =
-    [HostileKind::Flood, HostileKind::ForgedHead, HostileKind::JunkTrust, HostileKind::BogusRequests];
+const KINDS: [HostileKind; 8] = [
+    HostileKind::Flood,
+    HostileKind::ForgedHead,
+    HostileKind::JunkTrust,
+    HostileKind::BogusRequests,
+    HostileKind::Overreach,
+    HostileKind::ScopeGrab,
+    HostileKind::ForgedPage,
+    HostileKind::MintedRevocation,
+];
 
 impl Sim {
     pub(super) fn plan_hostile(&mut self, window: u64) -> HostileMove {
         let kind = KINDS[self.rng.gen_range(0..KINDS.len())];
-        let target = if kind == HostileKind::BogusRequests {
+        let target = match kind {
             // A relay (one with children): levels national, prefecture, district.
-            let level = self.rng.gen_range(0..3usize);
-            self.node_at_level(level)
-        } else {
-            self.random_node()
+            HostileKind::BogusRequests => {
+                let level = self.rng.gen_range(0..3usize);
+                self.node_at_level(level)
+            }
+            // A member of some broker: any node but the national.
+            HostileKind::Overreach | HostileKind::ScopeGrab | HostileKind::ForgedPage => {
+                let level = self.rng.gen_range(1..4usize);
+                self.node_at_level(level)
+            }
+            // A relay below the national: a prefecture or a district.
+            HostileKind::MintedRevocation => {
+                let level = self.rng.gen_range(1..3usize);
+                self.node_at_level(level)
+            }
+            _ => self.random_node(),
         };
         let at = self.rng.gen_range(0..window);
         HostileMove { kind, target, at }
@@ -99,6 +130,10 @@ impl Sim {
         let (deliveries, heads, trust) = self.input_topics(target);
         let tag = Tag::Hostile(number);
         match kind {
+            HostileKind::Overreach => self.overreach(target),
+            HostileKind::ScopeGrab => self.scope_grab(target),
+            HostileKind::ForgedPage => self.forged_page(target, number),
+            HostileKind::MintedRevocation => self.minted_revocation(target, number),
             HostileKind::Flood => {
                 for n in 0..FLOOD {
                     let payload = Bytes::from(format!("{{\"junk\":{n}}}"));

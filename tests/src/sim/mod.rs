@@ -32,12 +32,17 @@
 //!   input must come to (genuine accepted, hostile refused).
 //! - `adversary`: forged, tampered, misrouted and equivocating input.
 //! - `hostile`: hostile members — floods, forged heads, junk trust bundles, bogus requests.
+//! - `member`: the brokers' permission table (`kairan_node::authz::Grants`) applied to every
+//!   publish and subscription of the model, and a hostile member's moves against it: topics
+//!   outside its rows, a catch-up request for the whole country, a forged page for a sibling,
+//!   a revocation of an origin by a relay that minted a certificate for the origin's key.
 //! - `check`: the invariants checked once the tree is quiescent.
 
 mod adversary;
 mod check;
 pub mod config;
 mod hostile;
+mod member;
 mod net;
 mod node;
 mod tree;

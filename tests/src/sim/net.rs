@@ -5,8 +5,10 @@
 
 use bytes::Bytes;
 
+use kairan_node::authz::Principal;
 use kairan_node::machine::{Counters, Link, Outgoing, Qos};
 use kairan_node::topics::{self, Topic};
+use kairan_protocol::sync::parse_response;
 
 use super::adversary::AttackKind;
 use super::node::SimRng;
@@ -69,10 +71,14 @@ impl Sim {
         match link {
             Link::Upstream => {
                 let Some(parent) = self.nodes[index].parent else { return };
+                let who = self.principal(index);
+                self.check_allowed(parent, &who, &topic, retain);
                 self.stats.sync_requests += 1;
                 self.send(parent, index, Msg::FromChild { topic, payload });
             }
             Link::Downstream => {
+                self.check_allowed(index, &Principal::Publisher, &topic, retain);
+                self.check_answer_scope(index, &topic, &payload);
                 if qos == Qos::AtLeastOnce {
                     // The own broker is on the same machine: it acknowledges at once.
                     if let Some(machine) = self.nodes[index].machine.as_mut() {
@@ -83,6 +89,31 @@ impl Sim {
                     self.nodes[index].retained.insert(topic.clone(), payload.clone());
                 }
                 self.fan_out(index, &topic, &payload, qos == Qos::AtLeastOnce);
+            }
+        }
+    }
+
+    /// A catch-up answer carries only advisories within the scope of the member it answers
+    /// (the scope of its row, whatever the request said).
+    fn check_answer_scope(&mut self, index: usize, topic: &str, payload: &Bytes) {
+        let Some(Topic::SyncResponse(child)) = topics::parse(&self.nodes[index].id, topic) else { return };
+        let Some(member) = self.nodes[index].children.iter().copied().find(|&c| self.nodes[c].id == child)
+        else {
+            let node = self.nodes[index].id.clone();
+            return self.violation(format!("{node} answered {child}, which is not its child"));
+        };
+        let Ok(page) = parse_response(payload) else {
+            let node = self.nodes[index].id.clone();
+            return self.violation(format!("{node} published an answer that does not parse"));
+        };
+        let scope = self.nodes[member].scope.clone();
+        for delivery in &page.deliveries {
+            let digest = delivery.claimed_digest();
+            let inside = self.tree.genuine.iter().any(|g| g.digest == digest && g.scope.overlaps(&scope));
+            if !inside {
+                let node = self.nodes[index].id.clone();
+                let what = self.describe(&digest);
+                self.violation(format!("{node}'s answer to {child} ({scope}) carries {what}"));
             }
         }
     }

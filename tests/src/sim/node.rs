@@ -45,6 +45,8 @@ pub(super) struct Node {
     pub gaps: Vec<(String, u64, u64)>,
     /// Partitions currently cutting this node from its parent.
     pub cut: u32,
+    /// The input being decided came from a hostile member (its refusals are expected).
+    hostile_input: bool,
 }
 
 impl Node {
@@ -83,6 +85,7 @@ impl Node {
             retained: BTreeMap::new(),
             gaps: Vec::new(),
             cut: 0,
+            hostile_input: false,
         }
     }
 
@@ -119,6 +122,23 @@ impl Node {
         self.commit.is_none()
             && self.waiting.is_empty()
             && self.machine.as_ref().is_some_and(Machine::is_drained)
+    }
+
+    /// Why the node is not settled (for the report of a run that does not settle).
+    pub fn busy_reason(&self) -> String {
+        let mut why = Vec::new();
+        if self.commit.is_some() {
+            why.push("a commit in flight".to_owned());
+        }
+        if !self.waiting.is_empty() {
+            why.push(format!("{} throttled inputs waiting, wake at {:?}", self.waiting.len(), self.wake_at));
+        }
+        if let Some(machine) = &self.machine
+            && !machine.is_drained()
+        {
+            why.push(format!("machine not drained: {}", machine.pending()));
+        }
+        why.join(", ")
     }
 
     fn counters(&self) -> Counters {
@@ -237,6 +257,7 @@ impl Sim {
             MachineEvent::TrustStoreWarning(text) => {
                 self.violation(format!("{}: {text}", self.nodes[index].id))
             }
+            MachineEvent::PageRefused(_) if self.nodes[index].hostile_input => {}
             MachineEvent::PageRefused(text) => {
                 self.violation(format!(
                     "{}: a genuine catch-up answer was refused: {text}",
@@ -309,15 +330,25 @@ impl Sim {
             node.unacked.insert(id, (topic.clone(), payload.clone(), tag));
         }
         let before = node.counters();
+        let cursor_before = node.machine.as_ref().and_then(Machine::catch_up_cursor);
         if let Some(machine) = node.machine.as_mut() {
             machine.handle_upstream_message(id, &topic, payload, now);
         }
         let after = self.nodes[index].counters();
+        let cursor_after = self.nodes[index].machine.as_ref().and_then(Machine::catch_up_cursor);
+        if matches!(tag, Tag::Hostile(_)) && cursor_after != cursor_before {
+            let node = self.nodes[index].id.clone();
+            self.violation(format!(
+                "{node}'s catch-up cursor moved on hostile input: {cursor_before:?} → {cursor_after:?}"
+            ));
+        }
         self.stats.decisions += 1;
         let code = delta_code(&before, &after);
         self.mix(code | (index as u64) << 8);
         self.expect(index, tag, &before, &after);
+        self.nodes[index].hostile_input = matches!(tag, Tag::Hostile(_));
         self.drive(index);
+        self.nodes[index].hostile_input = false;
     }
 
     /// The commit in flight is durable now: check it, apply it to the disk, tell the machine.

@@ -17,8 +17,10 @@ use kairan_protocol::{Digest, Timestamp};
 use super::adversary::Attack;
 use super::config::{Scale, SimConfig, Targets};
 use super::hostile::HostileMove;
+use super::member::ADMIN;
 use super::node::Node;
 use super::tree::{EPOCH, Tree};
+use kairan_node::authz::{MemberKind, Principal};
 
 /// Where a message came from, for the invariants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +230,8 @@ pub struct Stats {
     pub attacks_refused: u64,
     /// Hostile member moves made.
     pub hostile_moves: u64,
+    /// Publishes and subscriptions of hostile members the brokers' permission table refused.
+    pub broker_refused: u64,
     /// Stored deliveries verified again at the end.
     pub reverified: u64,
 }
@@ -501,6 +505,7 @@ impl Sim {
     }
 
     fn run(mut self) -> Result<Report, Failure> {
+        self.check_subscriptions();
         while let Some(Scheduled { at, event, .. }) = self.queue.pop() {
             self.now = at;
             if event.in_flight() {
@@ -651,6 +656,8 @@ impl Sim {
         let payload = self.tree.genuine[index].ingest_json.clone();
         let origin = &self.tree.origins[self.tree.genuine[index].origin].id;
         let topic = topics::ingest_of(&self.nodes[0].id, origin);
+        let who = Principal::Member { id: origin.clone(), kind: MemberKind::Origin, scope: None };
+        self.check_allowed(0, &who, &topic, false);
         self.send(0, 0, Msg::Publish { topic, payload, tag: Tag::Genuine, qos1: true });
     }
 
@@ -668,6 +675,8 @@ impl Sim {
         };
         let payload = Bytes::from(head.sign(&origin.key, &origin.cert).to_json());
         let topic = topics::ingest_heads_of(&self.nodes[0].id, &origin.id);
+        let who = Principal::Member { id: origin.id.clone(), kind: MemberKind::Origin, scope: None };
+        self.check_allowed(0, &who, &topic, false);
         self.send(0, 0, Msg::Publish { topic, payload, tag: Tag::Control, qos1: true });
     }
 
@@ -676,6 +685,8 @@ impl Sim {
         let bundle = self.tree.trust_update(self.seed, index, EPOCH.plus_ms(self.now as i64));
         self.trust_pushed.push(bundle.clone());
         let topic = topics::control(&self.nodes[0].id);
+        let admin = Principal::Member { id: ADMIN.into(), kind: MemberKind::Admin, scope: None };
+        self.check_allowed(0, &admin, &topic, false);
         self.send(0, 0, Msg::Publish { topic, payload: bundle, tag: Tag::Control, qos1: true });
     }
 
@@ -728,7 +739,7 @@ impl Sim {
             if !node.up() {
                 parts.push(format!("{} down", node.id));
             } else if !node.settled() {
-                parts.push(format!("{} busy", node.id));
+                parts.push(format!("{} busy ({})", node.id, node.busy_reason()));
             }
             if let Some(parent) = node.parent {
                 let latest = self.nodes[parent].durable_last_relay_seq();
