@@ -85,7 +85,7 @@ impl Grants {
                 Grants { read, write: vec![topics::sync_request(node, id)], retain: Vec::new() }
             }
             Principal::Member { id, kind: MemberKind::Origin, .. } if national => Grants {
-                read: Vec::new(),
+                read: vec![topics::accepted(node, id)],
                 write: vec![topics::ingest_of(node, id), topics::ingest_heads_of(node, id)],
                 retain: Vec::new(),
             },
@@ -100,6 +100,7 @@ impl Grants {
                     trust_all.clone(),
                     topics::heads_filter(node),
                     topics::sync_response_filter(node),
+                    topics::accepted_filter(node),
                 ],
                 retain: vec![trust_all, topics::heads_filter(node)],
             },

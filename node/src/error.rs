@@ -32,6 +32,10 @@ pub enum CliError {
     /// Anything else that stopped the command (exit 70, `EX_SOFTWARE` / unavailable service).
     #[error("{0}")]
     Failed(String),
+    /// Done as far as this side can tell, not confirmed by the other side in time; running
+    /// the command again is safe and finishes it (exit 75, `EX_TEMPFAIL`).
+    #[error("not confirmed: {0}")]
+    Unconfirmed(String),
 }
 
 impl CliError {
@@ -52,6 +56,7 @@ impl CliError {
             CliError::Rejected { .. } => 1,
             CliError::Io { .. } => 74,
             CliError::Failed(_) => 70,
+            CliError::Unconfirmed(_) => 75,
         }
     }
 }

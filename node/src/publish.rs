@@ -1,32 +1,51 @@
 //! `kairan publish`: sign (or take a signed envelope) and publish to a national node's
 //! ingest topic, assigning the next `seq` and `prev` from the origin's local state file.
-//! Success is reported only after the broker acknowledged the publish (QoS 1).
 //!
-//! The state file (`ORIGIN.state.json` beside the key by default) records the last published
-//! `seq` and digest. It is updated only after the broker's acknowledgement, written to a
-//! temporary file and renamed.
+//! Success means **stored**: the national node's signed acceptance of the advisory's digest
+//! (`kairan/v1/<node>/accepted/<origin>`, sent once the advisory is in a durable commit)
+//! verified against the trust anchors. A broker's PUBACK is not enough — an embedded broker
+//! holds the message in memory, and a crash right after it would lose the advisory. Until the
+//! acceptance comes, the same bytes are published again (a copy the node holds is a
+//! duplicate, answered with the acceptance again); past `--wait` the command exits 75
+//! (`EX_TEMPFAIL`) and the next run publishes the same bytes first.
+//!
+//! The state file (`ORIGIN.state.json` beside the key by default, mode 0600) records the last
+//! *signed* `seq` and digest, and the delivery awaiting acceptance. It is written durably
+//! (fsync of the file and its directory) **before** the first publish: a seq is never signed
+//! twice with different content (that would be a fork every node records).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeReasonCode};
 use serde::{Deserialize, Serialize};
 
+use kairan_protocol::acceptance::verify_acceptance;
 use kairan_protocol::envelope::ADVISORY_TYPE;
-use kairan_protocol::{Advisory, Certificate, Delivery, Digest, Envelope, SecretKey};
+use kairan_protocol::{
+    Advisory, Certificate, Delivery, Digest, Envelope, RevocationSet, SecretKey, TrustAnchors, VerifyContext,
+};
 
 use crate::clock;
 use crate::draft::AdvisoryDraft;
 use crate::error::CliError;
 use crate::mqtt::{self, BrokerAddr, Credentials};
 
+/// How long one attempt waits for the acceptance before publishing the same bytes again.
+const ATTEMPT: Duration = Duration::from_secs(10);
+/// Pause after a failed connection before the next attempt.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// The origin's chain state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginState {
-    /// Last published sequence number (0 before the first).
+    /// Last signed sequence number (0 before the first).
     pub seq: u64,
     /// Its digest.
     pub digest: Option<Digest>,
+    /// The delivery (JSON) signed but not yet confirmed stored by the national node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
 }
 
 /// Reads a state file (absent = nothing published yet).
@@ -39,12 +58,10 @@ pub fn read_state(path: &Path) -> Result<OriginState, CliError> {
     }
 }
 
-/// Writes a state file atomically.
+/// Writes a state file durably (0600, fsync of the file and its directory, then rename).
 pub fn write_state(path: &Path, state: &OriginState) -> Result<(), CliError> {
-    let temporary = path.with_extension("json.tmp");
-    std::fs::write(&temporary, serde_json::to_vec_pretty(state).unwrap_or_default())
-        .map_err(|e| CliError::io(&temporary, e))?;
-    std::fs::rename(&temporary, path).map_err(|e| CliError::io(path, e))
+    let bytes = serde_json::to_vec_pretty(state).unwrap_or_default();
+    crate::secrets::write_private(path, &bytes).map_err(|e| CliError::io(path, e))
 }
 
 /// Signs an advisory as the next link of the origin's chain.
@@ -60,7 +77,9 @@ pub fn sign_next(
 }
 
 /// Publishes `payload` to `topic` with QoS 1 and waits for the broker's PUBACK. The client id
-/// is the username (brokers bind them).
+/// is the username (brokers bind them). A broker that answers "service unavailable" (rmqtt
+/// does while the previous connection of the same client id is being torn down) is asked
+/// again until `timeout`.
 pub async fn publish_acked(
     addr: &BrokerAddr,
     credentials: Option<&Credentials>,
@@ -68,39 +87,70 @@ pub async fn publish_acked(
     payload: Vec<u8>,
     timeout: Duration,
 ) -> Result<(), CliError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match publish_once(addr, credentials, topic, payload.clone(), left).await {
+            Err(Busy) if Instant::now() < deadline => tokio::time::sleep(RETRY_PAUSE / 5).await,
+            Err(Busy) => {
+                return Err(refused_connection(addr, rumqttc::ConnectReturnCode::ServiceUnavailable));
+            }
+            Ok(result) => return result,
+        }
+    }
+}
+
+/// The broker is busy with the client id: try again.
+struct Busy;
+
+async fn publish_once(
+    addr: &BrokerAddr,
+    credentials: Option<&Credentials>,
+    topic: &str,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<Result<(), CliError>, Busy> {
     let client_id = credentials.map_or("kairan-publish", |c| c.username.as_str());
     let options = mqtt::client::client_options(client_id, addr, credentials, true, false);
     let (client, mut eventloop) = AsyncClient::new(options, 10);
     // Queued before polling starts: the request channel has room, and the event loop sends
     // it right after CONNACK.
-    client
-        .try_publish(topic, QoS::AtLeastOnce, false, payload)
-        .map_err(|e| CliError::Failed(format!("queue publish: {e}")))?;
+    if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+        return Ok(Err(CliError::Failed(format!("queue publish: {e}"))));
+    }
     let waited = tokio::time::timeout(timeout, async {
         loop {
             match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+                Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(Ok(())),
                 Ok(Event::Incoming(Packet::ConnAck(ack)))
                     if ack.code != rumqttc::ConnectReturnCode::Success =>
                 {
-                    return Err(CliError::Failed(format!(
-                        "broker {} refused the connection: {:?}",
-                        addr.url(),
-                        ack.code
-                    )));
+                    if ack.code == rumqttc::ConnectReturnCode::ServiceUnavailable {
+                        return Err(Busy);
+                    }
+                    return Ok(Err(refused_connection(addr, ack.code)));
                 }
                 Ok(_) => {}
-                Err(error) => return Err(CliError::Failed(format!("broker {}: {error}", addr.url()))),
+                Err(rumqttc::ConnectionError::ConnectionRefused(
+                    rumqttc::ConnectReturnCode::ServiceUnavailable,
+                )) => {
+                    return Err(Busy);
+                }
+                Err(error) => return Ok(Err(CliError::Failed(format!("broker {}: {error}", addr.url())))),
             }
         }
     })
     .await;
     let result = waited.unwrap_or_else(|_| {
-        Err(CliError::Failed(format!("no acknowledgement from {} within {timeout:?}", addr.url())))
+        Ok(Err(CliError::Failed(format!("no acknowledgement from {} within {timeout:?}", addr.url()))))
     });
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
     result
+}
+
+fn refused_connection(addr: &BrokerAddr, code: rumqttc::ConnectReturnCode) -> CliError {
+    CliError::Failed(format!("broker {} refused the connection: {code:?}", addr.url()))
 }
 
 /// Everything `kairan publish` needs.
@@ -118,14 +168,41 @@ pub struct PublishRequest {
     pub credentials: Option<Credentials>,
     /// State file.
     pub state_path: PathBuf,
+    /// The trust anchors the national node's acceptance must chain to.
+    pub anchors: TrustAnchors,
+    /// How long to keep publishing until the national node confirms it stored the advisory.
+    pub wait: Duration,
 }
 
-/// Publishes a draft (signing it as the next link) or a signed envelope. Returns the digest.
-pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<(Digest, u64), CliError> {
+/// What happened to a published advisory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its seq.
+    pub seq: u64,
+    /// Publishes it took (more than one: the first was not confirmed in time).
+    pub attempts: u32,
+}
+
+/// Publishes a draft (signing it as the next link) or a signed envelope, and waits until the
+/// national node confirms it stored it. An advisory left unconfirmed by an earlier run goes
+/// first. `CliError::Unconfirmed` (exit 75) when the confirmation did not come within `wait`.
+pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<Published, CliError> {
     let cert =
         Certificate::decode(&request.cert.payload).map_err(|e| CliError::Usage(format!("--cert: {e}")))?;
     if cert.key != *request.key.public() {
         return Err(CliError::Usage("--cert does not certify --key".into()));
+    }
+    let state = read_state(&request.state_path)?;
+    if let Some(pending) = &state.pending {
+        // An earlier run signed this and did not see it confirmed: the same bytes go first,
+        // so the chain has no hole and no seq is signed twice.
+        let earlier = confirm(request, &cert.subject, pending).await?;
+        eprintln!("an advisory left unconfirmed by an earlier run (seq {}) is now stored", earlier.seq);
+        let mut confirmed = read_state(&request.state_path)?;
+        confirmed.pending = None;
+        write_state(&request.state_path, &confirmed)?;
     }
     let state = read_state(&request.state_path)?;
     let envelope = if input.first() == Some(&b'{') {
@@ -161,21 +238,116 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<(Digest, 
     }
     let digest = Digest::of(&envelope.payload);
     let delivery = Delivery { advisory: envelope, certs: vec![request.cert.clone()], hops: Vec::new() };
-    publish_acked(
-        &request.addr,
-        request.credentials.as_ref(),
-        &crate::topics::ingest_of(&request.node, &cert.subject),
-        delivery.to_json(),
-        Duration::from_secs(30),
-    )
-    .await?;
-    if advisory.seq > state.seq {
-        write_state(&request.state_path, &OriginState { seq: advisory.seq, digest: Some(digest) })?;
-    }
+    let json =
+        String::from_utf8(delivery.to_json()).map_err(|e| CliError::Failed(format!("delivery: {e}")))?;
+    // Durable before the first publish: what may be stored at the national node is never
+    // forgotten here.
+    let (seq, last) =
+        if advisory.seq > state.seq { (advisory.seq, Some(digest)) } else { (state.seq, state.digest) };
+    write_state(&request.state_path, &OriginState { seq, digest: last, pending: Some(json.clone()) })?;
+    let published = confirm(request, &cert.subject, &json).await?;
+    write_state(&request.state_path, &OriginState { seq, digest: last, pending: None })?;
     // A signed head with the new chain position, so children notice if this advisory is
     // withheld from them; origins also publish heads periodically (`kairan publish --head`).
     publish_head(request, &read_state(&request.state_path)?).await?;
-    Ok((digest, advisory.seq))
+    Ok(published)
+}
+
+/// Publishes the delivery `json` until the national node's signed acceptance of its digest
+/// arrives, for at most `request.wait`.
+async fn confirm(request: &PublishRequest, origin: &str, json: &str) -> Result<Published, CliError> {
+    let delivery = Delivery::from_json(json.as_bytes())
+        .map_err(|e| CliError::Usage(format!("pending delivery: {e}")))?;
+    let digest = delivery.claimed_digest();
+    let seq = serde_json::from_slice::<Advisory>(&delivery.advisory.payload).map(|a| a.seq).unwrap_or(0);
+    let deadline = Instant::now() + request.wait;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if attempt(request, origin, json.as_bytes(), &digest, left.min(ATTEMPT)).await? {
+            return Ok(Published { digest, seq, attempts });
+        }
+        if Instant::now() >= deadline {
+            return Err(CliError::Unconfirmed(format!(
+                "{digest} (seq {seq}) published {attempts} time(s) to {} but the national node {} did not confirm \
+                 it stored it within {:?}; run kairan publish again: it publishes the same bytes first",
+                request.addr.url(),
+                request.node,
+                request.wait
+            )));
+        }
+        tokio::time::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+/// One connection: subscribe to the acceptances, publish, wait up to `timeout` for the
+/// acceptance of `digest`. `Ok(false)` when it did not come (or the connection failed);
+/// errors only for what another attempt cannot fix (refused credentials or subscription).
+async fn attempt(
+    request: &PublishRequest,
+    origin: &str,
+    payload: &[u8],
+    digest: &Digest,
+    timeout: Duration,
+) -> Result<bool, CliError> {
+    let credentials = request.credentials.as_ref();
+    let client_id = credentials.map_or("kairan-publish", |c| c.username.as_str());
+    let options = mqtt::client::client_options(client_id, &request.addr, credentials, true, false);
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let accepted = crate::topics::accepted(&request.node, origin);
+    let ingest = crate::topics::ingest_of(&request.node, origin);
+    client
+        .try_subscribe(&accepted, QoS::AtMostOnce)
+        .map_err(|e| CliError::Failed(format!("queue subscribe: {e}")))?;
+    let anchors = &request.anchors;
+    let revocations = RevocationSet::default();
+    let outcome = tokio::time::timeout(timeout, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack)))
+                    if ack.code != rumqttc::ConnectReturnCode::Success
+                        && ack.code != rumqttc::ConnectReturnCode::ServiceUnavailable =>
+                {
+                    return Err(refused_connection(&request.addr, ack.code));
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    if ack.return_codes.iter().any(|code| matches!(code, SubscribeReasonCode::Failure)) {
+                        return Err(CliError::Failed(format!(
+                            "broker {} refused the subscription to {accepted}: regenerate its members/ACL files \
+                             (origins read their acceptances)",
+                            request.addr.url()
+                        )));
+                    }
+                    // Subscribed first, so the acceptance cannot pass before we listen.
+                    client
+                        .try_publish(&ingest, QoS::AtLeastOnce, false, payload.to_vec())
+                        .map_err(|e| CliError::Failed(format!("queue publish: {e}")))?;
+                }
+                Ok(Event::Incoming(Packet::Publish(message))) if message.topic == accepted => {
+                    let ctx = VerifyContext { anchors, revocations: &revocations, now: clock::now() };
+                    match verify_acceptance(&message.payload, &request.node, ctx) {
+                        Ok(verified) if verified.value().digest == *digest => return Ok(true),
+                        Ok(_) => {}
+                        Err(error) => eprintln!("warning: an acceptance on {accepted} was refused: {}: {error}", error.code()),
+                    }
+                }
+                Ok(_) => {}
+                Err(rumqttc::ConnectionError::ConnectionRefused(code))
+                    if code != rumqttc::ConnectReturnCode::ServiceUnavailable =>
+                {
+                    return Err(refused_connection(&request.addr, code));
+                }
+                // The national node is down or restarting: the next attempt reconnects.
+                Err(_) => return Ok(false),
+            }
+        }
+    })
+    .await
+    .unwrap_or(Ok(false));
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
+    outcome
 }
 
 /// How long a published head stays fresh: origins publish one at least this often.

@@ -9,6 +9,7 @@
 //! | `kairan/v1/<node>/ingest/<origin>` | the origin `<origin>` | the national node |
 //! | `kairan/v1/<node>/ingest-heads/<origin>` | the origin `<origin>` | the national node |
 //! | `kairan/v1/<node>/control` | administrators, the root | the national node |
+//! | `kairan/v1/<node>/accepted/<origin>` | the national node | the origin `<origin>` |
 //! | `kairan/v1/<node>/deliveries/<scope path>` | the relay `<node>` | its children |
 //! | `kairan/v1/<node>/trust/<piece>` (retained) | the relay `<node>` | its children |
 //! | `kairan/v1/<node>/heads/<origin>` (retained) | the relay `<node>` | its children |
@@ -116,6 +117,17 @@ pub fn sync_response_filter(parent: &str) -> String {
     format!("{ROOT}{parent}/sync/+/resp")
 }
 
+/// `kairan/v1/<node>/accepted/<origin>`: the national node's signed acceptances of what
+/// origin `origin` published, sent once each advisory is stored durably.
+pub fn accepted(node: &str, origin: &str) -> String {
+    format!("{ROOT}{node}/accepted/{origin}")
+}
+
+/// `kairan/v1/<node>/accepted/+`: every origin's acceptances (what the national node writes).
+pub fn accepted_filter(node: &str) -> String {
+    format!("{ROOT}{node}/accepted/+")
+}
+
 /// What a topic is, relative to the node that owns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Topic<'t> {
@@ -135,6 +147,8 @@ pub enum Topic<'t> {
     SyncRequest(&'t str),
     /// `…/sync/<child>/resp`.
     SyncResponse(&'t str),
+    /// `…/accepted/<origin>`.
+    Accepted(&'t str),
 }
 
 /// Parses `topic` as one of `owner`'s topics. `None` for anything else (another node's
@@ -160,6 +174,9 @@ pub fn parse<'t>(owner: &str, topic: &'t str) -> Option<Topic<'t>> {
             }
             if let Some(origin) = rest.strip_prefix("heads/") {
                 return single(origin).map(Topic::Heads);
+            }
+            if let Some(origin) = rest.strip_prefix("accepted/") {
+                return single(origin).map(Topic::Accepted);
             }
             let sync = rest.strip_prefix("sync/")?;
             if let Some(child) = sync.strip_suffix("/req") {

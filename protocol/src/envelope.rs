@@ -33,6 +33,8 @@ pub const HEAD_TYPE: &str = "application/vnd.kairan.head+json";
 pub const ANCHORS_TYPE: &str = "application/vnd.kairan.anchors+json";
 /// `payloadType` of a parent's signed statement of one catch-up page.
 pub const SYNC_PAGE_TYPE: &str = "application/vnd.kairan.sync-page+json";
+/// `payloadType` of the national node's signed acceptance of an advisory (durably stored).
+pub const ACCEPTANCE_TYPE: &str = "application/vnd.kairan.acceptance+json";
 /// `payloadType` of clinic receipts.
 pub const RECEIPT_TYPE: &str = "application/vnd.kairan.receipt+json";
 

@@ -22,6 +22,8 @@
 //! - [`sequence`]: origin sequence rules (accept, duplicate, gap, backfill, fork).
 //! - [`sync`]: catch-up request and response messages, their bounded parsers, and the
 //!   parent's signed page statement ([`sync::sign_page`], [`sync::verify_page`]).
+//! - [`acceptance`]: the national node's signed acceptance that an advisory is stored
+//!   durably, and [`acceptance::verify_acceptance`] (what `kairan publish` waits for).
 //! - [`verified`]: [`Verified<T>`], constructed only by this crate's verifiers.
 //! - [`limits`]: size and count limits, enforced before expensive work.
 //! - [`time`]: [`Timestamp`], RFC 3339 on the wire.
@@ -47,6 +49,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acceptance;
 pub mod advisory;
 pub mod cert;
 pub mod delivery;

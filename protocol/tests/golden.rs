@@ -19,7 +19,10 @@ use std::sync::LazyLock;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
-use kairan_protocol::envelope::{ADVISORY_TYPE, CERT_TYPE, HOP_TYPE, REVOCATION_TYPE, SYNC_PAGE_TYPE, pae};
+use kairan_protocol::acceptance::{Acceptance, AcceptanceMessage, verify_acceptance};
+use kairan_protocol::envelope::{
+    ACCEPTANCE_TYPE, ADVISORY_TYPE, CERT_TYPE, HOP_TYPE, REVOCATION_TYPE, SYNC_PAGE_TYPE, pae,
+};
 use kairan_protocol::fixtures::{self, FIXTURE_NOW, Hierarchy};
 use kairan_protocol::sync::{SyncResponse, sign_page, verify_page};
 use kairan_protocol::{
@@ -34,7 +37,7 @@ const LABELS: [&str; 7] =
     ["root-1", "root-2", "root-3", "origin-mhlw", "relay-jp", "relay-jp-13", "relay-jp-13-chuo"];
 
 /// The vector files, in the order they are generated.
-const FILES: [&str; 10] = [
+const FILES: [&str; 11] = [
     "keys.json",
     "trust.json",
     "advisory.payload.json",
@@ -45,6 +48,7 @@ const FILES: [&str; 10] = [
     "digest.txt",
     "revocation-piece.json",
     "sync-page.json",
+    "acceptance.json",
 ];
 
 /// The signed catch-up page of the vectors: `jp-13` answers `jp-13-chuo` with the 2-hop
@@ -58,6 +62,12 @@ fn sync_page(tree: &Hierarchy, delivery: kairan_protocol::Delivery) -> SyncRespo
         ..Default::default()
     };
     sign_page(page, "jp-13-chuo", &tree.relays[1].key, &tree.relay_chain(1))
+}
+
+/// The national node `jp` accepting the sample advisory of origin `mhlw` at the fixtures' time.
+fn acceptance(tree: &Hierarchy, digest: Digest) -> AcceptanceMessage {
+    let statement = Acceptance { node: "jp".into(), origin: "mhlw".into(), digest, accepted_at: FIXTURE_NOW };
+    statement.sign(&tree.relays[0].key, &tree.relay_chain(0))
 }
 
 /// One entry of `keys.json`.
@@ -127,6 +137,7 @@ fn generate() -> Vec<(&'static str, Vec<u8>)> {
             tree.relay_revocation(1, &tree.relays[2].cert, &[], FIXTURE_NOW, FIXTURE_NOW).to_json(),
         ),
         ("sync-page.json", sync_page(&tree, tree.delivery(&advisory, 2)).to_json()),
+        ("acceptance.json", acceptance(&tree, Digest::of(&payload)).to_json()),
     ];
     let names: Vec<&str> = vectors.iter().map(|(name, _)| *name).collect();
     assert_eq!(names, FILES);
@@ -493,4 +504,27 @@ fn sync_page_verifies_by_hand() {
     verify_page(file("sync-page.json"), "jp-13", "jp-13-chuo", ctx).expect("verifies");
     assert!(verify_page(file("sync-page.json"), "jp-13", "jp-13-kyobashi", ctx).is_err());
     assert!(verify_page(file("sync-page.json"), "jp", "jp-13-chuo", ctx).is_err());
+}
+
+#[test]
+fn acceptance_verifies_by_hand() {
+    let keys = keys();
+    let message = json("acceptance.json");
+    let (payload, signers) = check_envelope(&message["statement"], ACCEPTANCE_TYPE, &keys);
+    assert_eq!(signers, ["relay-jp"]);
+    let statement: Value = serde_json::from_slice(&payload).expect("statement payload is JSON");
+    assert_eq!(statement["node"], "jp");
+    assert_eq!(statement["origin"], "mhlw");
+    assert_eq!(
+        statement["digest"].as_str(),
+        Some(std::str::from_utf8(file("digest.txt")).expect("utf8").trim())
+    );
+    let chain = message["certs"].as_array().expect("certs");
+    assert_eq!(chain.len(), 1, "the national node's root-issued certificate");
+    let anchors =
+        TrustAnchors::new(serde_json::from_slice(file("trust.json")).expect("anchors")).expect("valid");
+    let revocations = Default::default();
+    let ctx = VerifyContext { anchors: &anchors, revocations: &revocations, now: FIXTURE_NOW.plus_secs(60) };
+    verify_acceptance(file("acceptance.json"), "jp", ctx).expect("verifies");
+    assert!(verify_acceptance(file("acceptance.json"), "jp-13", ctx).is_err());
 }

@@ -72,6 +72,13 @@ pub struct PublishArgs {
     /// Chain state file (default: KEY with extension .state.json).
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// The trust anchors file: the national node's signed acceptance must chain to it.
+    #[arg(long)]
+    pub trust: PathBuf,
+    /// Seconds to keep publishing until the national node confirms it stored the advisory
+    /// (then exit 75; running again publishes the same bytes first).
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
     /// Only publish a fresh signed head of the chain state (a heartbeat; run it from a timer
     /// more often than every 24 hours so children can tell a quiet feed from a frozen one).
     #[arg(long)]
@@ -201,7 +208,10 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
         password,
     });
     let state_path = args.state.clone().unwrap_or_else(|| args.key.with_extension("state.json"));
-    let request = PublishRequest { key, cert, addr, node: args.node.clone(), credentials, state_path };
+    let anchors = keyfile::load_trust(&args.trust)?;
+    let wait = std::time::Duration::from_secs(args.wait);
+    let request =
+        PublishRequest { key, cert, addr, node: args.node.clone(), credentials, state_path, anchors, wait };
     let Some(file) = &args.file else {
         let state = publish::read_state(&request.state_path)?;
         runtime()?.block_on(publish::publish_head(&request, &state))?;
@@ -213,10 +223,14 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
         return Ok(());
     };
     let input = super::read_input(file)?;
-    let (digest, seq) = runtime()?.block_on(publish::publish(&request, &input))?;
+    let published = runtime()?.block_on(publish::publish(&request, &input))?;
     println!(
-        "published {digest} (origin {origin} seq {seq}) to {}; acknowledged by the broker",
-        request.addr.url()
+        "published {} (origin {origin} seq {}) to {}; stored by {} (signed acceptance verified, {} publish(es))",
+        published.digest,
+        published.seq,
+        request.addr.url(),
+        request.node,
+        published.attempts
     );
     Ok(())
 }

@@ -83,7 +83,7 @@ pub enum Command {
     /// Sign and publish an advisory to the national node's ingest topic (next seq and prev
     /// from the origin's state file); succeeds only once the broker acknowledged it.
     #[command(
-        after_help = "Example:\n  kairan publish --key keys/mhlw.key --cert certs/mhlw.cert.json \\\n      --to mqtt://127.0.0.1:1883 --node jp --password-file mhlw.secret samples/01-ransomware.toml"
+        after_help = "Example:\n  kairan publish --key keys/mhlw.key --cert certs/mhlw.cert.json --trust trust.toml \\\n      --to mqtt://127.0.0.1:1883 --node jp --password-file mhlw.secret samples/01-ransomware.toml\n\nExit codes: 0 stored (the national node's signed acceptance verified), 75 published but not confirmed\nwithin --wait (run again: the same bytes go first), 64 bad arguments, 70 other failures."
     )]
     Publish(daemon::PublishArgs),
     /// Run a whole hierarchy on this machine: root, origin, national, 2 prefectures, 2 districts

@@ -24,6 +24,15 @@ pub enum Effect {
     AskGap,
     /// Republish the trust pieces in force, retained, to the children.
     PublishTrust,
+    /// Tell an origin, signed, that its advisory is stored (national node, ingest input).
+    Acceptance {
+        /// The origin (its ingest topic's).
+        origin: String,
+        /// The advisory digest.
+        digest: kairan_protocol::Digest,
+        /// When it was decided.
+        at: kairan_protocol::Timestamp,
+    },
 }
 
 /// Writes and the effects that wait for them.

@@ -503,6 +503,15 @@ impl Machine {
                 self.counters.duplicates += 1;
                 self.report(Event::Duplicate { digest });
                 self.ack(id);
+                // An origin publishing again has not seen the acceptance: send it again, once
+                // whatever was written before (the first copy, perhaps) is durable.
+                if let Some(Topic::Ingest(origin)) = topics::parse(&self.identity.id, source)
+                    && self.identity.upstream == Upstream::Ingest
+                {
+                    let effect = Effect::Acceptance { origin: origin.to_owned(), digest, at: now };
+                    let ready = self.pipeline.after_writes([effect]);
+                    self.run_now(ready, now);
+                }
             }
             Decision::Held(reason) => {
                 self.counters.held += 1;
@@ -580,6 +589,13 @@ impl Machine {
             effects.push(Effect::Report(Event::Gap { origin, from, to, from_head: false }));
             effects.push(Effect::AskGap);
         }
+        if ack.is_some() && self.identity.upstream == Upstream::Ingest {
+            effects.push(Effect::Acceptance {
+                origin: record.origin.clone(),
+                digest: record.digest,
+                at: now,
+            });
+        }
         effects.push(Effect::Report(Event::Accepted(accepted)));
         self.pipeline.write(WriteOp::Accepted(record), effects);
     }
@@ -632,6 +648,7 @@ impl Machine {
                 Effect::RequestPage => self.ask(Reason::NextPage, now),
                 Effect::AskGap => self.ask(Reason::Gap, now),
                 Effect::PublishTrust => self.publish_trust(),
+                Effect::Acceptance { origin, digest, at } => self.publish_acceptance(origin, digest, at),
             }
         }
     }

@@ -5,7 +5,9 @@ use bytes::Bytes;
 
 use kairan_protocol::fixtures::{self, Hierarchy};
 use kairan_protocol::head::Head;
-use kairan_protocol::{Advisory, Digest, Revocation, Scope, SecretKey, Timestamp, TrustBundle};
+use kairan_protocol::{
+    Advisory, Digest, Revocation, Scope, SecretKey, Timestamp, TrustBundle, VerifyContext,
+};
 
 use super::io::{Action, Event, Link, MsgId, Outgoing, Qos};
 use super::{Attester, Identity, Machine, MachineConfig, Upstream, query};
@@ -320,6 +322,45 @@ fn ticks_ask_again_and_report_a_frozen_feed_once() {
 }
 
 #[test]
+fn the_national_node_signs_an_acceptance_once_the_advisory_is_durable_and_again_for_a_copy() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    national.machine.handle_downstream_connected(now);
+    national.pump(now);
+    national.hold_commits = true;
+    let (advisory, bytes) = ingest_delivery(&tree, 1, None, "jp");
+    let digest = Digest::of(&advisory.to_payload());
+    let ingest = topics::ingest_of("jp", "mhlw");
+    national.receive(1, &ingest, bytes.clone(), now);
+    let acceptances = |node: &mut TestNode| -> Vec<Outgoing> {
+        let (taken, kept): (Vec<Outgoing>, Vec<Outgoing>) = std::mem::take(&mut node.published)
+            .into_iter()
+            .partition(|o| o.topic == topics::accepted("jp", "mhlw"));
+        node.published = kept;
+        taken
+    };
+    assert!(acceptances(&mut national).is_empty(), "nothing stated before the commit is durable");
+    // A copy while the first is still being written: its acceptance waits for that commit too.
+    national.receive(2, &ingest, bytes.clone(), now);
+    assert!(acceptances(&mut national).is_empty(), "the copy waits for the durable first");
+    national.release_commits(now);
+    let sent = acceptances(&mut national);
+    assert_eq!(sent.len(), 2, "one for the publish, one for the copy");
+    let revocations = kairan_protocol::RevocationSet::default();
+    let ctx = VerifyContext { anchors: &tree.anchors, revocations: &revocations, now };
+    for outgoing in &sent {
+        assert_eq!((outgoing.qos, outgoing.retain), (Qos::AtMostOnce, false));
+        let verified =
+            kairan_protocol::acceptance::verify_acceptance(&outgoing.payload, "jp", ctx).expect("verifies");
+        assert_eq!((verified.value().digest, verified.value().origin.as_str()), (digest, "mhlw"));
+    }
+    // A copy long after: answered at once (nothing is pending).
+    national.receive(3, &ingest, bytes, now);
+    assert_eq!(acceptances(&mut national).len(), 1);
+}
+
+#[test]
 fn a_restarted_relay_republishes_what_its_broker_did_not_confirm() {
     let tree = Hierarchy::standard();
     let now = tree.later();
@@ -329,7 +370,9 @@ fn a_restarted_relay_republishes_what_its_broker_did_not_confirm() {
     national.pump(now);
     let (_, bytes) = ingest_delivery(&tree, 1, None, "jp");
     national.receive(1, &topics::ingest_of("jp", "mhlw"), bytes, now);
-    assert_eq!(national.take_published(Link::Downstream).len(), 1, "sent, never confirmed");
+    let deliveries =
+        national.take_published(Link::Downstream).into_iter().filter(|o| o.qos == Qos::AtLeastOnce);
+    assert_eq!(deliveries.count(), 1, "sent, never confirmed");
     // Crash: a new machine on the same store.
     let store = national.store.clone();
     let identity_tree = Hierarchy::standard();

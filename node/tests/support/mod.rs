@@ -10,6 +10,9 @@
 //! - [`procs`]: a daemon process: start, `kill -9`, SIGTERM, its log.
 //! - [`mosquitto`]: a Mosquitto process, restartable on the same port.
 
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
+
 pub mod files;
 pub mod procs;
 

@@ -48,7 +48,7 @@ impl Hierarchy {
             &[&self.origin.key],
         );
         let digest = Digest::of(&envelope.payload);
-        self.origin.state = OriginState { seq: advisory.seq, digest: Some(digest) };
+        self.origin.state = OriginState { seq: advisory.seq, digest: Some(digest), pending: None };
         let delivery =
             Delivery { advisory: envelope, certs: vec![self.origin.cert.clone()], hops: Vec::new() };
         (delivery.to_json(), digest)

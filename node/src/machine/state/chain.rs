@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use kairan_protocol::{CertSet, Certificate, Envelope, Role, Timestamp};
+use kairan_protocol::acceptance::Acceptance;
+use kairan_protocol::{CertSet, Certificate, Digest, Envelope, Role, Timestamp};
 
 use super::super::io::{Link, Qos};
 use super::super::publisher::Publisher;
@@ -39,6 +40,20 @@ impl Machine {
             self.publish(Link::Downstream, topic, Bytes::new(), Qos::AtMostOnce, true);
         }
         self.pieces = current;
+    }
+
+    /// Publishes the signed acceptance of `digest` to `origin` (QoS 0: an origin that misses
+    /// it publishes again, and a duplicate is answered with the acceptance again).
+    pub(super) fn publish_acceptance(&mut self, origin: String, digest: Digest, at: Timestamp) {
+        if !self.publisher.as_ref().is_some_and(Publisher::is_connected) {
+            return;
+        }
+        let Some(attester) = &self.identity.attester else { return };
+        let node = self.identity.id.clone();
+        let acceptance = Acceptance { node: node.clone(), origin: origin.clone(), digest, accepted_at: at };
+        let message = acceptance.sign(&attester.key, &self.chain);
+        let topic = topics::accepted(&node, &origin);
+        self.publish(Link::Downstream, topic, Bytes::from(message.to_json()), Qos::AtMostOnce, false);
     }
 
     /// Keeps the certificates a signed page must carry: this relay's own and those of the
