@@ -20,6 +20,7 @@ use kairan_protocol::{Advisory, Delivery, Digest, Envelope, Hop, SecretKey, Time
 pub mod sim;
 
 pub use kairan_node::harness::mosquitto::{Mosquitto, free_port};
+pub use kairan_node::harness::rabbitmq::RabbitMq;
 
 /// Signs `advisory` with the tree's origin key (no sequence bookkeeping) and carries it
 /// through `relays` (indexes into `tree.relays`, top down), each hop signed by that relay's
