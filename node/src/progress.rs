@@ -88,7 +88,7 @@ impl Progress {
             }
             Mode::Lines => {
                 // Every step of a short run; every tenth of a long one, and the last.
-                let tenth = if self.total > 0 { self.done * 10 / self.total } else { self.done };
+                let tenth = (self.done * 10).checked_div(self.total).unwrap_or(self.done);
                 if self.total <= 20 || tenth > self.last_tenth || self.done == self.total {
                     self.last_tenth = tenth;
                     eprintln!("{}", self.line(message));

@@ -56,9 +56,8 @@ impl RabbitPasswordHash {
     /// Parses the base64 form (`password_hash` of RabbitMQ's definitions).
     pub fn parse(text: &str) -> Result<Self, String> {
         let bytes = STANDARD.decode(text.trim()).map_err(|e| format!("not base64: {e}"))?;
-        let (salt, hash) = bytes
-            .split_first_chunk::<4>()
-            .ok_or("expected base64 of a 4-byte salt and a 32-byte SHA-256")?;
+        let (salt, hash) =
+            bytes.split_first_chunk::<4>().ok_or("expected base64 of a 4-byte salt and a 32-byte SHA-256")?;
         let hash: [u8; 32] =
             hash.try_into().map_err(|_| "expected base64 of a 4-byte salt and a 32-byte SHA-256")?;
         Ok(Self { salt: *salt, hash })
@@ -300,7 +299,10 @@ mod tests {
         assert!(parsed.verify("correct horse battery"));
         assert!(!parsed.verify("correct horse batterz"));
         // RabbitMQ's documented example: "test12" with the salt 0x908DC60A.
-        let known = RabbitPasswordHash { salt: [0x90, 0x8d, 0xc6, 0x0a], hash: salted_sha256(&[0x90, 0x8d, 0xc6, 0x0a], "test12") };
+        let known = RabbitPasswordHash {
+            salt: [0x90, 0x8d, 0xc6, 0x0a],
+            hash: salted_sha256(&[0x90, 0x8d, 0xc6, 0x0a], "test12"),
+        };
         assert_eq!(known.to_string(), "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR");
         assert!(RabbitPasswordHash::parse("AAAA").is_err());
     }
@@ -320,7 +322,13 @@ mod tests {
         let files = generate(&[node], &settings()).expect("generated");
         let defs: Value = serde_json::from_str(&files.definitions).expect("json");
         let topic = |user: &str| {
-            defs["topic_permissions"].as_array().expect("array").iter().find(|p| p["user"] == user).cloned().expect("user")
+            defs["topic_permissions"]
+                .as_array()
+                .expect("array")
+                .iter()
+                .find(|p| p["user"] == user)
+                .cloned()
+                .expect("user")
         };
         let c1 = topic("c1");
         assert_eq!(c1["write"], "^(kairan\\.v1\\.jp\\-13\\-chuo\\.sync\\.c1\\.req)$");

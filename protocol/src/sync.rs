@@ -171,7 +171,8 @@ mod tests {
         assert!(parse_response(none).is_ok_and(|r| r.heads.is_empty()));
         let head = r#"{"head":{"payload":"e30=","payloadType":"application/vnd.kairan.head+json","signatures":[]},"certs":[]}"#;
         let heads = vec![head; MAX_SYNC_HEADS + 1].join(",");
-        let many = format!(r#"{{"after":5,"scanned_upto":9,"last_relay_seq":9,"deliveries":[],"heads":[{heads}]}}"#);
+        let many =
+            format!(r#"{{"after":5,"scanned_upto":9,"last_relay_seq":9,"deliveries":[],"heads":[{heads}]}}"#);
         assert_eq!(parse_response(many.as_bytes()).map_err(|e| e.code()), Err("malformed_payload"));
     }
 }

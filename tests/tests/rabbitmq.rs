@@ -158,7 +158,8 @@ async fn rabbitmq_levels_deliver_by_scope_carry_trust_and_hold_members_to_their_
     // A member reads only its rows: clinic 0 on its district's RabbitMQ, with the clinics
     // stopped (a connection under a running client's id would take over its session).
     let genuine = published[0].0;
-    let stored = tree.clinics[1].handle.as_ref().expect("clinic").store().get(&genuine).expect("get").expect("held");
+    let stored =
+        tree.clinics[1].handle.as_ref().expect("clinic").store().get(&genuine).expect("get").expect("held");
     tree.stop_clinic(0).await.expect("clinic stops");
     tree.stop_clinic(1).await.expect("clinic stops");
     let clinic = tree.clinics[0].config.clone();
@@ -168,7 +169,10 @@ async fn rabbitmq_levels_deliver_by_scope_carry_trust_and_hold_members_to_their_
     let wait = Duration::from_millis(500);
     let own = topics::sync_response(&district, &clinic.id);
     assert!(
-        matches!(try_subscribe(&clinic.addr, &credentials, &clinic.id, &own, wait).await, Subscribed::Granted(_)),
+        matches!(
+            try_subscribe(&clinic.addr, &credentials, &clinic.id, &own, wait).await,
+            Subscribed::Granted(_)
+        ),
         "its own answer topic"
     );
     for forbidden in [
@@ -251,7 +255,8 @@ async fn a_clinic_joining_a_rabbitmq_district_late_gets_trust_and_heads_from_cat
     tree.publish_head(Duration::from_secs(600)).await.expect("head published");
     wait_until("the district holds the advisory and the trust update", || {
         let store = tree.relays[district].handle.as_ref().expect("district").store();
-        store.get(&first_digest).ok().flatten().is_some() && store.blob("trust_bundle").ok().flatten().is_some()
+        store.get(&first_digest).ok().flatten().is_some()
+            && store.blob("trust_bundle").ok().flatten().is_some()
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -277,7 +282,9 @@ async fn a_clinic_joining_a_rabbitmq_district_late_gets_trust_and_heads_from_cat
         }
     }
     tree.publish_raw(withheld).await.expect("published");
-    tree.wait_for_inboxes(|_| BTreeSet::from([first_digest, withheld_digest]), SETTLE).await.expect("released");
+    tree.wait_for_inboxes(|_| BTreeSet::from([first_digest, withheld_digest]), SETTLE)
+        .await
+        .expect("released");
     tree.shutdown().await.expect("clean shutdown");
 }
 

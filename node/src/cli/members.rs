@@ -219,12 +219,16 @@ pub fn rabbitmq(args: &RabbitArgs) -> Result<(), CliError> {
         })
         .collect();
     let (host, port) = parse_listen(&args.listen)?;
-    std::fs::create_dir_all(&args.out).map_err(|e| CliError::io(&args.out, e))?;
     let definitions = args.out.join("kairan-definitions.json");
     let definitions_path = args.definitions_path.clone().unwrap_or_else(|| definitions.display().to_string());
-    let settings =
-        RabbitSettings { listen: (host, port), definitions_path: &definitions_path, quorum_queues: args.quorum };
+    let settings = RabbitSettings {
+        listen: (host, port),
+        definitions_path: &definitions_path,
+        quorum_queues: args.quorum,
+    };
+    // Everything is checked before anything is written.
     let files = rabbitmq_config::generate(&nodes, &settings).map_err(CliError::Usage)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| CliError::io(&args.out, e))?;
     crate::secrets::write_private(&definitions, files.definitions.as_bytes())
         .map_err(|e| CliError::io(&definitions, e))?;
     let conf = args.out.join("rabbitmq.conf");

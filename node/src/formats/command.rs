@@ -83,13 +83,17 @@ pub fn import(args: &ImportArgs) -> Result<(), CliError> {
     let mut converted = Vec::with_capacity(args.files.len());
     for file in &args.files {
         let bytes = crate::cli::read_input(file)?;
-        let text =
-            String::from_utf8(bytes).map_err(|_| CliError::Usage(format!("{} is not UTF-8", file.display())))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| CliError::Usage(format!("{} is not UTF-8", file.display())))?;
         let imported = import_document(&text, args.format)
             .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
         let toml = draft_toml(&imported.advisory, from, &imported.defaulted).map_err(CliError::Failed)?;
         if !imported.defaulted.is_empty() {
-            eprintln!("note: {}: defaulted (not in the document): {}", file.display(), imported.defaulted.join(", "));
+            eprintln!(
+                "note: {}: defaulted (not in the document): {}",
+                file.display(),
+                imported.defaulted.join(", ")
+            );
         }
         if let Some(progress) = &mut progress {
             progress.step(&file.display().to_string());
@@ -103,7 +107,8 @@ pub fn import(args: &ImportArgs) -> Result<(), CliError> {
     std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
     for (file, toml) in &converted {
         let stem = file.file_stem().and_then(|s| s.to_str()).filter(|s| !s.is_empty() && *s != "-");
-        let stem = stem.ok_or_else(|| CliError::Usage(format!("{}: no file name to name the output", file.display())))?;
+        let stem = stem
+            .ok_or_else(|| CliError::Usage(format!("{}: no file name to name the output", file.display())))?;
         let path = dir.join(format!("{stem}.toml"));
         std::fs::write(&path, toml).map_err(|e| CliError::io(&path, e))?;
     }

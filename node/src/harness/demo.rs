@@ -8,9 +8,9 @@
 //! verified path and times, shows the forgery refused at the first hop, and succeeds only if
 //! every clinic holds exactly the advisories in its scope.
 
+use crate::progress::{Mode, Progress};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use crate::progress::{Mode, Progress};
 use std::time::{Duration, Instant};
 
 use kairan_protocol::envelope::ADVISORY_TYPE;

@@ -61,11 +61,17 @@ impl ExternalBroker {
     pub fn start_for(&mut self, nodes: &[TreeNodeOnBroker<'_>]) -> Result<(), String> {
         match self {
             Self::Mosquitto(broker) => {
-                let hashes: Vec<PasswordHash> = nodes.iter().map(|n| PasswordHash::new(n.own_password)).collect();
+                let hashes: Vec<PasswordHash> =
+                    nodes.iter().map(|n| PasswordHash::new(n.own_password)).collect();
                 let on: Vec<NodeOnBroker<'_>> = nodes
                     .iter()
                     .zip(&hashes)
-                    .map(|(n, hash)| NodeOnBroker { id: n.id, national: n.national, members: n.members, own_clients: hash })
+                    .map(|(n, hash)| NodeOnBroker {
+                        id: n.id,
+                        national: n.national,
+                        members: n.members,
+                        own_clients: hash,
+                    })
                     .collect();
                 broker.start_for(&on)
             }
@@ -75,10 +81,34 @@ impl ExternalBroker {
                 let on: Vec<NodeOnRabbit<'_>> = nodes
                     .iter()
                     .zip(&hashes)
-                    .map(|(n, hash)| NodeOnRabbit { id: n.id, national: n.national, members: n.members, own_clients: hash })
+                    .map(|(n, hash)| NodeOnRabbit {
+                        id: n.id,
+                        national: n.national,
+                        members: n.members,
+                        own_clients: hash,
+                    })
                     .collect();
                 broker.start_for(&on)
             }
+        }
+    }
+
+    /// Kills it with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        match self {
+            Self::Mosquitto(broker) => broker.kill(),
+            Self::RabbitMq(broker) => broker.kill(),
+        }
+    }
+
+    /// Starts it again with the same configuration (and data, where it keeps any).
+    pub fn start_again(&mut self) -> Result<(), String> {
+        match self {
+            Self::Mosquitto(broker) => {
+                broker.start_again();
+                Ok(())
+            }
+            Self::RabbitMq(broker) => broker.start_again(),
         }
     }
 

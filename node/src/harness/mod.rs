@@ -17,6 +17,6 @@ pub mod demo;
 pub mod external;
 pub mod hierarchy;
 pub mod mosquitto;
-pub mod rabbitmq;
 mod places;
+pub mod rabbitmq;
 pub mod recovery_bench;

@@ -94,12 +94,14 @@ impl RabbitMq {
             quorum_queues: false,
         };
         let files = rabbitmq_config::generate(nodes, &settings)?;
-        crate::secrets::write_private(&definitions, files.definitions.as_bytes()).map_err(|e| e.to_string())?;
+        crate::secrets::write_private(&definitions, files.definitions.as_bytes())
+            .map_err(|e| e.to_string())?;
         let mut conf = files.conf;
         conf.push_str("log.console = false\nlog.file.level = warning\n");
         std::fs::write(self.dir.path().join("rabbitmq.conf"), conf).map_err(|e| e.to_string())?;
         // What `rabbitmq-plugins --offline enable rabbitmq_mqtt` writes.
-        std::fs::write(self.dir.path().join("enabled_plugins"), "[rabbitmq_mqtt].\n").map_err(|e| e.to_string())?;
+        std::fs::write(self.dir.path().join("enabled_plugins"), "[rabbitmq_mqtt].\n")
+            .map_err(|e| e.to_string())?;
         self.start_again()
     }
 

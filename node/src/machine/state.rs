@@ -411,7 +411,8 @@ impl Machine {
                     }
                 }
             }
-            (Some(ReadFor::Answer { child, child_trust }), ReadResult::Page(mut page)) => {
+            (Some(ReadFor::Answer { child, child_trust }), ReadResult::Page(page)) => {
+                let mut page = *page;
                 let chain_bytes: usize = self.chain.iter().map(|c| c.to_json().len() + 1).sum();
                 if let Some(bundle) = self.trust.json() {
                     // The bundle rides along only when the child lacks it and the answer stays

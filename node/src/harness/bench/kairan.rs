@@ -32,7 +32,8 @@ pub(super) async fn bench_kairan(
         ),
         DistrictBroker::Rabbitmq => builder.external_broker(
             Level::District,
-            crate::harness::rabbitmq::RabbitMq::prepare_if_available().ok_or_else(|| unavailable("rabbitmq"))?,
+            crate::harness::rabbitmq::RabbitMq::prepare_if_available()
+                .ok_or_else(|| unavailable("rabbitmq"))?,
         ),
     };
     let mut tree = builder.start().await?;

@@ -35,9 +35,9 @@ use crate::clinic::{self, ClinicHandle};
 use crate::config::{BrokerConfig, ClinicConfig, LogSection, NodeConfig, UpstreamConfig};
 use crate::error::CliError;
 use crate::members::{Members, PasswordHash};
-use crate::rabbitmq_config::RabbitPasswordHash;
 use crate::mqtt::{self, BrokerAddr, Credentials};
 use crate::publish::{self, OriginState};
+use crate::rabbitmq_config::RabbitPasswordHash;
 use crate::relay::{self, RelayHandle, random_password};
 use crate::store::Store;
 
@@ -400,7 +400,8 @@ impl HierarchyBuilder {
             for members in &mut member_lists {
                 let ids: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
                 for id in ids {
-                    let password = if id == admin.username { Some(&admin.password) } else { passwords.get(&id) };
+                    let password =
+                        if id == admin.username { Some(&admin.password) } else { passwords.get(&id) };
                     if let Some(password) = password {
                         members.set_rabbitmq_password(&id, RabbitPasswordHash::new(password));
                     }
