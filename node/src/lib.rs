@@ -16,6 +16,8 @@
 //! - [`authz`]: the permission table — what each kind of client may read, write and retain.
 //! - [`members`]: the members file (hashed passwords, kinds, scopes).
 //! - [`mosquitto_config`]: Mosquitto's password and ACL files, from the same table.
+//! - [`rabbitmq_config`]: RabbitMQ's definitions (users, permissions, topic permissions) and
+//!   `rabbitmq.conf` for its MQTT plugin, from the same table.
 //! - [`secrets`]: secret files readable by their owner only.
 //! - [`mqtt`]: the MQTT client, the embedded broker, the driver.
 //! - [`relay`], [`clinic`]: the two daemons, thin: configuration to machine and driver.
@@ -33,12 +35,13 @@
 //! - [`formats`]: advisories as CSAF 2.0/2.1, CAP 1.2 and STIX 2.1 (export), and CSAF and CAP
 //!   back to the authoring format (import).
 //! - [`provenance`]: who signed and who carried a verified delivery, as text or JSON.
+//! - [`progress`]: progress of long commands — a bar on a terminal, plain lines otherwise.
 //! - [`clock`]: the one place that reads the wall clock.
 //! - [`logging`]: tracing setup (human or JSON lines).
 //! - [`error`]: [`error::CliError`] (exit codes) and [`error::NodeError`] (daemons).
 //! - `harness` (feature `harness`, on by default): a whole tree in one process — the
 //!   in-process tree builder, `kairan demo`, `kairan bench`, `kairan bench-recovery`, the
-//!   Mosquitto launcher. It is not part of the relay or the clinic.
+//!   Mosquitto and RabbitMQ launchers. It is not part of the relay or the clinic.
 //!
 //! ## Trust model
 //! Every program is configured with the trust anchors only. Nothing is stored, shown or
@@ -67,8 +70,10 @@ pub mod members;
 pub mod metrics;
 pub mod mosquitto_config;
 pub mod mqtt;
+pub mod progress;
 pub mod provenance;
 pub mod publish;
+pub mod rabbitmq_config;
 pub mod relay;
 pub mod report;
 pub mod secrets;

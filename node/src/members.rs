@@ -30,6 +30,7 @@ use subtle::ConstantTimeEq;
 use kairan_protocol::{Certificate, Envelope, PublicKey, Role, Scope};
 
 use crate::authz::{MemberKind, Principal};
+use crate::rabbitmq_config::RabbitPasswordHash;
 
 /// PBKDF2 iterations of new hashes. Mosquitto verifies whatever count a hash states; 1,000
 /// costs about a millisecond per connection, which 2,000 clinics reconnecting at once afford.
@@ -108,6 +109,10 @@ pub struct MemberRow {
     /// Clinics: their scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The same password as RabbitMQ's internal database keeps it (salted SHA-256), for a
+    /// node whose broker is RabbitMQ (`kairan members add --rabbitmq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbitmq_password_hash: Option<String>,
     /// Refused: plaintext passwords are no longer accepted.
     #[serde(default, skip_serializing)]
     pub password: Option<String>,
@@ -129,6 +134,8 @@ pub struct Member {
     pub principal: Principal,
     /// Its password hash.
     pub password: PasswordHash,
+    /// Its password hash for RabbitMQ, if it has one.
+    pub rabbitmq_password: Option<RabbitPasswordHash>,
 }
 
 /// What a node knows of its members.
@@ -168,7 +175,13 @@ impl Members {
 
     /// Adds a member (tests, the harness, the internal clients).
     pub fn insert(&mut self, principal: Principal, id: &str, password: PasswordHash) {
-        self.by_id.insert(id.to_owned(), Member { principal, password });
+        self.by_id.insert(id.to_owned(), Member { principal, password, rabbitmq_password: None });
+    }
+
+    /// Gives a member its RabbitMQ password hash (the harness; a file carries it in the row).
+    /// False when there is no such member.
+    pub fn set_rabbitmq_password(&mut self, id: &str, hash: RabbitPasswordHash) -> bool {
+        self.by_id.get_mut(id).map(|member| member.rabbitmq_password = Some(hash)).is_some()
     }
 
     /// The member a username and password authenticate, if any.
@@ -210,6 +223,12 @@ fn check_row(row: &MemberRow, base: &Path, node: NodeView<'_>) -> Result<Member,
         );
     }
     let password = PasswordHash::parse(&row.password_hash).map_err(|e| format!("password_hash: {e}"))?;
+    let rabbitmq_password = row
+        .rabbitmq_password_hash
+        .as_deref()
+        .map(RabbitPasswordHash::parse)
+        .transpose()
+        .map_err(|e| format!("rabbitmq_password_hash: {e}"))?;
     let scope = match row.kind {
         MemberKind::Relay => {
             let path = row
@@ -231,7 +250,11 @@ fn check_row(row: &MemberRow, base: &Path, node: NodeView<'_>) -> Result<Member,
         }
         MemberKind::Origin | MemberKind::Admin => None,
     };
-    Ok(Member { principal: Principal::Member { id: row.id.clone(), kind: row.kind, scope }, password })
+    Ok(Member {
+        principal: Principal::Member { id: row.id.clone(), kind: row.kind, scope },
+        password,
+        rabbitmq_password,
+    })
 }
 
 /// The scope of a child relay, from the certificate this node issued it: it must be signed by

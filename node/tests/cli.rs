@@ -344,3 +344,79 @@ fn publish_reaches_a_running_national_node_and_advances_the_chain() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(stderr.matches("accepted").count(), 2, "{stderr}");
 }
+
+#[test]
+fn rabbitmq_config_is_written_from_the_members_file_and_a_member_without_its_hash_exits_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    identities(dir.path());
+    for (id, kind, secret, rabbitmq) in
+        [("mhlw", "origin", "origin-password-12", true), ("admin", "admin", "admin-password-12", false)]
+    {
+        let file = format!("{id}.secret");
+        kairan_node::secrets::write_private(&dir.path().join(&file), secret.as_bytes()).expect("secret");
+        let mut args = vec![
+            "members",
+            "add",
+            "--members",
+            "members.toml",
+            "--id",
+            id,
+            "--kind",
+            kind,
+            "--password-file",
+            &file,
+        ];
+        if rabbitmq {
+            args.push("--rabbitmq");
+        }
+        ok(&kairan(&args, dir.path()));
+    }
+    kairan_node::secrets::write_private(&dir.path().join("own.secret"), b"own-clients-password-1\n")
+        .expect("own");
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[node]\nid = \"jp\"\ndata_dir = \"data\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n\
+         [upstream]\ningest = true\n[broker]\nexternal = \"mqtt://127.0.0.1:1883\"\npassword_file = \"own.secret\"\nmembers = \"members.toml\"\n",
+    )
+    .expect("write");
+    let args =
+        ["broker", "rabbitmq-config", "--config", "node.toml", "--listen", "127.0.0.1:1883", "--out", "mq"];
+    let refused = kairan(&args, dir.path());
+    assert_eq!(refused.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("member admin") && stderr.contains("--rabbitmq"), "{stderr}");
+    assert!(!dir.path().join("mq").join("kairan-definitions.json").exists(), "nothing written");
+
+    let secret = "admin.secret";
+    ok(&kairan(
+        &[
+            "members",
+            "add",
+            "--members",
+            "members.toml",
+            "--id",
+            "admin",
+            "--kind",
+            "admin",
+            "--password-file",
+            secret,
+            "--rabbitmq",
+        ],
+        dir.path(),
+    ));
+    ok(&kairan(&args, dir.path()));
+    let definitions = dir.path().join("mq").join("kairan-definitions.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&definitions).expect("meta").permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "password hashes are the owner's only");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&definitions).expect("read")).expect("json");
+    let users: Vec<&str> =
+        json["users"].as_array().expect("users").iter().filter_map(|u| u["name"].as_str()).collect();
+    for user in ["jp~out", "jp~ingest", "mhlw", "admin"] {
+        assert!(users.contains(&user), "{user} in {users:?}");
+    }
+    let conf = std::fs::read_to_string(dir.path().join("mq").join("rabbitmq.conf")).expect("conf");
+    assert!(conf.contains("mqtt.listeners.tcp.default = 127.0.0.1:1883"), "{conf}");
+}

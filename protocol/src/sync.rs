@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::delivery::Delivery;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
+use crate::head::HeadMessage;
 use crate::keys::Digest;
 use crate::limits::{MAX_DELIVERY_BYTES, MAX_ENVELOPE_BYTES};
 use crate::scope::Scope;
@@ -33,6 +34,8 @@ pub const MAX_SYNC_RESPONSE_BYTES: usize =
     MAX_SYNC_PAGE_BYTES + MAX_DELIVERY_BYTES + 2 * MAX_ENVELOPE_BYTES + 4096;
 /// Most deliveries a child may ask for in one page.
 pub const MAX_SYNC_PAGE_ENTRIES: u32 = 512;
+/// Most heads one answer may carry (one per origin).
+pub const MAX_SYNC_HEADS: usize = 64;
 
 fn malformed(what: &str, reason: String) -> Error {
     Error::MalformedPayload { payload_type: what.to_owned(), reason }
@@ -75,6 +78,12 @@ pub struct SyncResponse {
     /// The parent's trust bundle, when the child's differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<TrustBundle>,
+    /// The parent's newest signed head of each origin (head messages as on the heads topic,
+    /// each verified by the child on its own), on the last page of a round: what the retained heads topic carries,
+    /// for a child whose broker does not deliver retained messages to it (RabbitMQ 3.10 does
+    /// not through wildcard subscriptions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heads: Vec<HeadMessage>,
 }
 
 /// Parses a request: size first, then strict JSON, then the page limit.
@@ -110,6 +119,9 @@ pub fn parse_response(bytes: &[u8]) -> Result<SyncResponse> {
         serde_json::from_slice(bytes).map_err(|e| malformed("sync response", e.to_string()))?;
     if response.scanned_upto < response.after {
         return Err(malformed("sync response", "scanned_upto is before after".into()));
+    }
+    if response.heads.len() > MAX_SYNC_HEADS {
+        return Err(malformed("sync response", format!("more than {MAX_SYNC_HEADS} heads")));
     }
     Ok(response)
 }
@@ -151,5 +163,16 @@ mod tests {
     fn responses_must_not_go_backwards() {
         let bad = br#"{"after":5,"scanned_upto":4,"last_relay_seq":9,"deliveries":[]}"#;
         assert_eq!(parse_response(bad).map_err(|e| e.code()), Err("malformed_payload"));
+    }
+
+    #[test]
+    fn heads_are_optional_and_bounded() {
+        let none = br#"{"after":5,"scanned_upto":9,"last_relay_seq":9,"deliveries":[]}"#;
+        assert!(parse_response(none).is_ok_and(|r| r.heads.is_empty()));
+        let head = r#"{"head":{"payload":"e30=","payloadType":"application/vnd.kairan.head+json","signatures":[]},"certs":[]}"#;
+        let heads = vec![head; MAX_SYNC_HEADS + 1].join(",");
+        let many =
+            format!(r#"{{"after":5,"scanned_upto":9,"last_relay_seq":9,"deliveries":[],"heads":[{heads}]}}"#);
+        assert_eq!(parse_response(many.as_bytes()).map_err(|e| e.code()), Err("malformed_payload"));
     }
 }

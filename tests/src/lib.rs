@@ -1,11 +1,14 @@
 //! Support for kairan's multi-node integration tests (`tests/tests/*.rs`): an external
-//! Mosquitto broker started per test, and builders for deliveries that a test injects at any
+//! Mosquitto or RabbitMQ broker started per test, and builders for deliveries that a test injects at any
 //! level of a running tree.
 //!
 //! ## Layout
 //! - [`Mosquitto`] (from `kairan_node::harness`): a Mosquitto process on a free loopback port
 //!   with a password file, killed on drop; `KAIRAN_REQUIRE_MOSQUITTO=1` (CI) makes a missing
 //!   `mosquitto` a failure, not a skip.
+//! - [`RabbitMq`] (from `kairan_node::harness`): a private RabbitMQ node (MQTT plugin) per
+//!   test, configured from the members, killed on drop; `KAIRAN_REQUIRE_RABBITMQ=1` (CI) makes
+//!   a missing `rabbitmq-server` a failure, not a skip.
 //! - [`chain_delivery`]: a delivery carried by the given relays, hops signed by their keys,
 //!   whatever the advisory says — so tests can inject expired or out-of-scope input that
 //!   the real relays above would have refused.
@@ -20,6 +23,7 @@ use kairan_protocol::{Advisory, Delivery, Digest, Envelope, Hop, SecretKey, Time
 pub mod sim;
 
 pub use kairan_node::harness::mosquitto::{Mosquitto, free_port};
+pub use kairan_node::harness::rabbitmq::RabbitMq;
 
 /// Signs `advisory` with the tree's origin key (no sequence bookkeeping) and carries it
 /// through `relays` (indexes into `tree.relays`, top down), each hop signed by that relay's

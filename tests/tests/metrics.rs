@@ -220,7 +220,7 @@ async fn readiness_follows_the_broker_connections() {
     assert_eq!(value(&text, "kairan_ready"), Some(0.0));
     assert_eq!(value(&text, "kairan_downstream_connected"), Some(0.0));
     assert_eq!(get(district, "/healthz").await.expect("healthz").0, 200, "alive all the same");
-    tree.external.get_mut(&Level::Prefecture).expect("mosquitto").start_again();
+    tree.external.get_mut(&Level::Prefecture).expect("mosquitto").start_again().expect("mosquitto restarts");
     wait_ready(prefecture, "prefecture").await;
     wait_ready(district, "district").await;
     tree.shutdown().await.expect("shutdown");

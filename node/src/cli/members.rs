@@ -1,6 +1,7 @@
-//! `kairan members add` (a row of a members file, with the password hashed) and
-//! `kairan broker mosquitto-config` (Mosquitto's password file, ACL and configuration, from the
-//! members files of the nodes that use it).
+//! `kairan members add` (a row of a members file, with the password hashed),
+//! `kairan broker mosquitto-config` (Mosquitto's password file, ACL and configuration) and
+//! `kairan broker rabbitmq-config` (RabbitMQ's definitions and configuration), from the
+//! members files of the nodes that use the broker.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use crate::config::{BrokerConfig, NodeConfig, UpstreamConfig};
 use crate::error::CliError;
 use crate::members::{MemberRow, MembersFile, PasswordHash};
 use crate::mosquitto_config::{self, BrokerSettings, NodeOnBroker};
+use crate::rabbitmq_config::{self, NodeOnRabbit, RabbitPasswordHash, RabbitSettings};
 
 /// Arguments of `kairan members add`.
 #[derive(Debug, Args)]
@@ -33,6 +35,10 @@ pub struct AddArgs {
     /// File holding the member's password (mode 0600); without it, read from standard input.
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// Also store the password as RabbitMQ keeps it (salted SHA-256, one round: use a random
+    /// password of 16 characters or more), for a node whose broker is RabbitMQ.
+    #[arg(long)]
+    pub rabbitmq: bool,
 }
 
 fn parse_kind(text: &str) -> Result<MemberKind, String> {
@@ -84,6 +90,7 @@ pub fn add(args: &AddArgs) -> Result<(), CliError> {
         password_hash: PasswordHash::new(password).to_string(),
         cert: args.cert.clone(),
         scope: args.scope.clone(),
+        rabbitmq_password_hash: args.rabbitmq.then(|| RabbitPasswordHash::new(password).to_string()),
         password: None,
     });
     let text = toml::to_string(&file).map_err(|e| CliError::Failed(e.to_string()))?;
@@ -112,38 +119,51 @@ pub struct MosquittoArgs {
     pub persistence: Option<String>,
 }
 
-/// Writes Mosquitto's files for the given nodes.
-pub fn mosquitto(args: &MosquittoArgs) -> Result<(), CliError> {
-    let configs = args.configs.iter().map(|path| NodeConfig::load(path)).collect::<Result<Vec<_>, _>>()?;
-    let mut hashes = Vec::new();
-    for (path, config) in args.configs.iter().zip(&configs) {
+/// The node configurations and the plaintext password of each node's own clients on the
+/// external broker (`broker.password_file`).
+fn load_external(paths: &[PathBuf], broker: &str) -> Result<Vec<(NodeConfig, String)>, CliError> {
+    let mut nodes = Vec::new();
+    for path in paths {
+        let config = NodeConfig::load(path)?;
         match &config.broker {
             BrokerConfig::External { password: Some(password), .. } => {
-                hashes.push(PasswordHash::new(password))
+                let password = password.clone();
+                nodes.push((config, password));
             }
             _ => {
                 return Err(CliError::Usage(format!(
-                    "{}: set broker.external and broker.password_file (its own clients' password on Mosquitto)",
+                    "{}: set broker.external and broker.password_file (its own clients' password on {broker})",
                     path.display()
                 )));
             }
         }
     }
-    let nodes: Vec<NodeOnBroker<'_>> = configs
+    Ok(nodes)
+}
+
+/// `HOST:PORT` of `--listen`.
+fn parse_listen(listen: &str) -> Result<(&str, u16), CliError> {
+    listen
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        .ok_or_else(|| CliError::Usage(format!("--listen {listen:?}: expected HOST:PORT")))
+}
+
+/// Writes Mosquitto's files for the given nodes.
+pub fn mosquitto(args: &MosquittoArgs) -> Result<(), CliError> {
+    let loaded = load_external(&args.configs, "Mosquitto")?;
+    let hashes: Vec<PasswordHash> = loaded.iter().map(|(_, password)| PasswordHash::new(password)).collect();
+    let nodes: Vec<NodeOnBroker<'_>> = loaded
         .iter()
         .zip(&hashes)
-        .map(|(config, hash)| NodeOnBroker {
+        .map(|((config, _), hash)| NodeOnBroker {
             id: &config.id,
             national: matches!(config.upstream, UpstreamConfig::Ingest),
             members: &config.members,
             own_clients: hash,
         })
         .collect();
-    let (host, port) = args
-        .listen
-        .rsplit_once(':')
-        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
-        .ok_or_else(|| CliError::Usage(format!("--listen {:?}: expected HOST:PORT", args.listen)))?;
+    let (host, port) = parse_listen(&args.listen)?;
     std::fs::create_dir_all(&args.out).map_err(|e| CliError::io(&args.out, e))?;
     let passwd = args.out.join("kairan.passwd");
     let acl = args.out.join("kairan.acl");
@@ -159,5 +179,60 @@ pub fn mosquitto(args: &MosquittoArgs) -> Result<(), CliError> {
     let conf = args.out.join("mosquitto.conf");
     std::fs::write(&conf, &files.conf).map_err(|e| CliError::io(&conf, e))?;
     println!("wrote {}, {} and {}", passwd.display(), acl.display(), conf.display());
+    Ok(())
+}
+
+/// Arguments of `kairan broker rabbitmq-config`.
+#[derive(Debug, Args)]
+pub struct RabbitArgs {
+    /// The node.toml of each node that uses this RabbitMQ (`broker.external`, with
+    /// `broker.members` and `broker.password_file`).
+    #[arg(long = "config", required = true)]
+    pub configs: Vec<PathBuf>,
+    /// Where the MQTT listener listens, HOST:PORT.
+    #[arg(long, default_value = "0.0.0.0:1883")]
+    pub listen: String,
+    /// Directory to write kairan-definitions.json (0600) and rabbitmq.conf into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Where RabbitMQ will read the definitions (default: in --out).
+    #[arg(long)]
+    pub definitions_path: Option<String>,
+    /// QoS 1 subscriptions in quorum queues (a cluster: replicated across its nodes).
+    #[arg(long)]
+    pub quorum: bool,
+}
+
+/// Writes RabbitMQ's files for the given nodes.
+pub fn rabbitmq(args: &RabbitArgs) -> Result<(), CliError> {
+    let loaded = load_external(&args.configs, "RabbitMQ")?;
+    let hashes: Vec<RabbitPasswordHash> =
+        loaded.iter().map(|(_, password)| RabbitPasswordHash::new(password)).collect();
+    let nodes: Vec<NodeOnRabbit<'_>> = loaded
+        .iter()
+        .zip(&hashes)
+        .map(|((config, _), hash)| NodeOnRabbit {
+            id: &config.id,
+            national: matches!(config.upstream, UpstreamConfig::Ingest),
+            members: &config.members,
+            own_clients: hash,
+        })
+        .collect();
+    let (host, port) = parse_listen(&args.listen)?;
+    let definitions = args.out.join("kairan-definitions.json");
+    let definitions_path = args.definitions_path.clone().unwrap_or_else(|| definitions.display().to_string());
+    let settings = RabbitSettings {
+        listen: (host, port),
+        definitions_path: &definitions_path,
+        quorum_queues: args.quorum,
+    };
+    // Everything is checked before anything is written.
+    let files = rabbitmq_config::generate(&nodes, &settings).map_err(CliError::Usage)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| CliError::io(&args.out, e))?;
+    crate::secrets::write_private(&definitions, files.definitions.as_bytes())
+        .map_err(|e| CliError::io(&definitions, e))?;
+    let conf = args.out.join("rabbitmq.conf");
+    std::fs::write(&conf, &files.conf).map_err(|e| CliError::io(&conf, e))?;
+    println!("wrote {} and {}", definitions.display(), conf.display());
     Ok(())
 }

@@ -161,6 +161,13 @@ pub enum BrokerCommand {
         after_help = "Example:\n  kairan broker mosquitto-config --config /etc/kairan/node.toml --listen 0.0.0.0:8883 --out /etc/mosquitto/kairan\n  mosquitto -c /etc/mosquitto/kairan/mosquitto.conf"
     )]
     MosquittoConfig(members::MosquittoArgs),
+    /// Write RabbitMQ's definitions (users, permissions, topic permissions) and rabbitmq.conf
+    /// for its MQTT plugin from the members files of the nodes that use it: every client may
+    /// do exactly what kairan's permission table allows (members need `--rabbitmq` hashes).
+    #[command(
+        after_help = "Example:\n  kairan broker rabbitmq-config --config /etc/kairan/node.toml --listen 0.0.0.0:1883 \\\n      --out /etc/rabbitmq/kairan\n  # then point RABBITMQ_CONFIG_FILE at /etc/rabbitmq/kairan/rabbitmq.conf (see deploy/rabbitmq/)"
+    )]
+    RabbitmqConfig(members::RabbitArgs),
 }
 
 /// `kairan cert …`
@@ -207,6 +214,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Revoke(args) => revoke::revoke(&args),
         Command::Members(MembersCommand::Add(args)) => members::add(&args),
         Command::Broker(BrokerCommand::MosquittoConfig(args)) => members::mosquitto(&args),
+        Command::Broker(BrokerCommand::RabbitmqConfig(args)) => members::rabbitmq(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Node(args) => daemon::node(&args),
         Command::Clinic(args) => daemon::clinic(&args),

@@ -8,6 +8,7 @@
 //! verified path and times, shows the forgery refused at the first hop, and succeeds only if
 //! every clinic holds exactly the advisories in its scope.
 
+use crate::progress::{Mode, Progress};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -41,14 +42,38 @@ impl Default for DemoOptions {
     }
 }
 
+/// The demo's progress: on a terminal a spinner with the current step under the report lines.
+static PROGRESS: std::sync::Mutex<Option<Progress>> = std::sync::Mutex::new(None);
+
 fn step(started: Instant, text: &str) {
-    println!("[{:>6.2}s] {text}", started.elapsed().as_secs_f64());
+    let line = format!("[{:>6.2}s] {text}", started.elapsed().as_secs_f64());
+    match PROGRESS.lock().ok().as_mut().and_then(|guard| guard.as_mut()) {
+        Some(progress) => {
+            progress.println(&line);
+            progress.step(text);
+        }
+        None => println!("{line}"),
+    }
 }
 
 /// Runs the demo; `Ok` only if every clinic holds exactly the advisories in its scope and
 /// the forgery was refused.
 pub async fn run(options: DemoOptions) -> Result<(), CliError> {
     let started = Instant::now();
+    // A bar only on a terminal: elsewhere the step lines on standard output are the progress.
+    if Mode::detect() == Mode::Bar {
+        if let Ok(mut guard) = PROGRESS.lock() {
+            *guard = Some(Progress::with_mode("kairan demo", 0, Mode::Bar));
+        }
+    }
+    let result = run_steps(options, started).await;
+    if let Some(progress) = PROGRESS.lock().ok().and_then(|mut guard| guard.take()) {
+        progress.finish(if result.is_ok() { "done" } else { "failed" });
+    }
+    result
+}
+
+async fn run_steps(options: DemoOptions, started: Instant) -> Result<(), CliError> {
     let temp = tempfile::Builder::new()
         .prefix("kairan-demo-")
         .tempdir()

@@ -8,11 +8,15 @@
 //! - [`bench`]: `kairan bench`, latency and throughput beside a chain of Mosquitto bridges.
 //! - [`recovery_bench`]: `kairan bench-recovery`.
 //! - [`mosquitto`]: a Mosquitto process on a free loopback port (tests, benches).
+//! - [`rabbitmq`]: a private RabbitMQ node (MQTT plugin) on free loopback ports (tests, benches).
+//! - [`external`]: either of them as the external broker of a level of a tree.
 //! - `places`: the prefectures a tree takes and the names of its districts.
 
 pub mod bench;
 pub mod demo;
+pub mod external;
 pub mod hierarchy;
 pub mod mosquitto;
 mod places;
+pub mod rabbitmq;
 pub mod recovery_bench;

@@ -78,8 +78,8 @@ pub enum Query {
 pub enum ReadResult {
     /// Answer to [`Query::Log`].
     Log(Vec<StoredDelivery>),
-    /// Answer to [`Query::Page`].
-    Page(SyncResponse),
+    /// Answer to [`Query::Page`] (boxed: a page is far larger than the other results).
+    Page(Box<SyncResponse>),
 }
 
 /// What the driver must do.

@@ -38,7 +38,7 @@ pub fn run<S: Store>(store: &S, query: &Query) -> Result<ReadResult, StoreError>
             let page = build_page(request, entries, *upto);
             match failure {
                 Some(error) => Err(error),
-                None => Ok(ReadResult::Page(page)),
+                None => Ok(ReadResult::Page(Box::new(page))),
             }
         }
     }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 
+use kairan_protocol::head::HeadMessage;
 use kairan_protocol::sequence::SeqDecision;
 use kairan_protocol::sync::{MAX_SYNC_PAGE_ENTRIES, SyncRequest, sign_page};
 use kairan_protocol::{Digest, Envelope, Scope, Timestamp, TrustAnchors, TrustBundle};
@@ -333,7 +334,7 @@ impl Machine {
             // An empty retained message clears a pruned piece: nothing to apply.
             Some(Topic::Trust(_)) if payload.is_empty() => self.ack(id),
             Some(Topic::Control | Topic::Trust(_)) => self.apply_trust(&payload, Some(id), now),
-            Some(Topic::IngestHeads(_) | Topic::Heads(_)) => self.on_head(id, topic, &payload, now),
+            Some(Topic::IngestHeads(_) | Topic::Heads(_)) => self.on_head(Some(id), topic, &payload, now),
             Some(Topic::SyncResponse(child)) if child == self.identity.id => self.on_page(id, &payload, now),
             // Not a topic this node subscribes to: nothing to decide.
             _ => self.ack(id),
@@ -430,7 +431,8 @@ impl Machine {
                     }
                 }
             }
-            (Some(ReadFor::Answer { child, child_trust }), ReadResult::Page(mut page)) => {
+            (Some(ReadFor::Answer { child, child_trust }), ReadResult::Page(page)) => {
+                let mut page = *page;
                 let chain_bytes: usize = self.chain.iter().map(|c| c.to_json().len() + 1).sum();
                 if let Some(bundle) = self.trust.json() {
                     // The bundle rides along only when the child lacks it and the answer stays
@@ -438,6 +440,19 @@ impl Machine {
                     let room = MAX_PACKET_BYTES.saturating_sub(page.to_json().len() + chain_bytes + 2048);
                     if child_trust != self.trust.digest() && bundle.len() <= room {
                         page.trust = TrustBundle::from_json(&bundle).ok();
+                    }
+                }
+                // The last page of a round carries the newest heads: a child whose broker does
+                // not hand it the retained heads (RabbitMQ through a wildcard) still learns them.
+                if !page.has_more() {
+                    let mut room = MAX_PACKET_BYTES.saturating_sub(page.to_json().len() + chain_bytes + 2048);
+                    for (_, message) in self.heads.messages().take(kairan_protocol::sync::MAX_SYNC_HEADS) {
+                        let Ok(head) = serde_json::from_slice::<HeadMessage>(message) else { continue };
+                        if message.len() + 1 > room {
+                            break;
+                        }
+                        room -= message.len() + 1;
+                        page.heads.push(head);
                     }
                 }
                 // Signed for this child: no one else can answer in this relay's name, or move

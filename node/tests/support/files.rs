@@ -246,6 +246,7 @@ impl TreeFiles {
                         password_hash: PasswordHash::new(secret).to_string(),
                         cert,
                         scope,
+                        rabbitmq_password_hash: None,
                         password: None,
                     });
                 };

@@ -17,12 +17,26 @@ pub(super) async fn bench_kairan(
         .prefix("kairan-bench-")
         .tempdir()
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    let mut tree = HierarchyBuilder::new(temp.path())
+    let mut builder = HierarchyBuilder::new(temp.path())
         .prefectures(1)
         .districts_per_prefecture(shape.districts)
-        .clinics_per_district(shape.per_district)
-        .start()
-        .await?;
+        .clinics_per_district(shape.per_district);
+    let unavailable =
+        |what: &str| CliError::Usage(format!("--district-broker {what}: {what} is not installed"));
+    builder = match options.district_broker {
+        DistrictBroker::Embedded => builder,
+        DistrictBroker::Mosquitto => builder.external_broker(
+            Level::District,
+            crate::harness::mosquitto::Mosquitto::prepare_if_available(false)
+                .ok_or_else(|| unavailable("mosquitto"))?,
+        ),
+        DistrictBroker::Rabbitmq => builder.external_broker(
+            Level::District,
+            crate::harness::rabbitmq::RabbitMq::prepare_if_available()
+                .ok_or_else(|| unavailable("rabbitmq"))?,
+        ),
+    };
+    let mut tree = builder.start().await?;
     let connect_timeout = Duration::from_secs(30) + Duration::from_millis(50 * shape.clinics as u64);
     tree.wait_subscribed(connect_timeout).await?;
     let setup = setup_started.elapsed();
@@ -88,7 +102,9 @@ pub(super) async fn bench_kairan(
     };
 
     let addr = tree.national_broker()?;
-    let publisher = Publisher::connect(&addr, tree.origin.credentials.as_ref(), "mhlw-bench").await?;
+    // The broker binds client ids to usernames: the origin connects as itself.
+    let client_id = tree.origin.credentials.as_ref().map_or("mhlw", |c| c.username.as_str()).to_owned();
+    let publisher = Publisher::connect(&addr, tree.origin.credentials.as_ref(), &client_id).await?;
     let measured = measure(
         "kairan",
         &publisher,

@@ -41,6 +41,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, Packet, QoS};
+
+use crate::progress::Progress;
 use tokio::task::JoinHandle;
 
 use kairan_protocol::Digest;
@@ -96,6 +98,31 @@ pub struct BenchOptions {
     pub timeout: Duration,
     /// Progress lines on stderr.
     pub progress: bool,
+    /// The broker the district relays publish to (their clinics' broker).
+    pub district_broker: DistrictBroker,
+}
+
+/// The broker of the district level in the kairan tree of the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DistrictBroker {
+    /// Each district relay's embedded broker (rmqtt).
+    #[default]
+    Embedded,
+    /// One Mosquitto for all districts, configured from their members.
+    Mosquitto,
+    /// One RabbitMQ node (MQTT plugin) for all districts, configured from their members.
+    Rabbitmq,
+}
+
+impl DistrictBroker {
+    /// Its name in the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded (rmqtt, one per district)",
+            Self::Mosquitto => "Mosquitto (one for all districts)",
+            Self::Rabbitmq => "RabbitMQ 3.10 MQTT plugin (one node for all districts)",
+        }
+    }
 }
 
 impl Default for BenchOptions {
@@ -111,6 +138,7 @@ impl Default for BenchOptions {
             districts: None,
             timeout: Duration::from_secs(120),
             progress: true,
+            district_broker: DistrictBroker::Embedded,
         }
     }
 }
@@ -161,6 +189,9 @@ pub struct BenchArgs {
     /// Do not run the Mosquitto bridge chain.
     #[arg(long)]
     pub no_mosquitto: bool,
+    /// The district relays' broker in the kairan tree: embedded, mosquitto or rabbitmq.
+    #[arg(long, value_enum, default_value_t = DistrictBroker::Embedded)]
+    pub district_broker: DistrictBroker,
     /// Append the markdown report to this file (it is always printed on stdout).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -180,6 +211,7 @@ pub fn cli(args: &BenchArgs) -> Result<(), CliError> {
         latency_samples: args.samples.max(1),
         mosquitto: !args.no_mosquitto,
         districts: args.districts,
+        district_broker: args.district_broker,
         ..BenchOptions::default()
     };
     let report = run_blocking(options)?;
@@ -296,6 +328,12 @@ pub async fn run(options: BenchOptions) -> Result<String, CliError> {
         None
     };
     let started = Instant::now();
+    if options.progress {
+        let systems = if mosquitto.is_some() { 2 } else { 1 };
+        if let Ok(mut guard) = PROGRESS.lock() {
+            *guard = Some(Progress::new("kairan bench", (options.clinics.len() * systems) as u64));
+        }
+    }
     let mut results = Vec::new();
     for &clinics in &options.clinics {
         let districts = options.districts.unwrap_or_else(|| default_districts(clinics)).clamp(1, clinics);
@@ -309,6 +347,7 @@ pub async fn run(options: BenchOptions) -> Result<String, CliError> {
             &format!("N = {total}: kairan, {districts} district(s) × {per_district} clinics"),
         );
         let (kairan, payload) = bench_kairan(&shape, &options, started).await?;
+        progress_step(&options, &format!("N = {total}: kairan measured"));
         let reference = match &mosquitto {
             Some(binary) => {
                 progress(
@@ -316,18 +355,39 @@ pub async fn run(options: BenchOptions) -> Result<String, CliError> {
                     started,
                     &format!("N = {total}: Mosquitto bridge chain ({} processes)", 2 + districts),
                 );
-                Some(bench_mosquitto(binary, &shape, &payload, &options, started).await?)
+                let measured = bench_mosquitto(binary, &shape, &payload, &options, started).await?;
+                progress_step(&options, &format!("N = {total}: Mosquitto measured"));
+                Some(measured)
             }
             None => None,
         };
         results.push(NResult { shape, kairan, mosquitto: reference });
     }
+    if let Some(progress) = PROGRESS.lock().ok().and_then(|mut guard| guard.take()) {
+        progress.finish("measured");
+    }
     Ok(render(&options, &machine, mosquitto.as_deref(), &results, started.elapsed()))
 }
 
+/// The run's progress: one step per system measured at each N; each phase as the bar's message
+/// on a terminal, a line otherwise.
+static PROGRESS: Mutex<Option<Progress>> = Mutex::new(None);
+
 fn progress(options: &BenchOptions, started: Instant, text: &str) {
-    if options.progress {
-        eprintln!("[{:>7.1}s] {text}", started.elapsed().as_secs_f64());
+    if !options.progress {
+        return;
+    }
+    match PROGRESS.lock().ok().as_mut().and_then(|guard| guard.as_mut()) {
+        Some(progress) => progress.phase(text.trim_start()),
+        None => eprintln!("[{:>7.1}s] {text}", started.elapsed().as_secs_f64()),
+    }
+}
+
+fn progress_step(options: &BenchOptions, text: &str) {
+    if let Some(progress) = PROGRESS.lock().ok().as_mut().and_then(|guard| guard.as_mut()) {
+        if options.progress {
+            progress.step(text);
+        }
     }
 }
 

@@ -123,6 +123,7 @@ pub(super) fn render(
         if cfg!(debug_assertions) { "DEBUG — not representative" } else { "release" },
         elapsed.as_secs_f64()
     );
+    let _ = writeln!(out, "District broker in the kairan tree: {}.\n", options.district_broker.describe());
     match mosquitto {
         Some(binary) => {
             let version = Command::new(binary)

@@ -28,16 +28,16 @@ use kairan_protocol::{
     Advisory, Certificate, Delivery, Digest, Envelope, Role, Scope, SecretKey, Timestamp, TrustAnchors,
 };
 
-use super::mosquitto::Mosquitto;
+use super::external::{ExternalBroker, TreeNodeOnBroker};
 use super::places::{PREFECTURE_CODES, district_name};
 use crate::authz::{MemberKind, Principal};
 use crate::clinic::{self, ClinicHandle};
 use crate::config::{BrokerConfig, ClinicConfig, LogSection, NodeConfig, UpstreamConfig};
 use crate::error::CliError;
 use crate::members::{Members, PasswordHash};
-use crate::mosquitto_config::NodeOnBroker;
 use crate::mqtt::{self, BrokerAddr, Credentials};
 use crate::publish::{self, OriginState};
+use crate::rabbitmq_config::RabbitPasswordHash;
 use crate::relay::{self, RelayHandle, random_password};
 use crate::store::Store;
 
@@ -64,11 +64,12 @@ pub struct HierarchyBuilder {
     prefectures: usize,
     districts: usize,
     clinics: usize,
-    external: HashMap<Level, Mosquitto>,
+    external: HashMap<Level, ExternalBroker>,
     cert_days: i64,
     extra_origins: Vec<String>,
     metrics: Option<SocketAddr>,
     clinic_web: Option<SocketAddr>,
+    start_clinics: bool,
 }
 
 /// The origin: key, certificate, chain state, credentials on the national broker.
@@ -156,8 +157,8 @@ pub struct Hierarchy {
     pub admin: Credentials,
     /// Every member's password, by id (relays, clinics, origins).
     pub passwords: HashMap<String, String>,
-    /// External brokers by level (Mosquitto configured from the members).
-    pub external: HashMap<Level, Mosquitto>,
+    /// External brokers by level (Mosquitto or RabbitMQ configured from the members).
+    pub external: HashMap<Level, ExternalBroker>,
     shutdown: CancellationToken,
 }
 
@@ -188,6 +189,7 @@ impl HierarchyBuilder {
             extra_origins: Vec::new(),
             metrics: None,
             clinic_web: None,
+            start_clinics: true,
         }
     }
 
@@ -226,10 +228,17 @@ impl HierarchyBuilder {
         self
     }
 
-    /// Relays of `level` publish to this Mosquitto (prepared, not started: the tree
-    /// configures it from the members of those relays) instead of embedded brokers.
-    pub fn external_broker(mut self, level: Level, broker: Mosquitto) -> Self {
-        self.external.insert(level, broker);
+    /// Whether the clinics start with the tree (default); when not, a test starts each with
+    /// [`Hierarchy::start_clinic`], e.g. to join after retained state was published.
+    pub fn start_clinics(mut self, start: bool) -> Self {
+        self.start_clinics = start;
+        self
+    }
+
+    /// Relays of `level` publish to this Mosquitto or RabbitMQ (prepared, not started: the
+    /// tree configures it from the members of those relays) instead of embedded brokers.
+    pub fn external_broker(mut self, level: Level, broker: impl Into<ExternalBroker>) -> Self {
+        self.external.insert(level, broker.into());
         self
     }
 
@@ -381,30 +390,43 @@ impl HierarchyBuilder {
             }
             member_lists.push(members);
         }
-        // External brokers: configured (password file, ACL) from the members of the relays
-        // that use them, as `kairan broker mosquitto-config` does, then started.
+        // External brokers: configured (password file and ACL, or definitions) from the members
+        // of the relays that use them, as `kairan broker mosquitto-config` or
+        // `kairan broker rabbitmq-config` does, then started.
         let own_passwords: Vec<String> = planned.iter().map(|_| random_password()).collect();
-        let own_hashes: Vec<PasswordHash> = own_passwords.iter().map(|p| PasswordHash::new(p)).collect();
         let mut external = self.external;
+        if external.values().any(ExternalBroker::is_rabbitmq) {
+            // RabbitMQ keeps its own kind of hash (`kairan members add --rabbitmq`).
+            for members in &mut member_lists {
+                let ids: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
+                for id in ids {
+                    let password =
+                        if id == admin.username { Some(&admin.password) } else { passwords.get(&id) };
+                    if let Some(password) = password {
+                        members.set_rabbitmq_password(&id, RabbitPasswordHash::new(password));
+                    }
+                }
+            }
+        }
         for (level, broker) in &mut external {
-            let nodes: Vec<NodeOnBroker<'_>> = (0..planned.len())
+            let nodes: Vec<TreeNodeOnBroker<'_>> = (0..planned.len())
                 .filter(|i| planned[*i].level == *level)
-                .map(|i| NodeOnBroker {
+                .map(|i| TreeNodeOnBroker {
                     id: &planned[i].id,
                     national: planned[i].level == Level::National,
                     members: &member_lists[i],
-                    own_clients: &own_hashes[i],
+                    own_password: &own_passwords[i],
                 })
                 .collect();
-            broker.start_for(&nodes).map_err(failed("mosquitto"))?;
+            broker.start_for(&nodes).map_err(failed("external broker"))?;
         }
 
         let shutdown = CancellationToken::new();
         let mut relays: Vec<TreeRelay> = Vec::new();
         for (index, relay) in planned.iter().enumerate() {
             let broker = match external.get(&relay.level) {
-                Some(mosquitto) => BrokerConfig::External {
-                    addr: mosquitto.addr.clone(),
+                Some(external) => BrokerConfig::External {
+                    addr: external.addr().clone(),
                     password: Some(own_passwords[index].clone()),
                 },
                 None => BrokerConfig::Embedded { listen: loopback() },
@@ -478,8 +500,11 @@ impl HierarchyBuilder {
                 metrics: self.metrics,
                 web: self.clinic_web,
             };
-            let handle = clinic::start(config.clone(), shutdown.child_token()).await?;
-            clinics.push(TreeClinic { config, district, handle: Some(handle) });
+            let handle = match self.start_clinics {
+                true => Some(clinic::start(config.clone(), shutdown.child_token()).await?),
+                false => None,
+            };
+            clinics.push(TreeClinic { config, district, handle });
         }
         Ok(Hierarchy {
             dir: self.dir,

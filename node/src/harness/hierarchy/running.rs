@@ -270,6 +270,25 @@ impl Hierarchy {
         Ok(())
     }
 
+    /// Stops clinic `index` cleanly.
+    pub async fn stop_clinic(&mut self, index: usize) -> Result<(), CliError> {
+        if let Some(handle) = self.clinics[index].handle.take() {
+            handle.shutdown();
+            handle.wait().await.map_err(CliError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Starts clinic `index` (again, from its store) if it is not running.
+    pub async fn start_clinic(&mut self, index: usize) -> Result<(), CliError> {
+        if self.clinics[index].handle.is_none() {
+            let config = self.clinics[index].config.clone();
+            let handle = crate::clinic::start(config, self.shutdown.child_token()).await?;
+            self.clinics[index].handle = Some(handle);
+        }
+        Ok(())
+    }
+
     /// Stops everything and waits (stores flushed).
     pub async fn shutdown(mut self) -> Result<(), CliError> {
         self.shutdown.cancel();

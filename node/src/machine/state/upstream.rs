@@ -82,6 +82,11 @@ impl Machine {
                 Decision::Accepted(accepted) => self.accept(accepted, None, now),
             }
         }
+        // Heads the parent keeps retained, carried by the page for brokers that do not deliver
+        // retained messages through wildcards; each verified on its own, like on the heads topic.
+        for head in &page.heads {
+            self.on_head(None, SYNC_SOURCE, &Bytes::from(head.to_json()), now);
+        }
         if let Some(catch_up) = &mut self.catch_up {
             catch_up.advance(page.scanned_upto);
         }
@@ -122,7 +127,8 @@ impl Machine {
         }
     }
 
-    pub(super) fn on_head(&mut self, id: MsgId, source: &str, payload: &Bytes, now: Timestamp) {
+    /// A head from the heads topic (acknowledged as `id`) or from a catch-up page (`None`).
+    pub(super) fn on_head(&mut self, id: Option<MsgId>, source: &str, payload: &Bytes, now: Timestamp) {
         let ctx = VerifyContext { anchors: self.trust.anchors(), revocations: self.trust.revoked(), now };
         let holdings = &self.holdings;
         match self.heads.on_message(payload, ctx, |origin| holdings.head(origin).map_or(0, |h| h.seq)) {
@@ -140,17 +146,22 @@ impl Machine {
                 if self.is_relay() {
                     self.publish_head(&head.origin, payload.clone());
                 }
-                self.ack(id);
+                if let Some(id) = id {
+                    self.ack(id);
+                }
             }
-            Ok(HeadNews::Known) => self.ack(id),
+            Ok(HeadNews::Known) => {
+                if let Some(id) = id {
+                    self.ack(id);
+                }
+            }
             Err(error) => {
                 self.counters.rejected += 1;
                 let mut refused = rejection(payload, source, now, &error);
                 refused.message = format!("head: {}", refused.message);
-                self.pipeline.write(
-                    WriteOp::Rejection(refused.clone()),
-                    [Effect::Ack(id), Effect::Report(Event::HeadRefused(refused))],
-                );
+                let report = Effect::Report(Event::HeadRefused(refused.clone()));
+                let effects: Vec<Effect> = id.map(Effect::Ack).into_iter().chain([report]).collect();
+                self.pipeline.write(WriteOp::Rejection(refused), effects);
             }
         }
     }
