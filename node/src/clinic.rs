@@ -17,7 +17,7 @@ use crate::machine::{Event, Identity, Machine, MachineConfig, Upstream};
 use crate::metrics::{NodeKind, Telemetry};
 use crate::mqtt::driver::{self, LinkConfig, Sink};
 use crate::relay::finish;
-use crate::store::{SledStore, Store};
+use crate::store::{DiskStore, Store};
 
 /// A running clinic subscriber.
 pub type ClinicHandle = NodeHandle;
@@ -42,7 +42,7 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
         &shutdown,
     )
     .await?;
-    let store = SledStore::open(&store_dir(&config.data_dir))?;
+    let store = DiskStore::open(&store_dir(&config.data_dir))?;
     let held = store.check_integrity()?;
     telemetry.store_opened(held);
     let restored = store.restore()?;
