@@ -1,5 +1,5 @@
 //! The relay node daemon: a [`Machine`] with a relay identity, its own broker (embedded or
-//! external), its sled store, driven by [`crate::mqtt::driver`].
+//! external), its store ([`crate::store::DiskStore`]), driven by [`crate::mqtt::driver`].
 //!
 //! ```text
 //! parent broker ─▶ upstream (manual acks) ─▶ machine ─▶ store (committed before acking)

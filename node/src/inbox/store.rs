@@ -38,8 +38,12 @@ impl InboxStore {
         durable_fs::create_private_dir_all(&copies)?;
         durable_fs::make_private(&copies)?;
         let inbox = Self { store, copies };
-        let missing: Vec<StoredDelivery> =
-            inbox.store.all()?.into_iter().filter(|r| !copy_path(&inbox.copies, &r.digest).exists()).collect();
+        let missing: Vec<StoredDelivery> = inbox
+            .store
+            .all()?
+            .into_iter()
+            .filter(|r| !copy_path(&inbox.copies, &r.digest).exists())
+            .collect();
         inbox.write_copies(missing.iter())?;
         Ok(inbox)
     }
@@ -53,7 +57,10 @@ impl InboxStore {
         let copies: Vec<(String, Vec<u8>)> = records
             .map(|r| copy_of(&r.digest, r.relay_seq, r.received_at, &r.delivery))
             .collect::<Result<_, _>>()?;
-        durable_fs::write_files_durably(&self.copies, copies.iter().map(|(name, bytes)| (name.clone(), bytes.as_slice())))
+        durable_fs::write_files_durably(
+            &self.copies,
+            copies.iter().map(|(name, bytes)| (name.clone(), bytes.as_slice())),
+        )
     }
 }
 

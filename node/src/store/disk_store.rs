@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex};
 
 use kairan_protocol::Digest;
 
+use super::legacy;
 use super::log_record::{self, LogRecord};
-use super::segment_log::{self, DEFAULT_SEGMENT_BYTES, Location, SegmentLog, SegmentReader};
+use super::segment_log::{self, DEFAULT_SEGMENT_BYTES, Location, Position, SegmentLog, SegmentReader};
 use super::sled_index::{self, SledIndex, engine};
 use super::{
     ForkRecord, PUBLISHED_CURSOR, Rejection, RestoredState, SYNC_CURSOR, Store, StoreError, StoredDelivery,
@@ -115,9 +116,26 @@ impl DiskStore {
             );
         }
         let reader = log.reader();
-        Ok(Self {
-            inner: Arc::new(Inner { dir: dir.to_owned(), index, log: Mutex::new(log), reader, recovered }),
-        })
+        let inner = Inner { dir: dir.to_owned(), index, log: Mutex::new(log), reader, recovered };
+        let store = Self { inner: Arc::new(inner) };
+        if legacy::present(dir) {
+            store.migrate_legacy(from)?;
+        }
+        Ok(store)
+    }
+
+    /// Takes in a store of the layout before the segment log found in the same directory
+    /// ([`legacy`]), unless a crash after an earlier migration left its files behind.
+    fn migrate_legacy(&self, indexed_upto: Position) -> Result<(), StoreError> {
+        let dir = &self.inner.dir;
+        if indexed_upto == Position::START && self.inner.index.output_log.is_empty() {
+            let batch = legacy::read(dir)?;
+            let deliveries = batch.ops.iter().filter(|op| matches!(op, WriteOp::Accepted(_))).count();
+            self.commit(&batch)?;
+            self.inner.index.flush(true)?;
+            tracing::info!(store = %dir.display(), deliveries, "store migrated to the segment log");
+        }
+        legacy::move_aside(dir)
     }
 
     /// What opening repaired.

@@ -17,6 +17,7 @@
 //! - [`log_record`]: the records a node writes into its log.
 //! - [`sled_index`]: the index and small records on sled, and the syncs sled omits.
 //! - [`durable_fs`]: `fdatasync`, directory `fsync`, private directories, durable file writes.
+//! - `legacy`: the layout before the segment log (sled alone), migrated at open.
 //! - [`mem_store`]: [`MemStore`], the same contract in memory (the simulator, unit tests).
 
 use bytes::Bytes;
@@ -27,6 +28,7 @@ use kairan_protocol::{Digest, Timestamp};
 
 pub mod disk_store;
 pub mod durable_fs;
+mod legacy;
 pub mod log_record;
 pub mod mem_store;
 pub mod segment_log;

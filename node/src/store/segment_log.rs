@@ -159,6 +159,16 @@ pub fn encode_frame(out: &mut Vec<u8>, kind: u8, body: &[u8]) -> Result<u32, Sto
     Ok(len + FRAME_HEADER_LEN as u32)
 }
 
+/// The frames at the start of `bytes` (as one append wrote them), up to the first that is
+/// incomplete or invalid: for tools that look at what was written (the syscall-order test).
+pub fn frames_in(mut bytes: &[u8]) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    while let Ok(Ok(frame)) = read_frame(&mut bytes) {
+        frames.push(frame);
+    }
+    frames
+}
+
 /// Reads the frame at the reader's position: `Ok(None)` at a clean end or a torn frame (cut
 /// short, or failing its length bound or CRC), with the reason.
 fn read_frame(reader: &mut impl Read) -> std::io::Result<Result<Frame, Option<String>>> {
@@ -490,6 +500,7 @@ mod tests {
         let (mut log, recovery) = SegmentLog::open(dir.path(), 1 << 20, Position::START).expect("open");
         assert_eq!(recovery, Recovery::default());
         let (bytes, lens) = frames(&[b"one", b"two"]);
+        assert_eq!(frames_in(&bytes).len(), 2);
         let locations = log.append(&bytes, &lens).expect("append");
         assert_eq!(log.reader().read(locations[1]).expect("read").body, b"two");
         let end = log.end();
