@@ -116,9 +116,13 @@ pub fn calls(text: &str) -> Result<Vec<Call>, String> {
 
 /// The first argument's descriptor annotation (`-yy`): a path, or `TCP:[a:p->b:q]`.
 pub fn fd_target(args: &str) -> Option<String> {
-    let open = args.find('<')?;
-    let close = args[open..].find('>')? + open;
-    unescape(&args[open + 1..close]).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
+    let open = args.find('<')? + 1;
+    // A socket's annotation holds `->`; a path's is escaped byte by byte.
+    let close = match args[open..].find(":[") {
+        Some(bracket) if bracket < 8 => args[open..].find("]>")? + open + 1,
+        _ => args[open..].find('>')? + open,
+    };
+    unescape(&args[open..close]).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 /// Every quoted string argument, decoded, in order (for `writev`, the `iov_base`s).
