@@ -313,7 +313,7 @@ pub fn check(text: &str, parent_port: u16) -> Result<Report, String> {
             (true, Packet::PubAck(id)) if to_parent => match pending.remove(&(connection, id)) {
                 Some(Some(digest)) => {
                     report.acks += 1;
-                    if !durable(&digest).is_some_and(|at| at < line) {
+                    if durable(&digest).is_none_or(|at| at >= line) {
                         report.violations.push(format!("{time} line {line}: PUBACK {id} to the parent for {digest} before the fdatasync of its segment"));
                     }
                 }
@@ -322,7 +322,7 @@ pub fn check(text: &str, parent_port: u16) -> Result<Report, String> {
             (true, Packet::Publish { topic, payload, .. }) => {
                 for digest in carried(&topic, &payload) {
                     report.forwards += 1;
-                    if !durable(&digest).is_some_and(|at| at < line) {
+                    if durable(&digest).is_none_or(|at| at >= line) {
                         report.violations.push(format!("{time} line {line}: PUBLISH on {topic} carries {digest} before the fdatasync of its segment"));
                     }
                 }
