@@ -1,9 +1,8 @@
 //! The clinic subscriber: a [`Machine`] with no attester — it verifies every delivery itself
-//! (it trusts no relay), keeps each advisory once in its sled inbox, writes a readable copy
-//! for `kairan inbox` ([`crate::inbox`]), announces new ones on the terminal and serves the
-//! local web inbox ([`crate::web`]).
-
-use std::path::{Path, PathBuf};
+//! (it trusts no relay), keeps each advisory once in its store and a readable copy for
+//! `kairan inbox` ([`crate::inbox::store`]: both durable before the delivery is
+//! acknowledged), announces new ones on the terminal and serves the local web inbox
+//! ([`crate::web`]).
 
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -12,12 +11,13 @@ use crate::clock;
 use crate::config::ClinicConfig;
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
-use crate::inbox::{self, announce, copies_dir, write_copy};
+use crate::inbox::announce;
+use crate::inbox::store::InboxStore;
 use crate::machine::{Event, Identity, Machine, MachineConfig, Upstream};
 use crate::metrics::{NodeKind, Telemetry};
 use crate::mqtt::driver::{self, LinkConfig, Sink};
 use crate::relay::finish;
-use crate::store::{SledStore, Store};
+use crate::store::Store;
 
 /// A running clinic subscriber.
 pub type ClinicHandle = NodeHandle;
@@ -25,10 +25,6 @@ pub type ClinicHandle = NodeHandle;
 /// Runs the clinic subscriber until `shutdown`.
 pub async fn run(config: ClinicConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     start(config, shutdown).await?.wait().await
-}
-
-fn store_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("store")
 }
 
 /// Starts the clinic subscriber.
@@ -42,18 +38,10 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
         &shutdown,
     )
     .await?;
-    let store = SledStore::open(&store_dir(&config.data_dir))?;
+    let store = InboxStore::open(&config.data_dir)?;
     let held = store.check_integrity()?;
     telemetry.store_opened(held);
     let restored = store.restore()?;
-    let copies = copies_dir(&config.data_dir);
-    std::fs::create_dir_all(&copies).map_err(|e| NodeError::io(&copies, e))?;
-    // Rewrite any copy missing after a crash between the commit and the copy write.
-    for record in store.all()? {
-        if !inbox::copy_path(&copies, &record.digest).exists() {
-            write_copy(&copies, &record.digest, record.relay_seq, record.received_at, &record.delivery)?;
-        }
-    }
     let identity = Identity {
         id: config.id.clone(),
         scope: config.scope.clone(),
@@ -80,13 +68,14 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
         None => None,
     };
     let web_addr = web.as_ref().map(|server| server.addr);
-    let sink = ClinicSink { config, copies, web };
+    let sink = ClinicSink { config, web };
     let grace = std::time::Duration::from_secs(5);
     let sink = telemetry.sink(sink);
     let running = driver::spawn(machine, store.clone(), upstream, None, sink, shutdown.clone(), grace);
     let join = finish(running.join, id.clone(), "clinic subscriber stopped");
     let metrics_addr = telemetry.started(running.subscribed.clone());
-    let mut handle = NodeHandle::new(id, None, store, running.counters, running.subscribed, shutdown, join);
+    let disk = store.disk().clone();
+    let mut handle = NodeHandle::new(id, None, disk, running.counters, running.subscribed, shutdown, join);
     handle.metrics = metrics_addr;
     handle.web = web_addr;
     Ok(handle)
@@ -103,10 +92,9 @@ fn web_config(config: &ClinicConfig, listen: std::net::SocketAddr) -> crate::web
     }
 }
 
-/// Keeps a readable copy of each accepted delivery, announces it and tells the web inbox.
+/// Announces each accepted delivery and tells the web inbox (its copy is already written).
 struct ClinicSink {
     config: ClinicConfig,
-    copies: PathBuf,
     web: Option<crate::web::WebServer>,
 }
 
@@ -114,7 +102,6 @@ impl Sink for ClinicSink {
     fn on_event(&mut self, event: &Event) -> Result<(), NodeError> {
         if let Event::Accepted(accepted) = event {
             let record = &accepted.record;
-            write_copy(&self.copies, &record.digest, record.relay_seq, record.received_at, &record.delivery)?;
             if let Some(web) = &self.web {
                 web.notify();
             }

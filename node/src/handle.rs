@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::NodeError;
 use crate::machine::Counters;
 use crate::mqtt::{BrokerAddr, Credentials};
-use crate::store::SledStore;
+use crate::store::DiskStore;
 
 /// A running relay node or clinic subscriber.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub struct NodeHandle {
     pub metrics: Option<SocketAddr>,
     /// Where a clinic serves its web inbox, when it does.
     pub web: Option<std::net::SocketAddr>,
-    store: SledStore,
+    store: DiskStore,
     counters: Arc<Mutex<Counters>>,
     subscribed: Arc<AtomicBool>,
     shutdown: CancellationToken,
@@ -39,7 +39,7 @@ impl NodeHandle {
     pub(crate) fn new(
         id: String,
         broker: Option<(BrokerAddr, Option<Credentials>)>,
-        store: SledStore,
+        store: DiskStore,
         counters: Arc<Mutex<Counters>>,
         subscribed: Arc<AtomicBool>,
         shutdown: CancellationToken,
@@ -69,7 +69,7 @@ impl NodeHandle {
     }
 
     /// The node's store (shared with the running node; read it, never write it).
-    pub fn store(&self) -> &SledStore {
+    pub fn store(&self) -> &DiskStore {
         &self.store
     }
 

@@ -2,9 +2,11 @@
 //!
 //! sled allows one process per database, so the clinic daemon also writes a readable copy of
 //! each accepted delivery to `DATA_DIR/advisories/<digest>.json` (written to a temporary file
-//! and renamed, so a reader never sees half a file). `kairan inbox` reads those copies — while
-//! the daemon runs — and verifies each one again before showing it.
+//! and renamed, so a reader never sees half a file; synced before the delivery is
+//! acknowledged, [`store`]). `kairan inbox` reads those copies — while the daemon runs — and
+//! verifies each one again before showing it. The directory is 0700, the copies 0600.
 //!
+//! - [`store`]: the clinic's store — its disk store and the copies, durable together.
 //! - [`state`]: which advisories an update superseded or a cancel withdrew (a pure function
 //!   of the verified entries, applied on every read).
 //! - [`listing`]: the verified inbox with its state, and its JSON forms (also the web page's).
@@ -17,12 +19,13 @@ use serde::{Deserialize, Serialize};
 use kairan_protocol::{Delivery, Digest, RevocationSet, Timestamp, Verified, VerifyContext, verify_delivery};
 
 use crate::config::ClinicConfig;
-use crate::error::{CliError, NodeError};
+use crate::error::CliError;
 use crate::provenance::Provenance;
 
 pub mod command;
 pub mod listing;
 pub mod state;
+pub mod store;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -45,25 +48,40 @@ pub fn copies_dir(data_dir: &Path) -> PathBuf {
 }
 
 pub(crate) fn copy_path(dir: &Path, digest: &Digest) -> PathBuf {
-    dir.join(format!("{}.json", digest.to_string().trim_start_matches("sha256:")))
+    dir.join(copy_name(digest))
 }
 
-/// Writes the readable copy of an inbox entry (to a temporary file, then renamed).
+/// The file name of the copy of `digest`.
+fn copy_name(digest: &Digest) -> String {
+    format!("{}.json", digest.to_string().trim_start_matches("sha256:"))
+}
+
+/// The readable copy of an inbox entry: its file name and contents.
+pub(crate) fn copy_of(
+    digest: &Digest,
+    inbox_seq: u64,
+    received_at: Timestamp,
+    delivery: &[u8],
+) -> Result<(String, Vec<u8>), crate::store::StoreError> {
+    let delivery = Delivery::from_json(delivery).map_err(|e| crate::store::StoreError::Corrupt {
+        tree: "deliveries",
+        reason: format!("stored delivery {digest}: {e}"),
+    })?;
+    let entry = InboxEntry { digest: *digest, inbox_seq, received_at, delivery };
+    Ok((copy_name(digest), serde_json::to_vec_pretty(&entry).unwrap_or_default()))
+}
+
+/// Writes the readable copy of one inbox entry, durably.
+#[cfg(test)]
 pub(crate) fn write_copy(
     dir: &Path,
     digest: &Digest,
     inbox_seq: u64,
     received_at: Timestamp,
     delivery: &[u8],
-) -> Result<(), NodeError> {
-    let delivery =
-        Delivery::from_json(delivery).map_err(|e| NodeError::Task(format!("stored delivery: {e}")))?;
-    let entry = InboxEntry { digest: *digest, inbox_seq, received_at, delivery };
-    let path = copy_path(dir, digest);
-    let temporary = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(&entry).unwrap_or_default();
-    std::fs::write(&temporary, bytes).map_err(|e| NodeError::io(&temporary, e))?;
-    std::fs::rename(&temporary, &path).map_err(|e| NodeError::io(&path, e))
+) -> Result<(), crate::store::StoreError> {
+    let (name, contents) = copy_of(digest, inbox_seq, received_at, delivery)?;
+    crate::store::durable_fs::write_files_durably(dir, [(name, contents.as_slice())])
 }
 
 /// Japan Standard Time, for people: `2021-12-01 18:00:00 JST`.

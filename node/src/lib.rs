@@ -11,7 +11,7 @@
 //!
 //! ## Layout
 //! - [`machine`]: the node state machine (no clock, no tokio, no sled, no MQTT type).
-//! - [`store`]: the [`store::Store`] trait, [`store::SledStore`], [`store::MemStore`].
+//! - [`store`]: the [`store::Store`] trait, [`store::DiskStore`] (segment log + sled index), [`store::MemStore`].
 //! - [`topics`]: every `kairan/v1/…` topic, built and parsed.
 //! - [`authz`]: the permission table — what each kind of client may read, write and retain.
 //! - [`members`]: the members file (hashed passwords, kinds, scopes).

@@ -1,5 +1,5 @@
 //! The relay node daemon: a [`Machine`] with a relay identity, its own broker (embedded or
-//! external), its sled store, driven by [`crate::mqtt::driver`].
+//! external), its store ([`crate::store::DiskStore`]), driven by [`crate::mqtt::driver`].
 //!
 //! ```text
 //! parent broker ─▶ upstream (manual acks) ─▶ machine ─▶ store (committed before acking)
@@ -21,7 +21,7 @@ use crate::members::PasswordHash;
 use crate::metrics::{NodeKind, Telemetry};
 use crate::mqtt::driver::{self, LinkConfig, LogOnly};
 use crate::mqtt::{BrokerAddr, Credentials, broker};
-use crate::store::{SledStore, Store};
+use crate::store::{DiskStore, Store};
 
 /// A running relay node.
 pub type RelayHandle = NodeHandle;
@@ -49,7 +49,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         &shutdown,
     )
     .await?;
-    let store = SledStore::open(&config.data_dir)?;
+    let store = DiskStore::open(&config.data_dir)?;
     let held = store.check_integrity()?;
     telemetry.store_opened(held);
     let restored = store.restore()?;

@@ -187,7 +187,7 @@ fn node_process_stops_cleanly_on_sigterm() {
         .expect("start node");
     // Wait until it has opened its store and started its broker.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.path().join("data/db").exists() {
+    while !dir.path().join("data/index").exists() {
         assert!(Instant::now() < deadline, "node did not start");
         std::thread::sleep(Duration::from_millis(50));
     }

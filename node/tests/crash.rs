@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use kairan_node::mqtt::client::{client_options, spawn_poll};
 use kairan_node::mqtt::{BrokerAddr, Credentials};
 use kairan_node::publish::publish_acked;
-use kairan_node::store::{SledStore, Store};
+use kairan_node::store::{DiskStore, Store};
 use kairan_node::topics;
 use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::sync::{self, SyncRequest};
@@ -272,7 +272,7 @@ fn check_store(
     anchors: &kairan_protocol::TrustAnchors,
     expected: &BTreeSet<String>,
 ) -> usize {
-    let store = SledStore::open(dir).unwrap_or_else(|e| panic!("{name}: store does not open: {e}"));
+    let store = DiskStore::open(dir).unwrap_or_else(|e| panic!("{name}: store does not open: {e}"));
     let held = store.check_integrity().unwrap_or_else(|e| panic!("{name}: store corrupt: {e}"));
     let records = store.all().unwrap_or_else(|e| panic!("{name}: output log: {e}"));
     assert_eq!(held, expected.len(), "{name}: deliveries held");

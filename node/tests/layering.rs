@@ -50,6 +50,7 @@ const FORBIDDEN: &[&str] = &[
     "crate::relay",
     "crate::clinic",
     "SledStore",
+    "DiskStore",
 ];
 
 #[test]

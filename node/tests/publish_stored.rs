@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use kairan_node::store::{SledStore, Store};
+use kairan_node::store::{DiskStore, Store};
 
 use support::files::{TreeFiles, TreeSpec};
 use support::procs::Daemon;
@@ -111,7 +111,7 @@ fn digest_of(output: &Output) -> String {
 }
 
 fn stored(files: &TreeFiles) -> BTreeSet<String> {
-    let store = SledStore::open(&files.relays[0].data_dir).expect("store opens");
+    let store = DiskStore::open(&files.relays[0].data_dir).expect("store opens");
     store.all().expect("log").iter().map(|record| record.digest.to_string()).collect()
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A root (3 keys, threshold 2) and an origin; a national relay, 2 prefectural relays
 //! (Tokyo, Osaka), 2 districts under each and 3 clinics under each district, every relay with
-//! its own embedded broker on a loopback port the OS hands out and its own sled store in a
+//! its own embedded broker on a loopback port the OS hands out and its own store in a
 //! temporary directory. It publishes the three sample advisories (the third scoped to Tokyo,
 //! to show routing) and one forged advisory, shows what each clinic received with the
 //! verified path and times, shows the forgery refused at the first hop, and succeeds only if

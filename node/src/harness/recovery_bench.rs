@@ -1,6 +1,6 @@
 //! Recovery measurements for `kairan bench --recovery`: how long a child takes to catch up a
 //! backlog it missed, and how long a revocation takes to reach every clinic of the demo tree.
-//! Real in-process nodes over real MQTT sockets and real sled stores, like the demo.
+//! Real in-process nodes over real MQTT sockets and real stores, like the demo.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

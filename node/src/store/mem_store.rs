@@ -1,4 +1,4 @@
-//! [`Store`] in memory: the same contract as [`super::SledStore`], for the simulator (which
+//! [`Store`] in memory: the same contract as [`super::DiskStore`], for the simulator (which
 //! models the disk, the page cache and crashes around it) and for unit tests.
 //!
 //! A commit is applied at once and is "durable" for as long as the value lives; clones share

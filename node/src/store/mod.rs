@@ -6,13 +6,18 @@
 //! their reason, forks kept for audit, and named cursors and blobs (trust material).
 //!
 //! Writes reach a store only as a [`WriteBatch`] through [`Store::commit`], which returns once
-//! the whole batch is durable: the state machine decides, the driver commits, and only then
-//! does anything leave the node (an acknowledgement upstream, a forward downstream). Each
-//! accepted delivery and its index entries are applied together: there is never a
-//! half-stored delivery.
+//! the whole batch is durable — on a power cut too, not only a process crash: the state
+//! machine decides, the driver commits, and only then does anything leave the node (an
+//! acknowledgement upstream, a forward downstream). Each accepted delivery and its index
+//! entries are applied together: there is never a half-stored delivery.
 //!
 //! ## Layout
-//! - [`sled_store`]: [`SledStore`], the product's store on sled.
+//! - [`disk_store`]: [`DiskStore`], the product's store: a segment log and a sled index.
+//! - [`segment_log`]: the append-only log of CRC-framed records in segment files.
+//! - [`log_record`]: the records a node writes into its log.
+//! - [`sled_index`]: the index and small records on sled, and the syncs sled omits.
+//! - [`durable_fs`]: `fdatasync`, directory `fsync`, private directories, durable file writes.
+//! - `legacy`: the layout before the segment log (sled alone), migrated at open.
 //! - [`mem_store`]: [`MemStore`], the same contract in memory (the simulator, unit tests).
 
 use bytes::Bytes;
@@ -21,11 +26,16 @@ use serde::{Deserialize, Serialize};
 use kairan_protocol::sequence::ChainHead;
 use kairan_protocol::{Digest, Timestamp};
 
+pub mod disk_store;
+pub mod durable_fs;
+mod legacy;
+pub mod log_record;
 pub mod mem_store;
-pub mod sled_store;
+pub mod segment_log;
+mod sled_index;
 
+pub use disk_store::DiskStore;
 pub use mem_store::MemStore;
-pub use sled_store::SledStore;
 
 /// Cursor name of the parent's output log position a node has caught up to.
 pub const SYNC_CURSOR: &str = "sync";
@@ -193,6 +203,14 @@ pub enum StoreError {
     /// The storage engine failed.
     #[error("store: {0}")]
     Engine(String),
+    /// A file of the store could not be read, written or synced.
+    #[error("store: {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
     /// A record did not decode (corruption or a bug).
     #[error("store: corrupt record in {tree}: {reason}")]
     Corrupt {

@@ -19,7 +19,7 @@ pub(super) enum Item {
 #[derive(Debug, Clone)]
 pub(super) enum Receivers {
     /// kairan stores (clinics or relays).
-    Stores(Vec<SledStore>),
+    Stores(Vec<DiskStore>),
     /// Mosquitto subscribers' received ids.
     Subscribers(Vec<Arc<Mutex<HashSet<u64>>>>),
 }

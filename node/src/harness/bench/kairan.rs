@@ -51,7 +51,7 @@ pub(super) async fn bench_kairan(
         ),
     );
 
-    let stores = |handles: Vec<Option<&SledStore>>| -> Result<Receivers, CliError> {
+    let stores = |handles: Vec<Option<&DiskStore>>| -> Result<Receivers, CliError> {
         handles
             .into_iter()
             .map(|store| store.cloned().ok_or_else(|| CliError::Failed("a node is stopped".into())))

@@ -51,7 +51,7 @@ use super::hierarchy::{HierarchyBuilder, Level};
 use crate::draft::{AdvisoryDraft, SAMPLES};
 use crate::error::CliError;
 use crate::mqtt::{self, BrokerAddr, Credentials, REQUEST_CHANNEL_CAPACITY};
-use crate::store::{SledStore, Store};
+use crate::store::{DiskStore, Store};
 
 mod arrival;
 mod kairan;

@@ -1,0 +1,172 @@
+//! What a node writes into its segment log: the records the index can be rebuilt from.
+//!
+//! | kind | body |
+//! |---|---|
+//! | 1 delivery | meta length (u32 LE) ‖ meta JSON `{digest, origin, seq, scope, relay_seq, received_at}` ‖ delivery bytes |
+//! | 2 fork | the [`ForkRecord`] as JSON |
+//! | 3 blob | name length (u16 LE) ‖ name ‖ bytes |
+//!
+//! A delivery record carries everything its index entries are made of, so the index (sled)
+//! can always be rebuilt from the log alone; the delivery bytes are stored exactly as they
+//! were forwarded or received.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use kairan_protocol::{Digest, Timestamp};
+
+use super::segment_log::Frame;
+use super::{ForkRecord, StoreError, StoredDelivery};
+
+/// Kind byte of a delivery record.
+pub const DELIVERY: u8 = 1;
+/// Kind byte of a fork record.
+pub const FORK: u8 = 2;
+/// Kind byte of a blob record.
+pub const BLOB: u8 = 3;
+
+/// A decoded log record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogRecord {
+    /// An accepted delivery.
+    Delivery(StoredDelivery),
+    /// A fork kept for audit.
+    Fork(ForkRecord),
+    /// A named blob.
+    Blob(String, Vec<u8>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DeliveryMeta {
+    digest: Digest,
+    origin: String,
+    seq: u64,
+    scope: String,
+    relay_seq: u64,
+    received_at: Timestamp,
+}
+
+fn corrupt(reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt { tree: "segments", reason: reason.into() }
+}
+
+/// The body of a delivery record.
+pub fn encode_delivery(record: &StoredDelivery) -> Vec<u8> {
+    let meta = DeliveryMeta {
+        digest: record.digest,
+        origin: record.origin.clone(),
+        seq: record.seq,
+        scope: record.scope.clone(),
+        relay_seq: record.relay_seq,
+        received_at: record.received_at,
+    };
+    let meta = serde_json::to_vec(&meta).unwrap_or_default();
+    let mut body = Vec::with_capacity(4 + meta.len() + record.delivery.len());
+    body.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    body.extend_from_slice(&meta);
+    body.extend_from_slice(&record.delivery);
+    body
+}
+
+/// The body of a fork record.
+pub fn encode_fork(fork: &ForkRecord) -> Vec<u8> {
+    serde_json::to_vec(fork).unwrap_or_default()
+}
+
+/// The body of a blob record.
+pub fn encode_blob(name: &str, value: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(2 + name.len() + value.len());
+    body.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(value);
+    body
+}
+
+/// Decodes a frame read from the log.
+pub fn decode(frame: Frame) -> Result<LogRecord, StoreError> {
+    match frame.kind {
+        DELIVERY => {
+            let meta_len = frame
+                .body
+                .get(..4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                .ok_or_else(|| corrupt("delivery record without its meta length"))?;
+            let meta_end = 4usize.checked_add(meta_len).filter(|end| *end <= frame.body.len());
+            let meta_end = meta_end.ok_or_else(|| corrupt("delivery record meta past its end"))?;
+            let meta: DeliveryMeta = serde_json::from_slice(&frame.body[4..meta_end])
+                .map_err(|e| corrupt(format!("delivery record meta: {e}")))?;
+            let mut body = frame.body;
+            let delivery = Bytes::from(body.split_off(meta_end));
+            Ok(LogRecord::Delivery(StoredDelivery {
+                digest: meta.digest,
+                origin: meta.origin,
+                seq: meta.seq,
+                scope: meta.scope,
+                relay_seq: meta.relay_seq,
+                received_at: meta.received_at,
+                delivery,
+            }))
+        }
+        FORK => serde_json::from_slice(&frame.body)
+            .map(LogRecord::Fork)
+            .map_err(|e| corrupt(format!("fork record: {e}"))),
+        BLOB => {
+            let name_len = frame
+                .body
+                .get(..2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+                .ok_or_else(|| corrupt("blob record without its name length"))?;
+            let name = frame
+                .body
+                .get(2..2 + name_len)
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .ok_or_else(|| corrupt("blob record name"))?
+                .to_owned();
+            Ok(LogRecord::Blob(name, frame.body[2 + name_len..].to_vec()))
+        }
+        other => Err(corrupt(format!("unknown record kind {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let record = StoredDelivery {
+            digest: Digest::of(b"x"),
+            origin: "mhlw".into(),
+            seq: 4,
+            scope: "jp/13".into(),
+            relay_seq: 9,
+            received_at: Timestamp::from_unix_ms(1234),
+            delivery: Bytes::from_static(br#"{"advisory":{}}"#),
+        };
+        let frame = Frame { kind: DELIVERY, body: encode_delivery(&record) };
+        assert_eq!(decode(frame).expect("decode"), LogRecord::Delivery(record));
+        let fork = ForkRecord {
+            digest: Digest::of(b"f"),
+            origin: "mhlw".into(),
+            seq: 4,
+            held: None,
+            at: Timestamp::from_unix_ms(1),
+            delivery: "{}".into(),
+        };
+        assert_eq!(
+            decode(Frame { kind: FORK, body: encode_fork(&fork) }).expect("fork"),
+            LogRecord::Fork(fork)
+        );
+        let blob = Frame { kind: BLOB, body: encode_blob("trust_bundle", b"{}") };
+        assert_eq!(decode(blob).expect("blob"), LogRecord::Blob("trust_bundle".into(), b"{}".to_vec()));
+    }
+
+    #[test]
+    fn damaged_bodies_are_corruption_not_panics() {
+        for (kind, body) in
+            [(DELIVERY, vec![200, 0, 0, 0, b'{']), (DELIVERY, vec![1]), (BLOB, vec![9, 0, b'a']), (7, vec![])]
+        {
+            assert!(matches!(decode(Frame { kind, body }), Err(StoreError::Corrupt { .. })));
+        }
+    }
+}
