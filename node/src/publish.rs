@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{Event, Packet, QoS};
 use serde::{Deserialize, Serialize};
 
 use kairan_protocol::envelope::ADVISORY_TYPE;
@@ -18,7 +18,8 @@ use kairan_protocol::{Advisory, Certificate, Delivery, Digest, Envelope, SecretK
 use crate::clock;
 use crate::draft::AdvisoryDraft;
 use crate::error::CliError;
-use crate::mqtt::{self, BrokerAddr, Credentials};
+use crate::mqtt::{self, BrokerAddr, Credentials, LinkConfig};
+use crate::tls::PeerCheck;
 
 /// The origin's chain state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,17 +61,28 @@ pub fn sign_next(
 }
 
 /// Publishes `payload` to `topic` with QoS 1 and waits for the broker's PUBACK. The client id
-/// is the username (brokers bind them).
+/// is the username (brokers bind them). An `mqtts://` broker must pass `peer`.
 pub async fn publish_acked(
     addr: &BrokerAddr,
+    peer: Option<&PeerCheck>,
     credentials: Option<&Credentials>,
     topic: &str,
     payload: Vec<u8>,
     timeout: Duration,
 ) -> Result<(), CliError> {
     let client_id = credentials.map_or("kairan-publish", |c| c.username.as_str());
-    let options = mqtt::client::client_options(client_id, addr, credentials, true, false);
-    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let link = LinkConfig {
+        addr: addr.clone(),
+        peer: peer.cloned(),
+        credentials: credentials.cloned(),
+        client_id: client_id.to_owned(),
+    };
+    let connection = mqtt::connect(&link, true, false, 10).map_err(|e| CliError::Failed(e.to_string()))?;
+    let explain = |error: &rumqttc::ConnectionError| {
+        connection.tunnel.as_ref().and_then(crate::tls::Tunnel::last_error).unwrap_or_else(|| error.to_string())
+    };
+    let client = connection.client.clone();
+    let mut eventloop = connection.eventloop;
     // Queued before polling starts: the request channel has room, and the event loop sends
     // it right after CONNACK.
     client
@@ -90,7 +102,7 @@ pub async fn publish_acked(
                     )));
                 }
                 Ok(_) => {}
-                Err(error) => return Err(CliError::Failed(format!("broker {}: {error}", addr.url()))),
+                Err(error) => return Err(CliError::Failed(format!("broker {}: {}", addr.url(), explain(&error)))),
             }
         }
     })
@@ -100,6 +112,7 @@ pub async fn publish_acked(
     });
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
+    drop(connection.tunnel);
     result
 }
 
@@ -116,6 +129,9 @@ pub struct PublishRequest {
     pub node: String,
     /// Credentials on that broker.
     pub credentials: Option<Credentials>,
+    /// Whom the broker must prove to be (the national relay, checked with the trust anchors);
+    /// used for `mqtts://`.
+    pub peer: Option<PeerCheck>,
     /// State file.
     pub state_path: PathBuf,
 }
@@ -163,6 +179,7 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<(Digest, 
     let delivery = Delivery { advisory: envelope, certs: vec![request.cert.clone()], hops: Vec::new() };
     publish_acked(
         &request.addr,
+        request.peer.as_ref(),
         request.credentials.as_ref(),
         &crate::topics::ingest_of(&request.node, &cert.subject),
         delivery.to_json(),
@@ -196,6 +213,7 @@ pub async fn publish_head(request: &PublishRequest, state: &OriginState) -> Resu
     let message = head.sign(&request.key, &request.cert).to_json();
     publish_acked(
         &request.addr,
+        request.peer.as_ref(),
         request.credentials.as_ref(),
         &crate::topics::ingest_heads_of(&request.node, &cert.subject),
         message,

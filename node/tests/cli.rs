@@ -121,6 +121,14 @@ fn bad_config_exits_64_naming_the_field() {
             "node.cert",
         ),
         (
+            "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\nurl = \"mqtt://relay.jp.example:1883\"\nparent = \"jp\"\n",
+            "upstream.url: mqtt://relay.jp.example:1883 is plaintext over the network",
+        ),
+        (
+            "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\ningest = true\n[broker]\nexternal = \"mqtt://mqtt.example:1883\"\n",
+            "broker.external: mqtt://mqtt.example:1883 is plaintext over the network",
+        ),
+        (
             "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\nbogus = 1\n[upstream]\ningest = true\n",
             "bogus",
         ),
@@ -268,7 +276,7 @@ fn publish_reaches_a_running_national_node_and_advances_the_chain() {
     std::thread::sleep(Duration::from_millis(300));
     // A sample dated 2021 is older than the origin's certificate: refused before publishing.
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/01-ransomware.toml");
-    let to = format!("mqtt://127.0.0.1:{port}");
+    let to = format!("mqtts://127.0.0.1:{port}");
     let refused = kairan(
         &[
             "publish",
@@ -278,6 +286,8 @@ fn publish_reaches_a_running_national_node_and_advances_the_chain() {
             "mhlw.cert.json",
             "--to",
             &to,
+            "--trust",
+            "trust.toml",
             "--password-file",
             "mhlw.secret",
             sample.to_str().expect("utf8"),
@@ -301,6 +311,8 @@ fn publish_reaches_a_running_national_node_and_advances_the_chain() {
                 "mhlw.cert.json",
                 "--to",
                 &to,
+                "--trust",
+                "trust.toml",
                 "--password-file",
                 "mhlw.secret",
                 sample.to_str().expect("utf8"),
@@ -325,6 +337,8 @@ fn publish_reaches_a_running_national_node_and_advances_the_chain() {
             "mhlw.cert.json",
             "--to",
             &to,
+            "--trust",
+            "trust.toml",
             "--password-file",
             "bad.secret",
             "--head",

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, ClinicConfig, NodeConfig};
 use crate::error::CliError;
 use crate::keyfile;
-use crate::mqtt::{BrokerAddr, Credentials};
+use crate::mqtt::Credentials;
 use crate::publish::{self, PublishRequest};
 
 /// Arguments of `kairan node`.
@@ -57,12 +57,19 @@ pub struct PublishArgs {
     /// The origin's certificate (root-issued, role origin).
     #[arg(long)]
     pub cert: PathBuf,
-    /// The national node's broker, mqtt://host:port.
+    /// The national node's broker, mqtts://host:port (TLS 1.3: it must prove it is relay NODE).
     #[arg(long)]
     pub to: String,
     /// The national node's id (its ingest topic is kairan/v1/NODE/ingest).
     #[arg(long, default_value = "jp")]
     pub node: String,
+    /// The trust anchors: the broker's key must be certified as relay NODE by them (mqtts://).
+    #[arg(long)]
+    pub trust: Option<PathBuf>,
+    /// Accept a plaintext mqtt:// broker off this machine: the password and the advisory cross
+    /// the network in clear.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
     /// Username on the broker (default: the origin id).
     #[arg(long)]
     pub username: Option<String>,
@@ -186,7 +193,7 @@ pub(super) fn clinic(args: &ClinicArgs) -> Result<(), CliError> {
 pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
     let key = keyfile::load_secret(&args.key)?;
     let cert = keyfile::load_envelope(&args.cert)?;
-    let addr = BrokerAddr::parse(&args.to).map_err(CliError::Usage)?;
+    let (addr, peer) = super::tls::target(&args.to, &args.node, args.trust.as_deref(), args.insecure_plaintext)?;
     let password = match &args.password_file {
         Some(path) => {
             Some(std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?.trim().to_owned())
@@ -201,7 +208,7 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
         password,
     });
     let state_path = args.state.clone().unwrap_or_else(|| args.key.with_extension("state.json"));
-    let request = PublishRequest { key, cert, addr, node: args.node.clone(), credentials, state_path };
+    let request = PublishRequest { key, cert, addr, node: args.node.clone(), credentials, peer, state_path };
     let Some(file) = &args.file else {
         let state = publish::read_state(&request.state_path)?;
         runtime()?.block_on(publish::publish_head(&request, &state))?;

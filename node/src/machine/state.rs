@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use kairan_protocol::sequence::SeqDecision;
 use kairan_protocol::sync::{MAX_SYNC_PAGE_ENTRIES, SyncRequest, sign_page};
-use kairan_protocol::{Digest, Envelope, Scope, Timestamp, TrustAnchors, TrustBundle};
+use kairan_protocol::{Digest, Envelope, RevocationSet, Scope, Timestamp, TrustAnchors, TrustBundle};
 
 use super::acks::AckQueue;
 use super::catchup::{CatchUp, Reason};
@@ -219,6 +219,12 @@ impl Machine {
     /// The trust bundle in force, as JSON.
     pub fn trust_json(&self) -> Option<Vec<u8>> {
         self.trust.json()
+    }
+
+    /// The anchors in force (rotations applied) and the revocations in force: what the TLS
+    /// check of the parent's broker uses (`crate::tls::TrustView`).
+    pub fn trust_in_force(&self) -> (&TrustAnchors, &RevocationSet) {
+        (self.trust.anchors(), self.trust.revoked())
     }
 
     /// The topics to subscribe to on the upstream connection.

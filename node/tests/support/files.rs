@@ -292,7 +292,7 @@ impl TreeFiles {
                     let port = free_port();
                     (
                         format!("listen = \"127.0.0.1:{port}\"\nmembers = \"members.toml\"\n"),
-                        BrokerAddr { host: "127.0.0.1".into(), port },
+                        BrokerAddr { host: "127.0.0.1".into(), port, tls: true },
                     )
                 }
             };
@@ -310,14 +310,25 @@ impl TreeFiles {
                     )
                 }
             };
+            // The certificates above it: they go into its broker's TLS certificate, so its
+            // children can check its key up to the anchors.
+            let above: Vec<String> = chain[..index]
+                .iter()
+                .map(|(above_id, _, _, above_cert, _)| {
+                    let file = format!("{above_id}.above.cert.json");
+                    write(&node_dir.join(&file), above_cert.to_json());
+                    quoted(&file)
+                })
+                .collect();
             let config = node_dir.join("node.toml");
             write(
                 &config,
                 format!(
-                    "# {level:?} relay, written by the crash harness\n[node]\nid = {}\ndata_dir = \"data\"\nkey = {}\ncert = {}\ntrust = {}\nshutdown_grace_secs = 5\n\n[upstream]\n{upstream_section}\n[broker]\n{broker_section}\n[log]\nformat = \"human\"\nlevel = {}\n",
+                    "# {level:?} relay, written by the crash harness\n[node]\nid = {}\ndata_dir = \"data\"\nkey = {}\ncert = {}\nchain = [{}]\ntrust = {}\nshutdown_grace_secs = 5\n\n[upstream]\n{upstream_section}\n[broker]\n{broker_section}\n[log]\nformat = \"human\"\nlevel = {}\n",
                     quoted(id),
                     quoted(&format!("{id}.key")),
                     quoted(&format!("{id}.cert.json")),
+                    above.join(", "),
                     path_str(&trust),
                     quoted(&spec.log_level),
                 ),

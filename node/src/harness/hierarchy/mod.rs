@@ -69,6 +69,7 @@ pub struct HierarchyBuilder {
     extra_origins: Vec<String>,
     metrics: Option<SocketAddr>,
     clinic_web: Option<SocketAddr>,
+    plaintext: bool,
 }
 
 /// The origin: key, certificate, chain state, credentials on the national broker.
@@ -188,7 +189,15 @@ impl HierarchyBuilder {
             extra_origins: Vec::new(),
             metrics: None,
             clinic_web: None,
+            plaintext: false,
         }
+    }
+
+    /// Every broker plaintext (`broker.insecure_plaintext`), every link `mqtt://` on loopback:
+    /// only to show what TLS hides (`scripts/tls-capture.sh`). TLS 1.3 by default.
+    pub fn insecure_plaintext(mut self, on: bool) -> Self {
+        self.plaintext = on;
+        self
     }
 
     /// Number of prefectural relays (1..=47).
@@ -385,18 +394,38 @@ impl HierarchyBuilder {
         // that use them, as `kairan broker mosquitto-config` does, then started.
         let own_passwords: Vec<String> = planned.iter().map(|_| random_password()).collect();
         let own_hashes: Vec<PasswordHash> = own_passwords.iter().map(|p| PasswordHash::new(p)).collect();
+        let chain_of = |index: usize| {
+            let mut chain = Vec::new();
+            let mut above = planned[index].parent;
+            while let Some(parent) = above {
+                chain.push(planned[parent].cert.clone());
+                above = planned[parent].parent;
+            }
+            chain
+        };
         let mut external = self.external;
         for (level, broker) in &mut external {
-            let nodes: Vec<NodeOnBroker<'_>> = (0..planned.len())
-                .filter(|i| planned[*i].level == *level)
-                .map(|i| NodeOnBroker {
+            let at_level: Vec<usize> = (0..planned.len()).filter(|i| planned[*i].level == *level).collect();
+            let nodes: Vec<NodeOnBroker<'_>> = at_level
+                .iter()
+                .map(|&i| NodeOnBroker {
                     id: &planned[i].id,
                     national: planned[i].level == Level::National,
                     members: &member_lists[i],
                     own_clients: &own_hashes[i],
                 })
                 .collect();
-            broker.start_for(&nodes).map_err(failed("mosquitto"))?;
+            // What `kairan tls cert` writes for each node: its key's certificate.
+            let identities = if self.plaintext {
+                Vec::new()
+            } else {
+                at_level
+                    .iter()
+                    .map(|&i| crate::tls::broker_identity(&planned[i].key, &planned[i].cert, &chain_of(i)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| failed("tls")(e.to_string()))?
+            };
+            broker.start_for(&nodes, &identities).map_err(failed("mosquitto"))?;
         }
 
         let shutdown = CancellationToken::new();
@@ -404,10 +433,10 @@ impl HierarchyBuilder {
         for (index, relay) in planned.iter().enumerate() {
             let broker = match external.get(&relay.level) {
                 Some(mosquitto) => BrokerConfig::External {
-                    addr: mosquitto.addr.clone(),
+                    addr: mosquitto.addr_of(&relay.id).unwrap_or_else(|| mosquitto.addr.clone()),
                     password: Some(own_passwords[index].clone()),
                 },
-                None => BrokerConfig::Embedded { listen: loopback() },
+                None => BrokerConfig::Embedded { listen: loopback(), tls: !self.plaintext },
             };
             let upstream = match relay.parent {
                 None => UpstreamConfig::Ingest,
@@ -424,15 +453,7 @@ impl HierarchyBuilder {
                 key_hex: relay.key.to_hex(),
                 cert: relay.cert.clone(),
                 extra_certs: Vec::new(),
-                chain: {
-                    let mut chain = Vec::new();
-                    let mut above = relay.parent;
-                    while let Some(parent) = above {
-                        chain.push(planned[parent].cert.clone());
-                        above = planned[parent].parent;
-                    }
-                    chain
-                },
+                chain: chain_of(index),
                 upstream,
                 broker,
                 members: member_lists[index].clone(),
@@ -447,12 +468,12 @@ impl HierarchyBuilder {
             };
             let handle = start_relay(&tree_relay.config_parts, &anchors, &shutdown).await?;
             // A restart binds the embedded broker to the same address: children keep theirs.
-            if let BrokerConfig::Embedded { .. } = tree_relay.config_parts.broker {
+            if let BrokerConfig::Embedded { tls, .. } = tree_relay.config_parts.broker {
                 let addr = relay_broker(&handle)?;
                 let listen = format!("{}:{}", addr.host, addr.port)
                     .parse()
                     .map_err(|e| failed("listen")(format!("{e}")))?;
-                tree_relay.config_parts.broker = BrokerConfig::Embedded { listen };
+                tree_relay.config_parts.broker = BrokerConfig::Embedded { listen, tls };
             }
             tree_relay.handle = Some(handle);
             relays.push(tree_relay);
