@@ -71,7 +71,8 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
     let machine = Machine::new(machine_config, restored, clock::now());
     info!(clinic = %config.id, district = %config.district, broker = %config.addr.url(), held, "clinic subscriber starting");
     // The district's broker must present the district's certified relay key.
-    let peer = PeerCheck::Relay { expected: config.district.clone(), trust: TrustView::new(config.anchors.clone()) };
+    let peer =
+        PeerCheck::Relay { expected: config.district.clone(), trust: TrustView::new(config.anchors.clone()) };
     let upstream = LinkConfig {
         addr: config.addr.clone(),
         peer: Some(peer),

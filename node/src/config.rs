@@ -320,7 +320,8 @@ impl NodeConfig {
             }
             (false, Some(url), Some(parent)) => {
                 let addr = BrokerAddr::parse(url).map_err(|e| field("upstream.url", e))?;
-                addr.check_transport("upstream.url", up.insecure_plaintext).map_err(|e| field("upstream.url", e))?;
+                addr.check_transport("upstream.url", up.insecure_plaintext)
+                    .map_err(|e| field("upstream.url", e))?;
                 kairan_protocol::advisory::check_id("upstream.parent", parent).map_err(CliError::Config)?;
                 let password = password("upstream.password", &up.password, &up.password_file, base)?;
                 UpstreamConfig::Parent {

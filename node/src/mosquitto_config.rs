@@ -191,12 +191,8 @@ mod tests {
             port: 8883,
             tls: Some(TlsFiles { cert: "/c.pem".into(), key: "/k.pem".into() }),
         }];
-        let settings = BrokerSettings {
-            listeners: &listeners,
-            passwd_path: "/p",
-            acl_path: "/a",
-            persistence: None,
-        };
+        let settings =
+            BrokerSettings { listeners: &listeners, passwd_path: "/p", acl_path: "/a", persistence: None };
         let files = generate(&[node], &settings).expect("generated");
         assert_eq!(files.passwd.lines().count(), 2, "the clinic and the node's publisher");
         assert!(files.acl.contains("user c1\ntopic read kairan/v1/jp-13-chuo/deliveries/jp\n"));

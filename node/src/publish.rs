@@ -79,7 +79,11 @@ pub async fn publish_acked(
     };
     let connection = mqtt::connect(&link, true, false, 10).map_err(|e| CliError::Failed(e.to_string()))?;
     let explain = |error: &rumqttc::ConnectionError| {
-        connection.tunnel.as_ref().and_then(crate::tls::Tunnel::last_error).unwrap_or_else(|| error.to_string())
+        connection
+            .tunnel
+            .as_ref()
+            .and_then(crate::tls::Tunnel::last_error)
+            .unwrap_or_else(|| error.to_string())
     };
     let client = connection.client.clone();
     let mut eventloop = connection.eventloop;
@@ -102,7 +106,9 @@ pub async fn publish_acked(
                     )));
                 }
                 Ok(_) => {}
-                Err(error) => return Err(CliError::Failed(format!("broker {}: {}", addr.url(), explain(&error)))),
+                Err(error) => {
+                    return Err(CliError::Failed(format!("broker {}: {}", addr.url(), explain(&error))));
+                }
             }
         }
     })

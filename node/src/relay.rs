@@ -86,7 +86,8 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
     let identity = Identity { id: id.clone(), scope: scope.clone(), upstream, attester: Some(attester) };
     let sync_interval_ms = u64::try_from(config.sync_interval.as_millis()).unwrap_or(u64::MAX);
     let children = config.members.children();
-    let machine_config = MachineConfig { identity, anchors: config.anchors.clone(), sync_interval_ms, children };
+    let machine_config =
+        MachineConfig { identity, anchors: config.anchors.clone(), sync_interval_ms, children };
     let machine = Machine::new(machine_config, restored, clock::now());
 
     // This node's own clients on its broker: the publisher, and on the national node the
@@ -104,11 +105,12 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
                 members.insert(Principal::Ingest, &authz::ingest_username(&id), hash);
             }
             let name = id.clone();
-            let started =
-                tokio::task::spawn_blocking(move || broker::start(&name, national, listen, members, tls_identity))
-                    .await
-                    .map_err(|e| NodeError::Task(e.to_string()))?
-                    .map_err(NodeError::Broker)?;
+            let started = tokio::task::spawn_blocking(move || {
+                broker::start(&name, national, listen, members, tls_identity)
+            })
+            .await
+            .map_err(|e| NodeError::Task(e.to_string()))?
+            .map_err(NodeError::Broker)?;
             let addr = if tls { BrokerAddr::tls(started.addr) } else { BrokerAddr::plaintext(started.addr) };
             (addr, Some(password), Some(started))
         }
@@ -184,7 +186,10 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
 
 /// Refuses to start a broker whose certificate no child could accept (`node.chain` missing a
 /// certificate above the relay); warns when it is only a matter of time (expired, not yet valid).
-fn check_identity(identity: &crate::tls::BrokerIdentity, anchors: &kairan_protocol::TrustAnchors) -> Result<(), NodeError> {
+fn check_identity(
+    identity: &crate::tls::BrokerIdentity,
+    anchors: &kairan_protocol::TrustAnchors,
+) -> Result<(), NodeError> {
     match crate::tls::verify::self_check(identity, anchors) {
         Ok(None) => Ok(()),
         Ok(Some(why)) => {

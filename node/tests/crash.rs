@@ -45,9 +45,9 @@ use tokio_util::sync::CancellationToken;
 
 use kairan_node::mqtt::client::spawn_poll;
 use kairan_node::mqtt::{self, BrokerAddr, Credentials, LinkConfig};
-use kairan_node::tls::{PeerCheck, TrustView};
 use kairan_node::publish::publish_acked;
 use kairan_node::store::{SledStore, Store};
+use kairan_node::tls::{PeerCheck, TrustView};
 use kairan_node::topics;
 use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::sync::{self, SyncRequest};
@@ -589,7 +589,8 @@ async fn run_async(params: Params) {
     let observer =
         Credentials { username: CONFIRM_MEMBER.into(), password: tree.origin.credentials.password.clone() };
     // The national's broker must present the national's certified key (TLS 1.3).
-    let national = PeerCheck::Relay { expected: tree.relays[0].id.clone(), trust: TrustView::new(tree.anchors.clone()) };
+    let national =
+        PeerCheck::Relay { expected: tree.relays[0].id.clone(), trust: TrustView::new(tree.anchors.clone()) };
     let confirmer = tokio::spawn(confirm_loop(
         tree.national_broker().clone(),
         national.clone(),

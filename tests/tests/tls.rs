@@ -11,6 +11,7 @@ use kairan_node::clinic;
 use kairan_node::handle::NodeHandle;
 use kairan_node::harness::hierarchy::{Hierarchy, HierarchyBuilder, Level};
 use kairan_node::mqtt::BrokerAddr;
+use kairan_node::store::Store;
 use kairan_protocol::cert::ROOT_ISSUER;
 use kairan_protocol::{Digest, Revocation, TrustBundle};
 use kairan_tests::{Mosquitto, advisory};
@@ -113,8 +114,11 @@ async fn every_link_is_tls_and_deliveries_catch_up_trust_and_key_rotation_flow()
         Revocation::of_cert(&tree.origin.cert, ROOT_ISSUER, 1, tree.now(), effective_at, "retired next hour")
             .expect("certificate")
             .sign(&[&tree.roots[0], &tree.roots[1]]);
-    let bundle =
-        TrustBundle { certs: vec![tree.origin.cert.clone()], revocations: vec![revocation], ..TrustBundle::default() };
+    let bundle = TrustBundle {
+        certs: vec![tree.origin.cert.clone()],
+        revocations: vec![revocation],
+        ..TrustBundle::default()
+    };
     tree.push_trust(bundle.to_json()).await.expect("pushed");
     let started = Instant::now();
     while !everyone_has_trust(&tree) {
@@ -286,7 +290,8 @@ async fn capture_probe() {
             shifted.extend_from_slice(title.as_bytes());
             let encoded = STANDARD.encode(&shifted);
             let start = if shift == 0 { 0 } else { 4 };
-            needles.push((format!("title-{name}-base64-{shift}"), encoded[start..encoded.len() - 4].to_owned()));
+            needles
+                .push((format!("title-{name}-base64-{shift}"), encoded[start..encoded.len() - 4].to_owned()));
         }
     }
     let text: String = needles.iter().map(|(name, needle)| format!("{name}\t{needle}\n")).collect();

@@ -193,7 +193,8 @@ pub(super) fn clinic(args: &ClinicArgs) -> Result<(), CliError> {
 pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
     let key = keyfile::load_secret(&args.key)?;
     let cert = keyfile::load_envelope(&args.cert)?;
-    let (addr, peer) = super::tls::target(&args.to, &args.node, args.trust.as_deref(), args.insecure_plaintext)?;
+    let (addr, peer) =
+        super::tls::target(&args.to, &args.node, args.trust.as_deref(), args.insecure_plaintext)?;
     let password = match &args.password_file {
         Some(path) => {
             Some(std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?.trim().to_owned())

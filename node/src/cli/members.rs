@@ -155,7 +155,9 @@ pub fn mosquitto(args: &MosquittoArgs) -> Result<(), CliError> {
     let mut listeners = Vec::new();
     if args.insecure_plaintext {
         let [listen] = args.listen.as_slice() else {
-            return Err(CliError::Usage("--listen: one plaintext listener serves every node; give one".into()));
+            return Err(CliError::Usage(
+                "--listen: one plaintext listener serves every node; give one".into(),
+            ));
         };
         let (host, port) = host_port(listen)?;
         listeners.push(MosquittoListener { host, port, tls: None });

@@ -116,7 +116,8 @@ pub(super) fn revoke(args: &RevokeArgs) -> Result<(), CliError> {
 pub(super) fn push(args: &PushArgs) -> Result<(), CliError> {
     let bytes = std::fs::read(&args.bundle).map_err(|e| CliError::io(&args.bundle, e))?;
     TrustBundle::from_json(&bytes).map_err(|e| CliError::Usage(format!("{}: {e}", args.bundle.display())))?;
-    let (addr, peer) = super::tls::target(&args.to, &args.node, args.trust.as_deref(), args.insecure_plaintext)?;
+    let (addr, peer) =
+        super::tls::target(&args.to, &args.node, args.trust.as_deref(), args.insecure_plaintext)?;
     let password =
         std::fs::read_to_string(&args.password_file).map_err(|e| CliError::io(&args.password_file, e))?;
     let credentials = Credentials { username: args.username.clone(), password: password.trim().to_owned() };

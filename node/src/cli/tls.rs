@@ -42,7 +42,8 @@ pub(super) fn identity_of(args: &CertArgs) -> Result<BrokerIdentity, CliError> {
         (None, Some(key), Some(cert)) => {
             let key = keyfile::load_secret(key)?;
             let envelope = keyfile::load_envelope(cert)?;
-            let chain = args.chain.iter().map(|p| keyfile::load_envelope(p)).collect::<Result<Vec<_>, _>>()?;
+            let chain =
+                args.chain.iter().map(|p| keyfile::load_envelope(p)).collect::<Result<Vec<_>, _>>()?;
             broker_identity(&key, &envelope, &chain)
         }
         _ => return Err(CliError::Usage("give --config NODE_TOML, or --key and --cert".into())),
@@ -82,7 +83,11 @@ pub fn cert(args: &CertArgs) -> Result<(), CliError> {
         key.display(),
         identity.relay
     );
-    println!("Mosquitto:  certfile {}\n            keyfile {}\n            tls_version tlsv1.3", cert.display(), key.display());
+    println!(
+        "Mosquitto:  certfile {}\n            keyfile {}\n            tls_version tlsv1.3",
+        cert.display(),
+        key.display()
+    );
     println!(
         "RabbitMQ:   ssl_options.certfile = {}\n            ssl_options.keyfile = {}\n            ssl_options.versions.1 = tlsv1.3",
         cert.display(),
@@ -131,6 +136,9 @@ mod tests {
         assert!(target("mqtt://relay.jp.example:1883", "jp", None, true).is_ok());
         assert!(target("mqtt://127.0.0.1:1883", "jp", None, false).is_ok());
         let error = target("mqtts://relay.jp.example", "jp", None, false).expect_err("no anchors");
-        assert!(error.to_string().starts_with("--trust: needed with mqtts://relay.jp.example:8883"), "{error}");
+        assert!(
+            error.to_string().starts_with("--trust: needed with mqtts://relay.jp.example:8883"),
+            "{error}"
+        );
     }
 }

@@ -82,7 +82,10 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
         }
     }
     tree.wait_subscribed(Duration::from_secs(20)).await?;
-    step(started, "every relay and clinic is connected over TLS 1.3 to the parent it is configured for, and subscribed");
+    step(
+        started,
+        "every relay and clinic is connected over TLS 1.3 to the parent it is configured for, and subscribed",
+    );
 
     // The three samples, re-dated to now; the third scoped to the first prefecture.
     let first_prefecture = tree

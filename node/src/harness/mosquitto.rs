@@ -127,10 +127,12 @@ impl Mosquitto {
                 let cert = self.dir.path().join(format!("{}.crt.pem", node.id));
                 let key = self.dir.path().join(format!("{}.key.pem", node.id));
                 std::fs::write(&cert, &identity.cert_pem).map_err(|e| e.to_string())?;
-                crate::secrets::write_private(&key, identity.key_pem.as_bytes()).map_err(|e| e.to_string())?;
+                crate::secrets::write_private(&key, identity.key_pem.as_bytes())
+                    .map_err(|e| e.to_string())?;
                 let files = TlsFiles { cert: cert.display().to_string(), key: key.display().to_string() };
                 listeners.push(MosquittoListener { host: "127.0.0.1".into(), port, tls: Some(files) });
-                self.listeners.insert(node.id.to_owned(), BrokerAddr { host: "127.0.0.1".into(), port, tls: true });
+                self.listeners
+                    .insert(node.id.to_owned(), BrokerAddr { host: "127.0.0.1".into(), port, tls: true });
             }
         }
         let settings = BrokerSettings {

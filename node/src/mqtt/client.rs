@@ -154,7 +154,12 @@ impl Connection {
 /// Opens a client for `link`: fixed client id, persistent session unless `clean`, large
 /// packets, manual acks when asked. An `mqtts://` link goes through a TLS tunnel checking
 /// `link.peer`. Must be called within a tokio runtime.
-pub fn connect(link: &LinkConfig, clean: bool, manual_acks: bool, capacity: usize) -> Result<Connection, TlsError> {
+pub fn connect(
+    link: &LinkConfig,
+    clean: bool,
+    manual_acks: bool,
+    capacity: usize,
+) -> Result<Connection, TlsError> {
     let credentials = link.credentials.as_ref();
     let (options, tunnel) = if link.addr.tls {
         let check = link.peer.clone().ok_or_else(|| {
@@ -293,7 +298,9 @@ mod tests {
         assert!(error.contains("mqtt://relay.example.jp:1883 is plaintext over the network"), "{error}");
         assert!(error.contains("upstream.insecure_plaintext = true"), "{error}");
         assert!(remote.check_transport("upstream.url", true).is_ok());
-        for local in ["mqtt://127.0.0.1:1883", "mqtt://localhost", "mqtt://[::1]:1883", "mqtts://relay.example.jp"] {
+        for local in
+            ["mqtt://127.0.0.1:1883", "mqtt://localhost", "mqtt://[::1]:1883", "mqtts://relay.example.jp"]
+        {
             let addr = BrokerAddr::parse(local).expect("parses");
             assert!(addr.check_transport("upstream.url", false).is_ok(), "{local}");
         }

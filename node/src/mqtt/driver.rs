@@ -113,7 +113,11 @@ pub fn spawn<S: Store>(
         machine.upstream_filters(),
         queue_tx,
         shutdown.clone(),
-        UpstreamLabel { node: machine.id().to_owned(), url: upstream.addr.url(), plaintext: !upstream.addr.tls },
+        UpstreamLabel {
+            node: machine.id().to_owned(),
+            url: upstream.addr.url(),
+            plaintext: !upstream.addr.tls && !upstream.addr.is_loopback(),
+        },
         subscribed.clone(),
         upstream_error.clone(),
     ));
@@ -433,6 +437,7 @@ impl<S: Store, K: Sink> Driver<S, K> {
 struct UpstreamLabel {
     node: String,
     url: String,
+    /// Plaintext off this machine (an operator's written opt-out): warned at every connection.
     plaintext: bool,
 }
 

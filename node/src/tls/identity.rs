@@ -94,7 +94,11 @@ fn offset_time(at: Timestamp) -> Result<time::OffsetDateTime, TlsError> {
 
 /// The TLS identity of relay key `key` certified by `cert`, carrying `cert` and `chain` (the
 /// certificates above it). Valid as long as `cert` is.
-pub fn broker_identity(key: &SecretKey, cert: &Envelope, chain: &[Envelope]) -> Result<BrokerIdentity, TlsError> {
+pub fn broker_identity(
+    key: &SecretKey,
+    cert: &Envelope,
+    chain: &[Envelope],
+) -> Result<BrokerIdentity, TlsError> {
     let info = Certificate::decode(&cert.payload).map_err(|e| TlsError::Identity(e.to_string()))?;
     if info.key != *key.public() {
         return Err(TlsError::Identity(format!(
@@ -124,7 +128,8 @@ pub fn broker_identity(key: &SecretKey, cert: &Envelope, chain: &[Envelope]) -> 
     params.serial_number = Some(SerialNumber::from_slice(&serial));
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages =
+        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.custom_extensions = vec![CustomExtension::from_oid_content(KAIRAN_CERTS_OID, content)];
     let signed = params
         .self_signed(&RelaySigner(key))
@@ -156,7 +161,8 @@ fn der_utf8_string(text: &str) -> Vec<u8> {
 /// The key as unencrypted PKCS#8 v1 (RFC 8410 §7: `PrivateKeyInfo` with the 32-byte seed).
 pub fn private_key_pem(key: &SecretKey) -> String {
     // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
-    const PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    const PREFIX: [u8; 16] =
+        [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
     let mut der = PREFIX.to_vec();
     der.extend(hex::decode(key.to_hex()).unwrap_or_default());
     pem("PRIVATE KEY", &der)

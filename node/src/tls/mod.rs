@@ -67,7 +67,9 @@ pub enum TlsError {
         reason: String,
     },
     /// The presented key is not Ed25519: not a kairan relay key.
-    #[error("{url} presents a TLS certificate for a key of algorithm {algorithm}, not a kairan relay's Ed25519 key")]
+    #[error(
+        "{url} presents a TLS certificate for a key of algorithm {algorithm}, not a kairan relay's Ed25519 key"
+    )]
     NotEd25519 {
         /// The broker.
         url: String,
@@ -75,7 +77,9 @@ pub enum TlsError {
         algorithm: String,
     },
     /// The certificate carries no kairan certificates.
-    #[error("{url} presents key {keyid} in a TLS certificate without kairan certificates (not written by `kairan tls cert`)")]
+    #[error(
+        "{url} presents key {keyid} in a TLS certificate without kairan certificates (not written by `kairan tls cert`)"
+    )]
     NoKairanCerts {
         /// The broker.
         url: String,
@@ -101,7 +105,9 @@ pub enum TlsError {
         keyid: String,
     },
     /// The key is another relay's.
-    #[error("{url} presents the key of relay {found} (keyid {keyid}), not of the configured parent {expected}")]
+    #[error(
+        "{url} presents the key of relay {found} (keyid {keyid}), not of the configured parent {expected}"
+    )]
     WrongRelay {
         /// The broker.
         url: String,

@@ -76,7 +76,8 @@ impl Tunnel {
         let url = addr.url();
         let connector = TlsConnector::from(client_config(&url, check.clone())?);
         // Mode 0700: no other user can reach the socket (tempfile would leave it to the umask).
-        let dir = private_dir("kairan-tls-").map_err(|e| TlsError::Local(format!("tunnel directory: {e}")))?;
+        let dir =
+            private_dir("kairan-tls-").map_err(|e| TlsError::Local(format!("tunnel directory: {e}")))?;
         let socket = dir.path().join("broker.sock");
         let listener = UnixListener::bind(&socket)
             .map_err(|e| TlsError::Local(format!("tunnel socket {}: {e}", socket.display())))?;
@@ -219,7 +220,10 @@ fn handshake_error(url: &str, error: &std::io::Error) -> TlsError {
         None if error.kind() == std::io::ErrorKind::UnexpectedEof
             || error.kind() == std::io::ErrorKind::ConnectionReset =>
         {
-            TlsError::NoTls { url: url.to_owned(), detail: format!("it closed the connection during the handshake ({error})") }
+            TlsError::NoTls {
+                url: url.to_owned(),
+                detail: format!("it closed the connection during the handshake ({error})"),
+            }
         }
         None => TlsError::Handshake { url: url.to_owned(), reason: error.to_string() },
     }
@@ -250,8 +254,16 @@ mod tests {
                     (parent.subject, vec![key], chain.clone())
                 }
             };
-            let cert = Certificate::for_key("s", &issuer, &relay.id, relay.key.public(), Role::Relay, &relay.scope, window)
-                .sign(&signers);
+            let cert = Certificate::for_key(
+                "s",
+                &issuer,
+                &relay.id,
+                relay.key.public(),
+                Role::Relay,
+                &relay.scope,
+                window,
+            )
+            .sign(&signers);
             let mut chain = vec![cert];
             chain.extend(above);
             relays.push((kairan_protocol::SecretKey::from_hex(&relay.key.to_hex()).expect("key"), chain));

@@ -93,14 +93,16 @@ impl PeerCheck {
                 if keys.contains(&presented.key) {
                     Ok(format!("{node}'s own broker (key {})", presented.key.keyid().short()))
                 } else {
-                    let pinned = keys.iter().map(|k| k.keyid().short().to_owned()).collect::<Vec<_>>().join(", ");
+                    let pinned =
+                        keys.iter().map(|k| k.keyid().short().to_owned()).collect::<Vec<_>>().join(", ");
                     Err(TlsError::NotOwnKey { url: url.to_owned(), keyid, node: node.clone(), pinned })
                 }
             }
             PeerCheck::Relay { expected, trust } => trust.with(|anchors, revocations| {
-                let certs = CertSet::verify(&presented.certs, anchors, revocations, now).map_err(|source| {
-                    TlsError::Certificates { url: url.to_owned(), expected: expected.clone(), source }
-                })?;
+                let certs =
+                    CertSet::verify(&presented.certs, anchors, revocations, now).map_err(|source| {
+                        TlsError::Certificates { url: url.to_owned(), expected: expected.clone(), source }
+                    })?;
                 let candidates = certs.candidates(&keyid, Role::Relay);
                 let Some(first) = candidates.first() else {
                     return Err(TlsError::NotCertified { url: url.to_owned(), keyid });
@@ -116,7 +118,11 @@ impl PeerCheck {
                 revocations
                     .check(mine, now, &format!("the TLS identity of {expected}"))
                     .map_err(|source| TlsError::Revoked { url: url.to_owned(), source })?;
-                Ok(format!("relay {expected} (key {}, certificate {})", presented.key.keyid().short(), mine.digest.short()))
+                Ok(format!(
+                    "relay {expected} (key {}, certificate {})",
+                    presented.key.keyid().short(),
+                    mine.digest.short()
+                ))
             }),
         }
     }
@@ -133,7 +139,9 @@ pub fn self_check(identity: &BrokerIdentity, anchors: &TrustAnchors) -> Result<O
     match check.check(&url, &presented, crate::clock::now()) {
         Ok(_) => Ok(None),
         Err(TlsError::Certificates {
-            source: source @ (kairan_protocol::Error::CertExpired { .. } | kairan_protocol::Error::CertNotYetValid { .. }),
+            source:
+                source @ (kairan_protocol::Error::CertExpired { .. }
+                | kairan_protocol::Error::CertNotYetValid { .. }),
             ..
         }) => Ok(Some(source.to_string())),
         Err(error) => Err(error),
@@ -183,7 +191,12 @@ impl ServerCertVerifier for KairanVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -218,7 +231,9 @@ mod tests {
     #[test]
     fn another_relays_key_is_refused_naming_both() {
         let tree = Hierarchy::standard();
-        let error = parent(&tree, "jp-13").check("mqtts://h:1", &presented_by(&tree, 2), tree.now).expect_err("refused");
+        let error = parent(&tree, "jp-13")
+            .check("mqtts://h:1", &presented_by(&tree, 2), tree.now)
+            .expect_err("refused");
         let text = error.to_string();
         assert!(text.contains("presents the key of relay jp-13-chuo"), "{text}");
         assert!(text.contains("not of the configured parent jp-13"), "{text}");

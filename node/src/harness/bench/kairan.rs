@@ -88,7 +88,9 @@ pub(super) async fn bench_kairan(
     };
 
     let addr = tree.national_broker()?;
-    let publisher = Publisher::connect(&addr, Some(tree.peer_of(0)), tree.origin.credentials.as_ref(), "mhlw-bench").await?;
+    let publisher =
+        Publisher::connect(&addr, Some(tree.peer_of(0)), tree.origin.credentials.as_ref(), "mhlw-bench")
+            .await?;
     let measured = measure(
         "kairan",
         &publisher,

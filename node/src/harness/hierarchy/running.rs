@@ -171,7 +171,8 @@ impl Hierarchy {
     ) -> Result<(), CliError> {
         let addr = broker_of(&self.relays[index])?;
         let peer = self.peer_of(index);
-        publish::publish_acked(&addr, Some(&peer), Some(credentials), topic, bytes, Duration::from_secs(10)).await
+        publish::publish_acked(&addr, Some(&peer), Some(credentials), topic, bytes, Duration::from_secs(10))
+            .await
     }
 
     /// The credentials of member `id` (relay, clinic or origin) on its parent's broker.
