@@ -94,7 +94,7 @@ pub enum TlsError {
         /// The relay it should be.
         expected: String,
         /// What verification said.
-        source: kairan_protocol::Error,
+        source: Box<kairan_protocol::Error>,
     },
     /// No carried certificate certifies the presented key as a relay.
     #[error("{url} presents key {keyid}, which none of its kairan certificates certifies as a relay")]
@@ -124,7 +124,7 @@ pub enum TlsError {
         /// The broker.
         url: String,
         /// The revocation.
-        source: kairan_protocol::Error,
+        source: Box<kairan_protocol::Error>,
     },
     /// A node's own broker presents a key that is not the node's.
     #[error("{url} presents key {keyid}, not {node}'s own key ({pinned})")]

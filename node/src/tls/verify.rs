@@ -101,7 +101,11 @@ impl PeerCheck {
             PeerCheck::Relay { expected, trust } => trust.with(|anchors, revocations| {
                 let certs =
                     CertSet::verify(&presented.certs, anchors, revocations, now).map_err(|source| {
-                        TlsError::Certificates { url: url.to_owned(), expected: expected.clone(), source }
+                        TlsError::Certificates {
+                            url: url.to_owned(),
+                            expected: expected.clone(),
+                            source: Box::new(source),
+                        }
                     })?;
                 let candidates = certs.candidates(&keyid, Role::Relay);
                 let Some(first) = candidates.first() else {
@@ -117,7 +121,7 @@ impl PeerCheck {
                 };
                 revocations
                     .check(mine, now, &format!("the TLS identity of {expected}"))
-                    .map_err(|source| TlsError::Revoked { url: url.to_owned(), source })?;
+                    .map_err(|source| TlsError::Revoked { url: url.to_owned(), source: Box::new(source) })?;
                 Ok(format!(
                     "relay {expected} (key {}, certificate {})",
                     presented.key.keyid().short(),
