@@ -18,6 +18,7 @@ use crate::metrics::{NodeKind, Telemetry};
 use crate::mqtt::driver::{self, LinkConfig, Sink};
 use crate::relay::finish;
 use crate::store::Store;
+use crate::tls::{PeerCheck, TrustView};
 
 /// A running clinic subscriber.
 pub type ClinicHandle = NodeHandle;
@@ -57,8 +58,12 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
     };
     let machine = Machine::new(machine_config, restored, clock::now());
     info!(clinic = %config.id, district = %config.district, broker = %config.addr.url(), held, "clinic subscriber starting");
+    // The district's broker must present the district's certified relay key.
+    let peer =
+        PeerCheck::Relay { expected: config.district.clone(), trust: TrustView::new(config.anchors.clone()) };
     let upstream = LinkConfig {
         addr: config.addr.clone(),
+        peer: Some(peer),
         credentials: config.credentials.clone(),
         client_id: config.id.clone(),
     };
@@ -71,13 +76,14 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
     let sink = ClinicSink { config, web };
     let grace = std::time::Duration::from_secs(5);
     let sink = telemetry.sink(sink);
-    let running = driver::spawn(machine, store.clone(), upstream, None, sink, shutdown.clone(), grace);
+    let running = driver::spawn(machine, store.clone(), upstream, None, sink, shutdown.clone(), grace)?;
     let join = finish(running.join, id.clone(), "clinic subscriber stopped");
     let metrics_addr = telemetry.started(running.subscribed.clone());
     let disk = store.disk().clone();
     let mut handle = NodeHandle::new(id, None, disk, running.counters, running.subscribed, shutdown, join);
     handle.metrics = metrics_addr;
     handle.web = web_addr;
+    handle.upstream_error = running.upstream_error;
     Ok(handle)
 }
 

@@ -71,8 +71,13 @@ pub struct UpstreamSection {
     /// National node: take origins' deliveries from this node's own ingest topic.
     #[serde(default)]
     pub ingest: bool,
-    /// The parent's broker, `mqtt://host:port`.
+    /// The parent's broker, `mqtts://host:port` (TLS 1.3; the broker must present the parent's
+    /// certified relay key). `mqtt://` only on this machine, or with `insecure_plaintext`.
     pub url: Option<String>,
+    /// Accept a plaintext `mqtt://` URL off this machine: the password and every advisory
+    /// cross the network in clear. Logged as a warning at every connection.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
     /// The parent node's id.
     pub parent: Option<String>,
     /// Username on the parent's broker (default: this node's id).
@@ -96,9 +101,15 @@ pub struct BrokerSection {
     /// children, and on the national node the origins and administrators. Whom the broker lets
     /// in and what it lets each do, and whom catch-up answers (see `crate::members`).
     pub members: Option<PathBuf>,
-    /// Use this external broker (`mqtt://host:port`, e.g. Mosquitto configured by
-    /// `kairan broker mosquitto-config`) instead of the embedded one.
+    /// Use this external broker (`mqtts://host:port`, e.g. Mosquitto configured by
+    /// `kairan broker mosquitto-config` with the certificate of `kairan tls cert`) instead of
+    /// the embedded one.
     pub external: Option<String>,
+    /// The embedded broker listens in plaintext, or `external` may be a plaintext `mqtt://`
+    /// URL off this machine: passwords and advisories cross the network in clear. Logged as
+    /// a warning at start.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
     /// Password of this node's own clients (`<id>~out`, `<id>~ingest`) on the external broker.
     pub password: Option<String>,
     /// File holding that password (mode 0600).
@@ -176,6 +187,9 @@ pub enum BrokerConfig {
     Embedded {
         /// Listen address.
         listen: SocketAddr,
+        /// TLS 1.3 with the certificate of the relay's key (false only with
+        /// `broker.insecure_plaintext`).
+        tls: bool,
     },
     /// An existing broker, configured from the same members file.
     External {
@@ -306,6 +320,8 @@ impl NodeConfig {
             }
             (false, Some(url), Some(parent)) => {
                 let addr = BrokerAddr::parse(url).map_err(|e| field("upstream.url", e))?;
+                addr.check_transport("upstream.url", up.insecure_plaintext)
+                    .map_err(|e| field("upstream.url", e))?;
                 kairan_protocol::advisory::check_id("upstream.parent", parent).map_err(CliError::Config)?;
                 let password = password("upstream.password", &up.password, &up.password_file, base)?;
                 UpstreamConfig::Parent {
@@ -383,6 +399,8 @@ fn broker_config(section: &BrokerSection, base: &Path) -> Result<BrokerConfig, C
             return Err(field("broker.external", "an external broker takes no broker.listen"));
         }
         let addr = BrokerAddr::parse(url).map_err(|e| field("broker.external", e))?;
+        addr.check_transport("broker.external", section.insecure_plaintext)
+            .map_err(|e| field("broker.external", e))?;
         let password = password("broker.password", &section.password, &section.password_file, base)?;
         return Ok(BrokerConfig::External { addr, password });
     }
@@ -395,7 +413,7 @@ fn broker_config(section: &BrokerSection, base: &Path) -> Result<BrokerConfig, C
     let listen_text = section.listen.clone().unwrap_or_else(|| "127.0.0.1:1883".into());
     let listen: SocketAddr =
         listen_text.parse().map_err(|e| field("broker.listen", format!("{listen_text:?}: {e}")))?;
-    Ok(BrokerConfig::Embedded { listen })
+    Ok(BrokerConfig::Embedded { listen, tls: !section.insecure_plaintext })
 }
 
 /// `[clinic]` of clinic.toml.
@@ -485,8 +503,9 @@ impl ClinicConfig {
         let url = up
             .url
             .as_ref()
-            .ok_or_else(|| field("upstream.url", "missing: the district broker, mqtt://host:port"))?;
+            .ok_or_else(|| field("upstream.url", "missing: the district broker, mqtts://host:port"))?;
         let addr = BrokerAddr::parse(url).map_err(|e| field("upstream.url", e))?;
+        addr.check_transport("upstream.url", up.insecure_plaintext).map_err(|e| field("upstream.url", e))?;
         let district =
             up.parent.clone().ok_or_else(|| field("upstream.parent", "missing: the district node's id"))?;
         let password = password("upstream.password", &up.password, &up.password_file, base)?;

@@ -27,6 +27,9 @@ pub struct NodeHandle {
     pub metrics: Option<SocketAddr>,
     /// Where a clinic serves its web inbox, when it does.
     pub web: Option<std::net::SocketAddr>,
+    /// Why the upstream connection failed last (`None` while connected): a TLS refusal names
+    /// what the broker presented.
+    pub upstream_error: crate::mqtt::driver::UpstreamError,
     store: DiskStore,
     counters: Arc<Mutex<Counters>>,
     subscribed: Arc<AtomicBool>,
@@ -55,12 +58,18 @@ impl NodeHandle {
             internal_credentials,
             metrics: None,
             web: None,
+            upstream_error: Default::default(),
             store,
             counters,
             subscribed,
             shutdown,
             join,
         }
+    }
+
+    /// Why the upstream connection failed last, if it is down.
+    pub fn upstream_error(&self) -> Option<String> {
+        self.upstream_error.lock().ok().and_then(|slot| slot.clone())
     }
 
     /// Whether the node is connected upstream with all its subscriptions acknowledged.

@@ -20,6 +20,8 @@
 //!   `rabbitmq.conf` for its MQTT plugin, from the same table.
 //! - [`secrets`]: secret files readable by their owner only.
 //! - [`mqtt`]: the MQTT client, the embedded broker, the driver.
+//! - [`tls`]: TLS 1.3 on every link — the broker's certificate for its relay key, the check
+//!   that a broker is the configured parent, the client tunnel.
 //! - [`relay`], [`clinic`]: the two daemons, thin: configuration to machine and driver.
 //! - [`handle`]: [`handle::NodeHandle`], a running daemon.
 //! - [`inbox`]: the clinic's readable copies, `kairan inbox`, the terminal announcement; the
@@ -78,5 +80,6 @@ pub mod relay;
 pub mod report;
 pub mod secrets;
 pub mod store;
+pub mod tls;
 pub mod topics;
 pub mod web;

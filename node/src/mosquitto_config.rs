@@ -3,6 +3,11 @@
 //! file (every member's grants, from [`crate::authz::Grants`]) for the nodes that use one
 //! Mosquitto as their broker, and the lines of `mosquitto.conf` that make them hold.
 //!
+//! With TLS (the default), each node gets a listener of its own presenting its own certificate
+//! (`kairan tls cert`: the node's relay key, with its kairan certificates), TLS 1.3 only: a
+//! child accepts a broker only as the relay it is configured for, so nodes sharing one
+//! Mosquitto cannot share a certificate.
+//!
 //! What Mosquitto cannot express is written down in `docs/security.md` ("Known limits"): it
 //! binds client ids to usernames only by making them equal (`use_username_as_clientid`), and
 //! it has no rule for the retain flag, so a member may keep one retained message on the one
@@ -38,11 +43,31 @@ pub struct MosquittoFiles {
     pub conf: String,
 }
 
+/// One listener of the generated `mosquitto.conf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MosquittoListener {
+    /// Address, e.g. `0.0.0.0`.
+    pub host: String,
+    /// Port, e.g. 8883.
+    pub port: u16,
+    /// TLS 1.3 with this certificate and key (PEM files); `None`: plaintext.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where a listener's certificate and key are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate (PEM), as `kairan tls cert` writes it.
+    pub cert: String,
+    /// The private key (PKCS#8 PEM, readable by Mosquitto only).
+    pub key: String,
+}
+
 /// The settings of the generated `mosquitto.conf`.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings<'a> {
-    /// Listener address and port, e.g. `127.0.0.1` and 1883.
-    pub listen: (&'a str, u16),
+    /// The listeners: with TLS, one per node (each presents its node's certificate).
+    pub listeners: &'a [MosquittoListener],
     /// Where the password file will be.
     pub passwd_path: &'a str,
     /// Where the ACL file will be.
@@ -102,12 +127,27 @@ pub fn generate(nodes: &[NodeOnBroker<'_>], settings: &BrokerSettings<'_>) -> Re
             let _ = writeln!(acl, "topic write {filter}");
         }
     }
-    let (host, port) = settings.listen;
-    let mut conf = format!(
+    let mut conf = String::from(
         "# kairan: Mosquitto as a node's broker. Written by `kairan broker mosquitto-config`.\n\
-         per_listener_settings false\n\
-         listener {port} {host}\n\
-         allow_anonymous false\n\
+         per_listener_settings false\n",
+    );
+    for listener in settings.listeners {
+        let _ = writeln!(conf, "listener {} {}", listener.port, listener.host);
+        match &listener.tls {
+            Some(files) => {
+                let _ = write!(
+                    conf,
+                    "# TLS 1.3 only; the certificate is the node's relay key (`kairan tls cert`).\n\
+                     certfile {}\nkeyfile {}\ntls_version tlsv1.3\n",
+                    files.cert, files.key
+                );
+            }
+            None => conf.push_str("# PLAINTEXT: passwords and advisories cross this listener in clear.\n"),
+        }
+    }
+    let _ = write!(
+        conf,
+        "allow_anonymous false\n\
          password_file {}\n\
          acl_file {}\n\
          # A client's id is its username: no member can take over another's session.\n\
@@ -146,12 +186,13 @@ mod tests {
         members.insert(clinic, "c1", PasswordHash::new("pw-1"));
         let own = PasswordHash::new("own");
         let node = NodeOnBroker { id: "jp-13-chuo", national: false, members: &members, own_clients: &own };
-        let settings = BrokerSettings {
-            listen: ("127.0.0.1", 1883),
-            passwd_path: "/p",
-            acl_path: "/a",
-            persistence: None,
-        };
+        let listeners = [MosquittoListener {
+            host: "127.0.0.1".into(),
+            port: 8883,
+            tls: Some(TlsFiles { cert: "/c.pem".into(), key: "/k.pem".into() }),
+        }];
+        let settings =
+            BrokerSettings { listeners: &listeners, passwd_path: "/p", acl_path: "/a", persistence: None };
         let files = generate(&[node], &settings).expect("generated");
         assert_eq!(files.passwd.lines().count(), 2, "the clinic and the node's publisher");
         assert!(files.acl.contains("user c1\ntopic read kairan/v1/jp-13-chuo/deliveries/jp\n"));
@@ -160,5 +201,7 @@ mod tests {
         assert!(files.acl.contains("user jp-13-chuo~out\ntopic read kairan/v1/jp-13-chuo/sync/+/req"));
         assert!(files.conf.contains("use_username_as_clientid true"));
         assert!(files.conf.contains("allow_anonymous false"));
+        assert!(files.conf.contains("listener 8883 127.0.0.1\n"));
+        assert!(files.conf.contains("certfile /c.pem\nkeyfile /k.pem\ntls_version tlsv1.3\n"));
     }
 }

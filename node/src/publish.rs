@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeReasonCode};
+use rumqttc::{Event, Packet, QoS, SubscribeReasonCode};
 use serde::{Deserialize, Serialize};
 
 use kairan_protocol::acceptance::verify_acceptance;
@@ -29,7 +29,8 @@ use kairan_protocol::{
 use crate::clock;
 use crate::draft::AdvisoryDraft;
 use crate::error::CliError;
-use crate::mqtt::{self, BrokerAddr, Credentials};
+use crate::mqtt::{self, BrokerAddr, Credentials, LinkConfig};
+use crate::tls::PeerCheck;
 
 /// How long one attempt waits for the acceptance before publishing the same bytes again.
 const ATTEMPT: Duration = Duration::from_secs(10);
@@ -79,9 +80,10 @@ pub fn sign_next(
 /// Publishes `payload` to `topic` with QoS 1 and waits for the broker's PUBACK. The client id
 /// is the username (brokers bind them). A broker that answers "service unavailable" (rmqtt
 /// does while the previous connection of the same client id is being torn down) is asked
-/// again until `timeout`.
+/// again until `timeout`. An `mqtts://` broker must pass `peer`.
 pub async fn publish_acked(
     addr: &BrokerAddr,
+    peer: Option<&PeerCheck>,
     credentials: Option<&Credentials>,
     topic: &str,
     payload: Vec<u8>,
@@ -90,7 +92,7 @@ pub async fn publish_acked(
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match publish_once(addr, credentials, topic, payload.clone(), left).await {
+        match publish_once(addr, peer, credentials, topic, payload.clone(), left).await {
             Err(Busy) if Instant::now() < deadline => tokio::time::sleep(RETRY_PAUSE / 5).await,
             Err(Busy) => {
                 return Err(refused_connection(addr, rumqttc::ConnectReturnCode::ServiceUnavailable));
@@ -105,14 +107,32 @@ struct Busy;
 
 async fn publish_once(
     addr: &BrokerAddr,
+    peer: Option<&PeerCheck>,
     credentials: Option<&Credentials>,
     topic: &str,
     payload: Vec<u8>,
     timeout: Duration,
 ) -> Result<Result<(), CliError>, Busy> {
     let client_id = credentials.map_or("kairan-publish", |c| c.username.as_str());
-    let options = mqtt::client::client_options(client_id, addr, credentials, true, false);
-    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let link = LinkConfig {
+        addr: addr.clone(),
+        peer: peer.cloned(),
+        credentials: credentials.cloned(),
+        client_id: client_id.to_owned(),
+    };
+    let connection = match mqtt::connect(&link, true, false, 10) {
+        Ok(connection) => connection,
+        Err(e) => return Ok(Err(CliError::Failed(e.to_string()))),
+    };
+    let explain = |error: &rumqttc::ConnectionError| {
+        connection
+            .tunnel
+            .as_ref()
+            .and_then(crate::tls::Tunnel::last_error)
+            .unwrap_or_else(|| error.to_string())
+    };
+    let client = connection.client.clone();
+    let mut eventloop = connection.eventloop;
     // Queued before polling starts: the request channel has room, and the event loop sends
     // it right after CONNACK.
     if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
@@ -136,7 +156,9 @@ async fn publish_once(
                 )) => {
                     return Err(Busy);
                 }
-                Err(error) => return Ok(Err(CliError::Failed(format!("broker {}: {error}", addr.url())))),
+                Err(error) => {
+                    return Ok(Err(CliError::Failed(format!("broker {}: {}", addr.url(), explain(&error)))));
+                }
             }
         }
     })
@@ -146,6 +168,7 @@ async fn publish_once(
     });
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
+    drop(connection.tunnel);
     result
 }
 
@@ -166,6 +189,9 @@ pub struct PublishRequest {
     pub node: String,
     /// Credentials on that broker.
     pub credentials: Option<Credentials>,
+    /// Whom the broker must prove to be (the national relay, checked with the trust anchors);
+    /// used for `mqtts://`.
+    pub peer: Option<PeerCheck>,
     /// State file.
     pub state_path: PathBuf,
     /// The trust anchors the national node's acceptance must chain to.
@@ -293,8 +319,16 @@ async fn attempt(
 ) -> Result<bool, CliError> {
     let credentials = request.credentials.as_ref();
     let client_id = credentials.map_or("kairan-publish", |c| c.username.as_str());
-    let options = mqtt::client::client_options(client_id, &request.addr, credentials, true, false);
-    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let link = LinkConfig {
+        addr: request.addr.clone(),
+        peer: request.peer.clone(),
+        credentials: credentials.cloned(),
+        client_id: client_id.to_owned(),
+    };
+    // A TLS setup error (a certificate that cannot be parsed, say) does not go away on retry.
+    let connection = mqtt::connect(&link, true, false, 10).map_err(|e| CliError::Failed(e.to_string()))?;
+    let client = connection.client.clone();
+    let mut eventloop = connection.eventloop;
     let accepted = crate::topics::accepted(&request.node, origin);
     let ingest = crate::topics::ingest_of(&request.node, origin);
     client
@@ -347,6 +381,7 @@ async fn attempt(
     .unwrap_or(Ok(false));
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
+    drop(connection.tunnel);
     outcome
 }
 
@@ -368,6 +403,7 @@ pub async fn publish_head(request: &PublishRequest, state: &OriginState) -> Resu
     let message = head.sign(&request.key, &request.cert).to_json();
     publish_acked(
         &request.addr,
+        request.peer.as_ref(),
         request.credentials.as_ref(),
         &crate::topics::ingest_heads_of(&request.node, &cert.subject),
         message,

@@ -9,7 +9,7 @@
 //! The national node's upstream is its own broker's ingest topic, where origins publish.
 
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::authz::{self, Principal};
 use crate::clock;
@@ -22,6 +22,7 @@ use crate::metrics::{NodeKind, Telemetry};
 use crate::mqtt::driver::{self, LinkConfig, LogOnly};
 use crate::mqtt::{BrokerAddr, Credentials, broker};
 use crate::store::{DiskStore, Store};
+use crate::tls::{PeerCheck, TrustView};
 
 /// A running relay node.
 pub type RelayHandle = NodeHandle;
@@ -61,18 +62,41 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         UpstreamConfig::Ingest => Upstream::Ingest,
         UpstreamConfig::Parent { parent, .. } => Upstream::Relay(parent.clone()),
     };
+    // The broker's TLS identity (the relay's own key and certificates), and the keys this
+    // node's own clients accept from their broker: the current one and, after a rotation, the
+    // previous ones (an external broker may still present the old certificate).
+    let tls_identity = match &config.broker {
+        BrokerConfig::Embedded { tls: true, .. } => {
+            let identity = crate::tls::broker_identity(&config.key, &config.cert, &config.chain)
+                .map_err(|e| NodeError::Config(format!("node.cert: {e}")))?;
+            check_identity(&identity, &config.anchors)?;
+            Some(identity)
+        }
+        _ => None,
+    };
+    let mut own_keys = vec![config.key.public().clone()];
+    for extra in &config.extra_certs {
+        if let Ok(cert) = kairan_protocol::Certificate::decode(&extra.payload) {
+            own_keys.push(cert.key);
+        }
+    }
+    let own_check = PeerCheck::Own { node: id.clone(), keys: own_keys };
     let attester =
         Attester { key: config.key, cert: config.cert, extra_certs: config.extra_certs, chain: config.chain };
     let identity = Identity { id: id.clone(), scope: scope.clone(), upstream, attester: Some(attester) };
     let sync_interval_ms = u64::try_from(config.sync_interval.as_millis()).unwrap_or(u64::MAX);
     let children = config.members.children();
-    let machine_config = MachineConfig { identity, anchors: config.anchors, sync_interval_ms, children };
+    let machine_config =
+        MachineConfig { identity, anchors: config.anchors.clone(), sync_interval_ms, children };
     let machine = Machine::new(machine_config, restored, clock::now());
 
     // This node's own clients on its broker: the publisher, and on the national node the
     // ingest client. Embedded: a fresh random password each start; external: the configured one.
     let (own_addr, own_password, broker) = match config.broker {
-        BrokerConfig::Embedded { listen } => {
+        BrokerConfig::Embedded { listen, tls } => {
+            if !tls {
+                warn!(node = %id, %listen, "INSECURE: the embedded broker listens WITHOUT TLS (broker.insecure_plaintext = true): children's passwords and every advisory cross the network in clear");
+            }
             let password = random_password();
             let mut members = config.members.clone();
             let hash = PasswordHash::new(&password);
@@ -81,28 +105,46 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
                 members.insert(Principal::Ingest, &authz::ingest_username(&id), hash);
             }
             let name = id.clone();
-            let started =
-                tokio::task::spawn_blocking(move || broker::start(&name, national, listen, members))
-                    .await
-                    .map_err(|e| NodeError::Task(e.to_string()))?
-                    .map_err(NodeError::Broker)?;
-            (BrokerAddr::from(started.addr), Some(password), Some(started))
+            let started = tokio::task::spawn_blocking(move || {
+                broker::start(&name, national, listen, members, tls_identity)
+            })
+            .await
+            .map_err(|e| NodeError::Task(e.to_string()))?
+            .map_err(NodeError::Broker)?;
+            let addr = if tls { BrokerAddr::tls(started.addr) } else { BrokerAddr::plaintext(started.addr) };
+            (addr, Some(password), Some(started))
         }
-        BrokerConfig::External { addr, password } => (addr, password, None),
+        BrokerConfig::External { addr, password } => {
+            if !addr.tls && !addr.is_loopback() {
+                warn!(node = %id, broker = %addr.url(), "INSECURE: the external broker is plaintext over the network (broker.insecure_plaintext = true)");
+            }
+            (addr, password, None)
+        }
     };
     let own = |username: String| own_password.clone().map(|password| Credentials { username, password });
+    let own_peer = own_addr.tls.then(|| own_check.clone());
     let upstream_link = match config.upstream {
         UpstreamConfig::Ingest => {
             let username = authz::ingest_username(&id);
-            LinkConfig { addr: own_addr.clone(), credentials: own(username.clone()), client_id: username }
+            LinkConfig {
+                addr: own_addr.clone(),
+                peer: own_peer.clone(),
+                credentials: own(username.clone()),
+                client_id: username,
+            }
         }
-        UpstreamConfig::Parent { addr, credentials, .. } => {
-            LinkConfig { addr, credentials, client_id: id.clone() }
+        UpstreamConfig::Parent { addr, credentials, parent } => {
+            if !addr.tls && !addr.is_loopback() {
+                warn!(node = %id, broker = %addr.url(), "INSECURE: upstream.url is plaintext over the network (upstream.insecure_plaintext = true)");
+            }
+            let peer = PeerCheck::Relay { expected: parent, trust: TrustView::new(config.anchors.clone()) };
+            LinkConfig { addr, peer: Some(peer), credentials, client_id: id.clone() }
         }
     };
     let publisher = authz::publisher_username(&id);
     let downstream = LinkConfig {
         addr: own_addr.clone(),
+        peer: own_peer,
         credentials: own(publisher.clone()),
         client_id: publisher.clone(),
     };
@@ -124,7 +166,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         telemetry.sink(LogOnly),
         shutdown.clone(),
         config.grace,
-    );
+    )?;
     // The embedded broker stops after the driver: the node's clients disconnect first.
     let driver = running.join;
     let with_broker = tokio::spawn(async move {
@@ -138,7 +180,26 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
     let metrics_addr = telemetry.started(running.subscribed.clone());
     let mut handle = NodeHandle::new(id, broker, store, running.counters, running.subscribed, shutdown, join);
     handle.metrics = metrics_addr;
+    handle.upstream_error = running.upstream_error;
     Ok(handle)
+}
+
+/// Refuses to start a broker whose certificate no child could accept (`node.chain` missing a
+/// certificate above the relay); warns when it is only a matter of time (expired, not yet valid).
+fn check_identity(
+    identity: &crate::tls::BrokerIdentity,
+    anchors: &kairan_protocol::TrustAnchors,
+) -> Result<(), NodeError> {
+    match crate::tls::verify::self_check(identity, anchors) {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => {
+            warn!(node = %identity.relay, %why, "children will refuse this relay's broker until its certificate is renewed");
+            Ok(())
+        }
+        Err(error) => Err(NodeError::Config(format!(
+            "node.chain: children could not accept this relay's broker: {error} (list the certificates above this relay, up to the root-issued national one)"
+        ))),
+    }
 }
 
 /// Logs `stopped` once the driver ended cleanly.

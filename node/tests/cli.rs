@@ -121,6 +121,14 @@ fn bad_config_exits_64_naming_the_field() {
             "node.cert",
         ),
         (
+            "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\nurl = \"mqtt://relay.jp.example:1883\"\nparent = \"jp\"\n",
+            "upstream.url: mqtt://relay.jp.example:1883 is plaintext over the network",
+        ),
+        (
+            "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\ningest = true\n[broker]\nexternal = \"mqtt://mqtt.example:1883\"\n",
+            "broker.external: mqtt://mqtt.example:1883 is plaintext over the network",
+        ),
+        (
             "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\ntrust = \"trust.toml\"\nbogus = 1\n[upstream]\ningest = true\n",
             "bogus",
         ),
@@ -268,7 +276,7 @@ fn publish_reaches_a_running_national_node_and_advances_the_chain() {
     std::thread::sleep(Duration::from_millis(300));
     // A sample dated 2021 is older than the origin's certificate: refused before publishing.
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/01-ransomware.toml");
-    let to = format!("mqtt://127.0.0.1:{port}");
+    let to = format!("mqtts://127.0.0.1:{port}");
     let refused = kairan(
         &[
             "publish",
@@ -338,6 +346,38 @@ fn publish_reaches_a_running_national_node_and_advances_the_chain() {
         dir.path(),
     );
     assert!(!refused.status.success());
+    // The broker is relay jp's: an origin told to expect another relay refuses it, before
+    // sending its password.
+    let wrong_relay = kairan(
+        &[
+            "publish",
+            "--key",
+            "keys/mhlw.key",
+            "--cert",
+            "mhlw.cert.json",
+            "--to",
+            &to,
+            "--trust",
+            "trust.toml",
+            "--node",
+            "jp-99",
+            "--password-file",
+            "mhlw.secret",
+            "--head",
+        ],
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&wrong_relay.stderr);
+    assert_eq!(wrong_relay.status.code(), Some(70), "{stderr}");
+    assert!(stderr.contains(&format!("{to} presents the key of relay jp (keyid ")), "{stderr}");
+    assert!(stderr.contains("not of the configured parent jp-99"), "{stderr}");
+    // Without the anchors (to check the broker and the acceptance with) nothing is sent.
+    let no_trust = kairan(
+        &["publish", "--key", "keys/mhlw.key", "--cert", "mhlw.cert.json", "--to", &to, "--head"],
+        dir.path(),
+    );
+    assert_eq!(no_trust.status.code(), Some(2), "a missing argument, as clap reports it");
+    assert!(String::from_utf8_lossy(&no_trust.stderr).contains("--trust"));
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     let output = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -419,4 +459,81 @@ fn rabbitmq_config_is_written_from_the_members_file_and_a_member_without_its_has
     }
     let conf = std::fs::read_to_string(dir.path().join("mq").join("rabbitmq.conf")).expect("conf");
     assert!(conf.contains("mqtt.listeners.tcp.default = 127.0.0.1:1883"), "{conf}");
+}
+
+#[test]
+fn tls_cert_writes_what_openssl_and_mosquitto_load() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    identities(dir.path());
+    ok(&kairan(&["keygen", "--name", "jp-13", "--out", "keys"], dir.path()));
+    ok(&kairan(
+        &[
+            "cert",
+            "issue",
+            "--subject",
+            "jp-13",
+            "--subject-key",
+            "keys/jp-13.pub",
+            "--role",
+            "relay",
+            "--scope",
+            "jp/13",
+            "--issuer-key",
+            "keys/jp.key",
+            "--issuer-cert",
+            "jp.cert.json",
+            "--out",
+            "jp-13.cert.json",
+        ],
+        dir.path(),
+    ));
+    let stdout = ok(&kairan(
+        &[
+            "tls",
+            "cert",
+            "--key",
+            "keys/jp-13.key",
+            "--cert",
+            "jp-13.cert.json",
+            "--chain",
+            "jp.cert.json",
+            "--out",
+            "tls",
+        ],
+        dir.path(),
+    ));
+    assert!(stdout.contains("tls_version tlsv1.3"), "{stdout}");
+    let (cert, key) = (dir.path().join("tls/jp-13.crt.pem"), dir.path().join("tls/jp-13.key.pem"));
+    let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key is readable by its owner only");
+    // OpenSSL (what Mosquitto loads them with) reads both, and they are one key pair.
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl").args(args).current_dir(dir.path()).output();
+        output.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let Some(text) = openssl(&["x509", "-in", "tls/jp-13.crt.pem", "-noout", "-text"]) else {
+        assert!(std::env::var("KAIRAN_REQUIRE_MOSQUITTO").is_err(), "openssl is missing");
+        eprintln!("NOTICE: openssl is not installed; the PEM files were not checked with it");
+        return;
+    };
+    assert!(text.contains("ED25519"), "{text}");
+    assert!(text.contains("CN = jp-13") || text.contains("CN=jp-13"), "{text}");
+    assert!(text.contains("2.25.2512605605985017033"), "the kairan certificates travel in it: {text}");
+    let from_cert = openssl(&["x509", "-in", "tls/jp-13.crt.pem", "-noout", "-pubkey"]).expect("pubkey");
+    let from_key = openssl(&["pkey", "-in", "tls/jp-13.key.pem", "-pubout"]).expect("key reads");
+    assert_eq!(from_cert, from_key, "the certificate is for the key written beside it");
+    assert!(cert.exists());
+
+    // Without the certificate above it, no child could verify the broker: refused, naming
+    // node.chain.
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[node]\nid = \"jp-13\"\ndata_dir = \"d\"\nkey = \"keys/jp-13.key\"\ncert = \"jp-13.cert.json\"\ntrust = \"trust.toml\"\n[upstream]\nurl = \"mqtts://127.0.0.1:1\"\nparent = \"jp\"\n",
+    )
+    .expect("write");
+    let refused = kairan(&["tls", "cert", "--config", "node.toml", "--out", "tls2"], dir.path());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("node.chain: children could not accept this certificate"), "{stderr}");
 }

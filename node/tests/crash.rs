@@ -40,13 +40,14 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{Event, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
-use kairan_node::mqtt::client::{client_options, spawn_poll};
-use kairan_node::mqtt::{BrokerAddr, Credentials};
+use kairan_node::mqtt::client::spawn_poll;
+use kairan_node::mqtt::{self, BrokerAddr, Credentials, LinkConfig};
 use kairan_node::publish::publish_acked;
 use kairan_node::store::{DiskStore, Store};
+use kairan_node::tls::{PeerCheck, TrustView};
 use kairan_node::topics;
 use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::sync::{self, SyncRequest};
@@ -350,6 +351,7 @@ struct Publisher {
 /// national stored something acknowledged after it, or 10 s later.
 struct Origin {
     addr: BrokerAddr,
+    peer: PeerCheck,
     credentials: Credentials,
     topic: String,
     signed: Vec<(Vec<u8>, Digest)>,
@@ -364,6 +366,7 @@ impl Origin {
             let bytes = self.signed[index].0.clone();
             let sent = publish_acked(
                 &self.addr,
+                Some(&self.peer),
                 Some(&self.credentials),
                 &self.topic,
                 bytes,
@@ -440,6 +443,7 @@ impl Origin {
 /// digest seen here is durably held by the national.
 async fn confirm_loop(
     addr: BrokerAddr,
+    peer: PeerCheck,
     credentials: Credentials,
     national: String,
     confirmed: Arc<Mutex<HashSet<Digest>>>,
@@ -455,9 +459,15 @@ async fn confirm_loop(
     let mut cursor = 0u64;
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
     while !stop.is_cancelled() {
-        let options = client_options(&child, &addr, Some(&credentials), true, false);
-        let (client, eventloop) = AsyncClient::new(options, 64);
-        let mut events = spawn_poll(eventloop);
+        let link = LinkConfig {
+            addr: addr.clone(),
+            peer: Some(peer.clone()),
+            credentials: Some(credentials.clone()),
+            client_id: child.clone(),
+        };
+        let connection = mqtt::connect(&link, true, false, 64).expect("client");
+        let (client, _tunnel) = (connection.client, connection.tunnel);
+        let mut events = spawn_poll(connection.eventloop);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -525,6 +535,7 @@ async fn run_async(params: Params) {
             district_broker: broker.as_ref().map(|b| b.addr.clone()),
             log_level: "info,kairan_node::report=debug".into(),
             sync_interval_secs: 2,
+            plaintext: false,
         },
     );
     // Mosquitto configured from the district's members file, as `kairan broker
@@ -543,7 +554,10 @@ async fn run_async(params: Params) {
             members: &district.members,
             own_clients: &own,
         };
-        mosquitto.start_for(&[node]).expect("mosquitto starts");
+        // Its listener presents the district's key (what `kairan tls cert` writes).
+        let identity = kairan_node::tls::broker_identity(&district.key, &district.cert, &district.chain)
+            .expect("district TLS identity");
+        mosquitto.start_for(&[node], &[identity]).expect("mosquitto starts");
     }
     let binary = Path::new(KAIRAN);
     let daemon = |kind: &str, name: &str, config: &Path, log: &Path| {
@@ -575,8 +589,12 @@ async fn run_async(params: Params) {
     let stop_confirming = CancellationToken::new();
     let observer =
         Credentials { username: CONFIRM_MEMBER.into(), password: tree.origin.credentials.password.clone() };
+    // The national's broker must present the national's certified key (TLS 1.3).
+    let national =
+        PeerCheck::Relay { expected: tree.relays[0].id.clone(), trust: TrustView::new(tree.anchors.clone()) };
     let confirmer = tokio::spawn(confirm_loop(
         tree.national_broker().clone(),
+        national.clone(),
         observer,
         tree.relays[0].id.clone(),
         confirmed.clone(),
@@ -585,6 +603,7 @@ async fn run_async(params: Params) {
     let publisher = tokio::spawn(
         Origin {
             addr: tree.national_broker().clone(),
+            peer: national,
             credentials: tree.origin.credentials.clone(),
             topic: topics::ingest_of(&tree.relays[0].id, &tree.origin.id),
             signed: signed.clone(),

@@ -58,8 +58,13 @@ impl National {
 }
 
 fn setup(dir: &Path) -> TreeFiles {
-    let spec =
-        TreeSpec { clinics: 0, district_broker: None, log_level: "info".into(), sync_interval_secs: 5 };
+    let spec = TreeSpec {
+        clinics: 0,
+        district_broker: None,
+        log_level: "info".into(),
+        sync_interval_secs: 5,
+        plaintext: false,
+    };
     let files = TreeFiles::write(dir, &spec);
     kairan_node::secrets::write_private(
         &dir.join("mhlw.secret"),
@@ -76,7 +81,7 @@ fn setup(dir: &Path) -> TreeFiles {
 }
 
 fn publish(dir: &Path, files: &TreeFiles, wait_secs: u64) -> Output {
-    let to = format!("mqtt://127.0.0.1:{}", files.national_broker().port);
+    let to = files.national_broker().url();
     let wait = wait_secs.to_string();
     Command::new(KAIRAN)
         .args([

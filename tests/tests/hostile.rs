@@ -10,7 +10,7 @@ use kairan_node::mqtt::{self, BrokerAddr, Credentials};
 use kairan_node::store::Store;
 use kairan_node::topics::{deliveries as deliveries_topic, ingest_of};
 use kairan_protocol::{Advisory, Digest, Timestamp};
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet};
+use rumqttc::{ConnectReturnCode, Event, Packet};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -80,12 +80,19 @@ async fn malformed_bytes_are_refused_and_the_node_keeps_serving() {
 }
 
 async fn connect_result(
+    tree: &Hierarchy,
     addr: &BrokerAddr,
     credentials: Option<&Credentials>,
 ) -> Result<ConnectReturnCode, String> {
     let client_id = credentials.map_or("intruder", |c| c.username.as_str());
-    let options = mqtt::client::client_options(client_id, addr, credentials, true, false);
-    let (_client, mut eventloop) = AsyncClient::new(options, 10);
+    let link = mqtt::LinkConfig {
+        addr: addr.clone(),
+        peer: Some(tree.peer_of(0)),
+        credentials: credentials.cloned(),
+        client_id: client_id.to_owned(),
+    };
+    let connection = mqtt::connect(&link, true, false, 10).expect("client");
+    let mut eventloop = connection.eventloop;
     match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
         Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => Ok(ack.code),
         Ok(Ok(other)) => Err(format!("unexpected {other:?}")),
@@ -99,13 +106,13 @@ async fn unauthenticated_clients_are_refused_by_the_embedded_broker() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tree = tree(dir.path()).await;
     let addr = tree.national_broker().expect("national broker");
-    let anonymous = connect_result(&addr, None).await;
+    let anonymous = connect_result(&tree, &addr, None).await;
     assert!(!matches!(anonymous, Ok(ConnectReturnCode::Success)), "anonymous accepted: {anonymous:?}");
     let wrong = Credentials { username: "mhlw".into(), password: "not-the-password".into() };
-    let guessed = connect_result(&addr, Some(&wrong)).await;
+    let guessed = connect_result(&tree, &addr, Some(&wrong)).await;
     assert!(!matches!(guessed, Ok(ConnectReturnCode::Success)), "wrong password accepted: {guessed:?}");
     // The origin's real credentials work (the broker is not refusing everyone).
-    let origin = connect_result(&addr, tree.origin.credentials.as_ref()).await;
+    let origin = connect_result(&tree, &addr, tree.origin.credentials.as_ref()).await;
     assert!(matches!(origin, Ok(ConnectReturnCode::Success)), "{origin:?}");
     tree.shutdown().await.expect("clean shutdown");
 }
@@ -146,6 +153,7 @@ async fn a_clinic_publishing_into_a_delivery_topic_is_refused_by_the_broker_and_
     for bytes in [forged.to_json(), stored.delivery.to_vec()] {
         let refused = kairan_node::publish::publish_acked(
             &clinic.addr,
+            Some(&tree.peer_of(district)),
             clinic.credentials.as_ref(),
             &topic,
             bytes,
@@ -177,8 +185,14 @@ async fn a_flood_from_one_publisher_is_throttled_and_genuine_advisories_still_fl
     // A hostile origin member (credentials on the national broker, no certificate) floods its
     // own ingest topic: the refusals are throttled on that topic only.
     let rogue = tree.credentials_of("rogue").expect("rogue origin");
-    let options = mqtt::client::client_options("rogue", &addr, Some(&rogue), true, false);
-    let (client, mut eventloop) = AsyncClient::new(options, 4096);
+    let link = mqtt::LinkConfig {
+        addr: addr.clone(),
+        peer: Some(tree.peer_of(0)),
+        credentials: Some(rogue.clone()),
+        client_id: "rogue".into(),
+    };
+    let connection = mqtt::connect(&link, true, false, 4096).expect("client");
+    let (client, mut eventloop, _tunnel) = (connection.client, connection.eventloop, connection.tunnel);
     let poller = tokio::spawn(async move {
         let mut acks = 0;
         while acks < count {

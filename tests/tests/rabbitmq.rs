@@ -201,6 +201,7 @@ async fn rabbitmq_levels_deliver_by_scope_carry_trust_and_hold_members_to_their_
     ] {
         let refused = kairan_node::publish::publish_acked(
             &clinic.addr,
+            None,
             Some(&credentials),
             &topic,
             bytes,

@@ -189,8 +189,20 @@ async fn root_anchors_rotate_by_old_and_new_thresholds_through_the_control_strea
     let national_cert = Certificate::decode(&tree.relays[0].config_parts.cert.payload).expect("cert");
     let reissued = national_cert.sign(&[&tree.roots[0], &tree.roots[1]]);
     tree.stop_relay(0).await.expect("stop");
-    tree.relays[0].config_parts.cert = reissued;
+    let old = std::mem::replace(&mut tree.relays[0].config_parts.cert, reissued.clone());
     tree.restart_relay(0).await.expect("restart");
+    // Every relay below presents the certificates above it in its broker's TLS certificate,
+    // made at start from `node.chain`: the operators put the reissued one there and restart
+    // (docs/design.md, "Root rotation and TLS identities").
+    for index in 1..tree.relays.len() {
+        tree.stop_relay(index).await.expect("stop");
+        for cert in &mut tree.relays[index].config_parts.chain {
+            if *cert == old {
+                *cert = reissued.clone();
+            }
+        }
+        tree.restart_relay(index).await.expect("restart");
+    }
     tree.wait_subscribed(SETTLE).await.expect("subscribed");
     // Rotation: root-3 is replaced by root-4; signed by 2 old and 2 new keys.
     let root4 = SecretKey::from_seed(&[0x44; 32]).expect("key");

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, ClinicConfig, NodeConfig};
 use crate::error::CliError;
 use crate::keyfile;
-use crate::mqtt::{BrokerAddr, Credentials};
+use crate::mqtt::Credentials;
 use crate::publish::{self, PublishRequest};
 
 /// Arguments of `kairan node`.
@@ -57,12 +57,16 @@ pub struct PublishArgs {
     /// The origin's certificate (root-issued, role origin).
     #[arg(long)]
     pub cert: PathBuf,
-    /// The national node's broker, mqtt://host:port.
+    /// The national node's broker, mqtts://host:port (TLS 1.3: it must prove it is relay NODE).
     #[arg(long)]
     pub to: String,
     /// The national node's id (its ingest topic is kairan/v1/NODE/ingest).
     #[arg(long, default_value = "jp")]
     pub node: String,
+    /// Accept a plaintext mqtt:// broker off this machine: the password and the advisory cross
+    /// the network in clear.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
     /// Username on the broker (default: the origin id).
     #[arg(long)]
     pub username: Option<String>,
@@ -72,7 +76,8 @@ pub struct PublishArgs {
     /// Chain state file (default: KEY with extension .state.json).
     #[arg(long)]
     pub state: Option<PathBuf>,
-    /// The trust anchors file: the national node's signed acceptance must chain to it.
+    /// The trust anchors file: the national node's signed acceptance must chain to it, and
+    /// with mqtts:// the broker's key must be certified as relay NODE by them.
     #[arg(long)]
     pub trust: PathBuf,
     /// Seconds to keep publishing until the national node confirms it stored the advisory
@@ -193,7 +198,7 @@ pub(super) fn clinic(args: &ClinicArgs) -> Result<(), CliError> {
 pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
     let key = keyfile::load_secret(&args.key)?;
     let cert = keyfile::load_envelope(&args.cert)?;
-    let addr = BrokerAddr::parse(&args.to).map_err(CliError::Usage)?;
+    let (addr, peer) = super::tls::target(&args.to, &args.node, Some(&args.trust), args.insecure_plaintext)?;
     let password = match &args.password_file {
         Some(path) => {
             Some(std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?.trim().to_owned())
@@ -210,8 +215,17 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
     let state_path = args.state.clone().unwrap_or_else(|| args.key.with_extension("state.json"));
     let anchors = keyfile::load_trust(&args.trust)?;
     let wait = std::time::Duration::from_secs(args.wait);
-    let request =
-        PublishRequest { key, cert, addr, node: args.node.clone(), credentials, state_path, anchors, wait };
+    let request = PublishRequest {
+        key,
+        cert,
+        addr,
+        node: args.node.clone(),
+        credentials,
+        peer,
+        state_path,
+        anchors,
+        wait,
+    };
     let Some(file) = &args.file else {
         let state = publish::read_state(&request.state_path)?;
         runtime()?.block_on(publish::publish_head(&request, &state))?;

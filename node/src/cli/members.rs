@@ -11,7 +11,7 @@ use crate::authz::MemberKind;
 use crate::config::{BrokerConfig, NodeConfig, UpstreamConfig};
 use crate::error::CliError;
 use crate::members::{MemberRow, MembersFile, PasswordHash};
-use crate::mosquitto_config::{self, BrokerSettings, NodeOnBroker};
+use crate::mosquitto_config::{self, BrokerSettings, MosquittoListener, NodeOnBroker, TlsFiles};
 use crate::rabbitmq_config::{self, NodeOnRabbit, RabbitPasswordHash, RabbitSettings};
 
 /// Arguments of `kairan members add`.
@@ -108,15 +108,28 @@ pub struct MosquittoArgs {
     /// `broker.members` and `broker.password_file`).
     #[arg(long = "config", required = true)]
     pub configs: Vec<PathBuf>,
-    /// Where Mosquitto listens, HOST:PORT.
-    #[arg(long, default_value = "0.0.0.0:1883")]
-    pub listen: String,
-    /// Directory to write kairan.passwd (0600), kairan.acl and mosquitto.conf into.
+    /// Where Mosquitto listens, HOST:PORT: with TLS, one per --config, in the same order (each
+    /// node's listener presents that node's certificate).
+    #[arg(long, default_value = "0.0.0.0:8883")]
+    pub listen: Vec<String>,
+    /// Directory to write kairan.passwd (0600), kairan.acl, mosquitto.conf and each node's
+    /// ID.crt.pem and ID.key.pem (0600) into.
     #[arg(long)]
     pub out: PathBuf,
     /// Keep Mosquitto's database in this directory.
     #[arg(long)]
     pub persistence: Option<String>,
+    /// One plaintext listener instead of TLS: passwords and advisories cross the network in clear.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+}
+
+/// `HOST:PORT` of `--listen`.
+fn host_port(listen: &str) -> Result<(String, u16), CliError> {
+    listen
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+        .ok_or_else(|| CliError::Usage(format!("--listen {listen:?}: expected HOST:PORT")))
 }
 
 /// The node configurations and the plaintext password of each node's own clients on the
@@ -141,14 +154,6 @@ fn load_external(paths: &[PathBuf], broker: &str) -> Result<Vec<(NodeConfig, Str
     Ok(nodes)
 }
 
-/// `HOST:PORT` of `--listen`.
-fn parse_listen(listen: &str) -> Result<(&str, u16), CliError> {
-    listen
-        .rsplit_once(':')
-        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
-        .ok_or_else(|| CliError::Usage(format!("--listen {listen:?}: expected HOST:PORT")))
-}
-
 /// Writes Mosquitto's files for the given nodes.
 pub fn mosquitto(args: &MosquittoArgs) -> Result<(), CliError> {
     let loaded = load_external(&args.configs, "Mosquitto")?;
@@ -163,12 +168,37 @@ pub fn mosquitto(args: &MosquittoArgs) -> Result<(), CliError> {
             own_clients: hash,
         })
         .collect();
-    let (host, port) = parse_listen(&args.listen)?;
     std::fs::create_dir_all(&args.out).map_err(|e| CliError::io(&args.out, e))?;
+    let mut listeners = Vec::new();
+    if args.insecure_plaintext {
+        let [listen] = args.listen.as_slice() else {
+            return Err(CliError::Usage(
+                "--listen: one plaintext listener serves every node; give one".into(),
+            ));
+        };
+        let (host, port) = host_port(listen)?;
+        listeners.push(MosquittoListener { host, port, tls: None });
+    } else {
+        if args.listen.len() != loaded.len() {
+            return Err(CliError::Usage(format!(
+                "--listen: {} given for {} --config: with TLS each node has a listener of its own (its certificate)",
+                args.listen.len(),
+                loaded.len()
+            )));
+        }
+        for ((config, _), listen) in loaded.iter().zip(&args.listen) {
+            let (host, port) = host_port(listen)?;
+            let identity = crate::tls::broker_identity(&config.key, &config.cert, &config.chain)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", config.id)))?;
+            let (cert, key) = super::tls::write_identity(&identity, &args.out)?;
+            let files = TlsFiles { cert: cert.display().to_string(), key: key.display().to_string() };
+            listeners.push(MosquittoListener { host, port, tls: Some(files) });
+        }
+    }
     let passwd = args.out.join("kairan.passwd");
     let acl = args.out.join("kairan.acl");
     let settings = BrokerSettings {
-        listen: (host, port),
+        listeners: &listeners,
         passwd_path: &passwd.display().to_string(),
         acl_path: &acl.display().to_string(),
         persistence: args.persistence.as_deref(),
@@ -218,11 +248,11 @@ pub fn rabbitmq(args: &RabbitArgs) -> Result<(), CliError> {
             own_clients: hash,
         })
         .collect();
-    let (host, port) = parse_listen(&args.listen)?;
+    let (host, port) = host_port(&args.listen)?;
     let definitions = args.out.join("kairan-definitions.json");
     let definitions_path = args.definitions_path.clone().unwrap_or_else(|| definitions.display().to_string());
     let settings = RabbitSettings {
-        listen: (host, port),
+        listen: (&host, port),
         definitions_path: &definitions_path,
         quorum_queues: args.quorum,
     };

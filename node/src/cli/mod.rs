@@ -14,6 +14,7 @@ mod daemon;
 mod keys;
 mod members;
 mod revoke;
+mod tls;
 mod verify;
 
 /// kairan: signed cybersecurity advisories relayed through Japan's medical associations.
@@ -55,9 +56,12 @@ pub enum Command {
     /// Configure an external broker from the permission table.
     #[command(subcommand)]
     Broker(BrokerCommand),
+    /// TLS: a relay broker's certificate for its kairan key.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Revoke a certified key from a time on: writes a trust bundle with the signed revocation.
     #[command(
-        after_help = "Examples:\n  # root revocation of an origin key (2 of 3 root keys):\n  kairan revoke --cert mhlw.cert.json --issuer-key keys/root-1.key --issuer-key keys/root-2.key \\\n      --reason \"key compromised\" --out revocation.json\n  # a prefecture revokes one of its districts:\n  kairan revoke --cert jp-13-chuo.cert.json --issuer-key keys/jp-13.key --issuer-cert jp-13.cert.json \\\n      --chain jp.cert.json --reason \"server retired\" --out revocation.json\n  kairan trust push --to mqtt://relay.jp.example:1883 --username admin --password-file admin.secret revocation.json"
+        after_help = "Examples:\n  # root revocation of an origin key (2 of 3 root keys):\n  kairan revoke --cert mhlw.cert.json --issuer-key keys/root-1.key --issuer-key keys/root-2.key \\\n      --reason \"key compromised\" --out revocation.json\n  # a prefecture revokes one of its districts:\n  kairan revoke --cert jp-13-chuo.cert.json --issuer-key keys/jp-13.key --issuer-cert jp-13.cert.json \\\n      --chain jp.cert.json --reason \"server retired\" --out revocation.json\n  kairan trust push --to mqtts://relay.jp.example:8883 --trust trust.toml --username admin --password-file admin.secret revocation.json"
     )]
     Revoke(revoke::RevokeArgs),
     /// Verify an advisory envelope, a certificate or a delivery and print its provenance.
@@ -83,7 +87,7 @@ pub enum Command {
     /// Sign and publish an advisory to the national node's ingest topic (next seq and prev
     /// from the origin's state file); succeeds only once the broker acknowledged it.
     #[command(
-        after_help = "Example:\n  kairan publish --key keys/mhlw.key --cert certs/mhlw.cert.json --trust trust.toml \\\n      --to mqtt://127.0.0.1:1883 --node jp --password-file mhlw.secret samples/01-ransomware.toml\n\nExit codes: 0 stored (the national node's signed acceptance verified), 75 published but not confirmed\nwithin --wait (run again: the same bytes go first), 64 bad arguments, 70 other failures."
+        after_help = "Example:\n  kairan publish --key keys/mhlw.key --cert certs/mhlw.cert.json --trust trust.toml \\\n      --to mqtts://relay.jp.example:8883 --node jp --password-file mhlw.secret samples/01-ransomware.toml\n\nExit codes: 0 stored (the national node's signed acceptance verified), 75 published but not confirmed\nwithin --wait (run again: the same bytes go first), 64 bad arguments, 70 other failures."
     )]
     Publish(daemon::PublishArgs),
     /// Run a whole hierarchy on this machine: root, origin, national, 2 prefectures, 2 districts
@@ -158,7 +162,7 @@ pub enum BrokerCommand {
     /// Write Mosquitto's password file, ACL and configuration from the members files of the
     /// nodes that use it: every client may do exactly what kairan's permission table allows.
     #[command(
-        after_help = "Example:\n  kairan broker mosquitto-config --config /etc/kairan/node.toml --listen 0.0.0.0:8883 --out /etc/mosquitto/kairan\n  mosquitto -c /etc/mosquitto/kairan/mosquitto.conf"
+        after_help = "Example:\n  kairan broker mosquitto-config --config /etc/kairan/node.toml --listen 0.0.0.0:8883 --out /etc/mosquitto/kairan\n  mosquitto -c /etc/mosquitto/kairan/mosquitto.conf\n\nWith TLS (the default) it also writes each node's certificate and key (`kairan tls cert`) and\none TLS 1.3 listener per node: give one --listen per --config."
     )]
     MosquittoConfig(members::MosquittoArgs),
     /// Write RabbitMQ's definitions (users, permissions, topic permissions) and rabbitmq.conf
@@ -168,6 +172,19 @@ pub enum BrokerCommand {
         after_help = "Example:\n  kairan broker rabbitmq-config --config /etc/kairan/node.toml --listen 0.0.0.0:1883 \\\n      --out /etc/rabbitmq/kairan\n  # then point RABBITMQ_CONFIG_FILE at /etc/rabbitmq/kairan/rabbitmq.conf (see deploy/rabbitmq/)"
     )]
     RabbitmqConfig(members::RabbitArgs),
+}
+
+/// `kairan tls …`
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Write the TLS certificate of a relay's broker: an X.509 certificate for the relay's own
+    /// Ed25519 key carrying its kairan certificates, and the key (PKCS#8), as PEM files that
+    /// Mosquitto (`certfile`, `keyfile`) and RabbitMQ (`ssl_options`) load. Children accept
+    /// the broker only if the key is certified as the relay they are configured for.
+    #[command(
+        after_help = "Examples:\n  kairan tls cert --config /etc/kairan/node.toml --out /etc/mosquitto/kairan\n  kairan tls cert --key keys/jp-13.key --cert certs/jp-13.cert.json --chain certs/jp.cert.json --out tls/\n\nWrite it again after a key rotation or a renewal, and reload the broker; children accept the\nprevious certificate until it expires or is revoked."
+    )]
+    Cert(tls::CertArgs),
 }
 
 /// `kairan cert …`
@@ -192,7 +209,7 @@ pub enum TrustCommand {
     /// Push a trust bundle (e.g. a revocation) into the national node's control topic; it
     /// reaches every relay and clinic through the retained trust topics.
     #[command(
-        after_help = "Example:\n  kairan trust push --to mqtt://relay.jp.example:1883 --node jp --username admin \\\n      --password-file admin.secret revocation.json"
+        after_help = "Example:\n  kairan trust push --to mqtts://relay.jp.example:8883 --trust trust.toml --node jp --username admin \\\n      --password-file admin.secret revocation.json"
     )]
     Push(revoke::PushArgs),
 }
@@ -215,6 +232,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Members(MembersCommand::Add(args)) => members::add(&args),
         Command::Broker(BrokerCommand::MosquittoConfig(args)) => members::mosquitto(&args),
         Command::Broker(BrokerCommand::RabbitmqConfig(args)) => members::rabbitmq(&args),
+        Command::Tls(TlsCommand::Cert(args)) => tls::cert(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Node(args) => daemon::node(&args),
         Command::Clinic(args) => daemon::clinic(&args),

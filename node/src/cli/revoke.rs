@@ -10,7 +10,7 @@ use kairan_protocol::{Certificate, Revocation, Timestamp, TrustBundle};
 use crate::clock;
 use crate::error::CliError;
 use crate::keyfile;
-use crate::mqtt::{BrokerAddr, Credentials};
+use crate::mqtt::Credentials;
 
 /// Arguments of `kairan revoke`.
 #[derive(Debug, Args)]
@@ -45,12 +45,19 @@ pub struct RevokeArgs {
 /// Arguments of `kairan trust push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// The national node's broker, mqtt://host:port.
+    /// The national node's broker, mqtts://host:port (TLS 1.3: it must prove it is relay NODE).
     #[arg(long)]
     pub to: String,
     /// The national node's id (its control topic is kairan/v1/NODE/control).
     #[arg(long, default_value = "jp")]
     pub node: String,
+    /// The trust anchors: the broker's key must be certified as relay NODE by them (mqtts://).
+    #[arg(long)]
+    pub trust: Option<PathBuf>,
+    /// Accept a plaintext mqtt:// broker off this machine: the password crosses the network in
+    /// clear.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
     /// Username on the broker.
     #[arg(long)]
     pub username: String,
@@ -109,7 +116,8 @@ pub(super) fn revoke(args: &RevokeArgs) -> Result<(), CliError> {
 pub(super) fn push(args: &PushArgs) -> Result<(), CliError> {
     let bytes = std::fs::read(&args.bundle).map_err(|e| CliError::io(&args.bundle, e))?;
     TrustBundle::from_json(&bytes).map_err(|e| CliError::Usage(format!("{}: {e}", args.bundle.display())))?;
-    let addr = BrokerAddr::parse(&args.to).map_err(CliError::Usage)?;
+    let (addr, peer) =
+        super::tls::target(&args.to, &args.node, args.trust.as_deref(), args.insecure_plaintext)?;
     let password =
         std::fs::read_to_string(&args.password_file).map_err(|e| CliError::io(&args.password_file, e))?;
     let credentials = Credentials { username: args.username.clone(), password: password.trim().to_owned() };
@@ -119,6 +127,7 @@ pub(super) fn push(args: &PushArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Failed(e.to_string()))?;
     runtime.block_on(crate::publish::publish_acked(
         &addr,
+        peer.as_ref(),
         Some(&credentials),
         &crate::topics::control(&args.node),
         bytes,

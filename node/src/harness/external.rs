@@ -7,6 +7,7 @@ use crate::members::{Members, PasswordHash};
 use crate::mosquitto_config::NodeOnBroker;
 use crate::mqtt::BrokerAddr;
 use crate::rabbitmq_config::{NodeOnRabbit, RabbitPasswordHash};
+use crate::tls::BrokerIdentity;
 
 /// One node that publishes to the broker, as the tree knows it.
 #[derive(Debug, Clone, Copy)]
@@ -56,9 +57,29 @@ impl ExternalBroker {
         matches!(self, Self::RabbitMq(_))
     }
 
+    /// The address node `id` connects to: Mosquitto with TLS has a listener per node (its
+    /// certificate); RabbitMQ, one plaintext listener for all.
+    pub fn addr_of(&self, id: &str) -> BrokerAddr {
+        match self {
+            Self::Mosquitto(broker) => broker.addr_of(id).unwrap_or_else(|| broker.addr.clone()),
+            Self::RabbitMq(broker) => broker.addr.clone(),
+        }
+    }
+
+    /// Whether the tree gives it TLS identities (Mosquitto does; the RabbitMQ of the tests
+    /// listens in plaintext on loopback, see `docs/rabbitmq.md`).
+    pub fn takes_tls(&self) -> bool {
+        matches!(self, Self::Mosquitto(_))
+    }
+
     /// Configures it for `nodes` (as `kairan broker mosquitto-config` or
-    /// `kairan broker rabbitmq-config` would) and starts it.
-    pub fn start_for(&mut self, nodes: &[TreeNodeOnBroker<'_>]) -> Result<(), String> {
+    /// `kairan broker rabbitmq-config` would) and starts it; `tls` holds one identity per
+    /// node (what `kairan tls cert` writes), or none for plaintext.
+    pub fn start_for(
+        &mut self,
+        nodes: &[TreeNodeOnBroker<'_>],
+        tls: &[BrokerIdentity],
+    ) -> Result<(), String> {
         match self {
             Self::Mosquitto(broker) => {
                 let hashes: Vec<PasswordHash> =
@@ -73,7 +94,7 @@ impl ExternalBroker {
                         own_clients: hash,
                     })
                     .collect();
-                broker.start_for(&on)
+                broker.start_for(&on, tls)
             }
             Self::RabbitMq(broker) => {
                 let hashes: Vec<RabbitPasswordHash> =

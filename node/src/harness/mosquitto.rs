@@ -1,23 +1,29 @@
 //! A Mosquitto broker process for one test or bench: its own temp dir, a loopback port that
 //! stays the same across restarts, killed on drop. It is configured the way an operator
 //! configures one: the password file and ACL written by `kairan broker mosquitto-config`
-//! ([`crate::mosquitto_config`]) from the members of the nodes that use it.
+//! ([`crate::mosquitto_config`]) from the members of the nodes that use it, and for TLS one
+//! listener per node presenting that node's certificate (`kairan tls cert`), TLS 1.3 only.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::mosquitto_config::{self, BrokerSettings, NodeOnBroker};
+use std::collections::HashMap;
+
+use crate::mosquitto_config::{self, BrokerSettings, MosquittoListener, NodeOnBroker, TlsFiles};
 use crate::mqtt::BrokerAddr;
+use crate::tls::BrokerIdentity;
 
 /// A Mosquitto broker process for one test.
 #[derive(Debug)]
 pub struct Mosquitto {
     child: Option<Child>,
     binary: PathBuf,
-    /// Its address.
+    /// Its (first) address: `mqtts://` unless started without TLS identities.
     pub addr: BrokerAddr,
+    /// The address of each node's listener.
+    listeners: HashMap<String, BrokerAddr>,
     /// Whether it keeps its database on disk across restarts.
     pub persistence: bool,
     dir: tempfile::TempDir,
@@ -88,20 +94,49 @@ impl Mosquitto {
         Some(Self {
             child: None,
             binary,
-            addr: BrokerAddr { host: "127.0.0.1".into(), port },
+            addr: BrokerAddr { host: "127.0.0.1".into(), port, tls: true },
+            listeners: HashMap::new(),
             persistence,
             dir,
         })
     }
 
     /// Writes the password file, ACL and configuration for `nodes` (what
-    /// `kairan broker mosquitto-config` writes) and starts the broker.
-    pub fn start_for(&mut self, nodes: &[NodeOnBroker<'_>]) -> Result<(), String> {
+    /// `kairan broker mosquitto-config` writes) and starts the broker: with `tls` (one
+    /// identity per node, in order), a TLS 1.3 listener per node, the first on
+    /// [`Mosquitto::addr`]; with none, one plaintext listener there.
+    pub fn start_for(&mut self, nodes: &[NodeOnBroker<'_>], tls: &[BrokerIdentity]) -> Result<(), String> {
         let passwd = self.dir.path().join("kairan.passwd");
         let acl = self.dir.path().join("kairan.acl");
         let database = format!("{}/", self.dir.path().display());
+        let mut listeners = Vec::new();
+        self.listeners.clear();
+        if tls.is_empty() {
+            self.addr.tls = false;
+            listeners.push(MosquittoListener { host: "127.0.0.1".into(), port: self.addr.port, tls: None });
+            for node in nodes {
+                self.listeners.insert(node.id.to_owned(), self.addr.clone());
+            }
+        } else {
+            if tls.len() != nodes.len() {
+                return Err(format!("{} nodes but {} TLS identities", nodes.len(), tls.len()));
+            }
+            self.addr.tls = true;
+            for (index, (node, identity)) in nodes.iter().zip(tls).enumerate() {
+                let port = if index == 0 { self.addr.port } else { free_port() };
+                let cert = self.dir.path().join(format!("{}.crt.pem", node.id));
+                let key = self.dir.path().join(format!("{}.key.pem", node.id));
+                std::fs::write(&cert, &identity.cert_pem).map_err(|e| e.to_string())?;
+                crate::secrets::write_private(&key, identity.key_pem.as_bytes())
+                    .map_err(|e| e.to_string())?;
+                let files = TlsFiles { cert: cert.display().to_string(), key: key.display().to_string() };
+                listeners.push(MosquittoListener { host: "127.0.0.1".into(), port, tls: Some(files) });
+                self.listeners
+                    .insert(node.id.to_owned(), BrokerAddr { host: "127.0.0.1".into(), port, tls: true });
+            }
+        }
         let settings = BrokerSettings {
-            listen: ("127.0.0.1", self.addr.port),
+            listeners: &listeners,
             passwd_path: &passwd.display().to_string(),
             acl_path: &acl.display().to_string(),
             persistence: self.persistence.then_some(database.as_str()),
@@ -121,6 +156,11 @@ impl Mosquitto {
         std::fs::write(self.dir.path().join("mosquitto.conf"), conf).map_err(|e| e.to_string())?;
         self.start_again();
         Ok(())
+    }
+
+    /// The address of node `id`'s listener.
+    pub fn addr_of(&self, id: &str) -> Option<BrokerAddr> {
+        self.listeners.get(id).cloned()
     }
 
     /// Whether the process is running.
@@ -150,7 +190,13 @@ impl Mosquitto {
                 .spawn()
                 .expect("start mosquitto"),
         );
-        wait_listening(self.addr.port, "start");
+        let mut ports: Vec<u16> = self.listeners.values().map(|a| a.port).collect();
+        ports.push(self.addr.port);
+        ports.sort_unstable();
+        ports.dedup();
+        for port in ports {
+            wait_listening(port, "start");
+        }
     }
 
     /// Kills the process (as a crash would) and starts it again at once.

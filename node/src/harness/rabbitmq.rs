@@ -75,7 +75,7 @@ impl RabbitMq {
         Some(Self {
             child: None,
             server,
-            addr: BrokerAddr { host: "127.0.0.1".into(), port },
+            addr: BrokerAddr { host: "127.0.0.1".into(), port, tls: false },
             node_name: format!("kairan-{port}-{dist_port}@localhost"),
             dist_port,
             dir,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use kairan_protocol::head::HeadMessage;
 use kairan_protocol::sequence::SeqDecision;
 use kairan_protocol::sync::{MAX_SYNC_PAGE_ENTRIES, SyncRequest, sign_page};
-use kairan_protocol::{Digest, Envelope, Scope, Timestamp, TrustAnchors, TrustBundle};
+use kairan_protocol::{Digest, Envelope, RevocationSet, Scope, Timestamp, TrustAnchors, TrustBundle};
 
 use super::acks::AckQueue;
 use super::catchup::{CatchUp, Reason};
@@ -119,6 +119,11 @@ pub struct Machine {
     pieces: BTreeMap<String, ()>,
     /// Whether `chain` verified at the last check (`None`: check again).
     chain_checked: Option<bool>,
+    /// The part of `chain` that verified at the last check: what pages and acceptances carry.
+    chain_in_force: Vec<Envelope>,
+    /// Catch-up requests that came before the chain verified: the latest per child, answered
+    /// when it does (bounded: only members can publish them).
+    held_requests: BTreeMap<String, Vec<u8>>,
     counters: Counters,
     upstream_up: bool,
     closing: bool,
@@ -158,6 +163,8 @@ impl Machine {
             chain: Vec::new(),
             pieces: BTreeMap::new(),
             chain_checked: None,
+            chain_in_force: Vec::new(),
+            held_requests: BTreeMap::new(),
             counters: Counters::default(),
             upstream_up: false,
             closing: false,
@@ -220,6 +227,12 @@ impl Machine {
     /// The trust bundle in force, as JSON.
     pub fn trust_json(&self) -> Option<Vec<u8>> {
         self.trust.json()
+    }
+
+    /// The anchors in force (rotations applied) and the revocations in force: what the TLS
+    /// check of the parent's broker uses (`crate::tls::TrustView`).
+    pub fn trust_in_force(&self) -> (&TrustAnchors, &RevocationSet) {
+        (self.trust.anchors(), self.trust.revoked())
     }
 
     /// The topics to subscribe to on the upstream connection.
@@ -373,11 +386,18 @@ impl Machine {
             return;
         }
         let Some(Topic::SyncRequest(child)) = topics::parse(&self.identity.id, topic) else { return };
-        if !self.chain_ready(now) {
-            let reason = "this relay does not yet hold the certificates from its own up to a root-issued one";
-            self.report(Event::SyncDropped { child: child.to_owned(), reason: reason.into() });
-            return;
+        if self.chain_ready(now) {
+            self.answer_request(child, payload, now);
+        } else {
+            // Answered once the chain verifies (a child asks only at connect and on its
+            // tick: dropped, it would wait a whole sync interval).
+            self.hold_request(child, payload);
         }
+        self.progress();
+    }
+
+    /// Admits a child's catch-up request and reads the page that answers it.
+    fn answer_request(&mut self, child: &str, payload: &[u8], now: Timestamp) {
         let Some(server) = &mut self.server else { return };
         // The broker lets only `child` publish on this topic: the name is authenticated.
         match server.admit(child, payload, now) {
@@ -388,7 +408,6 @@ impl Machine {
             }
             Err(reason) => self.report(Event::SyncDropped { child: child.to_owned(), reason }),
         }
-        self.progress();
     }
 
     /// The own broker acknowledged one delivery publish (they are acknowledged in order).
@@ -433,7 +452,7 @@ impl Machine {
             }
             (Some(ReadFor::Answer { child, child_trust }), ReadResult::Page(page)) => {
                 let mut page = *page;
-                let chain_bytes: usize = self.chain.iter().map(|c| c.to_json().len() + 1).sum();
+                let chain_bytes: usize = self.chain_in_force.iter().map(|c| c.to_json().len() + 1).sum();
                 if let Some(bundle) = self.trust.json() {
                     // The bundle rides along only when the child lacks it and the answer stays
                     // one MQTT packet; otherwise the child takes it from the retained pieces.
@@ -458,7 +477,7 @@ impl Machine {
                 // Signed for this child: no one else can answer in this relay's name, or move
                 // the child's cursor with a made-up `scanned_upto`.
                 if let Some(attester) = &self.identity.attester {
-                    page = sign_page(page, &child, &attester.key, &self.chain);
+                    page = sign_page(page, &child, &attester.key, &self.chain_in_force);
                 }
                 self.report(Event::SyncAnswered {
                     child: child.clone(),
@@ -487,6 +506,7 @@ impl Machine {
             self.next_tick = now.plus_ms(self.sync_interval_ms);
             // Certificates expire and revocations take effect with time: check the chain again.
             self.chain_checked = None;
+            self.answer_held_requests(now);
             for head in self.heads.newly_frozen(now) {
                 self.counters.feeds_frozen += 1;
                 self.report(Event::FeedFrozen {

@@ -443,3 +443,58 @@ fn a_trust_update_applies_at_once_and_is_republished_once_durable() {
     assert!(trust[0].payload.len() < 16 * 1024, "a piece is small");
     assert_eq!(national.machine.counters().rejected, 1, "the revoked origin's advisory is refused at once");
 }
+
+#[test]
+fn a_catch_up_request_that_comes_before_the_chain_verifies_is_answered_when_it_does() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    national.machine.handle_downstream_connected(now);
+    national.pump(now);
+    // A prefecture that has not yet learned the certificates above its own.
+    let identity = Identity {
+        id: tree.relays[1].id.clone(),
+        scope: tree.relays[1].scope.clone(),
+        upstream: Upstream::Relay("jp".into()),
+        attester: Some(Attester {
+            key: SecretKey::from_hex(&tree.relays[1].key.to_hex()).expect("key"),
+            cert: tree.relays[1].cert.clone(),
+            extra_certs: Vec::new(),
+            chain: Vec::new(),
+        }),
+    };
+    let mut prefecture = TestNode::with(identity, &tree, MemStore::new(), now);
+    prefecture.machine.handle_downstream_connected(now);
+    prefecture.pump(now);
+    prefecture.take_published(Link::Downstream);
+    let request = kairan_protocol::sync::SyncRequest {
+        after: 0,
+        scope: Scope::parse("jp/13/chuo").expect("scope"),
+        limit: 10,
+        trust: None,
+    };
+    prefecture.machine.handle_downstream_message(
+        &topics::sync_request("jp-13", "jp-13-chuo"),
+        &request.to_json(),
+        now,
+    );
+    prefecture.pump(now);
+    let answers = |node: &mut TestNode| {
+        node.take_published(Link::Downstream)
+            .into_iter()
+            .filter(|o| o.topic == topics::sync_response("jp-13", "jp-13-chuo"))
+            .count()
+    };
+    assert_eq!(answers(&mut prefecture), 0, "no answer a child could not verify");
+    assert!(!prefecture.events.iter().any(|e| matches!(e, Event::SyncDropped { .. })), "held, not dropped");
+    // The national forwards an advisory; the delivery carries the national's certificate.
+    let (_, bytes) = ingest_delivery(&tree, 1, None, "jp");
+    national.receive(1, &topics::ingest_of("jp", "mhlw"), bytes, now);
+    let forwarded = national
+        .take_published(Link::Downstream)
+        .into_iter()
+        .find(|o| o.qos == Qos::AtLeastOnce)
+        .expect("forwarded");
+    prefecture.receive(1, &forwarded.topic, forwarded.payload.to_vec(), now);
+    assert_eq!(answers(&mut prefecture), 1, "the held request is answered once the chain verifies");
+}

@@ -3,6 +3,12 @@
 //! client id equal to the username), what each may subscribe to, where each may publish and
 //! set or clear retained messages. A member that publishes where it may not is disconnected.
 //!
+//! With a TLS identity ([`crate::tls::BrokerIdentity`], the certificate of the relay's own key)
+//! it listens for TLS only. rmqtt's TLS listener reads PEM files: they are written into a
+//! private temporary directory, read when the listener is built, and removed at once. rmqtt
+//! offers TLS 1.2 besides 1.3 and no setting to refuse it; every kairan client offers 1.3
+//! only, so every kairan link is TLS 1.3 (`docs/design.md`, "Transport security").
+//!
 //! The broker lives exactly as long as its [`EmbeddedBroker`]: dropping it stops the runtime,
 //! which closes every connection and releases the port (rmqtt has no shutdown API of its own;
 //! a runtime per broker is what releases everything — see `docs/design.md`). Sessions and
@@ -29,6 +35,7 @@ use tracing::{info, warn};
 use crate::authz::Grants;
 use crate::machine::MAX_PACKET_BYTES;
 use crate::members::Members;
+use crate::tls::BrokerIdentity;
 use crate::topics;
 
 /// Retained messages kept at most, and their bytes (only the node's publisher sets any).
@@ -67,18 +74,21 @@ struct Policy {
 }
 
 /// Starts the broker of node `node` on `listen` for `members` (the node's own clients must
-/// be among them). Returns once it accepts connections.
+/// be among them), serving TLS with `tls` (plaintext without). Returns once it accepts
+/// connections.
 pub fn start(
     node: &str,
     national: bool,
     listen: SocketAddr,
     members: Members,
+    tls: Option<BrokerIdentity>,
 ) -> Result<EmbeddedBroker, String> {
     let grants = members
         .iter()
         .map(|(id, member)| (id.clone(), Grants::of(node, national, &member.principal)))
         .collect();
     let policy = Arc::new(Policy { members, grants });
+    let tls_on = tls.is_some();
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let name = node.to_owned();
@@ -97,7 +107,7 @@ pub fn start(
                     return;
                 }
             };
-            runtime.block_on(serve(policy, listen, bound_tx, stop_rx));
+            runtime.block_on(serve(policy, listen, tls, bound_tx, stop_rx));
             // Ends every task of the broker, connections included, and frees the port.
             runtime.shutdown_timeout(Duration::from_secs(1));
         })
@@ -105,13 +115,14 @@ pub fn start(
     let addr = bound_rx
         .recv_timeout(Duration::from_secs(10))
         .map_err(|_| format!("the embedded broker did not start listening on {listen}"))??;
-    info!(node = %node, %addr, "embedded broker listening");
+    info!(node = %node, %addr, "embedded broker listening{}", if tls_on { " (TLS)" } else { " (plaintext)" });
     Ok(EmbeddedBroker { addr, stop: Some(stop_tx), thread: Some(thread) })
 }
 
 async fn serve(
     policy: Arc<Policy>,
     listen: SocketAddr,
+    tls: Option<BrokerIdentity>,
     bound: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -122,7 +133,7 @@ async fn serve(
     }
     registry.start().await;
     *scx.extends.retain_mut().await = Box::new(BoundedRetain::default());
-    let listener = match listener(listen) {
+    let listener = match listener(listen, tls.as_ref()) {
         Ok(listener) => listener,
         Err(error) => {
             let _ = bound.send(Err(format!("broker.listen {listen}: {error}")));
@@ -148,9 +159,9 @@ async fn serve(
     }
 }
 
-fn listener(listen: SocketAddr) -> rmqtt::Result<rmqtt::net::Listener> {
+fn listener(listen: SocketAddr, tls: Option<&BrokerIdentity>) -> rmqtt::Result<rmqtt::net::Listener> {
     let inflight = NonZeroU16::new(100).unwrap_or(NonZeroU16::MIN);
-    Builder::new()
+    let builder = Builder::new()
         .name("kairan")
         .laddr(listen)
         .reuseaddr(Some(true))
@@ -162,9 +173,17 @@ fn listener(listen: SocketAddr) -> rmqtt::Result<rmqtt::net::Listener> {
         // rmqtt's default expires queued messages after 5 minutes; advisories must not.
         .message_expiry_interval(Duration::ZERO)
         .session_expiry_interval(SESSION_EXPIRY)
-        .max_connections(20_000)
-        .bind()?
-        .tcp()
+        .max_connections(20_000);
+    let Some(identity) = tls else {
+        return builder.bind()?.tcp();
+    };
+    // rmqtt reads the files while the listener is built; they are removed right after.
+    let dir = crate::tls::tunnel::private_dir("kairan-broker-tls-")?;
+    let (cert, key) = (dir.path().join("broker.crt"), dir.path().join("broker.key"));
+    std::fs::write(&cert, &identity.cert_pem)?;
+    crate::secrets::write_private(&key, identity.key_pem.as_bytes())?;
+    let path = |p: &std::path::Path| p.display().to_string();
+    builder.tls_cert(Some(path(&cert))).tls_key(Some(path(&key))).bind()?.tls()
 }
 
 /// The permission table, as rmqtt hooks.

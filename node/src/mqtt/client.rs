@@ -1,12 +1,18 @@
-//! The MQTT client side (rumqttc): broker URLs, client options that avoid rumqttc's known
-//! traps, reconnect backoff, and an event loop polled on a task of its own.
+//! The MQTT client side (rumqttc): broker URLs, connections (through a TLS tunnel for
+//! `mqtts://`, [`crate::tls`]) with options that avoid rumqttc's known traps, reconnect backoff,
+//! and an event loop polled on a task of its own.
 
 use std::time::Duration;
 
-use rumqttc::{ConnectionError, Event, EventLoop, MqttOptions};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Transport};
 use tokio::sync::mpsc;
 
 pub use crate::machine::MAX_PACKET_BYTES;
+use crate::tls::{PeerCheck, TlsError, Tunnel};
+
+/// rumqttc's limit for reaching the broker and its CONNACK: above the tunnel's own connect and
+/// handshake limits (5 s each), so a refusal is the tunnel's, and reported as such.
+const CONNECTION_TIMEOUT_SECS: u64 = 15;
 
 /// Capacity of rumqttc's request channel. It must exceed the acknowledgements that can be
 /// outstanding (the broker's in-flight window) so that acking from the processing task can
@@ -22,46 +28,160 @@ pub struct Credentials {
     pub password: String,
 }
 
-/// A broker address from an `mqtt://host:port` URL.
+/// A broker address from an `mqtts://host:port` (TLS 1.3) or `mqtt://host:port` (plaintext) URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddr {
     /// Host name or IP.
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// `mqtts://`: TLS 1.3, the broker's identity checked.
+    pub tls: bool,
 }
 
 impl BrokerAddr {
-    /// Parses `mqtt://host:port` (port defaults to 1883).
+    /// Parses `mqtts://host:port` (port defaults to 8883) or `mqtt://host:port` (1883).
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url.strip_prefix("mqtt://").ok_or_else(|| format!("{url:?} must start with mqtt://"))?;
+        let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
+            (rest, true, 8883)
+        } else if let Some(rest) = url.strip_prefix("mqtt://") {
+            (rest, false, 1883)
+        } else {
+            return Err(format!("{url:?} must start with mqtts:// (TLS) or mqtt://"));
+        };
         let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
+        let (host, port) = match rest.rsplit_once(':').filter(|(host, _)| !host.ends_with(':')) {
             Some((host, port)) => {
                 (host, port.parse::<u16>().map_err(|_| format!("{url:?}: port {port:?} is not a number"))?)
             }
-            None => (rest, 1883),
+            None => (rest, default_port),
         };
         if host.is_empty() {
             return Err(format!("{url:?} has no host"));
         }
-        Ok(Self { host: host.trim_start_matches('[').trim_end_matches(']').to_owned(), port })
+        Ok(Self { host: host.trim_start_matches('[').trim_end_matches(']').to_owned(), port, tls })
+    }
+
+    /// A TLS address on `addr`.
+    pub fn tls(addr: std::net::SocketAddr) -> Self {
+        Self { host: addr.ip().to_string(), port: addr.port(), tls: true }
+    }
+
+    /// A plaintext address on `addr`.
+    pub fn plaintext(addr: std::net::SocketAddr) -> Self {
+        Self { host: addr.ip().to_string(), port: addr.port(), tls: false }
     }
 
     /// The URL form.
     pub fn url(&self) -> String {
-        format!("mqtt://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Whether the host is this machine (`localhost`, 127.0.0.0/8, `::1`): traffic to it never
+    /// leaves the machine.
+    pub fn is_loopback(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+            || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// Refuses a plaintext address off this machine unless the operator opted out of TLS in
+    /// writing (`opted_out`); `field` names the setting in the message.
+    pub fn check_transport(&self, field: &str, opted_out: bool) -> Result<(), String> {
+        if self.tls || self.is_loopback() || opted_out {
+            return Ok(());
+        }
+        Err(format!(
+            "{} is plaintext over the network: broker passwords and advisories would cross it in clear; \
+             use mqtts:// (TLS 1.3), or set {} to accept that",
+            self.url(),
+            opt_out_field(field)
+        ))
     }
 }
 
-impl From<std::net::SocketAddr> for BrokerAddr {
-    fn from(addr: std::net::SocketAddr) -> Self {
-        Self { host: addr.ip().to_string(), port: addr.port() }
+/// The opt-out beside a URL setting: `upstream.url` → `upstream.insecure_plaintext = true`;
+/// a command-line flag `--to` → `--insecure-plaintext`.
+pub fn opt_out_field(field: &str) -> String {
+    match field.rsplit_once('.') {
+        Some((section, _)) => format!("{section}.insecure_plaintext = true"),
+        None => "--insecure-plaintext".to_owned(),
     }
 }
 
-/// Client options: fixed client id, persistent session (unless `clean`), large packets,
-/// manual acks when asked, credentials.
+/// One MQTT connection of a node: the broker, whom it must be, the credentials, the client id.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// The broker.
+    pub addr: BrokerAddr,
+    /// Whom the broker must prove to be (`mqtts://`); `None` for plaintext.
+    pub peer: Option<PeerCheck>,
+    /// Credentials on it.
+    pub credentials: Option<Credentials>,
+    /// The client id.
+    pub client_id: String,
+}
+
+/// A client connection: rumqttc's client and event loop, and the TLS tunnel the connection
+/// goes through (kept as long as the event loop is polled: dropping it closes the link).
+pub struct Connection {
+    /// The client.
+    pub client: AsyncClient,
+    /// Its event loop.
+    pub eventloop: EventLoop,
+    /// The tunnel of an `mqtts://` link.
+    pub tunnel: Option<Tunnel>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("tunnel", &self.tunnel).finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// The reason the last connection attempt failed, as the tunnel saw it (TLS refusals), or
+    /// else as rumqttc did.
+    pub fn explain(&self, error: &ConnectionError) -> String {
+        self.tunnel.as_ref().and_then(Tunnel::last_error).unwrap_or_else(|| error.to_string())
+    }
+}
+
+/// Opens a client for `link`: fixed client id, persistent session unless `clean`, large
+/// packets, manual acks when asked. An `mqtts://` link goes through a TLS tunnel checking
+/// `link.peer`. Must be called within a tokio runtime.
+pub fn connect(
+    link: &LinkConfig,
+    clean: bool,
+    manual_acks: bool,
+    capacity: usize,
+) -> Result<Connection, TlsError> {
+    let credentials = link.credentials.as_ref();
+    let (options, tunnel) = if link.addr.tls {
+        let check = link.peer.clone().ok_or_else(|| {
+            TlsError::Local(format!("{}: a TLS link needs to know whom the broker must be", link.addr.url()))
+        })?;
+        let tunnel = Tunnel::open(&link.addr, check)?;
+        let socket = tunnel.socket().display().to_string();
+        let mut options = options_for(&link.client_id, socket, 0, credentials, clean, manual_acks);
+        options.set_transport(Transport::Unix);
+        (options, Some(tunnel))
+    } else {
+        (client_options(&link.client_id, &link.addr, credentials, clean, manual_acks), None)
+    };
+    let (client, mut eventloop) = AsyncClient::new(options, capacity);
+    let mut network = eventloop.network_options();
+    network.set_connection_timeout(CONNECTION_TIMEOUT_SECS);
+    eventloop.set_network_options(network);
+    Ok(Connection { client, eventloop, tunnel })
+}
+
+/// Plaintext client options: fixed client id, persistent session (unless `clean`), large
+/// packets, manual acks when asked, credentials. (Links use [`connect`].)
 pub fn client_options(
     client_id: &str,
     addr: &BrokerAddr,
@@ -69,7 +189,18 @@ pub fn client_options(
     clean: bool,
     manual_acks: bool,
 ) -> MqttOptions {
-    let mut options = MqttOptions::new(client_id, addr.host.clone(), addr.port);
+    options_for(client_id, addr.host.clone(), addr.port, credentials, clean, manual_acks)
+}
+
+fn options_for(
+    client_id: &str,
+    host: String,
+    port: u16,
+    credentials: Option<&Credentials>,
+    clean: bool,
+    manual_acks: bool,
+) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, host, port);
     options.set_keep_alive(Duration::from_secs(15));
     options.set_clean_session(clean);
     options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
@@ -151,11 +282,28 @@ mod tests {
     fn parses_urls() {
         assert_eq!(
             BrokerAddr::parse("mqtt://127.0.0.1:18830"),
-            Ok(BrokerAddr { host: "127.0.0.1".into(), port: 18830 })
+            Ok(BrokerAddr { host: "127.0.0.1".into(), port: 18830, tls: false })
         );
         assert_eq!(BrokerAddr::parse("mqtt://broker").map(|a| a.port), Ok(1883));
+        assert_eq!(BrokerAddr::parse("mqtts://broker").map(|a| (a.port, a.tls)), Ok((8883, true)));
+        assert_eq!(BrokerAddr::parse("mqtts://[::1]:9").map(|a| a.url()), Ok("mqtts://[::1]:9".into()));
         assert!(BrokerAddr::parse("http://x").is_err());
         assert!(BrokerAddr::parse("mqtt://x:notaport").is_err());
+    }
+
+    #[test]
+    fn plaintext_off_this_machine_needs_the_written_opt_out() {
+        let remote = BrokerAddr::parse("mqtt://relay.example.jp:1883").expect("parses");
+        let error = remote.check_transport("upstream.url", false).expect_err("refused");
+        assert!(error.contains("mqtt://relay.example.jp:1883 is plaintext over the network"), "{error}");
+        assert!(error.contains("upstream.insecure_plaintext = true"), "{error}");
+        assert!(remote.check_transport("upstream.url", true).is_ok());
+        for local in
+            ["mqtt://127.0.0.1:1883", "mqtt://localhost", "mqtt://[::1]:1883", "mqtts://relay.example.jp"]
+        {
+            let addr = BrokerAddr::parse(local).expect("parses");
+            assert!(addr.check_transport("upstream.url", false).is_ok(), "{local}");
+        }
     }
 
     /// A "broker" that accepts one client, acknowledges its CONNECT, lets its socket fill up,
@@ -217,7 +365,7 @@ mod tests {
     async fn a_loop_selecting_over_polled_events_never_corrupts_large_writes() {
         let (count, size) = (24, 200_000);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = BrokerAddr::from(listener.local_addr().expect("addr"));
+        let addr = BrokerAddr::plaintext(listener.local_addr().expect("addr"));
         let broker = tokio::spawn(slow_broker(listener, count, size));
         let (client, eventloop) = rumqttc::AsyncClient::new(
             client_options("writer", &addr, None, true, false),

@@ -18,8 +18,8 @@
 //! makes the confirmed cursor durable.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event as MqttEvent, Packet, Publish, QoS};
@@ -31,26 +31,20 @@ use tracing::{debug, info, warn};
 
 use kairan_protocol::Timestamp;
 
-use super::client::{self, Backoff, BrokerAddr, Credentials, REQUEST_CHANNEL_CAPACITY};
+pub use super::client::LinkConfig;
+use super::client::{self, Backoff, Connection, REQUEST_CHANNEL_CAPACITY};
 use crate::clock;
 use crate::error::NodeError;
 use crate::machine::{self, Action, Counters, Event, Link, Machine, Outgoing, Qos};
 use crate::report;
 use crate::store::{Store, StoreError};
+use crate::tls::{PeerCheck, TrustView};
 
 /// Upstream events handed to the driver, at most.
 const UPSTREAM_QUEUE: usize = 256;
 
-/// One MQTT connection of a node.
-#[derive(Debug, Clone)]
-pub struct LinkConfig {
-    /// The broker.
-    pub addr: BrokerAddr,
-    /// Credentials on it.
-    pub credentials: Option<Credentials>,
-    /// The client id.
-    pub client_id: String,
-}
+/// Why the upstream link is down, as last seen (a TLS refusal names what the broker presented).
+pub type UpstreamError = Arc<SyncMutex<Option<String>>>;
 
 /// What a running node reports besides its log: the clinic keeps readable copies and prints
 /// announcements.
@@ -81,12 +75,15 @@ pub struct Running {
     pub counters: Arc<Mutex<Counters>>,
     /// Whether the upstream connection is up with its subscriptions acknowledged.
     pub subscribed: Arc<AtomicBool>,
+    /// Why the upstream connection failed last (`None` while connected).
+    pub upstream_error: UpstreamError,
     /// The driver task.
     pub join: JoinHandle<Result<(), NodeError>>,
 }
 
 /// Runs `machine` over `store`, its upstream link and (relays) its downstream link until
-/// `shutdown` is cancelled; `grace` bounds how long it waits for the own broker then.
+/// `shutdown` is cancelled; `grace` bounds how long it waits for the own broker then. A TLS
+/// upstream link checks its broker with the trust the machine holds, kept current.
 pub fn spawn<S: Store>(
     machine: Machine,
     store: S,
@@ -95,26 +92,34 @@ pub fn spawn<S: Store>(
     sink: impl Sink,
     shutdown: CancellationToken,
     grace: Duration,
-) -> Running {
+) -> Result<Running, NodeError> {
     let counters = Arc::new(Mutex::new(machine.counters()));
     let subscribed = Arc::new(AtomicBool::new(false));
-    let options = client::client_options(
-        &upstream.client_id,
-        &upstream.addr,
-        upstream.credentials.as_ref(),
-        false,
-        true,
-    );
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+    let upstream_error: UpstreamError = Arc::default();
+    let trust_view = match &upstream.peer {
+        Some(PeerCheck::Relay { trust, .. }) => {
+            let (anchors, revocations) = machine.trust_in_force();
+            trust.update(anchors, revocations);
+            Some(trust.clone())
+        }
+        _ => None,
+    };
+    let connection = client::connect(&upstream, false, true, REQUEST_CHANNEL_CAPACITY)
+        .map_err(|e| NodeError::Task(format!("upstream {}: {e}", upstream.addr.url())))?;
+    let client = connection.client.clone();
     let (queue_tx, queue_rx) = mpsc::channel(UPSTREAM_QUEUE);
     let upstream_task = tokio::spawn(upstream_loop(
-        client.clone(),
-        eventloop,
+        connection,
         machine.upstream_filters(),
         queue_tx,
         shutdown.clone(),
-        machine.id().to_owned(),
+        UpstreamLabel {
+            node: machine.id().to_owned(),
+            url: upstream.addr.url(),
+            plaintext: !upstream.addr.tls && !upstream.addr.is_loopback(),
+        },
         subscribed.clone(),
+        upstream_error.clone(),
     ));
     let driver = Driver {
         label: machine.id().to_owned(),
@@ -127,6 +132,7 @@ pub fn spawn<S: Store>(
         downstream: downstream.map(Downstream::new),
         counters: counters.clone(),
         sink,
+        trust_view,
     };
     let join = tokio::spawn(async move {
         let result = driver.run(queue_rx, shutdown.clone(), grace).await;
@@ -135,7 +141,7 @@ pub fn spawn<S: Store>(
         let _ = upstream_task.await;
         result
     });
-    Running { counters, subscribed, join }
+    Ok(Running { counters, subscribed, upstream_error, join })
 }
 
 /// What the upstream task hands to the driver.
@@ -146,10 +152,11 @@ enum UpstreamEvent {
     Message(Publish),
 }
 
-/// The own broker connection of a relay: a new client per connection attempt.
+/// The own broker connection of a relay: a new client (and tunnel) per connection attempt.
 struct Downstream {
     config: LinkConfig,
     client: Option<AsyncClient>,
+    tunnel: Option<crate::tls::Tunnel>,
     events: Option<mpsc::Receiver<Result<MqttEvent, rumqttc::ConnectionError>>>,
     reconnect_at: Option<Instant>,
     backoff: Backoff,
@@ -160,28 +167,36 @@ impl Downstream {
         Self {
             config,
             client: None,
+            tunnel: None,
             events: None,
             reconnect_at: Some(Instant::now()),
             backoff: Backoff::new(),
         }
     }
 
-    fn connect(&mut self) {
-        let options = client::client_options(
-            &self.config.client_id,
-            &self.config.addr,
-            self.config.credentials.as_ref(),
-            true,
-            false,
-        );
-        let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
-        self.events = Some(client::spawn_poll(eventloop));
-        self.client = Some(client);
-        self.reconnect_at = None;
+    fn connect(&mut self, label: &str) {
+        match client::connect(&self.config, true, false, REQUEST_CHANNEL_CAPACITY) {
+            Ok(Connection { client, eventloop, tunnel }) => {
+                self.events = Some(client::spawn_poll(eventloop));
+                self.client = Some(client);
+                self.tunnel = tunnel;
+                self.reconnect_at = None;
+            }
+            Err(error) => {
+                let delay = self.lost();
+                warn!(node = %label, %error, retry_in_ms = delay.as_millis() as u64, "cannot connect to own broker");
+            }
+        }
+    }
+
+    /// Why the last connection failed, as the tunnel saw it, if it did.
+    fn explain(&self, error: &rumqttc::ConnectionError) -> String {
+        self.tunnel.as_ref().and_then(crate::tls::Tunnel::last_error).unwrap_or_else(|| error.to_string())
     }
 
     fn lost(&mut self) -> Duration {
         self.client = None;
+        self.tunnel = None;
         self.events = None;
         let delay = self.backoff.next_delay();
         self.reconnect_at = Some(Instant::now() + delay);
@@ -200,6 +215,8 @@ struct Driver<S: Store, K: Sink> {
     downstream: Option<Downstream>,
     counters: Arc<Mutex<Counters>>,
     sink: K,
+    /// What the upstream TLS check trusts: kept equal to the machine's trust in force.
+    trust_view: Option<TrustView>,
 }
 
 fn instant_of(at: Timestamp, now: Timestamp) -> Instant {
@@ -283,7 +300,7 @@ impl<S: Store, K: Sink> Driver<S, K> {
                 () = sleep_until_some(wake) => self.machine.handle_timeout(clock::now()),
                 () = sleep_until_some(reconnect_at), if closing_deadline.is_none() => {
                     if let Some(downstream) = &mut self.downstream {
-                        downstream.connect();
+                        downstream.connect(&self.label);
                     }
                 }
                 () = shutdown.cancelled(), if closing_deadline.is_none() => {
@@ -334,6 +351,10 @@ impl<S: Store, K: Sink> Driver<S, K> {
                 }
                 Action::Report(event) => {
                     report::log_event(&self.label, &event);
+                    if let (Event::TrustUpdated { .. }, Some(view)) = (&event, &self.trust_view) {
+                        let (anchors, revocations) = self.machine.trust_in_force();
+                        view.update(anchors, revocations);
+                    }
                     self.sink.on_event(&event)?;
                 }
             }
@@ -395,6 +416,7 @@ impl<S: Store, K: Sink> Driver<S, K> {
                 self.sink.on_downstream(false);
                 self.machine.handle_downstream_disconnected();
                 if let Some(downstream) = &mut self.downstream {
+                    let error = downstream.explain(&error);
                     let delay = downstream.lost();
                     if closing {
                         downstream.reconnect_at = None;
@@ -411,16 +433,30 @@ impl<S: Store, K: Sink> Driver<S, K> {
     }
 }
 
+/// Names of the upstream link for its log lines.
+struct UpstreamLabel {
+    node: String,
+    url: String,
+    /// Plaintext off this machine (an operator's written opt-out): warned at every connection.
+    plaintext: bool,
+}
+
 /// Polls the upstream connection and hands events to the driver.
 async fn upstream_loop(
-    client: AsyncClient,
-    mut eventloop: rumqttc::EventLoop,
+    connection: Connection,
     filters: Vec<String>,
     queue: mpsc::Sender<UpstreamEvent>,
     shutdown: CancellationToken,
-    label: String,
+    label: UpstreamLabel,
     subscribed: Arc<AtomicBool>,
+    last_error: UpstreamError,
 ) {
+    let set_error = |value: Option<String>| {
+        if let Ok(mut slot) = last_error.lock() {
+            *slot = value;
+        }
+    };
+    let Connection { client, mut eventloop, tunnel } = connection;
     let mut backoff = Backoff::new();
     let mut awaited_subacks = 0usize;
     loop {
@@ -429,7 +465,11 @@ async fn upstream_loop(
             event = eventloop.poll() => match event {
                 Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
                     backoff.reset();
-                    info!(node = %label, session_present = ack.session_present, "connected upstream");
+                    set_error(None);
+                    if label.plaintext {
+                        warn!(node = %label.node, broker = %label.url, "connected upstream WITHOUT TLS: the password and every advisory cross this link in clear");
+                    }
+                    info!(node = %label.node, broker = %label.url, session_present = ack.session_present, "connected upstream");
                     awaited_subacks = filters.len();
                     // Subscribing goes through the request channel, which this task drains:
                     // do it from another task.
@@ -462,8 +502,10 @@ async fn upstream_loop(
                     if was_subscribed && queue.send(UpstreamEvent::Disconnected).await.is_err() {
                         break;
                     }
+                    let reason = tunnel.as_ref().and_then(crate::tls::Tunnel::last_error).unwrap_or_else(|| error.to_string());
+                    set_error(Some(reason.clone()));
                     let delay = backoff.next_delay();
-                    warn!(node = %label, %error, retry_in_ms = delay.as_millis() as u64, "upstream connection lost");
+                    warn!(node = %label.node, error = %reason, retry_in_ms = delay.as_millis() as u64, "upstream connection lost");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(delay) => {}
@@ -482,4 +524,5 @@ async fn upstream_loop(
         }
     })
     .await;
+    drop(tunnel);
 }

@@ -2,7 +2,8 @@
 //! state machine over both. Every topic string comes from [`crate::topics`].
 //!
 //! ## Layout
-//! - [`client`]: broker addresses, client options, reconnect backoff, event-loop polling.
+//! - [`client`]: broker addresses (`mqtts://`, `mqtt://`), connections (TLS through
+//!   [`crate::tls::Tunnel`]), reconnect backoff, event-loop polling.
 //! - [`broker`]: the embedded broker.
 //! - [`driver`]: runs a [`crate::machine::Machine`] over MQTT and a [`crate::store::Store`].
 
@@ -10,4 +11,6 @@ pub mod broker;
 pub mod client;
 pub mod driver;
 
-pub use client::{BrokerAddr, Credentials, MAX_PACKET_BYTES, REQUEST_CHANNEL_CAPACITY};
+pub use client::{
+    BrokerAddr, Connection, Credentials, LinkConfig, MAX_PACKET_BYTES, REQUEST_CHANNEL_CAPACITY, connect,
+};

@@ -66,6 +66,9 @@ pub struct TreeSpec {
     pub log_level: String,
     /// `upstream.sync_interval_secs` of every relay and clinic.
     pub sync_interval_secs: u64,
+    /// Embedded brokers in plaintext (`broker.insecure_plaintext`): for the syscall-order
+    /// test, which reads the MQTT packets a relay writes to its sockets.
+    pub plaintext: bool,
 }
 
 /// A relay as written.
@@ -292,8 +295,11 @@ impl TreeFiles {
                 None => {
                     let port = free_port();
                     (
-                        format!("listen = \"127.0.0.1:{port}\"\nmembers = \"members.toml\"\n"),
-                        BrokerAddr { host: "127.0.0.1".into(), port },
+                        format!(
+                            "listen = \"127.0.0.1:{port}\"\nmembers = \"members.toml\"\ninsecure_plaintext = {}\n",
+                            spec.plaintext
+                        ),
+                        BrokerAddr { host: "127.0.0.1".into(), port, tls: !spec.plaintext },
                     )
                 }
             };
@@ -311,14 +317,25 @@ impl TreeFiles {
                     )
                 }
             };
+            // The certificates above it: they go into its broker's TLS certificate, so its
+            // children can check its key up to the anchors.
+            let above: Vec<String> = chain[..index]
+                .iter()
+                .map(|(above_id, _, _, above_cert, _)| {
+                    let file = format!("{above_id}.above.cert.json");
+                    write(&node_dir.join(&file), above_cert.to_json());
+                    quoted(&file)
+                })
+                .collect();
             let config = node_dir.join("node.toml");
             write(
                 &config,
                 format!(
-                    "# {level:?} relay, written by the crash harness\n[node]\nid = {}\ndata_dir = \"data\"\nkey = {}\ncert = {}\ntrust = {}\nshutdown_grace_secs = 5\n\n[upstream]\n{upstream_section}\n[broker]\n{broker_section}\n[log]\nformat = \"human\"\nlevel = {}\n",
+                    "# {level:?} relay, written by the crash harness\n[node]\nid = {}\ndata_dir = \"data\"\nkey = {}\ncert = {}\nchain = [{}]\ntrust = {}\nshutdown_grace_secs = 5\n\n[upstream]\n{upstream_section}\n[broker]\n{broker_section}\n[log]\nformat = \"human\"\nlevel = {}\n",
                     quoted(id),
                     quoted(&format!("{id}.key")),
                     quoted(&format!("{id}.cert.json")),
+                    above.join(", "),
                     path_str(&trust),
                     quoted(&spec.log_level),
                 ),

@@ -80,10 +80,9 @@ pub fn calls(text: &str) -> Result<Vec<Call>, String> {
     let mut calls = Vec::new();
     let mut unfinished: HashMap<String, (usize, String)> = HashMap::new();
     for (index, line) in text.lines().enumerate() {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(pid), Some(time), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
+        // strace pads the pid to five columns: `6641  18:17:38.047014 read(…`.
+        let Some((pid, rest)) = line.trim_start().split_once(' ') else { continue };
+        let Some((time, rest)) = rest.trim_start().split_once(' ') else { continue };
         if rest.starts_with("---") || rest.starts_with("+++") {
             continue;
         }

@@ -125,6 +125,41 @@ impl CertSet {
         evaluate(envelopes, anchors, Mode::Strict { revocations, now }).map(|pool| pool.set)
     }
 
+    /// The certificates of `envelopes` that verify together at `now`, in their order: each is
+    /// kept if it verifies with those kept so far (repeated until nothing more is kept). For a
+    /// carried chain in which some certificates no longer count — superseded by a root
+    /// rotation, expired, revoked — while a reissued one does: [`CertSet::verify`] of the
+    /// result succeeds, and is empty only if nothing verifies.
+    pub fn usable(
+        envelopes: &[Envelope],
+        anchors: &TrustAnchors,
+        revocations: &RevocationSet,
+        now: Timestamp,
+    ) -> Vec<Envelope> {
+        if Self::verify(envelopes, anchors, revocations, now).is_ok() {
+            return envelopes.to_vec();
+        }
+        let mut kept: Vec<Envelope> = Vec::new();
+        let mut rest: Vec<&Envelope> = envelopes.iter().collect();
+        loop {
+            let before = rest.len();
+            rest.retain(|envelope| {
+                let mut trial = kept.clone();
+                trial.push((*envelope).clone());
+                let verifies = Self::verify(&trial, anchors, revocations, now).is_ok();
+                if verifies {
+                    kept = trial;
+                }
+                !verifies
+            });
+            if rest.len() == before || rest.is_empty() {
+                break;
+            }
+        }
+        // In the order given.
+        envelopes.iter().filter(|envelope| kept.contains(envelope)).cloned().collect()
+    }
+
     /// The pool mode: structural checks only, failures recorded per certificate.
     pub(crate) fn pool(envelopes: &[Envelope], anchors: &TrustAnchors) -> Pool {
         evaluate(envelopes, anchors, Mode::Pool).unwrap_or_default()
@@ -384,6 +419,35 @@ mod tests {
             .map(|v| v.cert.subject.as_str())
             .collect();
         assert_eq!(chain, ["jp-13-chuo", "jp-13", "jp"]);
+    }
+
+    #[test]
+    fn usable_keeps_what_still_verifies_after_a_root_rotation() {
+        let tree = Hierarchy::standard();
+        // The national certificate is signed by root-1 and root-3; root-3 is then retired and
+        // the certificate reissued by root-1 and root-2.
+        let national = Certificate::decode(&tree.relays[0].cert.payload).expect("cert");
+        let reissued = national.sign(&[&tree.roots[0], &tree.roots[1]]);
+        let root4 = SecretKey::from_seed(&[0x44; 32]).expect("key");
+        let rotated =
+            TrustAnchors::numbered(2, [tree.roots[0].public(), tree.roots[1].public(), root4.public()])
+                .expect("anchors");
+        let chain = vec![
+            tree.relays[2].cert.clone(),
+            tree.relays[1].cert.clone(),
+            tree.relays[0].cert.clone(),
+            reissued.clone(),
+        ];
+        let none = RevocationSet::default();
+        assert!(CertSet::verify(&chain, &rotated, &none, tree.now).is_err(), "the old certificate fails all");
+        let usable = CertSet::usable(&chain, &rotated, &none, tree.now);
+        assert_eq!(usable, vec![tree.relays[2].cert.clone(), tree.relays[1].cert.clone(), reissued]);
+        let set = CertSet::verify(&usable, &rotated, &none, tree.now).expect("verifies");
+        assert!(set.find(tree.relays[2].key.keyid().as_str(), Role::Relay).is_ok());
+        // Before the rotation everything verifies and is kept as it is.
+        assert_eq!(CertSet::usable(&chain, &tree.anchors, &none, tree.now), chain);
+        // Nothing usable: empty.
+        assert!(CertSet::usable(&chain[..2], &rotated, &none, tree.now).is_empty());
     }
 
     #[test]

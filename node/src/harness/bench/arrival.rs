@@ -105,16 +105,26 @@ pub(super) async fn joined(handle: JoinHandle<Result<Instant, CliError>>) -> Res
 pub(super) struct Publisher {
     pub(super) client: AsyncClient,
     pub(super) task: JoinHandle<()>,
+    /// The TLS tunnel of an `mqtts://` broker (kept as long as the connection).
+    _tunnel: Option<crate::tls::Tunnel>,
 }
 
 impl Publisher {
     pub(super) async fn connect(
         addr: &BrokerAddr,
+        peer: Option<crate::tls::PeerCheck>,
         credentials: Option<&Credentials>,
         client_id: &str,
     ) -> Result<Self, CliError> {
-        let options = mqtt::client::client_options(client_id, addr, credentials, true, false);
-        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+        let link = mqtt::LinkConfig {
+            addr: addr.clone(),
+            peer,
+            credentials: credentials.cloned(),
+            client_id: client_id.to_owned(),
+        };
+        let connection = mqtt::connect(&link, true, false, REQUEST_CHANNEL_CAPACITY)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let (client, mut eventloop, tunnel) = (connection.client, connection.eventloop, connection.tunnel);
         let connected = Arc::new(AtomicBool::new(false));
         let last_error = Arc::new(Mutex::new(None::<String>));
         let task = tokio::spawn({
@@ -148,7 +158,7 @@ impl Publisher {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Ok(Self { client, task })
+        Ok(Self { client, task, _tunnel: tunnel })
     }
 
     pub(super) async fn publish(&self, topic: &str, bytes: Vec<u8>) -> Result<(), CliError> {

@@ -104,7 +104,9 @@ pub(super) async fn bench_kairan(
     let addr = tree.national_broker()?;
     // The broker binds client ids to usernames: the origin connects as itself.
     let client_id = tree.origin.credentials.as_ref().map_or("mhlw", |c| c.username.as_str()).to_owned();
-    let publisher = Publisher::connect(&addr, tree.origin.credentials.as_ref(), &client_id).await?;
+    let publisher =
+        Publisher::connect(&addr, Some(tree.peer_of(0)), tree.origin.credentials.as_ref(), &client_id)
+            .await?;
     let measured = measure(
         "kairan",
         &publisher,

@@ -175,7 +175,7 @@ pub(super) async fn bench_mosquitto(
     let duplicates = Arc::new(AtomicU64::new(0));
     let mut subscribers = Vec::with_capacity(shape.clinics);
     for (district, port) in district_ports.iter().enumerate() {
-        let addr = BrokerAddr { host: "127.0.0.1".into(), port: *port };
+        let addr = BrokerAddr { host: "127.0.0.1".into(), port: *port, tls: false };
         for clinic in 0..shape.per_district {
             subscribers.push(start_subscriber(
                 &addr,
@@ -195,7 +195,8 @@ pub(super) async fn bench_mosquitto(
         }
         let receivers = Receivers::Subscribers(subscribers.iter().map(|s| s.received.clone()).collect());
         let publisher = Publisher::connect(
-            &BrokerAddr { host: "127.0.0.1".into(), port: national },
+            &BrokerAddr { host: "127.0.0.1".into(), port: national, tls: false },
+            None,
             None,
             "bench-publisher",
         )

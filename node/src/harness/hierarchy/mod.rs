@@ -70,6 +70,7 @@ pub struct HierarchyBuilder {
     metrics: Option<SocketAddr>,
     clinic_web: Option<SocketAddr>,
     start_clinics: bool,
+    plaintext: bool,
 }
 
 /// The origin: key, certificate, chain state, credentials on the national broker.
@@ -190,7 +191,15 @@ impl HierarchyBuilder {
             metrics: None,
             clinic_web: None,
             start_clinics: true,
+            plaintext: false,
         }
+    }
+
+    /// Every broker plaintext (`broker.insecure_plaintext`), every link `mqtt://` on loopback:
+    /// only to show what TLS hides (`scripts/tls-capture.sh`). TLS 1.3 by default.
+    pub fn insecure_plaintext(mut self, on: bool) -> Self {
+        self.plaintext = on;
+        self
     }
 
     /// Number of prefectural relays (1..=47).
@@ -394,6 +403,15 @@ impl HierarchyBuilder {
         // of the relays that use them, as `kairan broker mosquitto-config` or
         // `kairan broker rabbitmq-config` does, then started.
         let own_passwords: Vec<String> = planned.iter().map(|_| random_password()).collect();
+        let chain_of = |index: usize| {
+            let mut chain = Vec::new();
+            let mut above = planned[index].parent;
+            while let Some(parent) = above {
+                chain.push(planned[parent].cert.clone());
+                above = planned[parent].parent;
+            }
+            chain
+        };
         let mut external = self.external;
         if external.values().any(ExternalBroker::is_rabbitmq) {
             // RabbitMQ keeps its own kind of hash (`kairan members add --rabbitmq`).
@@ -409,16 +427,27 @@ impl HierarchyBuilder {
             }
         }
         for (level, broker) in &mut external {
-            let nodes: Vec<TreeNodeOnBroker<'_>> = (0..planned.len())
-                .filter(|i| planned[*i].level == *level)
-                .map(|i| TreeNodeOnBroker {
+            let at_level: Vec<usize> = (0..planned.len()).filter(|i| planned[*i].level == *level).collect();
+            let nodes: Vec<TreeNodeOnBroker<'_>> = at_level
+                .iter()
+                .map(|&i| TreeNodeOnBroker {
                     id: &planned[i].id,
                     national: planned[i].level == Level::National,
                     members: &member_lists[i],
                     own_password: &own_passwords[i],
                 })
                 .collect();
-            broker.start_for(&nodes).map_err(failed("external broker"))?;
+            // What `kairan tls cert` writes for each node: its key's certificate.
+            let identities = if self.plaintext || !broker.takes_tls() {
+                Vec::new()
+            } else {
+                at_level
+                    .iter()
+                    .map(|&i| crate::tls::broker_identity(&planned[i].key, &planned[i].cert, &chain_of(i)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| failed("tls")(e.to_string()))?
+            };
+            broker.start_for(&nodes, &identities).map_err(failed("external broker"))?;
         }
 
         let shutdown = CancellationToken::new();
@@ -426,10 +455,10 @@ impl HierarchyBuilder {
         for (index, relay) in planned.iter().enumerate() {
             let broker = match external.get(&relay.level) {
                 Some(external) => BrokerConfig::External {
-                    addr: external.addr().clone(),
+                    addr: external.addr_of(&relay.id),
                     password: Some(own_passwords[index].clone()),
                 },
-                None => BrokerConfig::Embedded { listen: loopback() },
+                None => BrokerConfig::Embedded { listen: loopback(), tls: !self.plaintext },
             };
             let upstream = match relay.parent {
                 None => UpstreamConfig::Ingest,
@@ -446,15 +475,7 @@ impl HierarchyBuilder {
                 key_hex: relay.key.to_hex(),
                 cert: relay.cert.clone(),
                 extra_certs: Vec::new(),
-                chain: {
-                    let mut chain = Vec::new();
-                    let mut above = relay.parent;
-                    while let Some(parent) = above {
-                        chain.push(planned[parent].cert.clone());
-                        above = planned[parent].parent;
-                    }
-                    chain
-                },
+                chain: chain_of(index),
                 upstream,
                 broker,
                 members: member_lists[index].clone(),
@@ -469,12 +490,12 @@ impl HierarchyBuilder {
             };
             let handle = start_relay(&tree_relay.config_parts, &anchors, &shutdown).await?;
             // A restart binds the embedded broker to the same address: children keep theirs.
-            if let BrokerConfig::Embedded { .. } = tree_relay.config_parts.broker {
+            if let BrokerConfig::Embedded { tls, .. } = tree_relay.config_parts.broker {
                 let addr = relay_broker(&handle)?;
                 let listen = format!("{}:{}", addr.host, addr.port)
                     .parse()
                     .map_err(|e| failed("listen")(format!("{e}")))?;
-                tree_relay.config_parts.broker = BrokerConfig::Embedded { listen };
+                tree_relay.config_parts.broker = BrokerConfig::Embedded { listen, tls };
             }
             tree_relay.handle = Some(handle);
             relays.push(tree_relay);

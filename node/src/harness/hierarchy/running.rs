@@ -2,6 +2,7 @@
 //! stop, restart and rotate its relays, shut it down.
 
 use super::*;
+use crate::tls::{PeerCheck, TrustView};
 
 impl Hierarchy {
     /// The national relay.
@@ -16,6 +17,15 @@ impl Hierarchy {
             .as_ref()
             .ok_or_else(|| CliError::Failed("national relay is stopped".into()))
             .and_then(relay_broker)
+    }
+
+    /// Whom relay `index`'s broker must prove to be: that relay, checked with the tree's
+    /// anchors (what an origin or an administrator checks; used for `mqtts://`).
+    pub fn peer_of(&self, index: usize) -> PeerCheck {
+        PeerCheck::Relay {
+            expected: self.relays[index].config_parts.id.clone(),
+            trust: TrustView::new(self.anchors.clone()),
+        }
     }
 
     /// Waits until every running relay and clinic has its subscriptions acknowledged.
@@ -73,6 +83,7 @@ impl Hierarchy {
         let topic = crate::topics::ingest_heads_of(&self.relays[0].config_parts.id, &self.origin.id);
         publish::publish_acked(
             &addr,
+            Some(&self.peer_of(0)),
             self.origin.credentials.as_ref(),
             &topic,
             message,
@@ -90,6 +101,7 @@ impl Hierarchy {
         // The origin's own credentials (a member of the national broker).
         publish::publish_acked(
             &addr,
+            Some(&self.peer_of(0)),
             self.origin.credentials.as_ref(),
             &crate::topics::ingest_of("jp", &self.origin.id),
             bytes,
@@ -105,10 +117,15 @@ impl Hierarchy {
             BrokerConfig::External { addr, .. } => addr.clone(),
             BrokerConfig::Embedded { .. } => self.national_broker()?,
         };
-        let client_id = self.origin.id.clone();
-        let options =
-            mqtt::client::client_options(&client_id, &addr, self.origin.credentials.as_ref(), true, false);
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, mqtt::REQUEST_CHANNEL_CAPACITY);
+        let link = mqtt::LinkConfig {
+            addr,
+            peer: Some(self.peer_of(0)),
+            credentials: self.origin.credentials.clone(),
+            client_id: self.origin.id.clone(),
+        };
+        let connection = mqtt::connect(&link, true, false, mqtt::REQUEST_CHANNEL_CAPACITY)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let (client, mut eventloop, _tunnel) = (connection.client, connection.eventloop, connection.tunnel);
         let topic = crate::topics::ingest_of(&self.relays[0].config_parts.id, &self.origin.id);
         let total = deliveries.len();
         let mut pending = deliveries.into_iter();
@@ -153,7 +170,9 @@ impl Hierarchy {
         bytes: Vec<u8>,
     ) -> Result<(), CliError> {
         let addr = broker_of(&self.relays[index])?;
-        publish::publish_acked(&addr, Some(credentials), topic, bytes, Duration::from_secs(10)).await
+        let peer = self.peer_of(index);
+        publish::publish_acked(&addr, Some(&peer), Some(credentials), topic, bytes, Duration::from_secs(10))
+            .await
     }
 
     /// The credentials of member `id` (relay, clinic or origin) on its parent's broker.

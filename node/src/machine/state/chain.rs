@@ -8,10 +8,13 @@ use bytes::Bytes;
 use kairan_protocol::acceptance::Acceptance;
 use kairan_protocol::{CertSet, Certificate, Digest, Envelope, Role, Timestamp};
 
-use super::super::io::{Link, Qos};
+use super::super::io::{Event, Link, Qos};
 use super::super::publisher::Publisher;
 use super::Machine;
 use crate::topics;
+
+/// Early catch-up requests a relay keeps until its chain verifies (one per child; members only).
+const MAX_HELD_REQUESTS: usize = 4096;
 
 impl Machine {
     /// Publishes the trust in force as retained pieces (each small, self-contained: one
@@ -48,10 +51,12 @@ impl Machine {
         if !self.publisher.as_ref().is_some_and(Publisher::is_connected) {
             return;
         }
+        // Computes `chain_in_force` if the chain or the trust changed since.
+        self.chain_ready(at);
         let Some(attester) = &self.identity.attester else { return };
         let node = self.identity.id.clone();
         let acceptance = Acceptance { node: node.clone(), origin: origin.clone(), digest, accepted_at: at };
-        let message = acceptance.sign(&attester.key, &self.chain);
+        let message = acceptance.sign(&attester.key, &self.chain_in_force);
         let topic = topics::accepted(&node, &origin);
         self.publish(Link::Downstream, topic, Bytes::from(message.to_json()), Qos::AtMostOnce, false);
     }
@@ -70,7 +75,28 @@ impl Machine {
         }
         if learned {
             self.chain_checked = None;
-            self.chain_ready(now);
+            self.answer_held_requests(now);
+        }
+    }
+
+    /// Keeps a catch-up request that came before the chain verified (the latest per child).
+    pub(super) fn hold_request(&mut self, child: &str, payload: &[u8]) {
+        if self.held_requests.len() >= MAX_HELD_REQUESTS && !self.held_requests.contains_key(child) {
+            let reason = "this relay does not yet hold the certificates from its own up to a root-issued one, \
+                          and holds as many early requests as it keeps";
+            self.report(Event::SyncDropped { child: child.to_owned(), reason: reason.into() });
+            return;
+        }
+        self.held_requests.insert(child.to_owned(), payload.to_vec());
+    }
+
+    /// Answers the held requests once the chain verifies.
+    pub(super) fn answer_held_requests(&mut self, now: Timestamp) {
+        if self.held_requests.is_empty() || !self.chain_ready(now) {
+            return;
+        }
+        for (child, payload) in std::mem::take(&mut self.held_requests) {
+            self.answer_request(&child, &payload, now);
         }
     }
 
@@ -84,7 +110,10 @@ impl Machine {
         }
         let Some(attester) = &self.identity.attester else { return false };
         let keyid = attester.key.public().keyid().as_str().to_owned();
-        let ready = CertSet::verify(&self.chain, self.trust.anchors(), self.trust.revoked(), now)
+        // What still verifies: after a root rotation or a renewal the chain holds certificates
+        // that no longer count beside the reissued ones that do.
+        self.chain_in_force = CertSet::usable(&self.chain, self.trust.anchors(), self.trust.revoked(), now);
+        let ready = CertSet::verify(&self.chain_in_force, self.trust.anchors(), self.trust.revoked(), now)
             .is_ok_and(|set| set.find(&keyid, Role::Relay).is_ok());
         self.chain_checked = Some(ready);
         ready
