@@ -59,8 +59,24 @@ pub fn sign_next(
     Ok((advisory, envelope))
 }
 
+/// Connection attempts when the broker answers "service unavailable".
+const BUSY_ATTEMPTS: u32 = 6;
+
+/// Why one publish attempt failed.
+#[derive(Debug)]
+enum Attempt {
+    /// The broker refused the connection as busy: nothing was sent, try again. The embedded
+    /// broker (rmqtt) answers this when the same client id connects again while its previous
+    /// connection is still being closed (it holds a lock per client id meanwhile) — which
+    /// `kairan publish` run twice in a row, or a script pushing several bundles, does.
+    Busy(String),
+    /// Anything else: final.
+    Failed(CliError),
+}
+
 /// Publishes `payload` to `topic` with QoS 1 and waits for the broker's PUBACK. The client id
-/// is the username (brokers bind them).
+/// is the username (brokers bind them). A connection refused as busy (nothing sent) is tried
+/// again a few times, 50 ms apart and doubling.
 pub async fn publish_acked(
     addr: &BrokerAddr,
     credentials: Option<&Credentials>,
@@ -68,6 +84,30 @@ pub async fn publish_acked(
     payload: Vec<u8>,
     timeout: Duration,
 ) -> Result<(), CliError> {
+    let mut delay = Duration::from_millis(50);
+    for _ in 1..BUSY_ATTEMPTS {
+        match publish_once(addr, credentials, topic, payload.clone(), timeout).await {
+            Ok(()) => return Ok(()),
+            Err(Attempt::Failed(error)) => return Err(error),
+            Err(Attempt::Busy(_)) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    publish_once(addr, credentials, topic, payload, timeout).await.map_err(|attempt| match attempt {
+        Attempt::Failed(error) => error,
+        Attempt::Busy(text) => CliError::Failed(text),
+    })
+}
+
+async fn publish_once(
+    addr: &BrokerAddr,
+    credentials: Option<&Credentials>,
+    topic: &str,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), Attempt> {
     let client_id = credentials.map_or("kairan-publish", |c| c.username.as_str());
     let options = mqtt::client::client_options(client_id, addr, credentials, true, false);
     let (client, mut eventloop) = AsyncClient::new(options, 10);
@@ -75,7 +115,15 @@ pub async fn publish_acked(
     // it right after CONNACK.
     client
         .try_publish(topic, QoS::AtLeastOnce, false, payload)
-        .map_err(|e| CliError::Failed(format!("queue publish: {e}")))?;
+        .map_err(|e| Attempt::Failed(CliError::Failed(format!("queue publish: {e}"))))?;
+    let refused = |code: rumqttc::ConnectReturnCode| {
+        let text = format!("broker {} refused the connection: {code:?}", addr.url());
+        if code == rumqttc::ConnectReturnCode::ServiceUnavailable {
+            Attempt::Busy(text)
+        } else {
+            Attempt::Failed(CliError::Failed(text))
+        }
+    };
     let waited = tokio::time::timeout(timeout, async {
         loop {
             match eventloop.poll().await {
@@ -83,20 +131,22 @@ pub async fn publish_acked(
                 Ok(Event::Incoming(Packet::ConnAck(ack)))
                     if ack.code != rumqttc::ConnectReturnCode::Success =>
                 {
-                    return Err(CliError::Failed(format!(
-                        "broker {} refused the connection: {:?}",
-                        addr.url(),
-                        ack.code
-                    )));
+                    return Err(refused(ack.code));
                 }
                 Ok(_) => {}
-                Err(error) => return Err(CliError::Failed(format!("broker {}: {error}", addr.url()))),
+                Err(rumqttc::ConnectionError::ConnectionRefused(code)) => return Err(refused(code)),
+                Err(error) => {
+                    return Err(Attempt::Failed(CliError::Failed(format!("broker {}: {error}", addr.url()))));
+                }
             }
         }
     })
     .await;
     let result = waited.unwrap_or_else(|_| {
-        Err(CliError::Failed(format!("no acknowledgement from {} within {timeout:?}", addr.url())))
+        Err(Attempt::Failed(CliError::Failed(format!(
+            "no acknowledgement from {} within {timeout:?}",
+            addr.url()
+        ))))
     });
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
