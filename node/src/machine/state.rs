@@ -21,7 +21,7 @@ use super::limiter::RateLimiter;
 use super::pipeline::{Effect, Pipeline};
 use super::publisher::{Forward, Publisher, Step};
 use super::serve::Server;
-use super::trust::TrustState;
+use super::trust::{PieceBatch, TrustState};
 use super::{MAX_PACKET_BYTES, REFUSALS_BURST, REFUSALS_PER_SEC};
 use crate::store::{PUBLISHED_CURSOR, RestoredState, WriteOp};
 use crate::topics::{self, Topic};
@@ -112,6 +112,8 @@ pub struct Machine {
     actions: VecDeque<Action>,
     acks: AckQueue,
     deferred: Deferred,
+    /// Trust pieces from the parent gathered to be verified together.
+    piece_batch: PieceBatch,
     /// The certificates a signed page carries: this relay's, and those above it.
     chain: Vec<Envelope>,
     /// Trust pieces published retained (topic → present), to clear the pruned ones.
@@ -154,6 +156,7 @@ impl Machine {
             actions: VecDeque::new(),
             acks: AckQueue::default(),
             deferred: Deferred::default(),
+            piece_batch: PieceBatch::default(),
             chain: Vec::new(),
             pieces: BTreeMap::new(),
             chain_checked: None,
@@ -253,7 +256,8 @@ impl Machine {
     /// When to call [`Machine::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let paused = self.paused.as_ref().map(|(until, _)| *until);
-        let soonest = [paused, self.deferred.retry_at()].into_iter().flatten().min();
+        let soonest =
+            [paused, self.deferred.retry_at(), self.piece_batch.due_at()].into_iter().flatten().min();
         Some(soonest.map_or(self.next_tick, |at| at.min(self.next_tick)))
     }
 
@@ -299,6 +303,7 @@ impl Machine {
         self.upstream_up = false;
         self.acks.reset();
         self.deferred.clear();
+        self.piece_batch.connection_lost();
     }
 
     /// A message arrived on the upstream connection.
@@ -312,7 +317,8 @@ impl Machine {
             Some(Topic::Ingest(_) | Topic::Deliveries(_)) => self.on_delivery(id, topic, &payload, now),
             // An empty retained message clears a pruned piece: nothing to apply.
             Some(Topic::Trust(_)) if payload.is_empty() => self.ack(id),
-            Some(Topic::Control | Topic::Trust(_)) => self.apply_trust(&payload, Some(id), now),
+            Some(Topic::Trust(_)) => self.on_trust_piece(id, &payload, now),
+            Some(Topic::Control) => self.apply_trust(&payload, Some(id), now),
             Some(Topic::IngestHeads(_) | Topic::Heads(_)) => self.on_head(id, topic, &payload, now),
             Some(Topic::SyncResponse(child)) if child == self.identity.id => self.on_page(id, &payload, now),
             // Not a topic this node subscribes to: nothing to decide.
@@ -448,6 +454,7 @@ impl Machine {
         for input in self.deferred.take_due(now) {
             self.on_delivery_held(input, now);
         }
+        self.apply_gathered_pieces(now, false);
         if now >= self.next_tick {
             self.next_tick = now.plus_ms(self.sync_interval_ms);
             // Certificates expire and revocations take effect with time: check the chain again.

@@ -400,3 +400,55 @@ fn a_trust_update_applies_at_once_and_is_republished_once_durable() {
     assert!(trust[0].payload.len() < 16 * 1024, "a piece is small");
     assert_eq!(national.machine.counters().rejected, 1, "the revoked origin's advisory is refused at once");
 }
+
+#[test]
+fn trust_pieces_arriving_together_are_verified_together_and_a_lone_one_at_once() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut child = TestNode::relay(&tree, 1, Upstream::Relay("jp".into()), now);
+    let window = (tree.now.plus_secs(-3600), tree.now.plus_secs(365 * 24 * 3600));
+    let pieces: Vec<Vec<u8>> = (0..40)
+        .map(|n| {
+            let key = fixtures::key(&format!("retired-{n}"));
+            let scope = Scope::parse("jp/13").expect("scope");
+            let cert = kairan_protocol::Certificate::for_key(
+                format!("jp-13-{n}"),
+                "jp-13",
+                &format!("retired-{n}"),
+                key.public(),
+                kairan_protocol::Role::Clinic,
+                &scope,
+                window,
+            )
+            .sign(&[&tree.relays[1].key]);
+            let mut piece = tree.root_revocation(&cert, tree.now);
+            piece.certs.extend(tree.relay_chain(1));
+            piece.canonical().to_json()
+        })
+        .collect();
+    let updates = |node: &TestNode| -> Vec<usize> {
+        let revoked = node.events.iter().filter_map(|e| match e {
+            Event::TrustUpdated { revoked_keys, .. } => Some(*revoked_keys),
+            _ => None,
+        });
+        revoked.collect()
+    };
+    let trust_topic = |n: usize| topics::trust_piece("jp", &format!("piece-{n}"));
+    // A lone piece is applied at once.
+    child.receive(1, &trust_topic(0), pieces[0].clone(), now);
+    assert_eq!(updates(&child), [1]);
+    // The rest of a burst is gathered (acknowledged only once applied) …
+    for (n, piece) in pieces.iter().enumerate().skip(1) {
+        child.receive(n as MsgId + 1, &trust_topic(n), piece.clone(), now.plus_ms(n as i64));
+    }
+    assert_eq!(updates(&child), [1], "no verification per piece");
+    assert_eq!(child.acked, [1]);
+    let due = child.machine.poll_timeout().expect("a timeout");
+    assert!(due <= now.plus_ms(super::trust::PIECE_BATCH_MS), "due at {due:?}");
+    // … and verified once when the window closes.
+    child.machine.handle_timeout(due);
+    child.pump(due);
+    assert_eq!(updates(&child), [1, 40]);
+    assert_eq!(child.acked, (1..=40).collect::<Vec<MsgId>>(), "acknowledged in arrival order");
+    assert_eq!(child.store.blob(crate::store::TRUST_BLOB).expect("blob").map(|b| b.is_empty()), Some(false));
+}
