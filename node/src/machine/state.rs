@@ -485,6 +485,14 @@ impl Machine {
 
     fn on_delivery(&mut self, id: MsgId, source: &str, payload: &Bytes, now: Timestamp) {
         let decision = self.decide(payload, source, now);
+        let input = HeldInput { id, topic: source.to_owned(), payload: payload.clone(), since: now };
+        self.act_on(decision, input, true, now);
+    }
+
+    /// Carries out the decision about `input` (`first`: decided for the first time, not a
+    /// retry of a held input).
+    fn act_on(&mut self, decision: Decision, input: HeldInput, first: bool, now: Timestamp) {
+        let id = input.id;
         match decision {
             Decision::Duplicate(digest) => {
                 self.counters.duplicates += 1;
@@ -495,16 +503,19 @@ impl Machine {
                 self.counters.held += 1;
                 self.report(Event::Held { reason });
             }
+            Decision::NotYet(refused) if Deferred::expired(&input, now) => {
+                self.refuse(id, refused, &input.topic, now)
+            }
             Decision::NotYet(refused) => {
-                let input = HeldInput { id, topic: source.to_owned(), payload: payload.clone(), since: now };
-                if self.deferred.hold(input, now) {
+                let topic = input.topic.clone();
+                if !self.deferred.hold(input, now) {
+                    self.refuse(id, refused, &topic, now);
+                } else if first {
                     self.counters.deferred += 1;
                     self.report(Event::Deferred { code: refused.code, message: refused.message });
-                } else {
-                    self.refuse(id, refused, source, now);
                 }
             }
-            Decision::Rejected(refused) => self.refuse(id, refused, source, now),
+            Decision::Rejected(refused) => self.refuse(id, refused, &input.topic, now),
             Decision::Fork(fork) => {
                 self.counters.forks += 1;
                 self.pipeline.write(
@@ -526,19 +537,12 @@ impl Machine {
         self.throttle(source, now);
     }
 
-    /// An input held for this node's clock, tried again: decided as new, held again while it
-    /// is still too early and young, refused for good once it is old.
+    /// An input held for this node's clock, tried again: decided once more and carried out —
+    /// held again while it is still too early and young, refused for good once it is old.
+    /// (Deciding accepts into the holdings: the decision must be acted on, never taken twice.)
     fn on_delivery_held(&mut self, input: HeldInput, now: Timestamp) {
-        let HeldInput { id, topic, payload, since } = input;
-        match self.decide(&payload, &topic, now) {
-            Decision::NotYet(refused) if Deferred::expired_at(since, now) => {
-                self.refuse(id, refused, &topic, now)
-            }
-            Decision::NotYet(_) => {
-                self.deferred.hold(HeldInput { id, topic, payload, since }, now);
-            }
-            _ => self.on_delivery(id, &topic, &payload, now),
-        }
+        let decision = self.decide(&input.payload, &input.topic, now);
+        self.act_on(decision, input, false, now);
     }
 
     fn decide(&mut self, payload: &Bytes, source: &str, now: Timestamp) -> Decision {

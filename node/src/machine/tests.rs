@@ -452,3 +452,35 @@ fn trust_pieces_arriving_together_are_verified_together_and_a_lone_one_at_once()
     assert_eq!(child.acked, (1..=40).collect::<Vec<MsgId>>(), "acknowledged in arrival order");
     assert_eq!(child.store.blob(crate::store::TRUST_BLOB).expect("blob").map(|b| b.is_empty()), Some(false));
 }
+
+#[test]
+fn a_delivery_from_a_clock_ahead_is_held_then_accepted_once_not_lost_as_a_duplicate() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    national.machine.handle_downstream_connected(now);
+    national.pump(now);
+    // Issued 10 s ahead of this node's clock: beyond the 5 s skew allowance.
+    let mut advisory = fixtures::sample_advisory("mhlw", 1, None);
+    advisory.issued_at = now.plus_secs(10);
+    let bytes = tree.delivery(&advisory, 0).to_json();
+    let digest = Digest::of(&tree.sign_advisory(&advisory).payload);
+    national.receive(1, &topics::ingest_of("jp", "mhlw"), bytes, now);
+    assert!(national.acked.is_empty(), "held, not acknowledged");
+    assert_eq!((national.accepted(), national.machine.counters().deferred), (0, 1));
+    // Tried again every second; still too early at +4 s, due at +5 s.
+    let mut at = now;
+    while national.accepted() == 0 {
+        at = national.machine.poll_timeout().expect("a retry is scheduled");
+        assert!(at <= now.plus_secs(6), "no retry before {at:?}");
+        national.machine.handle_timeout(at);
+        national.pump(at);
+    }
+    assert!(at >= now.plus_secs(5));
+    let counters = national.machine.counters();
+    assert_eq!((counters.accepted, counters.duplicates, counters.rejected, counters.deferred), (1, 0, 0, 1));
+    assert_eq!(national.acked, [1], "acknowledged once stored");
+    assert!(national.store.contains(&digest).expect("store"), "stored");
+    let forwarded = national.take_published(Link::Downstream);
+    assert!(forwarded.iter().any(|o| o.qos == Qos::AtLeastOnce), "forwarded");
+}
