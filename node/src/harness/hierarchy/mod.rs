@@ -477,6 +477,7 @@ impl HierarchyBuilder {
                 log: LogSection::default(),
                 metrics: self.metrics,
                 web: self.clinic_web,
+                clock: crate::clock::Clock::SYSTEM,
             };
             let handle = clinic::start(config.clone(), shutdown.child_token()).await?;
             clinics.push(TreeClinic { config, district, handle: Some(handle) });
