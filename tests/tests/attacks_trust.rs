@@ -234,6 +234,7 @@ async fn attack_3_a_large_trust_set_travels_in_pieces_and_deliveries_keep_flowin
     let held = revoked_certs(&stored_trust(national));
     let by_district_held = by_district.iter().filter(|cert| held.contains(&digest_of(cert))).count();
     assert_eq!(by_district_held, MAX_REVOCATIONS_PER_ISSUER, "the district's statements in force");
+    wait_metric(national, "kairan_trust_refused_total{reason=\"revocation_limit\"}", 1.0).await;
 
     // What a child sees: one small retained piece per statement on its parent's broker.
     let clinic = tree.clinics[0].config.id.clone();

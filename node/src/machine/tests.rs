@@ -402,6 +402,50 @@ fn a_trust_update_applies_at_once_and_is_republished_once_durable() {
 }
 
 #[test]
+fn a_statement_refused_beside_accepted_ones_is_reported_with_its_reason() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    national.machine.handle_downstream_connected(now);
+    national.pump(now);
+    let window = (tree.now.plus_secs(-3600), tree.now.plus_secs(365 * 24 * 3600));
+    let retired = kairan_protocol::Certificate::for_key(
+        "jp-13-retired",
+        "jp-13",
+        "retired",
+        fixtures::key("retired").public(),
+        kairan_protocol::Role::Clinic,
+        &Scope::parse("jp/13").expect("scope"),
+        window,
+    )
+    .sign(&[&tree.relays[1].key]);
+    let mut accepted = tree.root_revocation(&retired, tree.now);
+    accepted.certs.extend(tree.relay_chain(1));
+    // The prefecture revoking the origin's certificate: not its to revoke.
+    let outside = Revocation::of_cert(&tree.origin_cert, "jp-13", 1, now, tree.now, "hostile")
+        .expect("certificate")
+        .sign(&[&tree.relays[1].key]);
+    let refused = TrustBundle {
+        certs: [vec![tree.origin_cert.clone()], tree.relay_chain(1)].concat(),
+        revocations: vec![outside],
+        ..TrustBundle::default()
+    };
+    national.receive(1, &topics::control("jp"), accepted.merged(&refused).to_json(), now);
+    national.pump(now);
+    let reported: Vec<&str> = national
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TrustUpdated { .. } => Some("updated"),
+            Event::TrustRefused { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported, ["revocation_not_authorized", "updated"]);
+    assert_eq!(national.acked, [1]);
+}
+
+#[test]
 fn trust_pieces_arriving_together_are_verified_together_and_a_lone_one_at_once() {
     let tree = Hierarchy::standard();
     let now = tree.later();

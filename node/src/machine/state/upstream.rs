@@ -132,6 +132,14 @@ impl Machine {
             Ok(TrustChange::Updated(json)) => {
                 self.chain_checked = None;
                 let mut effects: Vec<Effect> = acks.into_iter().map(Effect::Ack).collect();
+                // Statements refused beside accepted ones change nothing, but each is bad
+                // input and is reported with its reason, like a bundle refused whole.
+                effects.extend(self.trust.last_refused().iter().map(|refusal| {
+                    Effect::Report(Event::TrustRefused {
+                        code: refusal.error.code(),
+                        message: format!("statement {}: {}", refusal.id.short(), refusal.error),
+                    })
+                }));
                 effects.push(Effect::Report(Event::TrustUpdated {
                     revoked_keys: self.trust.revoked().len(),
                     rotations: self.trust.bundle().rotations.len(),
