@@ -415,3 +415,17 @@ fn secrets_readable_by_others_and_plaintext_passwords_are_refused() {
     refused(&["clinic", "--config", "clinic.toml"], "upstream.password_file", "open.secret");
     assert!(!dir.path().join("inbox").exists(), "the clinic opened its inbox");
 }
+
+/// The README's demo still passes, and the demo's members cannot read outside their rows: a
+/// stopped clinic's password is refused every subscription but its own.
+#[test]
+fn the_demo_passes_and_a_clinic_password_reads_only_its_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdout = ok(&kairan(&["demo"], dir.path()));
+    assert!(stdout.contains("demo passed"), "{stdout}");
+    let row_lines: Vec<&str> = stdout.lines().filter(|l| l.contains("'s password on ")).collect();
+    assert_eq!(row_lines.len(), 4, "{stdout}");
+    assert!(row_lines.iter().all(|l| l.starts_with("OK")), "{row_lines:#?}");
+    assert!(row_lines[..3].iter().all(|l| l.ends_with("refused")), "{row_lines:#?}");
+    assert!(row_lines[3].contains("its own catch-up answers") && row_lines[3].ends_with("granted"));
+}

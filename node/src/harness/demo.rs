@@ -6,7 +6,9 @@
 //! temporary directory. It publishes the three sample advisories (the third scoped to Tokyo,
 //! to show routing) and one forged advisory, shows what each clinic received with the
 //! verified path and times, shows the forgery refused at the first hop, and succeeds only if
-//! every clinic holds exactly the advisories in its scope.
+//! every clinic holds exactly the advisories in its scope. Last, it stops one clinic and uses
+//! its password the way malware on that PC would: its district's broker refuses every
+//! subscription outside the clinic's row of the permission table.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -15,12 +17,13 @@ use std::time::{Duration, Instant};
 use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::{Delivery, Digest, Envelope, Scope};
 
-use super::hierarchy::HierarchyBuilder;
+use super::hierarchy::{Hierarchy, HierarchyBuilder};
 use crate::draft::{AdvisoryDraft, SAMPLES};
 use crate::error::CliError;
 use crate::inbox::jst_clock;
 use crate::provenance::Provenance;
 use crate::store::Store;
+use crate::topics;
 
 /// Options of `kairan demo`.
 #[derive(Debug, Clone)]
@@ -226,6 +229,8 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
             print!("{}", Provenance::of(&verified, &tree.anchors, record.received_at).render_text());
         }
     }
+    println!();
+    all_ok &= rows_are_enforced(&mut tree).await?;
     tree.shutdown().await?;
     let elapsed = started.elapsed();
     if options.keep {
@@ -244,4 +249,56 @@ pub async fn run(options: DemoOptions) -> Result<(), CliError> {
     } else {
         Err(CliError::Failed("demo FAILED: see the lines marked FAIL above".into()))
     }
+}
+
+/// The permission table at work: the first clinic's node stops and its password asks its
+/// district's broker for what is not its row (refused, SUBACK failure) and for its own row
+/// (granted). `Ok(false)` when the broker answered otherwise.
+async fn rows_are_enforced(tree: &mut Hierarchy) -> Result<bool, CliError> {
+    use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeReasonCode};
+    let Some(clinic) = tree.clinics.first() else { return Ok(true) };
+    let (id, addr, district_index) = (clinic.config.id.clone(), clinic.config.addr.clone(), clinic.district);
+    let district = tree.relays[district_index].config_parts.id.clone();
+    let sibling =
+        tree.clinics.iter().skip(1).find(|c| c.district == district_index).map(|c| c.config.id.clone());
+    let credentials = tree.credentials_of(&id)?;
+    tree.stop_clinic(0).await?;
+    let mut probes = vec![
+        ("every delivery of its district", format!("{}/#", topics::deliveries_root(&district)), false),
+        ("every topic", "#".to_owned(), false),
+    ];
+    if let Some(sibling) = sibling {
+        probes.push(("another clinic's catch-up answers", topics::sync_response(&district, &sibling), false));
+    }
+    probes.push(("its own catch-up answers", topics::sync_response(&district, &id), true));
+    let options = crate::mqtt::client::client_options(&id, &addr, Some(&credentials), true, false);
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    for (_, filter, _) in &probes {
+        client
+            .try_subscribe(filter.as_str(), QoS::AtLeastOnce)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+    }
+    let mut granted = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while granted.len() < probes.len() {
+        let event = tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .map_err(|_| CliError::Failed("the district's broker did not answer the subscriptions".into()))?
+            .map_err(|e| CliError::Failed(format!("the district's broker: {e}")))?;
+        if let Event::Incoming(Packet::SubAck(ack)) = event {
+            granted.push(matches!(ack.return_codes.first(), Some(SubscribeReasonCode::Success(_))));
+        }
+    }
+    let _ = client.try_disconnect();
+    let mut all_ok = true;
+    for ((what, filter, allowed), granted) in probes.iter().zip(granted) {
+        let ok = granted == *allowed;
+        all_ok &= ok;
+        println!(
+            "{} clinic {id}'s password on {district}'s broker, {what} ({filter}): {}",
+            if ok { "OK  " } else { "FAIL" },
+            if granted { "granted" } else { "refused" }
+        );
+    }
+    Ok(all_ok)
 }
