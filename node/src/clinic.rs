@@ -7,7 +7,6 @@
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::clock;
 use crate::config::ClinicConfig;
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
@@ -15,7 +14,7 @@ use crate::inbox::announce;
 use crate::inbox::store::InboxStore;
 use crate::machine::{Event, Identity, Machine, MachineConfig, Upstream};
 use crate::metrics::{NodeKind, Telemetry};
-use crate::mqtt::driver::{self, LinkConfig, Sink};
+use crate::mqtt::driver::{self, LinkConfig, Sink, Timing};
 use crate::relay::finish;
 use crate::store::Store;
 use crate::tls::{PeerCheck, TrustView};
@@ -56,7 +55,7 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
         sync_interval_ms,
         children: Default::default(),
     };
-    let machine = Machine::new(machine_config, restored, clock::now());
+    let machine = Machine::new(machine_config, restored, config.clock.now());
     info!(clinic = %config.id, district = %config.district, broker = %config.addr.url(), held, "clinic subscriber starting");
     // The district's broker must present the district's certified relay key.
     let peer =
@@ -73,10 +72,10 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
         None => None,
     };
     let web_addr = web.as_ref().map(|server| server.addr);
+    let timing = Timing { grace: std::time::Duration::from_secs(5), clock: config.clock };
     let sink = ClinicSink { config, web };
-    let grace = std::time::Duration::from_secs(5);
     let sink = telemetry.sink(sink);
-    let running = driver::spawn(machine, store.clone(), upstream, None, sink, shutdown.clone(), grace)?;
+    let running = driver::spawn(machine, store.clone(), upstream, None, sink, shutdown.clone(), timing)?;
     let join = finish(running.join, id.clone(), "clinic subscriber stopped");
     let metrics_addr = telemetry.started(running.subscribed.clone());
     let disk = store.disk().clone();

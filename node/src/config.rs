@@ -482,6 +482,9 @@ pub struct ClinicConfig {
     pub metrics: Option<SocketAddr>,
     /// Where the web inbox listens (loopback); `None` when turned off.
     pub web: Option<SocketAddr>,
+    /// Its clock: the system clock (not configurable; tests skew it to play a clinic PC
+    /// whose clock is wrong).
+    pub clock: crate::clock::Clock,
 }
 
 impl ClinicConfig {
@@ -523,6 +526,7 @@ impl ClinicConfig {
             metrics: metrics_listen(&file.metrics)?,
             web: file.web.check()?,
             log: file.log,
+            clock: crate::clock::Clock::SYSTEM,
         })
     }
 }

@@ -19,7 +19,7 @@ use crate::handle::NodeHandle;
 use crate::machine::{Attester, Identity, Machine, MachineConfig, Upstream};
 use crate::members::PasswordHash;
 use crate::metrics::{NodeKind, Telemetry};
-use crate::mqtt::driver::{self, LinkConfig, LogOnly};
+use crate::mqtt::driver::{self, LinkConfig, LogOnly, Timing};
 use crate::mqtt::{BrokerAddr, Credentials, broker};
 use crate::store::{DiskStore, Store};
 use crate::tls::{PeerCheck, TrustView};
@@ -165,7 +165,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         Some(downstream),
         telemetry.sink(LogOnly),
         shutdown.clone(),
-        config.grace,
+        Timing { grace: config.grace, clock: clock::Clock::SYSTEM },
     )?;
     // The embedded broker stops after the driver: the node's clients disconnect first.
     let driver = running.join;

@@ -537,3 +537,94 @@ fn tls_cert_writes_what_openssl_and_mosquitto_load() {
     assert_eq!(refused.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("node.chain: children could not accept this certificate"), "{stderr}");
 }
+
+/// Issue 7, attack 8d: members files and password files were accepted with mode 0644 and
+/// members files held plaintext passwords. Now a secret file group or others can read stops
+/// the command with exit 64 naming the field and the file, and a plaintext password is refused.
+#[cfg(unix)]
+#[test]
+fn secrets_readable_by_others_and_plaintext_passwords_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    identities(dir.path());
+    let open_to_all = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    };
+    let node = "[node]\nid = \"jp\"\ndata_dir = \"d\"\nkey = \"keys/jp.key\"\ncert = \"jp.cert.json\"\n\
+                trust = \"trust.toml\"\n[upstream]\ningest = true\n[broker]\nlisten = \"127.0.0.1:0\"\n\
+                members = \"members.toml\"\n";
+    std::fs::write(dir.path().join("node.toml"), node).expect("write");
+    let refused = |args: &[&str], field: &str, file: &str| {
+        let output = kairan(args, dir.path());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(field) && stderr.contains(file), "should name {field} and {file}: {stderr}");
+        stderr.into_owned()
+    };
+    // A members file written by `kairan members add`, then opened to everyone.
+    kairan_node::secrets::write_private(&dir.path().join("mhlw.secret"), b"origin-password-1\n")
+        .expect("secret");
+    let add = [
+        "members",
+        "add",
+        "--members",
+        "members.toml",
+        "--id",
+        "mhlw",
+        "--kind",
+        "origin",
+        "--password-file",
+        "mhlw.secret",
+    ];
+    ok(&kairan(&add, dir.path()));
+    std::fs::set_permissions(dir.path().join("members.toml"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let stderr = refused(&["node", "--config", "node.toml"], "broker.members", "members.toml");
+    assert!(stderr.contains("mode 0644"), "{stderr}");
+    // `members add` will not extend it either, nor read a password file open to everyone.
+    refused(&add, "members file", "members.toml");
+    open_to_all("open.secret", "origin-password-2\n");
+    let add_open = [
+        "members",
+        "add",
+        "--members",
+        "fresh.toml",
+        "--id",
+        "nisc",
+        "--kind",
+        "origin",
+        "--password-file",
+        "open.secret",
+    ];
+    refused(&add_open, "password file", "open.secret");
+    assert!(!dir.path().join("fresh.toml").exists(), "nothing written");
+    // A plaintext password in a (private) members file.
+    kairan_node::secrets::write_private(
+        &dir.path().join("members.toml"),
+        b"[[members]]\nid = \"mhlw\"\nkind = \"origin\"\npassword = \"origin-password-1\"\n",
+    )
+    .expect("write");
+    refused(&["node", "--config", "node.toml"], "broker.members", "password");
+    // A clinic's password file open to everyone.
+    let clinic = "[clinic]\nid = \"c1\"\nscope = \"jp\"\ndata_dir = \"inbox\"\ntrust = \"trust.toml\"\n\
+                  [upstream]\nurl = \"mqtt://127.0.0.1:1\"\nparent = \"jp\"\npassword_file = \"open.secret\"\n";
+    std::fs::write(dir.path().join("clinic.toml"), clinic).expect("write");
+    refused(&["clinic", "--config", "clinic.toml"], "upstream.password_file", "open.secret");
+    assert!(!dir.path().join("inbox").exists(), "the clinic opened its inbox");
+}
+
+/// The README's demo still passes, and the demo's members cannot read outside their rows: a
+/// stopped clinic's password is refused every subscription but its own.
+#[test]
+fn the_demo_passes_and_a_clinic_password_reads_only_its_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdout = ok(&kairan(&["demo"], dir.path()));
+    assert!(stdout.contains("demo passed"), "{stdout}");
+    let row_lines: Vec<&str> = stdout.lines().filter(|l| l.contains("'s password on ")).collect();
+    assert_eq!(row_lines.len(), 4, "{stdout}");
+    assert!(row_lines.iter().all(|l| l.starts_with("OK")), "{row_lines:#?}");
+    assert!(row_lines[..3].iter().all(|l| l.ends_with("refused")), "{row_lines:#?}");
+    assert!(row_lines[3].contains("its own catch-up answers") && row_lines[3].ends_with("granted"));
+}

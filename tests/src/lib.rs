@@ -12,6 +12,10 @@
 //! - [`chain_delivery`]: a delivery carried by the given relays, hops signed by their keys,
 //!   whatever the advisory says — so tests can inject expired or out-of-scope input that
 //!   the real relays above would have refused.
+//! - [`member`]: a hostile member — a plain MQTT client with a member's real credentials —
+//!   and exactly what the broker answered it (refused CONNECT, SUBACK failure, disconnection).
+//! - [`checks`]: what the attack tests observe on a running tree (metrics with reason codes,
+//!   stored trust, cursors, a genuine advisory still reaching every clinic).
 //! - [`sim`]: the deterministic simulator — the real relay core and catch-up in every node of
 //!   a seeded, simulated national tree with message loss, duplication, delays, partitions and
 //!   crashes; invariants checked after the faults heal (`docs/simulation.md`).
@@ -20,6 +24,8 @@ use kairan_node::harness::hierarchy::Hierarchy;
 use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::{Advisory, Delivery, Digest, Envelope, Hop, SecretKey, Timestamp};
 
+pub mod checks;
+pub mod member;
 pub mod sim;
 
 pub use kairan_node::harness::mosquitto::{Mosquitto, free_port};
@@ -30,10 +36,20 @@ pub use kairan_node::harness::rabbitmq::RabbitMq;
 /// key with the given times. Nothing is verified: this is how a test forges what a
 /// compromised or careless upstream might send.
 pub fn chain_delivery(tree: &Hierarchy, advisory: &Advisory, relays: &[usize], now: Timestamp) -> Delivery {
-    let envelope = Envelope::sign(ADVISORY_TYPE, advisory.to_payload(), &[&tree.origin.key]);
+    chain_delivery_of(tree, (&tree.origin.key, &tree.origin.cert), advisory, relays, now)
+}
+
+/// [`chain_delivery`] for another origin: `origin` is its key and certificate.
+pub fn chain_delivery_of(
+    tree: &Hierarchy,
+    origin: (&SecretKey, &Envelope),
+    advisory: &Advisory,
+    relays: &[usize],
+    now: Timestamp,
+) -> Delivery {
+    let envelope = Envelope::sign(ADVISORY_TYPE, advisory.to_payload(), &[origin.0]);
     let digest = Digest::of(&envelope.payload);
-    let mut delivery =
-        Delivery { advisory: envelope, certs: vec![tree.origin.cert.clone()], hops: Vec::new() };
+    let mut delivery = Delivery { advisory: envelope, certs: vec![origin.1.clone()], hops: Vec::new() };
     let mut prev = digest;
     let mut upstream = advisory.origin.clone();
     for &index in relays {

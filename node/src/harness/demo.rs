@@ -8,7 +8,9 @@
 //! publishes the three sample advisories (the third scoped to Tokyo,
 //! to show routing) and one forged advisory, shows what each clinic received with the
 //! verified path and times, shows the forgery refused at the first hop, and succeeds only if
-//! every clinic holds exactly the advisories in its scope.
+//! every clinic holds exactly the advisories in its scope. Last, it stops one clinic and uses
+//! its password the way malware on that PC would: its district's broker refuses every
+//! subscription outside the clinic's row of the permission table.
 
 use crate::progress::{Mode, Progress};
 use std::collections::BTreeSet;
@@ -18,12 +20,13 @@ use std::time::{Duration, Instant};
 use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::{Delivery, Digest, Envelope, Scope};
 
-use super::hierarchy::HierarchyBuilder;
+use super::hierarchy::{Hierarchy, HierarchyBuilder};
 use crate::draft::{AdvisoryDraft, SAMPLES};
 use crate::error::CliError;
 use crate::inbox::jst_clock;
 use crate::provenance::Provenance;
 use crate::store::Store;
+use crate::topics;
 
 /// Options of `kairan demo`.
 #[derive(Debug, Clone)]
@@ -256,6 +259,8 @@ async fn run_steps(options: DemoOptions, started: Instant) -> Result<(), CliErro
             print!("{}", Provenance::of(&verified, &tree.anchors, record.received_at).render_text());
         }
     }
+    println!();
+    all_ok &= rows_are_enforced(&mut tree).await?;
     tree.shutdown().await?;
     let elapsed = started.elapsed();
     if options.keep {
@@ -274,4 +279,69 @@ async fn run_steps(options: DemoOptions, started: Instant) -> Result<(), CliErro
     } else {
         Err(CliError::Failed("demo FAILED: see the lines marked FAIL above".into()))
     }
+}
+
+/// The permission table at work: the first clinic's node stops and its password asks its
+/// district's broker for what is not its row (refused, SUBACK failure) and for its own row
+/// (granted). `Ok(false)` when the broker answered otherwise.
+async fn rows_are_enforced(tree: &mut Hierarchy) -> Result<bool, CliError> {
+    use rumqttc::{Event, Packet, QoS, SubscribeReasonCode};
+    let Some(clinic) = tree.clinics.first() else { return Ok(true) };
+    let (id, addr, district_index) = (clinic.config.id.clone(), clinic.config.addr.clone(), clinic.district);
+    let district = tree.relays[district_index].config_parts.id.clone();
+    let sibling =
+        tree.clinics.iter().skip(1).find(|c| c.district == district_index).map(|c| c.config.id.clone());
+    let credentials = tree.credentials_of(&id)?;
+    tree.stop_clinic(0).await?;
+    let mut probes = vec![
+        ("every delivery of its district", format!("{}/#", topics::deliveries_root(&district)), false),
+        ("every topic", "#".to_owned(), false),
+    ];
+    if let Some(sibling) = sibling {
+        probes.push(("another clinic's catch-up answers", topics::sync_response(&district, &sibling), false));
+    }
+    probes.push(("its own catch-up answers", topics::sync_response(&district, &id), true));
+    // Over the same TLS link the clinic uses: the broker must prove it is the district's.
+    let link = crate::mqtt::LinkConfig {
+        addr,
+        peer: addr_tls_peer(tree, district_index),
+        credentials: Some(credentials),
+        client_id: id.clone(),
+    };
+    let connection =
+        crate::mqtt::connect(&link, true, false, 16).map_err(|e| CliError::Failed(e.to_string()))?;
+    let (client, mut eventloop, _tunnel) = (connection.client, connection.eventloop, connection.tunnel);
+    for (_, filter, _) in &probes {
+        client
+            .try_subscribe(filter.as_str(), QoS::AtLeastOnce)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+    }
+    let mut granted = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while granted.len() < probes.len() {
+        let event = tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .map_err(|_| CliError::Failed("the district's broker did not answer the subscriptions".into()))?
+            .map_err(|e| CliError::Failed(format!("the district's broker: {e}")))?;
+        if let Event::Incoming(Packet::SubAck(ack)) = event {
+            granted.push(matches!(ack.return_codes.first(), Some(SubscribeReasonCode::Success(_))));
+        }
+    }
+    let _ = client.try_disconnect();
+    let mut all_ok = true;
+    for ((what, filter, allowed), granted) in probes.iter().zip(granted) {
+        let ok = granted == *allowed;
+        all_ok &= ok;
+        println!(
+            "{} clinic {id}'s password on {district}'s broker, {what} ({filter}): {}",
+            if ok { "OK  " } else { "FAIL" },
+            if granted { "granted" } else { "refused" }
+        );
+    }
+    Ok(all_ok)
+}
+
+/// What the clinic's link checks its district's broker with (`None` on a plaintext tree).
+fn addr_tls_peer(tree: &Hierarchy, district_index: usize) -> Option<crate::tls::PeerCheck> {
+    tree.clinics.first().filter(|c| c.config.addr.tls).map(|_| tree.peer_of(district_index))
 }

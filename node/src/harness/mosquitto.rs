@@ -163,6 +163,11 @@ impl Mosquitto {
         self.listeners.get(id).cloned()
     }
 
+    /// The process id while it runs (a test reads its memory from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()

@@ -188,7 +188,8 @@ pub enum Event {
         /// Anchor rotations in force.
         rotations: usize,
     },
-    /// A trust bundle was refused; nothing changed.
+    /// A trust bundle, or one statement of a bundle otherwise applied, was refused; what
+    /// was refused changed nothing.
     TrustRefused {
         /// Reason code.
         code: &'static str,

@@ -22,7 +22,7 @@ use super::limiter::RateLimiter;
 use super::pipeline::{Effect, Pipeline};
 use super::publisher::{Forward, Publisher, Step};
 use super::serve::Server;
-use super::trust::TrustState;
+use super::trust::{PieceBatch, TrustState};
 use super::{MAX_PACKET_BYTES, REFUSALS_BURST, REFUSALS_PER_SEC};
 use crate::store::{PUBLISHED_CURSOR, RestoredState, WriteOp};
 use crate::topics::{self, Topic};
@@ -113,6 +113,8 @@ pub struct Machine {
     actions: VecDeque<Action>,
     acks: AckQueue,
     deferred: Deferred,
+    /// Trust pieces from the parent gathered to be verified together.
+    piece_batch: PieceBatch,
     /// The certificates a signed page carries: this relay's, and those above it.
     chain: Vec<Envelope>,
     /// Trust pieces published retained (topic → present), to clear the pruned ones.
@@ -160,6 +162,7 @@ impl Machine {
             actions: VecDeque::new(),
             acks: AckQueue::default(),
             deferred: Deferred::default(),
+            piece_batch: PieceBatch::default(),
             chain: Vec::new(),
             pieces: BTreeMap::new(),
             chain_checked: None,
@@ -267,7 +270,8 @@ impl Machine {
     /// When to call [`Machine::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let paused = self.paused.as_ref().map(|(until, _)| *until);
-        let soonest = [paused, self.deferred.retry_at()].into_iter().flatten().min();
+        let soonest =
+            [paused, self.deferred.retry_at(), self.piece_batch.due_at()].into_iter().flatten().min();
         Some(soonest.map_or(self.next_tick, |at| at.min(self.next_tick)))
     }
 
@@ -333,6 +337,7 @@ impl Machine {
         self.upstream_up = false;
         self.acks.reset();
         self.deferred.clear();
+        self.piece_batch.connection_lost();
     }
 
     /// A message arrived on the upstream connection.
@@ -346,7 +351,8 @@ impl Machine {
             Some(Topic::Ingest(_) | Topic::Deliveries(_)) => self.on_delivery(id, topic, &payload, now),
             // An empty retained message clears a pruned piece: nothing to apply.
             Some(Topic::Trust(_)) if payload.is_empty() => self.ack(id),
-            Some(Topic::Control | Topic::Trust(_)) => self.apply_trust(&payload, Some(id), now),
+            Some(Topic::Trust(_)) => self.on_trust_piece(id, &payload, now),
+            Some(Topic::Control) => self.apply_trust(&payload, Some(id), now),
             Some(Topic::IngestHeads(_) | Topic::Heads(_)) => self.on_head(Some(id), topic, &payload, now),
             Some(Topic::SyncResponse(child)) if child == self.identity.id => self.on_page(id, &payload, now),
             // Not a topic this node subscribes to: nothing to decide.
@@ -502,6 +508,7 @@ impl Machine {
         for input in self.deferred.take_due(now) {
             self.on_delivery_held(input, now);
         }
+        self.apply_gathered_pieces(now, false);
         if now >= self.next_tick {
             self.next_tick = now.plus_ms(self.sync_interval_ms);
             // Certificates expire and revocations take effect with time: check the chain again.
@@ -533,6 +540,14 @@ impl Machine {
 
     fn on_delivery(&mut self, id: MsgId, source: &str, payload: &Bytes, now: Timestamp) {
         let decision = self.decide(payload, source, now);
+        let input = HeldInput { id, topic: source.to_owned(), payload: payload.clone(), since: now };
+        self.act_on(decision, input, true, now);
+    }
+
+    /// Carries out the decision about `input` (`first`: decided for the first time, not a
+    /// retry of a held input).
+    fn act_on(&mut self, decision: Decision, input: HeldInput, first: bool, now: Timestamp) {
+        let id = input.id;
         match decision {
             Decision::Duplicate(digest) => {
                 self.counters.duplicates += 1;
@@ -540,7 +555,7 @@ impl Machine {
                 self.ack(id);
                 // An origin publishing again has not seen the acceptance: send it again, once
                 // whatever was written before (the first copy, perhaps) is durable.
-                if let Some(Topic::Ingest(origin)) = topics::parse(&self.identity.id, source)
+                if let Some(Topic::Ingest(origin)) = topics::parse(&self.identity.id, &input.topic)
                     && self.identity.upstream == Upstream::Ingest
                 {
                     let effect = Effect::Acceptance { origin: origin.to_owned(), digest, at: now };
@@ -552,16 +567,19 @@ impl Machine {
                 self.counters.held += 1;
                 self.report(Event::Held { reason });
             }
+            Decision::NotYet(refused) if Deferred::expired(&input, now) => {
+                self.refuse(id, refused, &input.topic, now)
+            }
             Decision::NotYet(refused) => {
-                let input = HeldInput { id, topic: source.to_owned(), payload: payload.clone(), since: now };
-                if self.deferred.hold(input, now) {
+                let topic = input.topic.clone();
+                if !self.deferred.hold(input, now) {
+                    self.refuse(id, refused, &topic, now);
+                } else if first {
                     self.counters.deferred += 1;
                     self.report(Event::Deferred { code: refused.code, message: refused.message });
-                } else {
-                    self.refuse(id, refused, source, now);
                 }
             }
-            Decision::Rejected(refused) => self.refuse(id, refused, source, now),
+            Decision::Rejected(refused) => self.refuse(id, refused, &input.topic, now),
             Decision::Fork(fork) => {
                 self.counters.forks += 1;
                 self.pipeline.write(
@@ -583,19 +601,12 @@ impl Machine {
         self.throttle(source, now);
     }
 
-    /// An input held for this node's clock, tried again: decided as new, held again while it
-    /// is still too early and young, refused for good once it is old.
+    /// An input held for this node's clock, tried again: decided once more and carried out —
+    /// held again while it is still too early and young, refused for good once it is old.
+    /// (Deciding accepts into the holdings: the decision must be acted on, never taken twice.)
     fn on_delivery_held(&mut self, input: HeldInput, now: Timestamp) {
-        let HeldInput { id, topic, payload, since } = input;
-        match self.decide(&payload, &topic, now) {
-            Decision::NotYet(refused) if Deferred::expired_at(since, now) => {
-                self.refuse(id, refused, &topic, now)
-            }
-            Decision::NotYet(_) => {
-                self.deferred.hold(HeldInput { id, topic, payload, since }, now);
-            }
-            _ => self.on_delivery(id, &topic, &payload, now),
-        }
+        let decision = self.decide(&input.payload, &input.topic, now);
+        self.act_on(decision, input, false, now);
     }
 
     fn decide(&mut self, payload: &Bytes, source: &str, now: Timestamp) -> Decision {

@@ -498,3 +498,131 @@ fn a_catch_up_request_that_comes_before_the_chain_verifies_is_answered_when_it_d
     prefecture.receive(1, &forwarded.topic, forwarded.payload.to_vec(), now);
     assert_eq!(answers(&mut prefecture), 1, "the held request is answered once the chain verifies");
 }
+
+#[test]
+fn a_statement_refused_beside_accepted_ones_is_reported_with_its_reason() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    national.machine.handle_downstream_connected(now);
+    national.pump(now);
+    let window = (tree.now.plus_secs(-3600), tree.now.plus_secs(365 * 24 * 3600));
+    let retired = kairan_protocol::Certificate::for_key(
+        "jp-13-retired",
+        "jp-13",
+        "retired",
+        fixtures::key("retired").public(),
+        kairan_protocol::Role::Clinic,
+        &Scope::parse("jp/13").expect("scope"),
+        window,
+    )
+    .sign(&[&tree.relays[1].key]);
+    let mut accepted = tree.root_revocation(&retired, tree.now);
+    accepted.certs.extend(tree.relay_chain(1));
+    // The prefecture revoking the origin's certificate: not its to revoke.
+    let outside = Revocation::of_cert(&tree.origin_cert, "jp-13", 1, now, tree.now, "hostile")
+        .expect("certificate")
+        .sign(&[&tree.relays[1].key]);
+    let refused = TrustBundle {
+        certs: [vec![tree.origin_cert.clone()], tree.relay_chain(1)].concat(),
+        revocations: vec![outside],
+        ..TrustBundle::default()
+    };
+    national.receive(1, &topics::control("jp"), accepted.merged(&refused).to_json(), now);
+    national.pump(now);
+    let reported: Vec<&str> = national
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TrustUpdated { .. } => Some("updated"),
+            Event::TrustRefused { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported, ["revocation_not_authorized", "updated"]);
+    assert_eq!(national.acked, [1]);
+}
+
+#[test]
+fn trust_pieces_arriving_together_are_verified_together_and_a_lone_one_at_once() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut child = TestNode::relay(&tree, 1, Upstream::Relay("jp".into()), now);
+    let window = (tree.now.plus_secs(-3600), tree.now.plus_secs(365 * 24 * 3600));
+    let pieces: Vec<Vec<u8>> = (0..40)
+        .map(|n| {
+            let key = fixtures::key(&format!("retired-{n}"));
+            let scope = Scope::parse("jp/13").expect("scope");
+            let cert = kairan_protocol::Certificate::for_key(
+                format!("jp-13-{n}"),
+                "jp-13",
+                &format!("retired-{n}"),
+                key.public(),
+                kairan_protocol::Role::Clinic,
+                &scope,
+                window,
+            )
+            .sign(&[&tree.relays[1].key]);
+            let mut piece = tree.root_revocation(&cert, tree.now);
+            piece.certs.extend(tree.relay_chain(1));
+            piece.canonical().to_json()
+        })
+        .collect();
+    let updates = |node: &TestNode| -> Vec<usize> {
+        let revoked = node.events.iter().filter_map(|e| match e {
+            Event::TrustUpdated { revoked_keys, .. } => Some(*revoked_keys),
+            _ => None,
+        });
+        revoked.collect()
+    };
+    let trust_topic = |n: usize| topics::trust_piece("jp", &format!("piece-{n}"));
+    // A lone piece is applied at once.
+    child.receive(1, &trust_topic(0), pieces[0].clone(), now);
+    assert_eq!(updates(&child), [1]);
+    // The rest of a burst is gathered (acknowledged only once applied) …
+    for (n, piece) in pieces.iter().enumerate().skip(1) {
+        child.receive(n as MsgId + 1, &trust_topic(n), piece.clone(), now.plus_ms(n as i64));
+    }
+    assert_eq!(updates(&child), [1], "no verification per piece");
+    assert_eq!(child.acked, [1]);
+    let due = child.machine.poll_timeout().expect("a timeout");
+    assert!(due <= now.plus_ms(super::trust::PIECE_BATCH_MS), "due at {due:?}");
+    // … and verified once when the window closes.
+    child.machine.handle_timeout(due);
+    child.pump(due);
+    assert_eq!(updates(&child), [1, 40]);
+    assert_eq!(child.acked, (1..=40).collect::<Vec<MsgId>>(), "acknowledged in arrival order");
+    assert_eq!(child.store.blob(crate::store::TRUST_BLOB).expect("blob").map(|b| b.is_empty()), Some(false));
+}
+
+#[test]
+fn a_delivery_from_a_clock_ahead_is_held_then_accepted_once_not_lost_as_a_duplicate() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    national.machine.handle_downstream_connected(now);
+    national.pump(now);
+    // Issued 10 s ahead of this node's clock: beyond the 5 s skew allowance.
+    let mut advisory = fixtures::sample_advisory("mhlw", 1, None);
+    advisory.issued_at = now.plus_secs(10);
+    let bytes = tree.delivery(&advisory, 0).to_json();
+    let digest = Digest::of(&tree.sign_advisory(&advisory).payload);
+    national.receive(1, &topics::ingest_of("jp", "mhlw"), bytes, now);
+    assert!(national.acked.is_empty(), "held, not acknowledged");
+    assert_eq!((national.accepted(), national.machine.counters().deferred), (0, 1));
+    // Tried again every second; still too early at +4 s, due at +5 s.
+    let mut at = now;
+    while national.accepted() == 0 {
+        at = national.machine.poll_timeout().expect("a retry is scheduled");
+        assert!(at <= now.plus_secs(6), "no retry before {at:?}");
+        national.machine.handle_timeout(at);
+        national.pump(at);
+    }
+    assert!(at >= now.plus_secs(5));
+    let counters = national.machine.counters();
+    assert_eq!((counters.accepted, counters.duplicates, counters.rejected, counters.deferred), (1, 0, 0, 1));
+    assert_eq!(national.acked, [1], "acknowledged once stored");
+    assert!(national.store.contains(&digest).expect("store"), "stored");
+    let forwarded = national.take_published(Link::Downstream);
+    assert!(forwarded.iter().any(|o| o.qos == Qos::AtLeastOnce), "forwarded");
+}

@@ -118,7 +118,12 @@ pub const ALL: &[Def] = &[
     def(HEAD_SEQUENCE, Gauge, &["origin"], "Sequence number named by the origin's newest verified head."),
     def(HEADS_REFUSED, Counter, &["reason"], "Signed heads refused, by reason code."),
     def(TRUST_UPDATES, Counter, &[], "Trust bundles put in force (durably)."),
-    def(TRUST_REFUSED, Counter, &["reason"], "Trust bundles refused, by reason code; nothing changed."),
+    def(
+        TRUST_REFUSED,
+        Counter,
+        &["reason"],
+        "Trust bundles, or statements of a bundle otherwise applied, refused, by reason code; what was refused changed nothing.",
+    ),
     def(
         TRUST_REVOKED_KEYS,
         Gauge,

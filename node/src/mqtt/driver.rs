@@ -33,7 +33,7 @@ use kairan_protocol::Timestamp;
 
 pub use super::client::LinkConfig;
 use super::client::{self, Backoff, Connection, REQUEST_CHANNEL_CAPACITY};
-use crate::clock;
+use crate::clock::Clock;
 use crate::error::NodeError;
 use crate::machine::{self, Action, Counters, Event, Link, Machine, Outgoing, Qos};
 use crate::report;
@@ -62,6 +62,15 @@ pub trait Sink: Send + 'static {
     fn on_downstream(&mut self, _up: bool) {}
 }
 
+/// Time as a driver sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long shutdown waits for the own broker to confirm what was forwarded.
+    pub grace: Duration,
+    /// The node's clock (the system clock outside tests).
+    pub clock: Clock,
+}
+
 /// A sink that does nothing more than the log.
 #[derive(Debug, Default)]
 pub struct LogOnly;
@@ -82,8 +91,8 @@ pub struct Running {
 }
 
 /// Runs `machine` over `store`, its upstream link and (relays) its downstream link until
-/// `shutdown` is cancelled; `grace` bounds how long it waits for the own broker then. A TLS
-/// upstream link checks its broker with the trust the machine holds, kept current.
+/// `shutdown` is cancelled; `timing.grace` bounds how long it waits for the own broker then.
+/// A TLS upstream link checks its broker with the trust the machine holds, kept current.
 pub fn spawn<S: Store>(
     machine: Machine,
     store: S,
@@ -91,8 +100,9 @@ pub fn spawn<S: Store>(
     downstream: Option<LinkConfig>,
     sink: impl Sink,
     shutdown: CancellationToken,
-    grace: Duration,
+    timing: Timing,
 ) -> Result<Running, NodeError> {
+    let Timing { grace, clock } = timing;
     let counters = Arc::new(Mutex::new(machine.counters()));
     let subscribed = Arc::new(AtomicBool::new(false));
     let upstream_error: UpstreamError = Arc::default();
@@ -133,6 +143,7 @@ pub fn spawn<S: Store>(
         counters: counters.clone(),
         sink,
         trust_view,
+        clock,
     };
     let join = tokio::spawn(async move {
         let result = driver.run(queue_rx, shutdown.clone(), grace).await;
@@ -217,6 +228,7 @@ struct Driver<S: Store, K: Sink> {
     sink: K,
     /// What the upstream TLS check trusts: kept equal to the machine's trust in force.
     trust_view: Option<TrustView>,
+    clock: Clock,
 }
 
 fn instant_of(at: Timestamp, now: Timestamp) -> Instant {
@@ -268,7 +280,7 @@ impl<S: Store, K: Sink> Driver<S, K> {
             if closing_deadline.is_some() && commit.is_none() && self.machine.is_drained() {
                 break;
             }
-            let now = clock::now();
+            let now = self.clock.now();
             let accepts = upstream_open && self.machine.accepts_input(now);
             let wake = self.machine.poll_timeout().map(|at| instant_of(at, now));
             let reconnect_at = self.downstream.as_ref().and_then(|d| d.reconnect_at);
@@ -278,11 +290,11 @@ impl<S: Store, K: Sink> Driver<S, K> {
                     commit = None;
                     self.sink.on_commit(started.elapsed());
                     result?;
-                    self.machine.handle_committed(id, clock::now());
+                    self.machine.handle_committed(id, self.clock.now());
                 }
                 event = recv_some(downstream_events) => self.on_downstream(event, closing_deadline.is_some()),
                 event = upstream_rx.recv(), if accepts => match event {
-                    Some(UpstreamEvent::Connected) => self.machine.handle_upstream_connected(clock::now()),
+                    Some(UpstreamEvent::Connected) => self.machine.handle_upstream_connected(self.clock.now()),
                     Some(UpstreamEvent::Disconnected) => {
                         // Unacknowledged messages of the lost connection come again on the next.
                         self.messages.clear();
@@ -293,11 +305,11 @@ impl<S: Store, K: Sink> Driver<S, K> {
                         let id = self.next_message;
                         let (topic, payload) = (publish.topic.clone(), publish.payload.clone());
                         self.messages.insert(id, publish);
-                        self.machine.handle_upstream_message(id, &topic, payload, clock::now());
+                        self.machine.handle_upstream_message(id, &topic, payload, self.clock.now());
                     }
                     None => upstream_open = false,
                 },
-                () = sleep_until_some(wake) => self.machine.handle_timeout(clock::now()),
+                () = sleep_until_some(wake) => self.machine.handle_timeout(self.clock.now()),
                 () = sleep_until_some(reconnect_at), if closing_deadline.is_none() => {
                     if let Some(downstream) = &mut self.downstream {
                         downstream.connect(&self.label);
@@ -405,11 +417,11 @@ impl<S: Store, K: Sink> Driver<S, K> {
                     }
                 }
                 self.sink.on_downstream(true);
-                self.machine.handle_downstream_connected(clock::now());
+                self.machine.handle_downstream_connected(self.clock.now());
             }
             Ok(MqttEvent::Incoming(Packet::PubAck(_))) => self.machine.handle_downstream_acked(),
             Ok(MqttEvent::Incoming(Packet::Publish(request))) => {
-                self.machine.handle_downstream_message(&request.topic, &request.payload, clock::now());
+                self.machine.handle_downstream_message(&request.topic, &request.payload, self.clock.now());
             }
             Ok(_) => {}
             Err(error) => {

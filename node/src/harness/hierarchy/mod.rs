@@ -520,6 +520,7 @@ impl HierarchyBuilder {
                 log: LogSection::default(),
                 metrics: self.metrics,
                 web: self.clinic_web,
+                clock: crate::clock::Clock::SYSTEM,
             };
             let handle = match self.start_clinics {
                 true => Some(clinic::start(config.clone(), shutdown.child_token()).await?),

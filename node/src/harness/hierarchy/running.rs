@@ -267,8 +267,8 @@ impl Hierarchy {
         }
     }
 
-    /// Stops relay `index` cleanly (its broker, if embedded, keeps running: rumqttd has no
-    /// graceful shutdown; children stay connected to it).
+    /// Stops relay `index` cleanly. An embedded broker stops with it (its children lose their
+    /// connection and retry); an external one keeps running.
     pub async fn stop_relay(&mut self, index: usize) -> Result<(), CliError> {
         if let Some(handle) = self.relays[index].handle.take() {
             handle.shutdown();
@@ -277,9 +277,8 @@ impl Hierarchy {
         Ok(())
     }
 
-    /// Restarts relay `index` from its store. An embedded broker is not restarted with it
-    /// (rumqttd cannot be stopped in-process): the restarted node publishes to the broker
-    /// still running from its first start, with the internal credentials it had.
+    /// Restarts relay `index` from its store. An embedded broker starts again with it on the
+    /// same address (its own clients get a new random password); children reconnect.
     pub async fn restart_relay(&mut self, index: usize) -> Result<(), CliError> {
         if self.relays[index].handle.is_some() {
             return Ok(());
@@ -289,7 +288,7 @@ impl Hierarchy {
         Ok(())
     }
 
-    /// Stops clinic `index` cleanly.
+    /// Stops clinic `index` cleanly (its inbox flushed); a test may then use its credentials.
     pub async fn stop_clinic(&mut self, index: usize) -> Result<(), CliError> {
         if let Some(handle) = self.clinics[index].handle.take() {
             handle.shutdown();

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use kairan_protocol::sync::verify_page;
-use kairan_protocol::{Timestamp, VerifyContext};
+use kairan_protocol::{Timestamp, TrustBundle, VerifyContext};
 
 use super::super::SYNC_SOURCE;
 use super::super::catchup::{CatchUp, Reason};
@@ -102,10 +102,49 @@ impl Machine {
     }
 
     pub(super) fn apply_trust(&mut self, bytes: &[u8], ack: Option<MsgId>, now: Timestamp) {
-        match self.trust.apply(bytes, now) {
+        match TrustBundle::from_json(bytes) {
+            Ok(bundle) => self.apply_trust_bundle(&bundle, ack.into_iter().collect(), now),
+            Err(error) => self.refuse_trust(&error, ack.into_iter().collect(), now),
+        }
+    }
+
+    /// A trust piece from the parent: applied at once after a quiet spell, else gathered with
+    /// the others arriving with it and verified together
+    /// ([`crate::machine::trust::PieceBatch`]).
+    pub(super) fn on_trust_piece(&mut self, id: MsgId, bytes: &[u8], now: Timestamp) {
+        if !self.piece_batch.gathers(now) {
+            return self.apply_trust(bytes, Some(id), now);
+        }
+        match TrustBundle::from_json(bytes) {
+            Ok(piece) => {
+                if self.piece_batch.add(piece, id) {
+                    self.apply_gathered_pieces(now, true);
+                }
+            }
+            Err(error) => self.refuse_trust(&error, vec![id], now),
+        }
+    }
+
+    /// Applies the gathered trust pieces if they are due at `now` (or `force`d).
+    pub(super) fn apply_gathered_pieces(&mut self, now: Timestamp, force: bool) {
+        if let Some((bundle, acks)) = self.piece_batch.take(now, force) {
+            self.apply_trust_bundle(&bundle, acks, now);
+        }
+    }
+
+    fn apply_trust_bundle(&mut self, incoming: &TrustBundle, acks: Vec<MsgId>, now: Timestamp) {
+        match self.trust.apply_bundle(incoming, now) {
             Ok(TrustChange::Updated(json)) => {
                 self.chain_checked = None;
-                let mut effects: Vec<Effect> = ack.map(Effect::Ack).into_iter().collect();
+                let mut effects: Vec<Effect> = acks.into_iter().map(Effect::Ack).collect();
+                // Statements refused beside accepted ones change nothing, but each is bad
+                // input and is reported with its reason, like a bundle refused whole.
+                effects.extend(self.trust.last_refused().iter().map(|refusal| {
+                    Effect::Report(Event::TrustRefused {
+                        code: refusal.error.code(),
+                        message: format!("statement {}: {}", refusal.id.short(), refusal.error),
+                    })
+                }));
                 effects.push(Effect::Report(Event::TrustUpdated {
                     revoked_keys: self.trust.revoked().len(),
                     rotations: self.trust.bundle().rotations.len(),
@@ -116,15 +155,17 @@ impl Machine {
                 self.pipeline.write(WriteOp::Blob(TRUST_BLOB, json), effects);
             }
             Ok(TrustChange::Unchanged) => {
-                let ready = self.pipeline.after_writes(ack.map(Effect::Ack));
+                let ready = self.pipeline.after_writes(acks.into_iter().map(Effect::Ack));
                 self.run_now(ready, now);
             }
-            Err(error) => {
-                self.report(Event::TrustRefused { code: error.code(), message: error.to_string() });
-                let ready = self.pipeline.after_writes(ack.map(Effect::Ack));
-                self.run_now(ready, now);
-            }
+            Err(error) => self.refuse_trust(&error, acks, now),
         }
+    }
+
+    fn refuse_trust(&mut self, error: &kairan_protocol::Error, acks: Vec<MsgId>, now: Timestamp) {
+        self.report(Event::TrustRefused { code: error.code(), message: error.to_string() });
+        let ready = self.pipeline.after_writes(acks.into_iter().map(Effect::Ack));
+        self.run_now(ready, now);
     }
 
     /// A head from the heads topic (acknowledged as `id`) or from a catch-up page (`None`).
