@@ -37,8 +37,13 @@ pub fn clinic_index(tree: &Hierarchy, id: &str) -> usize {
 }
 
 /// Polls `condition` until it holds; panics with `what` after [`SETTLE`].
-pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + SETTLE;
+pub async fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    wait_until_within(what, SETTLE, condition).await;
+}
+
+/// Polls `condition` until it holds; panics with `what` after `timeout`.
+pub async fn wait_until_within(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;

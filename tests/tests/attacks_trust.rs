@@ -11,7 +11,7 @@ use kairan_protocol::limits::{MAX_PIECE_BYTES, MAX_REVOCATIONS_PER_ISSUER};
 use kairan_protocol::{Digest, Role, Timestamp, TrustBundle};
 use kairan_tests::checks::{
     SETTLE, a_year_from, chain_of, key, metric, mint, relay, relay_statement, revoked_certs, root_statement,
-    still_delivers, stored_trust, wait_metric, wait_until,
+    still_delivers, stored_trust, wait_metric, wait_until_within,
 };
 use kairan_tests::member::{Member, Published};
 
@@ -219,7 +219,9 @@ async fn attack_3_a_large_trust_set_travels_in_pieces_and_deliveries_keep_flowin
     let expected = MAX_REVOCATIONS_PER_ISSUER + ROOT_REVOCATIONS;
     let national = relay(&tree, "jp");
     wait_metric(national, "kairan_trust_revoked_keys", expected as f64).await;
-    wait_until("every node holds the whole set", || {
+    // Each level verifies the pieces it receives before it republishes them; on a loaded
+    // 2-core machine three levels of 264 statements took longer than SETTLE.
+    wait_until_within("every node holds the whole set", 3 * SETTLE, || {
         let relays = tree.relays.iter().filter_map(|r| r.handle.as_ref());
         let clinics = tree.clinics.iter().filter_map(|c| c.handle.as_ref());
         let held: Vec<(String, usize)> = relays
