@@ -5,30 +5,31 @@
 #
 #   bash scripts/sbom.sh            # writes target/sbom/kairan.cdx.json
 #
-# Installs cargo-cyclonedx (`cargo install --locked`) when it is missing. The SBOM describes
+# Installs cargo-cyclonedx (`cargo install --locked --version 0.5.9`, the version this script
+# is written for) when it is missing. The SBOM describes
 # Cargo.lock as committed: run it from the commit the package is built from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
 if ! cargo cyclonedx --version >/dev/null 2>&1; then
-  cargo install --locked cargo-cyclonedx
+  cargo install --locked --version 0.5.9 cargo-cyclonedx
 fi
 
 out=target/sbom
 mkdir -p "$out"
 target=$(rustc -vV | sed -n 's/^host: //p')
-# cargo-cyclonedx writes each SBOM beside the package's Cargo.toml; a unique name finds it.
-name="kairan-sbom-$$"
+# cargo-cyclonedx writes the SBOM of each binary beside the package's Cargo.toml as
+# `<binary>_bin.cdx.json` (with --describe binaries it takes no --override-filename).
+produced=node/kairan_bin.cdx.json
+rm -f "$produced"
 cargo cyclonedx --manifest-path node/Cargo.toml --format json --spec-version 1.5 \
-  --describe binaries --target "$target" --no-build-deps --override-filename "$name" -q
-produced=$(find node -maxdepth 1 -name "${name}*.json" | head -n 1)
-if [ -z "$produced" ]; then
-  echo "FAIL: cargo cyclonedx wrote no SBOM" >&2
+  --describe binaries --target "$target" --no-build-deps -q
+if [ ! -f "$produced" ]; then
+  echo "FAIL: cargo cyclonedx wrote no SBOM ($produced)" >&2
   exit 1
 fi
 mv "$produced" "$out/kairan.cdx.json"
-find node -maxdepth 1 -name "${name}*.json" -delete
 
 # Sanity: a CycloneDX document that lists the crates we know are compiled in.
 python3 - "$out/kairan.cdx.json" <<'PY'
