@@ -140,6 +140,19 @@ async fn carry(mut local: UnixStream, target: Target, last_error: LastError, sto
             set(&last_error, Some(refusal.to_string()));
             return;
         }
+        // A broker restarting can accept the TCP connection and drop it mid-handshake once;
+        // a plaintext listener does it every time. Refused as an error from the second
+        // identical failure in a row, a warning the first time.
+        Err(refusal @ TlsError::NoTls { .. }) => {
+            let text = refusal.to_string();
+            if last_error.lock().is_ok_and(|last| last.as_deref() == Some(text.as_str())) {
+                error!(broker = %target.url, %refusal, "TLS connection refused");
+            } else {
+                warn!(broker = %target.url, %refusal, "TLS handshake failed; retrying");
+            }
+            set(&last_error, Some(text));
+            return;
+        }
         Err(refusal) => {
             error!(broker = %target.url, %refusal, "TLS connection refused");
             set(&last_error, Some(refusal.to_string()));
