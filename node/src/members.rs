@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use kairan_protocol::{Certificate, Envelope, PublicKey, Role, Scope};
 
-use crate::authz::{MemberKind, Principal};
+use crate::authz::{Grants, MemberKind, Principal, ingest_username, publisher_username};
 use crate::rabbitmq_config::RabbitPasswordHash;
 
 /// PBKDF2 iterations of new hashes. Mosquitto verifies whatever count a hash states; 1,000
@@ -136,6 +136,55 @@ pub struct Member {
     pub password: PasswordHash,
     /// Its password hash for RabbitMQ, if it has one.
     pub rabbitmq_password: Option<RabbitPasswordHash>,
+}
+
+/// One client of an external broker: its username, its password hash in the broker's own
+/// format, and what it may do there.
+#[derive(Debug, Clone)]
+pub struct BrokerUser {
+    /// Username (= client id).
+    pub name: String,
+    /// Password hash as the broker stores it.
+    pub hash: String,
+    /// The union of its grants on every node that shares the broker.
+    pub grants: Grants,
+}
+
+/// The clients of one external broker shared by `nodes` (id, national, members, the hash of
+/// the node's own clients): each node's publisher, the national's ingest client, and every
+/// member — a member of two nodes (a relay whose parent and children share the broker) with the
+/// grants of both. `member_hash` gives a member's hash in the broker's format. One username
+/// with two different hashes is refused (`broker` names the broker in the message).
+pub fn broker_users<'a>(
+    nodes: impl IntoIterator<Item = (&'a str, bool, &'a Members, String)>,
+    broker: &str,
+    member_hash: impl Fn(&str, &str, &Member) -> Result<String, String>,
+) -> Result<Vec<BrokerUser>, String> {
+    let mut users: Vec<BrokerUser> = Vec::new();
+    let mut add = |name: String, hash: String, grants: Grants| -> Result<(), String> {
+        match users.iter_mut().find(|user| user.name == name) {
+            Some(user) => {
+                if user.hash != hash {
+                    return Err(format!("{name} has two different {broker}password hashes on one broker"));
+                }
+                user.grants.read.extend(grants.read);
+                user.grants.write.extend(grants.write);
+                user.grants.retain.extend(grants.retain);
+            }
+            None => users.push(BrokerUser { name, hash, grants }),
+        }
+        Ok(())
+    };
+    for (node, national, members, own) in nodes {
+        add(publisher_username(node), own.clone(), Grants::of(node, national, &Principal::Publisher))?;
+        if national {
+            add(ingest_username(node), own, Grants::of(node, true, &Principal::Ingest))?;
+        }
+        for (id, member) in members.iter() {
+            add(id.clone(), member_hash(node, id, member)?, Grants::of(node, national, &member.principal))?;
+        }
+    }
+    Ok(users)
 }
 
 /// What a node knows of its members.

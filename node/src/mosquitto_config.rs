@@ -15,8 +15,7 @@
 
 use std::fmt::Write as _;
 
-use crate::authz::{Grants, Principal, ingest_username, publisher_username};
-use crate::members::{Members, PasswordHash};
+use crate::members::{BrokerUser, Members, PasswordHash, broker_users};
 
 /// One node that uses the broker: its id, its members, and the hash of the password its own
 /// clients (`<id>~out`, and `<id>~ingest` on the national node) log in with.
@@ -79,45 +78,14 @@ pub struct BrokerSettings<'a> {
 /// The files for `nodes` sharing one broker. A member of two nodes (a relay whose parent and
 /// children share the broker) gets the grants of both.
 pub fn generate(nodes: &[NodeOnBroker<'_>], settings: &BrokerSettings<'_>) -> Result<MosquittoFiles, String> {
-    let mut users: Vec<(String, String, Grants)> = Vec::new();
-    let mut add = |username: String, hash: String, grants: Grants| -> Result<(), String> {
-        match users.iter_mut().find(|(name, _, _)| *name == username) {
-            Some((_, existing_hash, existing)) => {
-                if *existing_hash != hash {
-                    return Err(format!("{username} has two different password hashes on one broker"));
-                }
-                existing.read.extend(grants.read);
-                existing.write.extend(grants.write);
-                existing.retain.extend(grants.retain);
-            }
-            None => users.push((username, hash, grants)),
-        }
-        Ok(())
-    };
-    for node in nodes {
-        let own = node.own_clients.to_string();
-        add(
-            publisher_username(node.id),
-            own.clone(),
-            Grants::of(node.id, node.national, &Principal::Publisher),
-        )?;
-        if node.national {
-            add(ingest_username(node.id), own, Grants::of(node.id, true, &Principal::Ingest))?;
-        }
-        for (id, member) in node.members.iter() {
-            add(
-                id.clone(),
-                member.password.to_string(),
-                Grants::of(node.id, node.national, &member.principal),
-            )?;
-        }
-    }
+    let on_broker = nodes.iter().map(|n| (n.id, n.national, n.members, n.own_clients.to_string()));
+    let users = broker_users(on_broker, "", |_, _, member| Ok(member.password.to_string()))?;
     let mut passwd = String::new();
     let mut acl = String::from(
         "# Written by `kairan broker mosquitto-config` from the members files: every client reads\n\
          # and writes only what kairan's permission table grants it. Do not edit by hand.\n",
     );
-    for (username, hash, grants) in &users {
+    for BrokerUser { name: username, hash, grants } in &users {
         let _ = writeln!(passwd, "{username}:{hash}");
         let _ = writeln!(acl, "\nuser {username}");
         for filter in &grants.read {
@@ -172,7 +140,7 @@ pub fn generate(nodes: &[NodeOnBroker<'_>], settings: &BrokerSettings<'_>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::MemberKind;
+    use crate::authz::{MemberKind, Principal};
     use kairan_protocol::Scope;
 
     #[test]

@@ -28,8 +28,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::authz::{Grants, Principal, ingest_username, publisher_username};
-use crate::members::Members;
+use crate::authz::Grants;
+use crate::members::{Members, broker_users};
 
 /// The virtual host all kairan nodes on one RabbitMQ share (topics carry the node id).
 pub const VHOST: &str = "kairan";
@@ -119,54 +119,21 @@ pub struct RabbitFiles {
     pub conf: String,
 }
 
-/// One user of the broker as generated.
-struct User {
-    name: String,
-    hash: String,
-    grants: Grants,
-}
-
 /// The files for `nodes` sharing one RabbitMQ. A member of two nodes gets the grants of both.
 pub fn generate(nodes: &[NodeOnRabbit<'_>], settings: &RabbitSettings<'_>) -> Result<RabbitFiles, String> {
-    let mut users: Vec<User> = Vec::new();
-    let mut add = |name: String, hash: String, grants: Grants| -> Result<(), String> {
-        if name.contains('.') {
-            return Err(format!(
-                "{name}: ids with a '.' cannot be used on RabbitMQ (its MQTT plugin turns '/' into '.', so the '.' would split a topic level)"
-            ));
-        }
-        match users.iter_mut().find(|user| user.name == name) {
-            Some(user) => {
-                if user.hash != hash {
-                    return Err(format!("{name} has two different RabbitMQ password hashes on one broker"));
-                }
-                user.grants.read.extend(grants.read);
-                user.grants.write.extend(grants.write);
-                user.grants.retain.extend(grants.retain);
-            }
-            None => users.push(User { name, hash, grants }),
-        }
-        Ok(())
-    };
-    for node in nodes {
-        let own = node.own_clients.to_string();
-        add(
-            publisher_username(node.id),
-            own.clone(),
-            Grants::of(node.id, node.national, &Principal::Publisher),
-        )?;
-        if node.national {
-            add(ingest_username(node.id), own, Grants::of(node.id, true, &Principal::Ingest))?;
-        }
-        for (id, member) in node.members.iter() {
-            let hash = member.rabbitmq_password.as_ref().ok_or_else(|| {
-                format!(
-                    "member {id} of node {} has no rabbitmq_password_hash (add it again with `kairan members add --rabbitmq`)",
-                    node.id
-                )
-            })?;
-            add(id.clone(), hash.to_string(), Grants::of(node.id, node.national, &member.principal))?;
-        }
+    let on_broker = nodes.iter().map(|n| (n.id, n.national, n.members, n.own_clients.to_string()));
+    let users = broker_users(on_broker, "RabbitMQ ", |node, id, member| {
+        member.rabbitmq_password.as_ref().map(ToString::to_string).ok_or_else(|| {
+            format!(
+                "member {id} of node {node} has no rabbitmq_password_hash (add it again with `kairan members add --rabbitmq`)"
+            )
+        })
+    })?;
+    if let Some(user) = users.iter().find(|user| user.name.contains('.')) {
+        return Err(format!(
+            "{}: ids with a '.' cannot be used on RabbitMQ (its MQTT plugin turns '/' into '.', so the '.' would split a topic level)",
+            user.name
+        ));
     }
     let definitions = json!({
         "rabbit_version": "3.10.8",
@@ -284,7 +251,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::MemberKind;
+    use crate::authz::{MemberKind, Principal};
     use crate::members::PasswordHash;
     use kairan_protocol::Scope;
 
