@@ -179,4 +179,21 @@ mod tests {
         assert!(!publisher.may_publish("kairan/v1/jp/deliveries/jp", false), "another node's topics");
         assert_eq!(Grants::of("jp-13", false, &Principal::Ingest), Grants::default());
     }
+
+    #[test]
+    fn acceptances_are_read_by_their_origin_only_and_written_by_the_national_publisher_only() {
+        let mhlw = Grants::of("jp", true, &member("mhlw", MemberKind::Origin, None));
+        assert!(mhlw.may_subscribe(&topics::accepted("jp", "mhlw")));
+        assert!(!mhlw.may_subscribe(&topics::accepted("jp", "nisc")), "another origin's acceptances");
+        assert!(!mhlw.may_subscribe(&topics::accepted_filter("jp")), "every origin's");
+        assert!(!mhlw.may_publish(&topics::accepted("jp", "mhlw"), false), "stating its own acceptance");
+        let relay = Grants::of("jp", true, &member("jp-13", MemberKind::Relay, Some("jp/13")));
+        assert!(!relay.may_subscribe(&topics::accepted_filter("jp")));
+        assert!(!relay.may_publish(&topics::accepted("jp", "mhlw"), false));
+        let admin = Grants::of("jp", true, &member("admin", MemberKind::Admin, None));
+        assert!(!admin.may_publish(&topics::accepted("jp", "mhlw"), false));
+        let publisher = Grants::of("jp", true, &Principal::Publisher);
+        assert!(publisher.may_publish(&topics::accepted("jp", "mhlw"), false));
+        assert!(!publisher.may_publish(&topics::accepted("jp", "mhlw"), true), "never retained");
+    }
 }
