@@ -275,6 +275,39 @@ fn a_child_catches_up_in_pages_then_follows_live() {
 }
 
 #[test]
+fn an_up_to_date_child_asks_each_interval_without_a_commit() {
+    let tree = Hierarchy::standard();
+    let now = tree.later();
+    let mut national = TestNode::relay(&tree, 0, Upstream::Ingest, now);
+    let (_, bytes) = ingest_delivery(&tree, 1, None, "jp/13");
+    national.receive(1, &topics::ingest_of("jp", "mhlw"), bytes, now);
+    let mut tokyo = TestNode::relay(&tree, 1, Upstream::Relay("jp".into()), now);
+    national.machine.handle_downstream_connected(now);
+    national.pump(now);
+    national.published.clear();
+    tokyo.machine.handle_downstream_connected(now);
+    tokyo.machine.handle_upstream_connected(now);
+    tokyo.pump(now);
+    let mut ids = 100;
+    exchange(&mut national, &mut tokyo, &mut ids, now);
+    assert_eq!(tokyo.store.cursor(crate::store::SYNC_CURSOR).expect("cursor"), 1);
+    let commits = |node: &TestNode| node.trace.iter().filter(|t| t.starts_with("commit")).count();
+    let before = commits(&tokyo);
+    let mut at = now;
+    for _ in 0..3 {
+        at = tokyo.machine.poll_timeout().expect("tick");
+        tokyo.machine.handle_timeout(at);
+        tokyo.pump(at);
+        exchange(&mut national, &mut tokyo, &mut ids, at);
+    }
+    let pages = tokyo.events.iter().filter(|e| matches!(e, Event::CatchUpPage { received: 0, .. })).count();
+    assert!(pages >= 3, "asked and answered each interval: {:?}", tokyo.events);
+    assert_eq!(commits(&tokyo), before, "an empty page changes nothing on disk");
+    assert!(tokyo.machine.is_drained(), "{}", tokyo.machine.pending());
+    assert!(at > now);
+}
+
+#[test]
 fn a_flood_of_refused_input_slows_input_down_and_time_lets_it_through() {
     let tree = Hierarchy::standard();
     let now = tree.later();
