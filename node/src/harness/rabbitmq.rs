@@ -123,6 +123,20 @@ impl RabbitMq {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The Erlang VM can outlive its group (it was seen left running, adopted by init, after
+        // test runs): kill it by the pid it wrote, once, and forget the file.
+        let pid_file = self.dir.path().join("rabbitmq.pid");
+        if let Some(pid) =
+            std::fs::read_to_string(&pid_file).ok().and_then(|text| text.trim().parse::<u32>().ok())
+        {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = std::fs::remove_file(&pid_file);
+        }
     }
 
     /// Starts the node (again) with the same name, port, configuration and database. Returns
