@@ -32,7 +32,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Build first, so that the capture holds the run only.
-cargo test -p kairan-tests --test tls --no-run
+cargo test --workspace --test tls --no-run
 
 # found NEEDLE PCAP: how many packets' bytes contain NEEDLE (as bytes, anywhere).
 found() {
@@ -50,7 +50,7 @@ capture() {
     sleep 0.1
   done
   KAIRAN_CAPTURE_NEEDLES="$work/$mode.needles" KAIRAN_CAPTURE_PLAINTEXT=$plaintext \
-    cargo test -q -p kairan-tests --test tls capture_probe -- --ignored --exact >"$work/$mode.test.log" 2>&1 \
+    cargo test -q --workspace --test tls capture_probe -- --ignored --exact >"$work/$mode.test.log" 2>&1 \
     || { cat "$work/$mode.test.log"; echo "FAIL: the $mode probe did not run"; exit 1; }
   sleep 0.5
   kill -INT "$dump_pid"
