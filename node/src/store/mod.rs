@@ -29,6 +29,7 @@
 //! - [`durable_fs`]: `fdatasync`, directory `fsync`, private directories, durable file writes.
 //! - `legacy`: the layout before the segment log (sled alone), migrated at open.
 //! - [`mem_store`]: [`MemStore`], the same contract in memory (the simulator, unit tests).
+//! - [`audit`]: `kairan audit log`, the transparency log checked offline from the segment log.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,7 @@ use kairan_protocol::sequence::ChainHead;
 use kairan_protocol::tlog::{Frontier, Hash, HashReader, NodeIndex, leaf_hash};
 use kairan_protocol::{Digest, Timestamp};
 
+pub mod audit;
 pub mod disk_store;
 pub mod durable_fs;
 mod legacy;
