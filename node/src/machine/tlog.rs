@@ -152,7 +152,8 @@ pub enum LogCheck {
     /// The checkpoint held again, or a proof from another size than the one held (an
     /// answer to an older request): nothing to do.
     Unchanged,
-    /// A smaller checkpoint than the one held (replayed, or the parent lost data).
+    /// A smaller checkpoint than the one held (replayed, or the parent lost data); said once
+    /// per size shown, not on every page.
     Stale {
         /// The size held.
         held: u64,
@@ -169,6 +170,9 @@ pub enum LogCheck {
 #[derive(Debug, Default)]
 pub struct ParentLog {
     held: Option<(String, Checkpoint)>,
+    /// The size of the last smaller checkpoint reported (a parent that lost data shows it on
+    /// every page until it grows back).
+    stale_reported: Option<u64>,
 }
 
 impl ParentLog {
@@ -179,7 +183,7 @@ impl ParentLog {
             let checkpoint = Checkpoint::parse(note.text()).ok()?;
             Some((String::from_utf8_lossy(bytes).into_owned(), checkpoint))
         });
-        Self { held }
+        Self { held, stale_reported: None }
     }
 
     /// The size verified so far (0 for none): what the next request asks a proof from.
@@ -218,6 +222,9 @@ impl ParentLog {
             }))
         };
         if shown.size < held.size {
+            if self.stale_reported.replace(shown.size) == Some(shown.size) {
+                return LogCheck::Unchanged;
+            }
             return LogCheck::Stale { held: held.size, shown: shown.size };
         }
         if shown.size == held.size {
@@ -323,6 +330,7 @@ mod tests {
             child.check("jp", public, &first, None, FIXTURE_NOW),
             LogCheck::Stale { held: 8, shown: 4 }
         );
+        assert_eq!(child.check("jp", public, &first, None, FIXTURE_NOW), LogCheck::Unchanged, "said once");
         // Another key, or another parent's name: refused, not a fork.
         let stranger = key("relay-jp-27");
         assert!(matches!(
