@@ -133,6 +133,9 @@ pub fn log_event(node: &str, event: &Event) {
             shown,
             "the parent showed an older checkpoint of its log than one it signed before (replayed, or it lost data)"
         ),
+        Event::InclusionVerified { count } => {
+            debug!(node = %node, count, "deliveries proved included in the parent's transparency log");
+        }
         Event::ParentLogRefused(text) => warn!(node = %node, "the parent's checkpoint refused: {text}"),
         Event::LogFork(record) => error!(
             node = %node,

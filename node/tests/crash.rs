@@ -463,8 +463,15 @@ async fn confirm_loop(
     let response_topic = topics::sync_response(&national, &child);
     let request_topic = topics::sync_request(&national, &child);
     let request = |after: u64| {
-        SyncRequest { after, scope: Scope::parse("jp").expect("scope"), limit: 512, trust: None, tlog: None }
-            .to_json()
+        SyncRequest {
+            after,
+            scope: Scope::parse("jp").expect("scope"),
+            limit: 512,
+            trust: None,
+            tlog: None,
+            prove: Vec::new(),
+        }
+        .to_json()
     };
     let mut cursor = 0u64;
     let mut ticker = tokio::time::interval(Duration::from_millis(500));

@@ -35,7 +35,8 @@ pub const MAX_SYNC_RESPONSE_BYTES: usize = MAX_SYNC_PAGE_BYTES
     + 2 * MAX_ENVELOPE_BYTES
     + 4096
     + MAX_PAGE_CHECKPOINT_BYTES
-    + MAX_LOG_PROOF_HASHES * 48;
+    + MAX_LOG_PROOF_HASHES * 48
+    + MAX_INCLUSION_PROOFS * (MAX_INCLUSION_HASHES * 48 + 64);
 /// Most deliveries a child may ask for in one page.
 pub const MAX_SYNC_PAGE_ENTRIES: u32 = 512;
 /// Most heads one answer may carry (one per origin).
@@ -46,6 +47,10 @@ pub const MAX_PAGE_CHECKPOINT_BYTES: usize = 4096;
 /// Most hashes in a page's consistency proof: a proof between trees of at most `2^64` leaves
 /// has fewer than 128.
 pub const MAX_LOG_PROOF_HASHES: usize = 128;
+/// Most inclusion proofs a child may ask for in one request (and a page may carry).
+pub const MAX_INCLUSION_PROOFS: usize = 8;
+/// Most hashes in one inclusion proof (the depth of a tree of `2^64` leaves).
+pub const MAX_INCLUSION_HASHES: usize = 64;
 
 fn malformed(what: &str, reason: String) -> Error {
     Error::MalformedPayload { payload_type: what.to_owned(), reason }
@@ -69,6 +74,30 @@ pub struct SyncRequest {
     /// ([`LogProof`]). Absent: the child does not check the parent's log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tlog: Option<u64>,
+    /// Leaves (0-based indexes: a delivery's `relay_seq - 1` in the parent's hop) whose
+    /// inclusion in the answer's checkpoint the child asks the parent to prove; at most
+    /// [`MAX_INCLUSION_PROOFS`], only with `tlog`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prove: Vec<u64>,
+}
+
+/// An inclusion proof (RFC 9162 §2.1.3) of one leaf in the tree of a [`LogProof`]'s
+/// checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inclusion {
+    /// The leaf's index (0-based).
+    pub index: u64,
+    /// The audit path, nearest the leaf first, each hash in standard base64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proof: Vec<String>,
+}
+
+impl Inclusion {
+    /// The proof's hashes, decoded; `None` if one is not 32 bytes of canonical base64.
+    pub fn hashes(&self) -> Option<Vec<crate::tlog::Hash>> {
+        self.proof.iter().map(|h| crate::tlog::Hash::from_base64(h)).collect()
+    }
 }
 
 /// The parent's latest checkpoint and the proof that it extends what the child verified
@@ -85,6 +114,10 @@ pub struct LogProof {
     /// in standard base64; empty when `from` is 0, equal to the size, or past it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consistency: Vec<String>,
+    /// The inclusion proofs the request asked for (`prove`), of the leaves below the
+    /// checkpoint's size.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inclusion: Vec<Inclusion>,
 }
 
 impl LogProof {
@@ -139,6 +172,12 @@ pub fn parse_request(bytes: &[u8]) -> Result<SyncRequest> {
     }
     let request: SyncRequest =
         serde_json::from_slice(bytes).map_err(|e| malformed("sync request", e.to_string()))?;
+    if request.prove.len() > MAX_INCLUSION_PROOFS {
+        return Err(malformed(
+            "sync request",
+            format!("{} inclusion proofs asked (at most {MAX_INCLUSION_PROOFS})", request.prove.len()),
+        ));
+    }
     if request.limit == 0 || request.limit > MAX_SYNC_PAGE_ENTRIES {
         return Err(malformed(
             "sync request",
@@ -172,6 +211,16 @@ pub fn parse_response(bytes: &[u8]) -> Result<SyncResponse> {
                 format!(
                     "checkpoint of {} bytes (at most {MAX_PAGE_CHECKPOINT_BYTES})",
                     proof.checkpoint.len()
+                ),
+            ));
+        }
+        if proof.inclusion.len() > MAX_INCLUSION_PROOFS
+            || proof.inclusion.iter().any(|i| i.proof.len() > MAX_INCLUSION_HASHES)
+        {
+            return Err(malformed(
+                "sync response",
+                format!(
+                    "more than {MAX_INCLUSION_PROOFS} inclusion proofs or one of more than {MAX_INCLUSION_HASHES} hashes"
                 ),
             ));
         }
@@ -243,8 +292,10 @@ mod tests {
         // A request and a response of a node that predates transparency logs still parse.
         let old = br#"{"after":1,"scope":"jp","limit":10}"#;
         assert_eq!(parse_request(old).map(|r| r.tlog), Ok(None));
-        let asked = br#"{"after":1,"scope":"jp","limit":10,"tlog":7}"#;
-        assert_eq!(parse_request(asked).map(|r| r.tlog), Ok(Some(7)));
+        let asked = br#"{"after":1,"scope":"jp","limit":10,"tlog":7,"prove":[3,5]}"#;
+        assert_eq!(parse_request(asked).map(|r| (r.tlog, r.prove)), Ok((Some(7), vec![3, 5])));
+        let greedy = br#"{"after":1,"scope":"jp","limit":10,"tlog":7,"prove":[1,2,3,4,5,6,7,8,9]}"#;
+        assert_eq!(parse_request(greedy).map_err(|e| e.code()), Err("malformed_payload"));
         let hash = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
         let with = format!(
             r#"{{"after":5,"scanned_upto":9,"last_relay_seq":9,"deliveries":[],"tlog":{{"checkpoint":"c","from":3,"consistency":["{hash}"]}}}}"#

@@ -82,6 +82,7 @@ fn sync_page_tlog(tree: &Hierarchy, delivery: kairan_protocol::Delivery) -> Sync
             checkpoint: String::from_utf8(note.to_bytes()).expect("a note is text"),
             from: 0,
             consistency: Vec::new(),
+            inclusion: Vec::new(),
         }),
         ..Default::default()
     };

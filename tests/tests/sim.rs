@@ -80,6 +80,7 @@ fn reduced_scale_seeds() {
         assert!(total(|r| r.stats.sync_deliveries) > 0, "catch-up delivered something");
         assert!(total(|r| r.stats.checkpoints_signed) > 0, "relays signed checkpoints");
         assert!(total(|r| r.stats.parent_logs_verified) > 0, "children verified their parents' logs");
+        assert!(total(|r| r.stats.inclusions_verified) > 0, "children proved deliveries included");
         assert!(total(|r| r.stats.broker_refused) > 0, "hostile members met the permission table");
     }
 }

@@ -85,6 +85,8 @@ pub struct LogQuery {
     pub size: u64,
     /// The size the child verified: the proof starts there (none past `size`).
     pub from: u64,
+    /// Leaves whose inclusion proofs the child asked for (those below `size` are proved).
+    pub prove: Vec<u64>,
 }
 
 /// The answer to a [`Query`].
@@ -294,6 +296,11 @@ pub enum Event {
         held: u64,
         /// The size shown.
         shown: u64,
+    },
+    /// Deliveries accepted from the parent were proved included in its signed log.
+    InclusionVerified {
+        /// How many.
+        count: usize,
     },
     /// A catch-up answer's checkpoint did not open with the parent's key, or its proof was
     /// malformed: ignored.

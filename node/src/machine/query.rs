@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use super::io::{Query, ReadResult};
 use super::serve::{SCAN_CHUNK, SCAN_LIMIT, build_page};
 use crate::store::{Store, StoreError, TreeReader};
-use kairan_protocol::sync::LogProof;
-use kairan_protocol::tlog::{Hash, prove_consistency};
+use kairan_protocol::sync::{Inclusion, LogProof};
+use kairan_protocol::tlog::{Hash, prove_consistency, prove_inclusion};
 
 /// Runs `query` against `store`.
 pub fn run<S: Store>(store: &S, query: &Query) -> Result<ReadResult, StoreError> {
@@ -49,10 +49,16 @@ pub fn run<S: Store>(store: &S, query: &Query) -> Result<ReadResult, StoreError>
                 } else {
                     Vec::new()
                 };
+                let mut inclusion = Vec::new();
+                for &index in log.prove.iter().filter(|&&index| index < log.size) {
+                    let proof = prove_inclusion(&TreeReader(store), index, log.size)?;
+                    inclusion.push(Inclusion { index, proof: proof.iter().map(Hash::to_base64).collect() });
+                }
                 page.tlog = Some(LogProof {
                     checkpoint: log.checkpoint.clone(),
                     from: log.from,
                     consistency: consistency.iter().map(Hash::to_base64).collect(),
+                    inclusion,
                 });
             }
             Ok(ReadResult::Page(Box::new(page)))

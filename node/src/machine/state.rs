@@ -629,6 +629,7 @@ impl Machine {
 
     fn accept(&mut self, accepted: Box<Accepted>, ack: Option<MsgId>, now: Timestamp) {
         self.counters.accepted += 1;
+        self.note_parent_leaf(&accepted);
         if self.is_relay() {
             let certs = accepted.verified.value().certs.clone();
             self.learn_chain(&certs, now);
@@ -695,6 +696,7 @@ impl Machine {
             limit: MAX_SYNC_PAGE_ENTRIES,
             trust: self.trust.digest(),
             tlog: Some(self.parent_log.verified_size()),
+            prove: self.parent_log.to_prove(),
         };
         let topic = topics::sync_request(&catch_up.parent, &self.identity.id);
         self.publish(Link::Upstream, topic, Bytes::from(request.to_json()), Qos::AtMostOnce, false);

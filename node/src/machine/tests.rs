@@ -495,6 +495,7 @@ fn a_catch_up_request_that_comes_before_the_chain_verifies_is_answered_when_it_d
         limit: 10,
         trust: None,
         tlog: None,
+        prove: Vec::new(),
     };
     prefecture.machine.handle_downstream_message(
         &topics::sync_request("jp-13", "jp-13-chuo"),

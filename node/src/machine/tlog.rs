@@ -18,12 +18,21 @@
 //! checks it extends the one held. Two checkpoints of one size with different roots, or a
 //! proof that fails, are a fork of the parent's log: the evidence is kept
 //! ([`LogForkRecord`]) and the node goes on.
+//!
+//! **Inclusion.** Each delivery a child accepts from its parent is leaf `relay_seq - 1` of the
+//! parent's log (the parent's hop names the `relay_seq`) and its leaf hash is that of the
+//! delivery's bytes as the parent forwarded them. The child notes a bounded number of them
+//! ([`ParentLog::note_leaf`]), asks for their inclusion proofs with its next requests, and
+//! checks each against the checkpoint of the answer; a checkpoint that does not include a
+//! delivery its signer forwarded is kept as evidence too.
 
 use bytes::Bytes;
 
 use kairan_protocol::note::{Checkpoint, Note, NoteVerifier, SignatureType, open_checkpoint};
-use kairan_protocol::sync::LogProof;
-use kairan_protocol::tlog::{Frontier, Hash, leaf_hash, verify_consistency};
+use std::collections::BTreeMap;
+
+use kairan_protocol::sync::{LogProof, MAX_INCLUSION_PROOFS};
+use kairan_protocol::tlog::{Frontier, Hash, leaf_hash, verify_consistency, verify_inclusion};
 use kairan_protocol::{PublicKey, SecretKey, Timestamp};
 
 use crate::store::{LogForkRecord, StoredDelivery, WriteOp};
@@ -166,10 +175,25 @@ pub enum LogCheck {
     Fork(Box<LogForkRecord>),
 }
 
+/// Leaves of the parent's log waiting for their inclusion proof, at most (the oldest are
+/// dropped: a sample is enough to catch a parent that signs a log without what it forwards).
+pub const MAX_PENDING_LEAVES: usize = 256;
+
+/// What the inclusion proofs of one answer showed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Inclusions {
+    /// Leaves proved included.
+    pub verified: usize,
+    /// Leaves the checkpoint does not include (with the evidence).
+    pub failed: Vec<LogForkRecord>,
+}
+
 /// The newest verified checkpoint of the parent's log.
 #[derive(Debug, Default)]
 pub struct ParentLog {
     held: Option<(String, Checkpoint)>,
+    /// Leaf index → leaf hash of deliveries accepted from the parent, not proved yet.
+    pending: BTreeMap<u64, Hash>,
     /// The size of the last smaller checkpoint reported (a parent that lost data shows it on
     /// every page until it grows back).
     stale_reported: Option<u64>,
@@ -183,7 +207,67 @@ impl ParentLog {
             let checkpoint = Checkpoint::parse(note.text()).ok()?;
             Some((String::from_utf8_lossy(bytes).into_owned(), checkpoint))
         });
-        Self { held, stale_reported: None }
+        Self { held, pending: BTreeMap::new(), stale_reported: None }
+    }
+
+    /// Notes a delivery accepted from the parent: its bytes as the parent forwarded them,
+    /// at `relay_seq` in the parent's log (from the parent's hop).
+    pub fn note_leaf(&mut self, relay_seq: u64, delivery: &[u8]) {
+        let Some(index) = relay_seq.checked_sub(1) else { return };
+        self.pending.insert(index, leaf_hash(delivery));
+        while self.pending.len() > MAX_PENDING_LEAVES {
+            self.pending.pop_first();
+        }
+    }
+
+    /// The leaves to ask inclusion proofs for in the next request (the oldest pending).
+    pub fn to_prove(&self) -> Vec<u64> {
+        self.pending.keys().take(MAX_INCLUSION_PROOFS).copied().collect()
+    }
+
+    /// Checks the inclusion proofs of an answer against its checkpoint `shown` (signed by the
+    /// parent, opened already), for the leaves pending.
+    fn inclusions(
+        &mut self,
+        parent: &str,
+        shown: &Checkpoint,
+        proof: &LogProof,
+        statement: &Option<String>,
+        now: Timestamp,
+    ) -> Inclusions {
+        let mut outcome = Inclusions::default();
+        for inclusion in &proof.inclusion {
+            let Some(leaf) = self.pending.get(&inclusion.index).copied() else { continue };
+            if inclusion.index >= shown.size {
+                continue;
+            }
+            self.pending.remove(&inclusion.index);
+            let hashes = inclusion.hashes().unwrap_or_default();
+            let checked = if hashes.len() == inclusion.proof.len() {
+                verify_inclusion(&leaf, inclusion.index, shown.size, &hashes, &shown.root)
+                    .map_err(|e| e.to_string())
+            } else {
+                Err("a hash of the proof is not 32 bytes of base64".to_owned())
+            };
+            match checked {
+                Ok(()) => outcome.verified += 1,
+                Err(error) => outcome.failed.push(LogForkRecord {
+                    parent: parent.to_owned(),
+                    held: proof.checkpoint.clone(),
+                    shown: proof.checkpoint.clone(),
+                    proof: inclusion.proof.clone(),
+                    statement: statement.clone(),
+                    reason: format!(
+                        "the checkpoint of size {} does not include the delivery the parent forwarded at relay_seq {}: {error}",
+                        shown.size,
+                        inclusion.index + 1
+                    ),
+                    at: now,
+                    leaf: Some(format!("{} {}", inclusion.index, leaf.to_base64())),
+                }),
+            }
+        }
+        outcome
     }
 
     /// The size verified so far (0 for none): what the next request asks a proof from.
@@ -199,6 +283,30 @@ impl ParentLog {
         key: &PublicKey,
         proof: &LogProof,
         statement: Option<String>,
+        now: Timestamp,
+    ) -> (LogCheck, Inclusions) {
+        let check = self.check_consistency(parent, key, proof, &statement, now);
+        let shown = match &check {
+            // Proofs of inclusion are checked against a checkpoint that opened and is not
+            // itself evidence of a fork (nor older than one held).
+            LogCheck::Extended { .. } | LogCheck::Unchanged => Note::parse(proof.checkpoint.as_bytes())
+                .ok()
+                .and_then(|note| Checkpoint::parse(note.text()).ok()),
+            _ => None,
+        };
+        let inclusions = match shown {
+            Some(shown) => self.inclusions(parent, &shown, proof, &statement, now),
+            None => Inclusions::default(),
+        };
+        (check, inclusions)
+    }
+
+    fn check_consistency(
+        &mut self,
+        parent: &str,
+        key: &PublicKey,
+        proof: &LogProof,
+        statement: &Option<String>,
         now: Timestamp,
     ) -> LogCheck {
         let opened = NoteVerifier::new(&log_origin(parent), SignatureType::Ed25519, key.clone())
@@ -219,6 +327,7 @@ impl ParentLog {
                 statement: statement.clone(),
                 reason,
                 at: now,
+                leaf: None,
             }))
         };
         if shown.size < held.size {
@@ -301,6 +410,14 @@ mod tests {
             checkpoint: String::from_utf8(note.to_bytes()).expect("utf-8"),
             from,
             consistency: consistency.iter().map(Hash::to_base64).collect(),
+            inclusion: Vec::new(),
+        }
+    }
+
+    impl ParentLog {
+        /// The consistency half of [`ParentLog::check`].
+        fn check0(&mut self, parent: &str, key: &PublicKey, proof: &LogProof, now: Timestamp) -> LogCheck {
+            self.check(parent, key, proof, None, now).0
         }
     }
 
@@ -317,30 +434,21 @@ mod tests {
         let mut child = ParentLog::default();
         let first = signed_by(&parent_key, &honest, 4, 0);
         assert!(matches!(
-            child.check("jp", public, &first, None, FIXTURE_NOW),
+            child.check0("jp", public, &first, FIXTURE_NOW),
             LogCheck::Extended { size: 4, .. }
         ));
         let next = signed_by(&parent_key, &honest, 8, 4);
-        assert!(matches!(
-            child.check("jp", public, &next, None, FIXTURE_NOW),
-            LogCheck::Extended { size: 8, .. }
-        ));
-        assert_eq!(child.check("jp", public, &next, None, FIXTURE_NOW), LogCheck::Unchanged);
-        assert_eq!(
-            child.check("jp", public, &first, None, FIXTURE_NOW),
-            LogCheck::Stale { held: 8, shown: 4 }
-        );
-        assert_eq!(child.check("jp", public, &first, None, FIXTURE_NOW), LogCheck::Unchanged, "said once");
+        assert!(matches!(child.check0("jp", public, &next, FIXTURE_NOW), LogCheck::Extended { size: 8, .. }));
+        assert_eq!(child.check0("jp", public, &next, FIXTURE_NOW), LogCheck::Unchanged);
+        assert_eq!(child.check0("jp", public, &first, FIXTURE_NOW), LogCheck::Stale { held: 8, shown: 4 });
+        assert_eq!(child.check0("jp", public, &first, FIXTURE_NOW), LogCheck::Unchanged, "said once");
         // Another key, or another parent's name: refused, not a fork.
         let stranger = key("relay-jp-27");
-        assert!(matches!(
-            child.check("jp", stranger.public(), &next, None, FIXTURE_NOW),
-            LogCheck::Refused(_)
-        ));
-        assert!(matches!(child.check("jp-13", public, &next, None, FIXTURE_NOW), LogCheck::Refused(_)));
+        assert!(matches!(child.check0("jp", stranger.public(), &next, FIXTURE_NOW), LogCheck::Refused(_)));
+        assert!(matches!(child.check0("jp-13", public, &next, FIXTURE_NOW), LogCheck::Refused(_)));
         // The rewritten log: a different root at the size held…
         let same_size = signed_by(&parent_key, &forked, 8, 8);
-        let LogCheck::Fork(evidence) = child.check("jp", public, &same_size, None, FIXTURE_NOW) else {
+        let LogCheck::Fork(evidence) = child.check0("jp", public, &same_size, FIXTURE_NOW) else {
             panic!("a fork at size 8")
         };
         assert_eq!(
@@ -350,7 +458,7 @@ mod tests {
         assert!(evidence.reason.contains("different roots"), "{}", evidence.reason);
         // …and a larger tree that does not extend it.
         let larger = signed_by(&parent_key, &forked, 10, 8);
-        let LogCheck::Fork(evidence) = child.check("jp", public, &larger, None, FIXTURE_NOW) else {
+        let LogCheck::Fork(evidence) = child.check0("jp", public, &larger, FIXTURE_NOW) else {
             panic!("a fork from 8 to 10")
         };
         assert_eq!(evidence.held, next.checkpoint, "the checkpoint held is the evidence's other half");
@@ -360,8 +468,41 @@ mod tests {
         assert_eq!(restored.verified_size(), 8);
         let honest_10 = signed_by(&parent_key, &honest, 10, 8);
         assert!(matches!(
-            restored.check("jp", public, &honest_10, None, FIXTURE_NOW),
+            restored.check0("jp", public, &honest_10, FIXTURE_NOW),
             LogCheck::Extended { size: 10, .. }
         ));
+    }
+
+    #[test]
+    fn deliveries_the_parent_forwarded_are_proved_included() {
+        let parent_key = key("relay-jp");
+        let mut log = MemoryHashes::new();
+        let leaves: Vec<Vec<u8>> = (0..6u8).map(|i| vec![b'{', i, b'}']).collect();
+        for leaf in &leaves {
+            log.append(leaf_hash(leaf)).expect("room");
+        }
+        let mut child = ParentLog::default();
+        child.note_leaf(2, &leaves[1]);
+        child.note_leaf(5, &leaves[4]);
+        child.note_leaf(6, b"not what was logged");
+        assert_eq!(child.to_prove(), vec![1, 4, 5]);
+        let mut answer = signed_by(&parent_key, &log, 6, 0);
+        for index in child.to_prove() {
+            let proof = kairan_protocol::tlog::prove_inclusion(&log, index, 6).expect("proof");
+            answer.inclusion.push(kairan_protocol::sync::Inclusion {
+                index,
+                proof: proof.iter().map(Hash::to_base64).collect(),
+            });
+        }
+        let (check, inclusions) = child.check("jp", parent_key.public(), &answer, None, FIXTURE_NOW);
+        assert!(matches!(check, LogCheck::Extended { size: 6, .. }));
+        assert_eq!(inclusions.verified, 2);
+        assert_eq!(inclusions.failed.len(), 1, "the leaf the log does not hold");
+        assert!(inclusions.failed[0].reason.contains("relay_seq 6"), "{}", inclusions.failed[0].reason);
+        assert!(child.to_prove().is_empty(), "each proved once");
+        for relay_seq in 1..=(MAX_PENDING_LEAVES as u64 + 10) {
+            child.note_leaf(relay_seq, b"x");
+        }
+        assert_eq!(child.to_prove()[0], 10, "bounded: the oldest dropped");
     }
 }

@@ -227,6 +227,7 @@ impl NodeMetrics {
             Event::CheckpointSigned { .. }
             | Event::ParentLogVerified { .. }
             | Event::ParentLogStale { .. }
+            | Event::InclusionVerified { .. }
             | Event::ParentLogRefused(_) => {}
         }
     }

@@ -219,6 +219,7 @@ mod tests {
             proof: vec![],
             statement: None,
             reason: "r".into(),
+            leaf: None,
             at: Timestamp::from_unix_ms(1),
         };
         let frame = Frame { kind: LOG_FORK, body: encode_log_fork(&log_fork) };

@@ -153,6 +153,10 @@ pub struct LogForkRecord {
     pub statement: Option<String>,
     /// Why the two cannot both be true.
     pub reason: String,
+    /// For a checkpoint that does not include a delivery the parent forwarded (`held` and
+    /// `shown` are then that one checkpoint): the leaf, `<index> <base64 leaf hash>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf: Option<String>,
     /// When it was seen.
     pub at: Timestamp,
 }

@@ -215,7 +215,8 @@ mod tests {
         let tree = Hierarchy::standard();
         let chain = [tree.relays[1].cert.clone(), tree.relays[0].cert.clone()];
         let mut with_proof = page(&tree);
-        with_proof.tlog = Some(LogProof { checkpoint: "c\n".into(), from: 0, consistency: vec![] });
+        with_proof.tlog =
+            Some(LogProof { checkpoint: "c\n".into(), from: 0, consistency: vec![], inclusion: vec![] });
         let mut signed = sign_page(with_proof, "jp-13-chuo", &tree.relays[1].key, &chain);
         assert!(check(&tree, &signed, "jp-13-chuo").is_ok());
         if let Some(proof) = &mut signed.tlog {

@@ -260,6 +260,7 @@ impl Sim {
                 self.check_checkpoint(index, size, root);
             }
             MachineEvent::ParentLogVerified { .. } => self.stats.parent_logs_verified += 1,
+            MachineEvent::InclusionVerified { count } => self.stats.inclusions_verified += count as u64,
             MachineEvent::LogFork(record) => self.violation(format!(
                 "{}: an honest parent's log reported forked: {}",
                 self.nodes[index].id, record.reason

@@ -218,6 +218,8 @@ pub struct Stats {
     pub checkpoints_signed: u64,
     /// Checkpoints of a parent's log a child verified as extending the one it held.
     pub parent_logs_verified: u64,
+    /// Deliveries a child proved included in its parent's signed log.
+    pub inclusions_verified: u64,
     /// Gap reports.
     pub gaps_reported: u64,
     /// Times a node throttled its input.

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use kairan_protocol::sync::{LogProof, SyncRequest};
 use kairan_protocol::{PublicKey, Timestamp};
 
+use super::super::decide::Upstream;
 use super::super::io::{Event, Link, LogQuery, Qos};
 use super::super::pipeline::Effect;
 use super::super::tlog::{LogCheck, Signed};
@@ -63,7 +64,20 @@ impl Machine {
             return None;
         }
         let checkpoint = String::from_utf8_lossy(&latest.note).into_owned();
-        Some(LogQuery { checkpoint, size: latest.size, from })
+        let prove = request.prove.clone();
+        Some(LogQuery { checkpoint, size: latest.size, from, prove })
+    }
+
+    /// Notes a delivery accepted from the parent, to have its inclusion in the parent's log
+    /// proved: its bytes as the parent forwarded them (the received delivery, compact) at the
+    /// `relay_seq` of the parent's hop.
+    pub(super) fn note_parent_leaf(&mut self, accepted: &crate::machine::Accepted) {
+        let Upstream::Relay(parent) = &self.identity.upstream else { return };
+        let delivery = accepted.verified.value();
+        let Some(hop) = accepted.verified.hops().last() else { return };
+        if hop.relay == *parent {
+            self.parent_log.note_leaf(hop.relay_seq, &delivery.to_json());
+        }
     }
 
     /// Checks the checkpoint and proof of a verified page from `parent` (its relay key
@@ -77,7 +91,17 @@ impl Machine {
         now: Timestamp,
     ) {
         let statement = statement.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
-        match self.parent_log.check(parent, key, proof, statement, now) {
+        let (check, inclusions) = self.parent_log.check(parent, key, proof, statement, now);
+        if inclusions.verified > 0 {
+            self.report(Event::InclusionVerified { count: inclusions.verified });
+        }
+        for record in inclusions.failed {
+            self.counters.log_forks += 1;
+            let record = Box::new(record);
+            self.pipeline
+                .write(WriteOp::LogFork((*record).clone()), [Effect::Report(Event::LogFork(record))]);
+        }
+        match check {
             LogCheck::Extended { size, note } => {
                 let report = Effect::Report(Event::ParentLogVerified { size });
                 self.pipeline.write(WriteOp::Blob(PARENT_CHECKPOINT_BLOB, note.into_bytes()), [report]);

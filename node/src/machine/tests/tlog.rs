@@ -122,10 +122,21 @@ fn a_parent_that_rewrote_its_log_is_caught_and_named() {
     assert_eq!(prefecture.accepted(), 3, "caught up");
     assert!(prefecture.events.iter().any(|e| matches!(e, Event::ParentLogVerified { size: 3 })));
     let held = prefecture.store.blob(crate::store::PARENT_CHECKPOINT_BLOB).expect("blob").expect("kept");
+    // The next request asks for the inclusion of the three deliveries in the parent's log.
+    let soon = now.plus_ms(INTERVAL_MS as i64 + 1);
+    prefecture.machine.handle_upstream_disconnected();
+    prefecture.machine.handle_upstream_connected(soon);
+    prefecture.pump(soon);
+    exchange(&mut prefecture, &mut honest, soon);
+    assert!(
+        prefecture.events.iter().any(|e| matches!(e, Event::InclusionVerified { count: 3 })),
+        "{:?}",
+        prefecture.events
+    );
 
     // The national's store is rewritten: the same advisories, attested at other times (so
     // other delivery bytes), and one more. Same key, another history.
-    let later = now.plus_ms(INTERVAL_MS as i64 + 1);
+    let later = soon.plus_ms(INTERVAL_MS as i64 + 1);
     let mut forked = national_with(&tree, MemStore::new(), &["jp", "jp", "jp/13", "jp"], later);
     prefecture.machine.handle_upstream_disconnected();
     prefecture.machine.handle_upstream_connected(later);
