@@ -667,6 +667,16 @@ fn audit_log_passes_a_consistent_store_and_names_a_wrong_checkpoint() {
     let report = ok(&kairan(&["audit", "log", "--store", store_arg], dir.path()));
     assert!(report.contains("log: 5 leaves") && report.contains("own checkpoints: 5 kept"), "{report}");
     assert!(report.ends_with("consistent\n") && !report.contains("NOT"), "{report}");
+    std::fs::write(dir.path().join("node.pub"), format!("{}\n", key.public().to_hex())).expect("write");
+    let signed = ok(&kairan(&["audit", "log", "--store", store_arg, "--key", "node.pub"], dir.path()));
+    assert!(signed.contains("signatures checked"), "{signed}");
+    std::fs::write(
+        dir.path().join("other.pub"),
+        format!("{}\n", SecretKey::from_seed(&[8; 32]).expect("key").public().to_hex()),
+    )
+    .expect("write");
+    let output = kairan(&["audit", "log", "--store", store_arg, "--key", "other.pub"], dir.path());
+    assert_eq!(output.status.code(), Some(1), "another key did not sign them");
     let json = ok(&kairan(&["audit", "log", "--store", store_arg, "--json"], dir.path()));
     let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(parsed["size"], 5);

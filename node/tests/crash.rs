@@ -276,7 +276,8 @@ fn check_store(
     // The transparency log survived the kills: every stored hash is the hash of the stored
     // deliveries, and no checkpoint signed before a kill covers a delivery the store lacks
     // (read from the segment files, before anything opens the store).
-    let audit = kairan_node::store::audit::audit_log(dir).unwrap_or_else(|e| panic!("{name}: audit: {e}"));
+    let audit = kairan_node::store::audit::audit_log(dir, None, kairan_node::clock::now())
+        .unwrap_or_else(|e| panic!("{name}: audit: {e}"));
     assert!(audit.is_consistent(), "{name}: transparency log: {:?}", audit.problems);
     assert_eq!((audit.size, audit.unhashed_leaves), (expected.len() as u64, 0), "{name}: every leaf hashed");
     if is_relay {

@@ -15,6 +15,10 @@ pub struct AuditLogArgs {
     /// node runs.
     #[arg(long)]
     pub store: PathBuf,
+    /// The node's public key file (hex, as `kairan keygen` writes it): check that the node
+    /// signed every checkpoint it kept. Without it, signatures are not checked.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -27,7 +31,9 @@ pub(super) fn log(args: &AuditLogArgs) -> Result<(), CliError> {
             args.store.display()
         )));
     }
-    let audit = audit_log(&args.store).map_err(|e| CliError::Failed(e.to_string()))?;
+    let key = args.key.as_deref().map(crate::keyfile::load_public).transpose()?;
+    let audit = audit_log(&args.store, key.as_ref(), crate::clock::now())
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&audit).unwrap_or_default());
     } else {
@@ -50,9 +56,11 @@ fn text(audit: &LogAudit) -> String {
         ));
     }
     out.push('\n');
+    let signatures =
+        if audit.signatures_checked { "signatures checked" } else { "signatures not checked (no --key)" };
     match audit.checkpoints.last() {
         Some(last) => out.push_str(&format!(
-            "own checkpoints: {} kept, the latest {} at size {}\n",
+            "own checkpoints: {} kept, the latest {} at size {}; {signatures}\n",
             audit.checkpoints.len(),
             last.origin,
             last.size

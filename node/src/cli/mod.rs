@@ -158,7 +158,7 @@ pub enum AuditCommand {
     /// signed, the parent's checkpoints it accepted, and list kept evidence of a parent's
     /// inconsistent logs. Reads the store's segment files only.
     #[command(
-        after_help = "Examples:\n  kairan audit log --store /var/lib/kairan   # a relay's data_dir\n  kairan audit log --store /var/lib/kairan-clinic/store --json\n\nExit status: 0 consistent; 1 inconsistent (each problem is printed, the reason code is log_inconsistent); 64 not a store; 70 unreadable."
+        after_help = "Examples:\n  kairan audit log --store /var/lib/kairan --key keys/jp.pub   # a relay's data_dir and public key\n  kairan audit log --store /var/lib/kairan-clinic/store --json\n\nExit status: 0 consistent; 1 inconsistent (each problem is printed, the reason code is log_inconsistent); 64 not a store; 70 unreadable."
     )]
     Log(audit::AuditLogArgs),
 }

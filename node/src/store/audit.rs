@@ -14,16 +14,19 @@
 //!    never go back);
 //! 5. lists the evidence of a parent's inconsistent logs the node kept.
 //!
-//! Anything wrong is a problem, and the command exits non-zero naming it. Signatures are not
-//! checked here (the store holds no keys): `kairan verify`-style checks need the trust file.
+//! Anything wrong is a problem, and the command exits non-zero naming it. Given the node's
+//! public key (its relay key), the signature of every checkpoint it signed is checked too
+//! (`open_checkpoint` under the checkpoint's origin); the store holds no key to check them
+//! with otherwise.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
-use kairan_protocol::note::{Checkpoint, Note};
+use kairan_protocol::note::{Checkpoint, Note, NoteVerifier, SignatureType, open_checkpoint};
 use kairan_protocol::tlog::{Hash, HashReader, MemoryHashes, NodeIndex, leaf_hash, tree_root};
+use kairan_protocol::{PublicKey, Timestamp};
 
 use super::disk_store::segments_dir;
 use super::log_record::{self, LogRecord};
@@ -55,6 +58,8 @@ pub struct LogAudit {
     pub unhashed_leaves: u64,
     /// The checkpoints this node signed, oldest first.
     pub checkpoints: Vec<SeenCheckpoint>,
+    /// Whether their signatures were checked (a key was given).
+    pub signatures_checked: bool,
     /// The parent's checkpoints it accepted, oldest first.
     pub parent_checkpoints: Vec<SeenCheckpoint>,
     /// Evidence of a parent's inconsistent logs kept: `parent: reason`.
@@ -105,9 +110,10 @@ fn seen(checkpoint: &Checkpoint) -> SeenCheckpoint {
     }
 }
 
-/// Audits the transparency log of the store in `store_dir` (see the module docs).
-pub fn audit_log(store_dir: &Path) -> Result<LogAudit, StoreError> {
-    let mut audit = LogAudit::default();
+/// Audits the transparency log of the store in `store_dir` (see the module docs); with `key`,
+/// the node's public key, checks the signatures of its checkpoints at `now`.
+pub fn audit_log(store_dir: &Path, key: Option<&PublicKey>, now: Timestamp) -> Result<LogAudit, StoreError> {
+    let mut audit = LogAudit { signatures_checked: key.is_some(), ..LogAudit::default() };
     let mut deliveries = BTreeMap::new();
     let mut stored: Vec<(NodeIndex, Hash)> = Vec::new();
     let mut own = Vec::new();
@@ -185,6 +191,18 @@ pub fn audit_log(store_dir: &Path) -> Result<LogAudit, StoreError> {
                 checkpoint.size,
                 tree_root(&tree, checkpoint.size)?.to_base64()
             ));
+        }
+        if let Some(key) = key {
+            let opened = NoteVerifier::new(&checkpoint.origin, SignatureType::Ed25519, key.clone())
+                .and_then(|log| open_checkpoint(bytes, &log, &[], 0, now));
+            if let Err(error) = opened {
+                audit.problems.push(format!(
+                    "own checkpoint #{} (size {}) is not signed by the given key: {}: {error}",
+                    n + 1,
+                    checkpoint.size,
+                    error.code()
+                ));
+            }
         }
         if let Some(previous) = &last
             && (previous.origin != checkpoint.origin || previous.size > checkpoint.size)
@@ -286,17 +304,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let frontier = store_of(dir.path(), 5);
         sign(dir.path(), CHECKPOINT_BLOB, 5, frontier.root());
-        let audit = audit_log(dir.path()).expect("audit");
+        let audit = audit_log(dir.path(), None, Timestamp::from_unix_ms(0)).expect("audit");
         assert!(audit.is_consistent(), "{:?}", audit.problems);
         assert_eq!(
             (audit.size, audit.root.as_str(), audit.unhashed_leaves),
             (5, &*frontier.root().to_base64(), 0)
         );
         assert_eq!(audit.checkpoints.len(), 1);
+        let signer = kairan_protocol::fixtures::key("relay-jp");
+        let other = kairan_protocol::fixtures::key("relay-jp-13");
+        let now = Timestamp::from_unix_ms(0);
+        assert!(audit_log(dir.path(), Some(signer.public()), now).expect("audit").is_consistent());
+        let wrong = audit_log(dir.path(), Some(other.public()), now).expect("audit");
+        assert!(wrong.problems[0].contains("not signed by the given key"), "{:?}", wrong.problems);
         // A checkpoint that signs another root at size 3, then one past the log.
         sign(dir.path(), CHECKPOINT_BLOB, 3, leaf_hash(b"other"));
         sign(dir.path(), CHECKPOINT_BLOB, 9, frontier.root());
-        let audit = audit_log(dir.path()).expect("audit");
+        let audit = audit_log(dir.path(), None, Timestamp::from_unix_ms(0)).expect("audit");
         assert_eq!(audit.problems.len(), 3, "{:?}", audit.problems);
         assert!(audit.problems[0].contains("at size 3, but the stored deliveries give"));
         assert!(audit.problems[1].contains("shrinks"));
@@ -313,7 +337,7 @@ mod tests {
         }
         sign(dir.path(), PARENT_CHECKPOINT_BLOB, 4, leaf_hash(b"a"));
         sign(dir.path(), PARENT_CHECKPOINT_BLOB, 4, leaf_hash(b"b"));
-        let audit = audit_log(dir.path()).expect("audit");
+        let audit = audit_log(dir.path(), None, Timestamp::from_unix_ms(0)).expect("audit");
         assert_eq!(audit.unhashed_leaves, 1);
         assert_eq!(audit.parent_checkpoints.len(), 2);
         assert_eq!(audit.problems.len(), 1, "{:?}", audit.problems);
