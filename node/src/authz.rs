@@ -6,10 +6,10 @@
 //!
 //! | client of node N's broker | client id | reads | writes | retained |
 //! |---|---|---|---|---|
-//! | child relay or clinic C (scope S) | `C` | `N/deliveries/` of each scope enclosing S, `N/deliveries/S/#`, `N/trust/#`, `N/heads/+`, `N/sync/C/resp` | `N/sync/C/req` | — |
+//! | child relay or clinic C (scope S) | `C` | `N/deliveries/` of each scope enclosing S, `N/deliveries/S/#`, `N/trust/#`, `N/heads/+`, `N/checkpoint`, `N/sync/C/resp` | `N/sync/C/req` | — |
 //! | origin O (national only) | `O` | — | `N/ingest/O`, `N/ingest-heads/O` | — |
 //! | administrator A (national only) | `A` | — | `N/control` | — |
-//! | N's publisher (`N~out`) | `N~out` | `N/sync/+/req` | `N/deliveries/#`, `N/trust/#`, `N/heads/+`, `N/sync/+/resp` | `N/trust/#`, `N/heads/+` |
+//! | N's publisher (`N~out`) | `N~out` | `N/sync/+/req` | `N/deliveries/#`, `N/trust/#`, `N/heads/+`, `N/checkpoint`, `N/sync/+/resp` | `N/trust/#`, `N/heads/+`, `N/checkpoint` |
 //! | N's ingest (`N~ingest`, national only) | `N~ingest` | `N/ingest/+`, `N/ingest-heads/+`, `N/control` | — | — |
 //!
 //! (`N/…` abbreviates `kairan/v1/N/…`.) A member's client id is its username: no member can
@@ -81,7 +81,12 @@ impl Grants {
         match who {
             Principal::Member { id, kind: MemberKind::Relay | MemberKind::Clinic, scope } => {
                 let mut read = scope.as_ref().map(|s| topics::delivery_filters(node, s)).unwrap_or_default();
-                read.extend([trust_all, topics::heads_filter(node), topics::sync_response(node, id)]);
+                read.extend([
+                    trust_all,
+                    topics::heads_filter(node),
+                    topics::checkpoint(node),
+                    topics::sync_response(node, id),
+                ]);
                 Grants { read, write: vec![topics::sync_request(node, id)], retain: Vec::new() }
             }
             Principal::Member { id, kind: MemberKind::Origin, .. } if national => Grants {
@@ -99,10 +104,11 @@ impl Grants {
                     format!("{}/#", topics::deliveries_root(node)),
                     trust_all.clone(),
                     topics::heads_filter(node),
+                    topics::checkpoint(node),
                     topics::sync_response_filter(node),
                     topics::accepted_filter(node),
                 ],
-                retain: vec![trust_all, topics::heads_filter(node)],
+                retain: vec![trust_all, topics::heads_filter(node), topics::checkpoint(node)],
             },
             Principal::Ingest if national => Grants {
                 read: vec![
@@ -178,6 +184,20 @@ mod tests {
         assert!(!publisher.may_publish("kairan/v1/jp-13/deliveries/jp/13", true));
         assert!(!publisher.may_publish("kairan/v1/jp/deliveries/jp", false), "another node's topics");
         assert_eq!(Grants::of("jp-13", false, &Principal::Ingest), Grants::default());
+    }
+
+    #[test]
+    fn checkpoints_are_read_by_children_and_written_by_the_publisher_only() {
+        let topic = topics::checkpoint("jp-13");
+        let publisher = Grants::of("jp-13", false, &Principal::Publisher);
+        assert!(publisher.may_publish(&topic, true), "set and cleared retained");
+        for kind in [MemberKind::Relay, MemberKind::Clinic] {
+            let child = Grants::of("jp-13", false, &member("jp-13-chuo", kind, Some("jp/13/chuo")));
+            assert!(child.may_subscribe(&topic));
+            assert!(!child.may_publish(&topic, false), "a checkpoint in the relay's name");
+            assert!(!child.may_publish(&topic, true));
+            assert!(!child.may_subscribe(&topics::checkpoint("jp")), "another node's");
+        }
     }
 
     #[test]

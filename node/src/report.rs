@@ -1,5 +1,6 @@
 //! What a running node says about what happens: one log line per machine [`Event`], at a
-//! level that matches how much an operator should care (ERROR for forks, frozen feeds and
+//! level that matches how much an operator should care (ERROR for forks (of an origin's chain
+//! or of a parent's transparency log), frozen feeds and
 //! held input; WARN for refusals and gaps; INFO for what flows; DEBUG for the routine).
 
 use tracing::{debug, error, info, warn};
@@ -120,5 +121,29 @@ pub fn log_event(node: &str, event: &Event) {
             info!(node = %node, %digest, relay_seq, %topic, "forwarded");
         }
         Event::StoreAnomaly(text) => error!(node = %node, "store anomaly: {text}"),
+        Event::CheckpointSigned { size, root } => {
+            debug!(node = %node, size, root = %root, "checkpoint of the transparency log signed");
+        }
+        Event::ParentLogVerified { size } => {
+            debug!(node = %node, size, "the parent's transparency log verified consistent");
+        }
+        Event::ParentLogStale { held, shown } => warn!(
+            node = %node,
+            held,
+            shown,
+            "the parent showed an older checkpoint of its log than one it signed before (replayed, or it lost data)"
+        ),
+        Event::InclusionVerified { count } => {
+            debug!(node = %node, count, "deliveries proved included in the parent's transparency log");
+        }
+        Event::ParentLogRefused(text) => warn!(node = %node, "the parent's checkpoint refused: {text}"),
+        Event::LogFork(record) => error!(
+            node = %node,
+            parent = %record.parent,
+            held = %record.held,
+            shown = %record.shown,
+            "LOG FORK: the parent showed two checkpoints of its transparency log that cannot both be true ({}); both kept as evidence",
+            record.reason
+        ),
     }
 }

@@ -13,6 +13,7 @@
 //! | `kairan/v1/<node>/deliveries/<scope path>` | the relay `<node>` | its children |
 //! | `kairan/v1/<node>/trust/<piece>` (retained) | the relay `<node>` | its children |
 //! | `kairan/v1/<node>/heads/<origin>` (retained) | the relay `<node>` | its children |
+//! | `kairan/v1/<node>/checkpoint` (retained) | the relay `<node>` | its children |
 //! | `kairan/v1/<node>/sync/<child>/req` | the child `<child>` | the relay `<node>` |
 //! | `kairan/v1/<node>/sync/<child>/resp` | the relay `<node>` | the child `<child>` |
 //!
@@ -97,6 +98,12 @@ pub fn heads_filter(node: &str) -> String {
     format!("{ROOT}{node}/heads/+")
 }
 
+/// `kairan/v1/<node>/checkpoint`: the latest checkpoint of relay `node`'s transparency log
+/// (a signed note, retained), signed only once the entries it covers are durable.
+pub fn checkpoint(node: &str) -> String {
+    format!("{ROOT}{node}/checkpoint")
+}
+
 /// `kairan/v1/<parent>/sync/<child>/req`.
 pub fn sync_request(parent: &str, child: &str) -> String {
     format!("{ROOT}{parent}/sync/{child}/req")
@@ -143,6 +150,8 @@ pub enum Topic<'t> {
     Trust(Option<&'t str>),
     /// `…/heads/<origin>`.
     Heads(&'t str),
+    /// `…/checkpoint`.
+    Checkpoint,
     /// `…/sync/<child>/req`.
     SyncRequest(&'t str),
     /// `…/sync/<child>/resp`.
@@ -159,6 +168,7 @@ pub fn parse<'t>(owner: &str, topic: &'t str) -> Option<Topic<'t>> {
     match rest {
         "control" => Some(Topic::Control),
         "trust" => Some(Topic::Trust(None)),
+        "checkpoint" => Some(Topic::Checkpoint),
         _ => {
             if let Some(origin) = rest.strip_prefix("ingest/") {
                 return single(origin).map(Topic::Ingest);

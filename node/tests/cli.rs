@@ -628,3 +628,67 @@ fn the_demo_passes_and_a_clinic_password_reads_only_its_row() {
     assert!(row_lines[..3].iter().all(|l| l.ends_with("refused")), "{row_lines:#?}");
     assert!(row_lines[3].contains("its own catch-up answers") && row_lines[3].ends_with("granted"));
 }
+
+#[test]
+fn audit_log_passes_a_consistent_store_and_names_a_wrong_checkpoint() {
+    use kairan_node::store::{CHECKPOINT_BLOB, DiskStore, Store, StoredDelivery, WriteBatch, WriteOp};
+    use kairan_protocol::note::Checkpoint;
+    use kairan_protocol::tlog::{Frontier, leaf_hash};
+    use kairan_protocol::{Digest, SecretKey, Timestamp};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    let key = SecretKey::from_seed(&[7; 32]).expect("key");
+    let sign = |size: u64, root| {
+        let note = Checkpoint::new("kairan.example/jp", size, root).sign(&key).expect("sign");
+        WriteBatch { ops: vec![WriteOp::Blob(CHECKPOINT_BLOB, note.to_bytes())] }
+    };
+    {
+        let store = DiskStore::open(&store_dir).expect("open");
+        let mut frontier = Frontier::new();
+        for relay_seq in 1..=5u64 {
+            let record = StoredDelivery {
+                digest: Digest::of(&relay_seq.to_be_bytes()),
+                origin: "mhlw".into(),
+                seq: relay_seq,
+                scope: "jp".into(),
+                relay_seq,
+                received_at: Timestamp::from_unix_ms(0),
+                delivery: format!("{{\"n\":{relay_seq}}}").into(),
+            };
+            let hashes = frontier.append(leaf_hash(&record.delivery)).expect("room");
+            store
+                .commit(&WriteBatch { ops: vec![WriteOp::Accepted(record), WriteOp::TreeHashes(hashes)] })
+                .expect("commit");
+            store.commit(&sign(frontier.size(), frontier.root())).expect("checkpoint");
+        }
+    }
+    let store_arg = store_dir.to_str().expect("utf-8 path");
+    let report = ok(&kairan(&["audit", "log", "--store", store_arg], dir.path()));
+    assert!(report.contains("log: 5 leaves") && report.contains("own checkpoints: 5 kept"), "{report}");
+    assert!(report.ends_with("consistent\n") && !report.contains("NOT"), "{report}");
+    std::fs::write(dir.path().join("node.pub"), format!("{}\n", key.public().to_hex())).expect("write");
+    let signed = ok(&kairan(&["audit", "log", "--store", store_arg, "--key", "node.pub"], dir.path()));
+    assert!(signed.contains("signatures checked"), "{signed}");
+    std::fs::write(
+        dir.path().join("other.pub"),
+        format!("{}\n", SecretKey::from_seed(&[8; 32]).expect("key").public().to_hex()),
+    )
+    .expect("write");
+    let output = kairan(&["audit", "log", "--store", store_arg, "--key", "other.pub"], dir.path());
+    assert_eq!(output.status.code(), Some(1), "another key did not sign them");
+    let json = ok(&kairan(&["audit", "log", "--store", store_arg, "--json"], dir.path()));
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(parsed["size"], 5);
+
+    // A checkpoint of size 3 with a root the deliveries do not give: exit 1, named.
+    DiskStore::open(&store_dir).expect("open").commit(&sign(3, leaf_hash(b"forged"))).expect("commit");
+    let output = kairan(&["audit", "log", "--store", store_arg], dir.path());
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("INCONSISTENT: own checkpoint #6 signs root"), "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("log_inconsistent"));
+    let missing =
+        kairan(&["audit", "log", "--store", dir.path().join("nothing").to_str().expect("path")], dir.path());
+    assert_eq!(missing.status.code(), Some(64));
+}

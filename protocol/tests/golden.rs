@@ -37,7 +37,7 @@ const LABELS: [&str; 7] =
     ["root-1", "root-2", "root-3", "origin-mhlw", "relay-jp", "relay-jp-13", "relay-jp-13-chuo"];
 
 /// The vector files, in the order they are generated.
-const FILES: [&str; 11] = [
+const FILES: [&str; 12] = [
     "keys.json",
     "trust.json",
     "advisory.payload.json",
@@ -48,6 +48,7 @@ const FILES: [&str; 11] = [
     "digest.txt",
     "revocation-piece.json",
     "sync-page.json",
+    "sync-page-tlog.json",
     "acceptance.json",
 ];
 
@@ -59,6 +60,30 @@ fn sync_page(tree: &Hierarchy, delivery: kairan_protocol::Delivery) -> SyncRespo
         scanned_upto: 1,
         last_relay_seq: 1,
         deliveries: vec![delivery],
+        ..Default::default()
+    };
+    sign_page(page, "jp-13-chuo", &tree.relays[1].key, &tree.relay_chain(1))
+}
+
+/// The same page answering a request with `"tlog": 0`: it also carries `jp-13`'s checkpoint
+/// of its log of one leaf (the 2-hop delivery, the bytes of `delivery-2hops.json`), signed
+/// with its relay key as `kairan.example/jp-13`, and the statement binds it.
+fn sync_page_tlog(tree: &Hierarchy, delivery: kairan_protocol::Delivery) -> SyncResponse {
+    let root = kairan_protocol::tlog::leaf_hash(&delivery.to_json());
+    let note = kairan_protocol::note::Checkpoint::new("kairan.example/jp-13", 1, root)
+        .sign(&tree.relays[1].key)
+        .expect("signs");
+    let page = SyncResponse {
+        after: 0,
+        scanned_upto: 1,
+        last_relay_seq: 1,
+        deliveries: vec![delivery],
+        tlog: Some(kairan_protocol::sync::LogProof {
+            checkpoint: String::from_utf8(note.to_bytes()).expect("a note is text"),
+            from: 0,
+            consistency: Vec::new(),
+            inclusion: Vec::new(),
+        }),
         ..Default::default()
     };
     sign_page(page, "jp-13-chuo", &tree.relays[1].key, &tree.relay_chain(1))
@@ -137,6 +162,7 @@ fn generate() -> Vec<(&'static str, Vec<u8>)> {
             tree.relay_revocation(1, &tree.relays[2].cert, &[], FIXTURE_NOW, FIXTURE_NOW).to_json(),
         ),
         ("sync-page.json", sync_page(&tree, tree.delivery(&advisory, 2)).to_json()),
+        ("sync-page-tlog.json", sync_page_tlog(&tree, tree.delivery(&advisory, 2)).to_json()),
         ("acceptance.json", acceptance(&tree, Digest::of(&payload)).to_json()),
     ];
     let names: Vec<&str> = vectors.iter().map(|(name, _)| *name).collect();
@@ -504,6 +530,56 @@ fn sync_page_verifies_by_hand() {
     verify_page(file("sync-page.json"), "jp-13", "jp-13-chuo", ctx).expect("verifies");
     assert!(verify_page(file("sync-page.json"), "jp-13", "jp-13-kyobashi", ctx).is_err());
     assert!(verify_page(file("sync-page.json"), "jp", "jp-13-chuo", ctx).is_err());
+}
+
+#[test]
+fn sync_page_with_a_checkpoint_verifies_by_hand() {
+    let keys = keys();
+    let page = json("sync-page-tlog.json");
+    let (payload, signers) = check_envelope(&page["statement"], SYNC_PAGE_TYPE, &keys);
+    assert_eq!(signers, ["relay-jp-13"]);
+    let statement: Value = serde_json::from_slice(&payload).expect("statement payload is JSON");
+    // The statement binds the tlog object: SHA-256 of its compact JSON, fields in the order
+    // checkpoint, from (consistency omitted when empty).
+    let tlog = &page["tlog"];
+    let checkpoint = tlog["checkpoint"].as_str().expect("checkpoint text");
+    let compact = format!(
+        r#"{{"checkpoint":{},"from":{}}}"#,
+        serde_json::to_string(checkpoint).expect("string"),
+        tlog["from"]
+    );
+    assert_eq!(tlog.as_object().map(|o| o.len()), Some(2), "an empty proof is omitted");
+    assert_eq!(statement["tlog"], format!("sha256:{}", sha256_hex(compact.as_bytes())).as_str());
+    // The checkpoint: text, empty line, one signature line by the relay key under the origin.
+    let (text, signature_line) = checkpoint.split_once("\n\n").expect("text and signatures");
+    let text = format!("{text}\n");
+    assert_eq!(text.lines().collect::<Vec<_>>()[..2], ["kairan.example/jp-13", "1"]);
+    // The root of a one-leaf log is the leaf hash: SHA-256(0x00 || the delivery bytes).
+    let leaf = [&[0u8][..], file("delivery-2hops.json")].concat();
+    assert_eq!(text.lines().nth(2), Some(STANDARD.encode(Sha256::digest(&leaf)).as_str()));
+    let line = signature_line.strip_suffix('\n').expect("a final newline");
+    let encoded = line.strip_prefix("\u{2014} kairan.example/jp-13 ").expect("signed under the origin");
+    let bytes = STANDARD.decode(encoded).expect("base64");
+    let public: [u8; 32] = hex::decode(&keys["relay-jp-13"].public).expect("hex").try_into().expect("32");
+    let mut key_id = Sha256::new();
+    key_id.update(b"kairan.example/jp-13\n\x01");
+    key_id.update(public);
+    assert_eq!(bytes[..4], key_id.finalize()[..4], "the key id of the relay key under that name");
+    let signature = Signature::from_slice(&bytes[4..]).expect("64 bytes");
+    VerifyingKey::from_bytes(&public)
+        .expect("key")
+        .verify_strict(text.as_bytes(), &signature)
+        .expect("signed");
+    // And this crate accepts it; a changed proof is refused.
+    let anchors =
+        TrustAnchors::new(serde_json::from_slice(file("trust.json")).expect("anchors")).expect("valid");
+    let revocations = Default::default();
+    let ctx = VerifyContext { anchors: &anchors, revocations: &revocations, now: FIXTURE_NOW.plus_secs(60) };
+    verify_page(file("sync-page-tlog.json"), "jp-13", "jp-13-chuo", ctx).expect("verifies");
+    let changed = String::from_utf8(file("sync-page-tlog.json").to_vec())
+        .expect("utf-8")
+        .replace(r#""from":0"#, r#""from":1"#);
+    assert!(verify_page(changed.as_bytes(), "jp-13", "jp-13-chuo", ctx).is_err());
 }
 
 #[test]

@@ -60,7 +60,15 @@ async fn publish_tlp(tree: &mut Hierarchy, scope: &str, id: &str, tlp: Tlp) -> D
 
 /// A catch-up request as a child sends it (its scope as given).
 fn request(after: u64, scope: &str, trust: Option<Digest>) -> Vec<u8> {
-    SyncRequest { after, scope: Scope::parse(scope).expect("scope"), limit: 512, trust }.to_json()
+    SyncRequest {
+        after,
+        scope: Scope::parse(scope).expect("scope"),
+        limit: 512,
+        trust,
+        tlog: None,
+        prove: Vec::new(),
+    }
+    .to_json()
 }
 
 fn digests(page: &SyncResponse) -> BTreeSet<Digest> {

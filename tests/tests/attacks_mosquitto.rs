@@ -54,7 +54,15 @@ fn member(tree: &Hierarchy, id: &str) -> Credentials {
 }
 
 fn request(after: u64, scope: &str) -> Vec<u8> {
-    SyncRequest { after, scope: Scope::parse(scope).expect("scope"), limit: 512, trust: None }.to_json()
+    SyncRequest {
+        after,
+        scope: Scope::parse(scope).expect("scope"),
+        limit: 512,
+        trust: None,
+        tlog: None,
+        prove: Vec::new(),
+    }
+    .to_json()
 }
 
 /// Resident memory of a Mosquitto process, in KiB.

@@ -78,6 +78,9 @@ fn reduced_scale_seeds() {
         assert!(total(|r| r.stats.partitions) > 0 && total(|r| r.stats.lost_partition) > 0);
         assert!(total(|r| r.stats.attacks_refused) > 0 && total(|r| r.stats.gaps_reported) > 0);
         assert!(total(|r| r.stats.sync_deliveries) > 0, "catch-up delivered something");
+        assert!(total(|r| r.stats.checkpoints_signed) > 0, "relays signed checkpoints");
+        assert!(total(|r| r.stats.parent_logs_verified) > 0, "children verified their parents' logs");
+        assert!(total(|r| r.stats.inclusions_verified) > 0, "children proved deliveries included");
         assert!(total(|r| r.stats.broker_refused) > 0, "hostile members met the permission table");
     }
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::error::CliError;
 
 mod advisory;
+mod audit;
 mod daemon;
 mod keys;
 mod members;
@@ -69,6 +70,9 @@ pub enum Command {
         after_help = "Examples:\n  kairan verify --trust trust.toml delivery.json\n  kairan verify --trust trust.toml --cert mhlw.cert.json advisory.json --json\n\nExit status: 0 verified; 1 refused (the reason code is printed); 64 bad arguments."
     )]
     Verify(verify::VerifyArgs),
+    /// Audit a node's records offline.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run a relay node (national, prefectural or district association).
     #[command(
         after_help = "Examples:\n  kairan node generate-config > node.toml\n  kairan node --config node.toml\n  KAIRAN__UPSTREAM__PASSWORD=... kairan node --config node.toml --log-format json\n\nExit status: 0 after a clean shutdown (SIGINT/SIGTERM); 64 bad configuration (the field is named)."
@@ -144,6 +148,19 @@ pub enum AdvisoryCommand {
         after_help = "Example:\n  kairan advisory import --format csaf vendor-advisory.json --out advisory.toml\n  kairan advisory sign --key keys/mhlw.key advisory.toml"
     )]
     Import(crate::formats::command::ImportArgs),
+}
+
+/// `kairan audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify a node's transparency log and checkpoint history for consistency: rebuild the
+    /// tree from the stored deliveries, check the stored hashes, every checkpoint the node
+    /// signed, the parent's checkpoints it accepted, and list kept evidence of a parent's
+    /// inconsistent logs. Reads the store's segment files only.
+    #[command(
+        after_help = "Examples:\n  kairan audit log --store /var/lib/kairan --key keys/jp.pub   # a relay's data_dir and public key\n  kairan audit log --store /var/lib/kairan-clinic/store --json\n\nExit status: 0 consistent; 1 inconsistent (each problem is printed, the reason code is log_inconsistent); 64 not a store; 70 unreadable."
+    )]
+    Log(audit::AuditLogArgs),
 }
 
 /// `kairan members …`
@@ -234,6 +251,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Broker(BrokerCommand::RabbitmqConfig(args)) => members::rabbitmq(&args),
         Command::Tls(TlsCommand::Cert(args)) => tls::cert(&args),
         Command::Verify(args) => verify::verify(&args),
+        Command::Audit(AuditCommand::Log(args)) => audit::log(&args),
         Command::Node(args) => daemon::node(&args),
         Command::Clinic(args) => daemon::clinic(&args),
         Command::Inbox(args) => daemon::inbox(&args),

@@ -10,11 +10,13 @@
 use std::path::{Path, PathBuf};
 
 use kairan_protocol::Digest;
+use kairan_protocol::tlog::{Hash, NodeIndex};
 
 use super::{copies_dir, copy_of, copy_path};
 use crate::store::durable_fs;
 use crate::store::{
-    DiskStore, ForkRecord, Rejection, RestoredState, Store, StoreError, StoredDelivery, WriteBatch, WriteOp,
+    DiskStore, ForkRecord, LogForkRecord, Rejection, RestoredState, Store, StoreError, StoredDelivery,
+    WriteBatch, WriteOp,
 };
 
 /// A clinic's store and its inbox copies.
@@ -91,6 +93,18 @@ impl Store for InboxStore {
 
     fn forks(&self) -> Result<Vec<ForkRecord>, StoreError> {
         self.store.forks()
+    }
+
+    fn log_forks(&self) -> Result<Vec<LogForkRecord>, StoreError> {
+        self.store.log_forks()
+    }
+
+    fn tree_hashes(&self, nodes: &[NodeIndex]) -> Result<Vec<Hash>, StoreError> {
+        self.store.tree_hashes(nodes)
+    }
+
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        self.store.tree_size()
     }
 
     fn cursor(&self, name: &str) -> Result<u64, StoreError> {

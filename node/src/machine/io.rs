@@ -70,7 +70,23 @@ pub enum Query {
         request: SyncRequest,
         /// Inclusive end: the last durable relay_seq.
         upto: u64,
+        /// The checkpoint to send and the size to prove its consistency from, when the child
+        /// asked (`request.tlog`) and this node has signed one.
+        tlog: Option<LogQuery>,
     },
+}
+
+/// The log part of a [`Query::Page`]: the checkpoint, and the consistency proof to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    /// The signed checkpoint note (of a durable tree: its hashes are stored).
+    pub checkpoint: String,
+    /// Its tree size.
+    pub size: u64,
+    /// The size the child verified: the proof starts there (none past `size`).
+    pub from: u64,
+    /// Leaves whose inclusion proofs the child asked for (those below `size` are proved).
+    pub prove: Vec<u64>,
 }
 
 /// The answer to a [`Query`].
@@ -261,4 +277,35 @@ pub enum Event {
     },
     /// The store could not give back what the output log should hold.
     StoreAnomaly(String),
+    /// This relay signed a checkpoint of its log: every entry it covers is durable.
+    CheckpointSigned {
+        /// Tree size.
+        size: u64,
+        /// Tree head.
+        root: kairan_protocol::tlog::Hash,
+    },
+    /// A checkpoint of the parent's log verified and extends the one held.
+    ParentLogVerified {
+        /// Its size.
+        size: u64,
+    },
+    /// A checkpoint of the parent's log smaller than the one held (replayed, or the parent
+    /// lost data): ignored.
+    ParentLogStale {
+        /// The size held.
+        held: u64,
+        /// The size shown.
+        shown: u64,
+    },
+    /// Deliveries accepted from the parent were proved included in its signed log.
+    InclusionVerified {
+        /// How many.
+        count: usize,
+    },
+    /// A catch-up answer's checkpoint did not open with the parent's key, or its proof was
+    /// malformed: ignored.
+    ParentLogRefused(String),
+    /// The parent showed two checkpoints of its log that no append-only log can both have
+    /// signed: kept as evidence.
+    LogFork(Box<crate::store::LogForkRecord>),
 }

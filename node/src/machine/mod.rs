@@ -29,11 +29,13 @@
 //! - [`trust`]: the trust bundle in force.
 //! - [`heads`]: signed heads and frozen feeds.
 //! - [`limiter`]: token buckets and repeat detection.
+//! - [`tlog`]: the node's transparency log and the check of its parent's.
 //!
 //! ## Invariants
 //! Nothing leaves the node before the writes it depends on are durable: an upstream
 //! acknowledgement, a forward, a catch-up answer (it covers only durable entries), a
-//! republished trust bundle. A refused input is recorded and never forwarded.
+//! republished trust bundle, a signed checkpoint. A refused input is recorded and never
+//! forwarded.
 
 pub mod acks;
 pub mod catchup;
@@ -46,6 +48,7 @@ pub mod pipeline;
 pub mod publisher;
 pub mod query;
 pub mod serve;
+pub mod tlog;
 pub mod trust;
 
 mod state;
@@ -53,7 +56,7 @@ mod state;
 mod tests;
 
 pub use decide::{Attester, Identity, Upstream};
-pub use io::{Accepted, Action, Event, Link, MsgId, Outgoing, Qos, Query, ReadResult};
+pub use io::{Accepted, Action, Event, Link, LogQuery, MsgId, Outgoing, Qos, Query, ReadResult};
 pub use state::{Counters, Machine, MachineConfig};
 
 use kairan_protocol::limits::MAX_DELIVERY_BYTES;

@@ -61,10 +61,19 @@ impl Pipeline {
     }
 
     /// Adds a write that rides with the next commit (it needs no commit of its own). A later
-    /// value of the same cursor replaces an earlier one still open.
+    /// value of the same cursor or blob replaces an earlier one still open.
     pub fn write_lazily(&mut self, op: WriteOp) {
-        if let WriteOp::Cursor(name, _) = &op {
-            self.open.batch.ops.retain(|existing| !matches!(existing, WriteOp::Cursor(n, _) if n == name));
+        match &op {
+            WriteOp::Cursor(name, _) => {
+                self.open
+                    .batch
+                    .ops
+                    .retain(|existing| !matches!(existing, WriteOp::Cursor(n, _) if n == name));
+            }
+            WriteOp::Blob(name, _) => {
+                self.open.batch.ops.retain(|existing| !matches!(existing, WriteOp::Blob(n, _) if n == name));
+            }
+            _ => {}
         }
         self.open.batch.ops.push(op);
     }

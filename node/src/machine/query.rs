@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 
 use super::io::{Query, ReadResult};
 use super::serve::{SCAN_CHUNK, SCAN_LIMIT, build_page};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TreeReader};
+use kairan_protocol::sync::{Inclusion, LogProof};
+use kairan_protocol::tlog::{Hash, prove_consistency, prove_inclusion};
 
 /// Runs `query` against `store`.
 pub fn run<S: Store>(store: &S, query: &Query) -> Result<ReadResult, StoreError> {
@@ -15,7 +17,7 @@ pub fn run<S: Store>(store: &S, query: &Query) -> Result<ReadResult, StoreError>
             entries.retain(|entry| entry.relay_seq <= *upto);
             Ok(ReadResult::Log(entries))
         }
-        Query::Page { request, upto } => {
+        Query::Page { request, upto, tlog } => {
             // Read the log lazily, a chunk at a time: a page takes a few dozen entries, and
             // reading up to the scan limit for every request would starve the node when many
             // children catch up at once.
@@ -35,11 +37,31 @@ pub fn run<S: Store>(store: &S, query: &Query) -> Result<ReadResult, StoreError>
                 scanned += 1;
                 Some(entry)
             });
-            let page = build_page(request, entries, *upto);
-            match failure {
-                Some(error) => Err(error),
-                None => Ok(ReadResult::Page(Box::new(page))),
+            let mut page = build_page(request, entries, *upto);
+            if let Some(error) = failure {
+                return Err(error);
             }
+            if let Some(log) = tlog {
+                // No proof from past the checkpoint: the child holds a larger tree than this
+                // node signed (it sees the smaller checkpoint and says so).
+                let consistency = if log.from <= log.size {
+                    prove_consistency(&TreeReader(store), log.from, log.size)?
+                } else {
+                    Vec::new()
+                };
+                let mut inclusion = Vec::new();
+                for &index in log.prove.iter().filter(|&&index| index < log.size) {
+                    let proof = prove_inclusion(&TreeReader(store), index, log.size)?;
+                    inclusion.push(Inclusion { index, proof: proof.iter().map(Hash::to_base64).collect() });
+                }
+                page.tlog = Some(LogProof {
+                    checkpoint: log.checkpoint.clone(),
+                    from: log.from,
+                    consistency: consistency.iter().map(Hash::to_base64).collect(),
+                    inclusion,
+                });
+            }
+            Ok(ReadResult::Page(Box::new(page)))
         }
     }
 }

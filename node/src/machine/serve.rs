@@ -157,7 +157,14 @@ mod tests {
     }
 
     fn request(after: u64, scope: &str, limit: u32) -> SyncRequest {
-        SyncRequest { after, scope: Scope::parse(scope).expect("scope"), limit, trust: None }
+        SyncRequest {
+            after,
+            scope: Scope::parse(scope).expect("scope"),
+            limit,
+            trust: None,
+            tlog: None,
+            prove: Vec::new(),
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`Machine`]: the parts of `super` put together behind the `handle_*` / `poll_*` surface.
 
 mod chain;
+mod tlog;
 mod upstream;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -22,6 +23,7 @@ use super::limiter::RateLimiter;
 use super::pipeline::{Effect, Pipeline};
 use super::publisher::{Forward, Publisher, Step};
 use super::serve::Server;
+use super::tlog::{OwnLog, ParentLog};
 use super::trust::{PieceBatch, TrustState};
 use super::{MAX_PACKET_BYTES, REFUSALS_BURST, REFUSALS_PER_SEC};
 use crate::store::{PUBLISHED_CURSOR, RestoredState, WriteOp};
@@ -61,6 +63,8 @@ pub struct Counters {
     pub held: u64,
     /// Inputs held because this node's clock is behind (tried again, then final).
     pub deferred: u64,
+    /// Forks of the parent's transparency log detected.
+    pub log_forks: u64,
 }
 
 /// The sequence numbers missing below the highest held, per origin: `(origin, from, to)`.
@@ -129,6 +133,10 @@ pub struct Machine {
     counters: Counters,
     upstream_up: bool,
     closing: bool,
+    /// This node's transparency log.
+    own_log: OwnLog,
+    /// The newest verified checkpoint of the parent's log.
+    parent_log: ParentLog,
 }
 
 impl Machine {
@@ -171,8 +179,11 @@ impl Machine {
             counters: Counters::default(),
             upstream_up: false,
             closing: false,
+            own_log: OwnLog::restore(restored.tree.clone(), restored.checkpoint.as_deref()),
+            parent_log: ParentLog::restore(restored.parent_checkpoint.as_deref()),
             identity,
         };
+        machine.sign_restored_log();
         if let Some(warning) = warning {
             machine.report(Event::TrustStoreWarning(warning));
         }
@@ -375,6 +386,7 @@ impl Machine {
             for (origin, message) in heads {
                 self.publish_head(&origin, message);
             }
+            self.publish_checkpoint();
         }
         self.progress();
     }
@@ -409,7 +421,8 @@ impl Machine {
         match server.admit(child, payload, now) {
             Ok(request) => {
                 let read = ReadFor::Answer { child: child.to_owned(), child_trust: request.trust };
-                let query = Query::Page { request, upto: self.durable_relay_seq };
+                let tlog = self.log_query(&request);
+                let query = Query::Page { request, upto: self.durable_relay_seq, tlog };
                 self.read(read, query);
             }
             Err(reason) => self.report(Event::SyncDropped { child: child.to_owned(), reason }),
@@ -431,6 +444,7 @@ impl Machine {
             self.durable_relay_seq = self.durable_relay_seq.max(relay_seq);
             self.publisher_stalled = false;
         }
+        self.sign_committed_log();
         self.run_now(effects, now);
         self.progress();
     }
@@ -615,6 +629,7 @@ impl Machine {
 
     fn accept(&mut self, accepted: Box<Accepted>, ack: Option<MsgId>, now: Timestamp) {
         self.counters.accepted += 1;
+        self.note_parent_leaf(&accepted);
         if self.is_relay() {
             let certs = accepted.verified.value().certs.clone();
             self.learn_chain(&certs, now);
@@ -643,7 +658,13 @@ impl Machine {
             });
         }
         effects.push(Effect::Report(Event::Accepted(accepted)));
+        let leaf = self.own_log.append(&record);
         self.pipeline.write(WriteOp::Accepted(record), effects);
+        match leaf {
+            Some(Ok(hashes)) => self.pipeline.write(hashes, []),
+            Some(Err(text)) => self.report(Event::StoreAnomaly(text)),
+            None => {}
+        }
     }
 
     /// After a refused live input: past the budget of refusals per input topic, slow input
@@ -674,6 +695,8 @@ impl Machine {
             scope: self.identity.scope.clone(),
             limit: MAX_SYNC_PAGE_ENTRIES,
             trust: self.trust.digest(),
+            tlog: Some(self.parent_log.verified_size()),
+            prove: self.parent_log.to_prove(),
         };
         let topic = topics::sync_request(&catch_up.parent, &self.identity.id);
         self.publish(Link::Upstream, topic, Bytes::from(request.to_json()), Qos::AtMostOnce, false);
@@ -724,6 +747,7 @@ impl Machine {
     fn progress(&mut self) {
         if let Some((id, batch)) = self.pipeline.next_commit(self.closing) {
             self.committing_relay_seq = batch.last_relay_seq();
+            self.own_log.commit_started(self.committing_relay_seq.is_some());
             self.actions.push_back(Action::Commit { id, batch });
         }
         if self.publisher_stalled {

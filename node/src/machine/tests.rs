@@ -11,8 +11,10 @@ use kairan_protocol::{
 
 use super::io::{Action, Event, Link, MsgId, Outgoing, Qos};
 use super::{Attester, Identity, Machine, MachineConfig, Upstream, query};
-use crate::store::{MemStore, Store, WriteBatch};
+use crate::store::{MemStore, Store, WriteBatch, WriteOp};
 use crate::topics;
+
+mod tlog;
 
 const INTERVAL_MS: u64 = 60_000;
 
@@ -24,6 +26,9 @@ struct TestNode {
     trace: Vec<String>,
     acked: Vec<MsgId>,
     published: Vec<Outgoing>,
+    /// Checkpoints published (kept apart from `published`: a relay publishes one at every
+    /// connection and commit, which tests of other things need not count).
+    checkpoints: Vec<Outgoing>,
     events: Vec<Event>,
     /// Commits held back (to test what happens while one is in flight).
     held_commits: Vec<(u64, WriteBatch)>,
@@ -81,6 +86,7 @@ impl TestNode {
             trace: Vec::new(),
             acked: Vec::new(),
             published: Vec::new(),
+            checkpoints: Vec::new(),
             events: Vec::new(),
             held_commits: Vec::new(),
             hold_commits: false,
@@ -96,7 +102,19 @@ impl TestNode {
         while let Some(action) = self.machine.poll_action() {
             match action {
                 Action::Commit { id, batch } => {
-                    self.trace.push(format!("commit {}", batch.ops.len()));
+                    // Decisions only: not the stored hashes of each leaf, nor the checkpoint
+                    // blob that rides along.
+                    let decided = batch
+                        .ops
+                        .iter()
+                        .filter(|op| {
+                            !matches!(
+                                op,
+                                WriteOp::TreeHashes(_) | WriteOp::Blob(crate::store::CHECKPOINT_BLOB, _)
+                            )
+                        })
+                        .count();
+                    self.trace.push(format!("commit {decided}"));
                     if self.hold_commits {
                         self.held_commits.push((id, batch));
                     } else {
@@ -111,6 +129,10 @@ impl TestNode {
                 Action::Publish(outgoing) => {
                     self.trace.push(format!("publish {}", outgoing.topic));
                     let delivery = outgoing.qos == Qos::AtLeastOnce;
+                    if outgoing.topic == topics::checkpoint(self.machine.id()) {
+                        self.checkpoints.push(outgoing);
+                        continue;
+                    }
                     self.published.push(outgoing);
                     if delivery && self.downstream_acks {
                         self.machine.handle_downstream_acked();
@@ -505,6 +527,8 @@ fn a_catch_up_request_that_comes_before_the_chain_verifies_is_answered_when_it_d
         scope: Scope::parse("jp/13/chuo").expect("scope"),
         limit: 10,
         trust: None,
+        tlog: None,
+        prove: Vec::new(),
     };
     prefecture.machine.handle_downstream_message(
         &topics::sync_request("jp-13", "jp-13-chuo"),

@@ -54,6 +54,7 @@ pub const HELD: &str = "kairan_inputs_held_total";
 pub const DEFERRED: &str = "kairan_inputs_deferred_total";
 pub const THROTTLED: &str = "kairan_input_throttled_total";
 pub const STORE_ANOMALIES: &str = "kairan_store_anomalies_total";
+pub const LOG_FORKS: &str = "kairan_log_forks_total";
 pub const STORE_DELIVERIES: &str = "kairan_store_deliveries";
 pub const STORE_DISK_BYTES: &str = "kairan_store_disk_bytes";
 pub const COMMIT_DURATION: &str = "kairan_commit_duration_seconds";
@@ -143,6 +144,12 @@ pub const ALL: &[Def] = &[
         Counter,
         &[],
         "Times the store could not give back what the output log should hold.",
+    ),
+    def(
+        LOG_FORKS,
+        Counter,
+        &[],
+        "Times the parent showed two checkpoints of its transparency log that cannot both be true (evidence kept).",
     ),
     def(STORE_DELIVERIES, Gauge, &[], "Deliveries held in the store."),
     def(STORE_DISK_BYTES, Gauge, &[], "Bytes on disk (allocated blocks) under the node's data directory."),

@@ -96,6 +96,7 @@ impl NodeMetrics {
             n::HELD,
             n::DEFERRED,
             n::STORE_ANOMALIES,
+            n::LOG_FORKS,
         ] {
             metrics.counter(name, &[]).increment(0);
         }
@@ -222,6 +223,12 @@ impl NodeMetrics {
             Event::Throttling { .. } => self.counter(n::THROTTLED, &[]).increment(1),
             Event::Forwarded { .. } => self.counter(n::FORWARDED, &[]).increment(1),
             Event::StoreAnomaly(_) => self.counter(n::STORE_ANOMALIES, &[]).increment(1),
+            Event::LogFork(_) => self.counter(n::LOG_FORKS, &[]).increment(1),
+            Event::CheckpointSigned { .. }
+            | Event::ParentLogVerified { .. }
+            | Event::ParentLogStale { .. }
+            | Event::InclusionVerified { .. }
+            | Event::ParentLogRefused(_) => {}
         }
     }
 

@@ -26,14 +26,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use kairan_protocol::Digest;
+use kairan_protocol::tlog::{Hash, NodeIndex};
 
 use super::legacy;
 use super::log_record::{self, LogRecord};
 use super::segment_log::{self, DEFAULT_SEGMENT_BYTES, Location, Position, SegmentLog, SegmentReader};
 use super::sled_index::{self, SledIndex, engine};
 use super::{
-    ForkRecord, PUBLISHED_CURSOR, Rejection, RestoredState, SYNC_CURSOR, Store, StoreError, StoredDelivery,
-    TRUST_BLOB, WriteBatch, WriteOp,
+    CHECKPOINT_BLOB, ForkRecord, LogForkRecord, PARENT_CHECKPOINT_BLOB, PUBLISHED_CURSOR, Rejection,
+    RestoredState, SYNC_CURSOR, Store, StoreError, StoredDelivery, TRUST_BLOB, WriteBatch, WriteOp,
 };
 
 /// Options of [`DiskStore::open_with`].
@@ -172,6 +173,8 @@ fn index_record(index: &SledIndex, record: LogRecord, location: Location) -> Res
         LogRecord::Delivery(r) => index.put_delivery(&r.digest, &r.origin, r.seq, r.relay_seq, location),
         LogRecord::Fork(fork) => index.put_fork(&fork.digest, location),
         LogRecord::Blob(name, _) => index.put_blob(&name, location),
+        LogRecord::TreeHashes(hashes) => index.put_tree_hashes(&hashes),
+        LogRecord::LogFork(record) => index.put_log_fork(&record.id(), location),
     }
 }
 
@@ -186,6 +189,10 @@ impl Store for DiskStore {
                 WriteOp::Accepted(record) => (log_record::DELIVERY, log_record::encode_delivery(record)),
                 WriteOp::Fork(fork) => (log_record::FORK, log_record::encode_fork(fork)),
                 WriteOp::Blob(name, value) => (log_record::BLOB, log_record::encode_blob(name, value)),
+                WriteOp::TreeHashes(hashes) => {
+                    (log_record::TREE_HASHES, log_record::encode_tree_hashes(hashes))
+                }
+                WriteOp::LogFork(record) => (log_record::LOG_FORK, log_record::encode_log_fork(record)),
                 WriteOp::Rejection(_) | WriteOp::Cursor(..) => continue,
             };
             lens.push(segment_log::encode_frame(&mut frames, kind, &body)?);
@@ -210,6 +217,16 @@ impl Store for DiskStore {
                     let location =
                         locations.next().ok_or_else(|| StoreError::Engine("lost a location".into()))?;
                     index.put_blob(name, location)?;
+                }
+                WriteOp::TreeHashes(hashes) => {
+                    // In the log for durability (and rebuilding); the hashes live in the index.
+                    locations.next().ok_or_else(|| StoreError::Engine("lost a location".into()))?;
+                    index.put_tree_hashes(hashes)?;
+                }
+                WriteOp::LogFork(record) => {
+                    let location =
+                        locations.next().ok_or_else(|| StoreError::Engine("lost a location".into()))?;
+                    index.put_log_fork(&record.id(), location)?;
                 }
                 WriteOp::Rejection(rejection) => {
                     index.put_rejection(rejection)?;
@@ -274,6 +291,31 @@ impl Store for DiskStore {
         Ok(forks)
     }
 
+    fn log_forks(&self) -> Result<Vec<LogForkRecord>, StoreError> {
+        let mut records = Vec::new();
+        for value in self.inner.index.log_forks.iter().values() {
+            let location = sled_index::location_from("log_forks", &value.map_err(engine)?)?;
+            match self.read(location)? {
+                LogRecord::LogFork(record) => records.push(record),
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        tree: "log_forks",
+                        reason: "not a log fork record".into(),
+                    });
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    fn tree_hashes(&self, nodes: &[NodeIndex]) -> Result<Vec<Hash>, StoreError> {
+        self.inner.index.tree_hashes(nodes)
+    }
+
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        self.inner.index.tree_size()
+    }
+
     fn cursor(&self, name: &str) -> Result<u64, StoreError> {
         self.inner.index.cursor(name)
     }
@@ -302,8 +344,11 @@ impl Store for DiskStore {
         state.sync_cursor = self.cursor(SYNC_CURSOR)?;
         state.published = self.cursor(PUBLISHED_CURSOR)?;
         state.trust_bundle = self.blob(TRUST_BLOB)?;
+        state.checkpoint = self.blob(CHECKPOINT_BLOB)?;
+        state.parent_checkpoint = self.blob(PARENT_CHECKPOINT_BLOB)?;
         let newest = self.log_after(state.last_relay_seq.saturating_sub(1), 1)?;
         state.take_chain(newest.first());
+        state.tree = super::restore_tree(self, state.last_relay_seq)?;
         Ok(state)
     }
 
@@ -350,6 +395,7 @@ impl Store for DiskStore {
         }
         self.rejections()?;
         self.forks()?;
+        self.log_forks()?;
         Ok(count)
     }
 }
@@ -421,6 +467,40 @@ mod tests {
         assert_eq!(store.get(&record("nisc", 1, 3).digest).expect("get"), Some(record("nisc", 1, 3)));
         assert_eq!(store.check_integrity().expect("intact"), 3);
         assert_eq!(std::fs::metadata(dir.path()).expect("meta").mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn the_log_survives_reopening_and_is_rebuilt_from_the_segments() {
+        use kairan_protocol::tlog::{Frontier, leaf_hash, root_of, tree_root};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let saved = tempfile::tempdir().expect("tempdir");
+        let mut frontier = Frontier::new();
+        let commit = |store: &DiskStore, frontier: &mut Frontier, from: u64, to: u64| {
+            let mut ops = Vec::new();
+            for n in from..=to {
+                let r = record("mhlw", n, n);
+                let hashes = frontier.append(leaf_hash(&r.delivery)).expect("room");
+                ops.extend([WriteOp::Accepted(r), WriteOp::TreeHashes(hashes)]);
+            }
+            store.commit(&WriteBatch { ops }).expect("commit");
+        };
+        let store = DiskStore::open(dir.path()).expect("open");
+        commit(&store, &mut frontier, 1, 3);
+        drop(store);
+        copy_dir(&index_dir(dir.path()), saved.path());
+        let store = DiskStore::open(dir.path()).expect("open");
+        commit(&store, &mut frontier, 4, 7);
+        drop(store);
+        // The index lost the second commit (as after a power cut): the hashes come back from
+        // the log's tree-hashes records.
+        std::fs::remove_dir_all(index_dir(dir.path())).expect("rm");
+        copy_dir(saved.path(), &index_dir(dir.path()));
+        let store = DiskStore::open(dir.path()).expect("reopen");
+        let state = store.restore().expect("restore");
+        assert_eq!(state.tree, frontier);
+        let leaves: Vec<_> = store.all().expect("all").iter().map(|r| leaf_hash(&r.delivery)).collect();
+        assert_eq!(tree_root(&super::super::TreeReader(&store), 7).expect("root"), root_of(&leaves));
+        assert_eq!(store.tree_size().expect("size"), 7);
     }
 
     #[test]

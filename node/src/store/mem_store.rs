@@ -9,10 +9,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kairan_protocol::Digest;
+use kairan_protocol::tlog::{Hash, NodeIndex};
 
 use super::{
-    ForkRecord, MAX_REJECTIONS_KEPT, PUBLISHED_CURSOR, Rejection, RestoredState, SYNC_CURSOR, Store,
-    StoreError, StoredDelivery, TRUST_BLOB, WriteBatch, WriteOp,
+    CHECKPOINT_BLOB, ForkRecord, LogForkRecord, MAX_REJECTIONS_KEPT, PARENT_CHECKPOINT_BLOB,
+    PUBLISHED_CURSOR, Rejection, RestoredState, SYNC_CURSOR, Store, StoreError, StoredDelivery, TRUST_BLOB,
+    WriteBatch, WriteOp,
 };
 
 #[derive(Debug, Default)]
@@ -28,6 +30,11 @@ struct Inner {
     forks: BTreeMap<Digest, ForkRecord>,
     cursors: HashMap<String, u64>,
     blobs: HashMap<String, Vec<u8>>,
+    /// The transparency log's stored hashes.
+    tree: HashMap<NodeIndex, Hash>,
+    /// Leaves hashed (level-0 hashes stored).
+    tree_size: u64,
+    log_forks: BTreeMap<Digest, LogForkRecord>,
 }
 
 /// An in-memory store. Clones share state.
@@ -100,6 +107,17 @@ impl Store for MemStore {
                 WriteOp::Blob(name, value) => {
                     inner.blobs.insert((*name).to_owned(), value.clone());
                 }
+                WriteOp::TreeHashes(hashes) => {
+                    for (node, hash) in hashes {
+                        if node.level == 0 {
+                            inner.tree_size = inner.tree_size.max(node.index + 1);
+                        }
+                        inner.tree.insert(*node, *hash);
+                    }
+                }
+                WriteOp::LogFork(record) => {
+                    inner.log_forks.insert(record.id(), record.clone());
+                }
             }
         }
         Ok(())
@@ -127,6 +145,27 @@ impl Store for MemStore {
         Ok(self.lock().forks.values().cloned().collect())
     }
 
+    fn log_forks(&self) -> Result<Vec<LogForkRecord>, StoreError> {
+        Ok(self.lock().log_forks.values().cloned().collect())
+    }
+
+    fn tree_hashes(&self, nodes: &[NodeIndex]) -> Result<Vec<Hash>, StoreError> {
+        let inner = self.lock();
+        nodes
+            .iter()
+            .map(|node| {
+                inner.tree.get(node).copied().ok_or_else(|| StoreError::Corrupt {
+                    tree: "tlog",
+                    reason: format!("no stored hash at level {} index {}", node.level, node.index),
+                })
+            })
+            .collect()
+    }
+
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().tree_size)
+    }
+
     fn cursor(&self, name: &str) -> Result<u64, StoreError> {
         Ok(self.lock().cursors.get(name).copied().unwrap_or(0))
     }
@@ -136,16 +175,8 @@ impl Store for MemStore {
     }
 
     fn restore(&self) -> Result<RestoredState, StoreError> {
-        let inner = self.lock();
-        let mut state = RestoredState::default();
-        for ((origin, seq), digest) in &inner.origin_index {
-            state.push_held(origin.clone(), *seq, *digest);
-        }
-        state.last_relay_seq = inner.log.keys().next_back().copied().unwrap_or(0);
-        state.sync_cursor = inner.cursors.get(SYNC_CURSOR).copied().unwrap_or(0);
-        state.published = inner.cursors.get(PUBLISHED_CURSOR).copied().unwrap_or(0);
-        state.trust_bundle = inner.blobs.get(TRUST_BLOB).cloned();
-        state.take_chain(inner.log.values().next_back());
+        let mut state = self.restore_records();
+        state.tree = super::restore_tree(self, state.last_relay_seq)?;
         Ok(state)
     }
 
@@ -163,11 +194,32 @@ impl Store for MemStore {
     }
 }
 
+impl MemStore {
+    /// Everything [`Store::restore`] returns but the tree (which reads the store again).
+    fn restore_records(&self) -> RestoredState {
+        let inner = self.lock();
+        let mut state = RestoredState::default();
+        for ((origin, seq), digest) in &inner.origin_index {
+            state.push_held(origin.clone(), *seq, *digest);
+        }
+        state.last_relay_seq = inner.log.keys().next_back().copied().unwrap_or(0);
+        state.sync_cursor = inner.cursors.get(SYNC_CURSOR).copied().unwrap_or(0);
+        state.published = inner.cursors.get(PUBLISHED_CURSOR).copied().unwrap_or(0);
+        state.trust_bundle = inner.blobs.get(TRUST_BLOB).cloned();
+        state.checkpoint = inner.blobs.get(CHECKPOINT_BLOB).cloned();
+        state.parent_checkpoint = inner.blobs.get(PARENT_CHECKPOINT_BLOB).cloned();
+        state.take_chain(inner.log.values().next_back());
+        state
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::TreeReader;
     use kairan_protocol::Timestamp;
     use kairan_protocol::sequence::ChainHead;
+    use kairan_protocol::tlog::{Frontier, leaf_hash, root_of, tree_root};
 
     fn record(origin: &str, seq: u64, relay_seq: u64) -> StoredDelivery {
         StoredDelivery {
@@ -203,5 +255,26 @@ mod tests {
         );
         assert_eq!(clone.log_after(1, 1).expect("log"), vec![record("mhlw", 1, 2)]);
         assert_eq!(clone.check_integrity().expect("intact"), 3);
+        // Committed without stored hashes (a store from before the log): hashed at restore.
+        assert_eq!(clone.tree_size().expect("size"), 3);
+        assert_eq!(state.tree.root(), tree_root(&TreeReader(&clone), 3).expect("root"));
+    }
+
+    #[test]
+    fn the_tree_head_is_the_hash_of_the_stored_deliveries_and_survives_a_restore() {
+        let store = MemStore::new();
+        let mut frontier = Frontier::new();
+        for relay_seq in 1..=11 {
+            let r = record("mhlw", relay_seq, relay_seq);
+            let hashes = frontier.append(leaf_hash(&r.delivery)).expect("room");
+            store
+                .commit(&WriteBatch { ops: vec![WriteOp::Accepted(r), WriteOp::TreeHashes(hashes)] })
+                .expect("commit");
+        }
+        let leaves: Vec<_> = store.all().expect("all").iter().map(|r| leaf_hash(&r.delivery)).collect();
+        assert_eq!(tree_root(&TreeReader(&store), 11).expect("root"), root_of(&leaves));
+        assert_eq!(tree_root(&TreeReader(&store), 6).expect("root"), root_of(&leaves[..6]));
+        let state = store.clone().restore().expect("restore");
+        assert_eq!(state.tree, frontier, "the frontier comes back from the stored hashes");
     }
 }

@@ -5,6 +5,16 @@
 //! `(origin, seq) → digest`, the relay's output log `relay_seq → digest`, rejections with
 //! their reason, forks kept for audit, and named cursors and blobs (trust material).
 //!
+//! The output log is also the node's **transparency log** (RFC 9162 tree hashing,
+//! `docs/protocol.md` §18): leaf `i` (0-based) is the exact stored delivery bytes at
+//! `relay_seq = i + 1`, so anyone holding a delivery can check its inclusion. The store keeps
+//! the hash of every complete subtree ([`WriteOp::TreeHashes`], what
+//! `kairan_protocol::tlog::Frontier::append` returns), written in the same batch as the
+//! [`WriteOp::Accepted`] record it covers and durable with it; the machine rebuilds its frontier
+//! from them at restart ([`RestoredState::tree`]). Checkpoints signed for the log, the parent's
+//! last verified checkpoint and the evidence of a parent's inconsistent logs
+//! ([`LogForkRecord`]) are kept too.
+//!
 //! Writes reach a store only as a [`WriteBatch`] through [`Store::commit`], which returns once
 //! the whole batch is durable — on a power cut too, not only a process crash: the state
 //! machine decides, the driver commits, and only then does anything leave the node (an
@@ -19,13 +29,16 @@
 //! - [`durable_fs`]: `fdatasync`, directory `fsync`, private directories, durable file writes.
 //! - `legacy`: the layout before the segment log (sled alone), migrated at open.
 //! - [`mem_store`]: [`MemStore`], the same contract in memory (the simulator, unit tests).
+//! - [`audit`]: `kairan audit log`, the transparency log checked offline from the segment log.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use kairan_protocol::sequence::ChainHead;
+use kairan_protocol::tlog::{Frontier, Hash, HashReader, NodeIndex, leaf_hash};
 use kairan_protocol::{Digest, Timestamp};
 
+pub mod audit;
 pub mod disk_store;
 pub mod durable_fs;
 mod legacy;
@@ -43,6 +56,10 @@ pub const SYNC_CURSOR: &str = "sync";
 pub const PUBLISHED_CURSOR: &str = "published";
 /// Blob name of the trust bundle in force.
 pub const TRUST_BLOB: &str = "trust_bundle";
+/// Blob name of the latest checkpoint this node signed for its own log (a signed note).
+pub const CHECKPOINT_BLOB: &str = "tlog_checkpoint";
+/// Blob name of the latest checkpoint of the parent's log this node verified (a signed note).
+pub const PARENT_CHECKPOINT_BLOB: &str = "tlog_parent_checkpoint";
 /// Rejections kept (the most recent ones): a flood of bad input cannot fill the disk.
 pub const MAX_REJECTIONS_KEPT: u64 = 10_000;
 
@@ -117,6 +134,40 @@ pub struct ForkRecord {
     pub delivery: String,
 }
 
+/// Evidence that a parent showed this node two checkpoints of its log that no append-only log
+/// can both have signed: same size and different roots, or a consistency proof that fails.
+/// Both notes are signed by the parent's key, so the record convinces anyone; kept for audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogForkRecord {
+    /// The parent's node id.
+    pub parent: String,
+    /// The checkpoint held (verified and accepted earlier), as a signed note.
+    pub held: String,
+    /// The checkpoint shown now, signed by the same key, as a signed note.
+    pub shown: String,
+    /// The consistency proof the parent gave from the held size (base64 hashes).
+    pub proof: Vec<String>,
+    /// The parent's signed page statement that carried `shown` and `proof` (it binds the
+    /// proof: see `kairan_protocol::sync::PageStatement::tlog`), as envelope JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+    /// Why the two cannot both be true.
+    pub reason: String,
+    /// For a checkpoint that does not include a delivery the parent forwarded (`held` and
+    /// `shown` are then that one checkpoint): the leaf, `<index> <base64 leaf hash>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf: Option<String>,
+    /// When it was seen.
+    pub at: Timestamp,
+}
+
+impl LogForkRecord {
+    /// The record's key: the digest of both notes (the same pair is kept once).
+    pub fn id(&self) -> Digest {
+        Digest::of(format!("{}\n{}", self.held, self.shown).as_bytes())
+    }
+}
+
 /// One write of a [`WriteBatch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
@@ -130,6 +181,11 @@ pub enum WriteOp {
     Cursor(&'static str, u64),
     /// A named blob.
     Blob(&'static str, Vec<u8>),
+    /// Stored hashes of the transparency log: the complete subtrees one append created
+    /// (`Frontier::append`), in the batch of the [`WriteOp::Accepted`] record of that leaf.
+    TreeHashes(Vec<(NodeIndex, Hash)>),
+    /// Evidence of a parent's inconsistent logs, kept for audit.
+    LogFork(LogForkRecord),
 }
 
 /// Writes that become durable together.
@@ -175,6 +231,12 @@ pub struct RestoredState {
     /// The certificates carried by the newest stored delivery (a relay's signed catch-up
     /// pages carry those of the relays above it).
     pub chain: Vec<kairan_protocol::Envelope>,
+    /// The frontier of the transparency log over the output log ([`restore_tree`]).
+    pub tree: Frontier,
+    /// The latest checkpoint this node signed ([`CHECKPOINT_BLOB`]).
+    pub checkpoint: Option<Vec<u8>>,
+    /// The latest verified checkpoint of the parent's log ([`PARENT_CHECKPOINT_BLOB`]).
+    pub parent_checkpoint: Option<Vec<u8>>,
 }
 
 impl RestoredState {
@@ -221,6 +283,57 @@ pub enum StoreError {
     },
 }
 
+impl From<kairan_protocol::Error> for StoreError {
+    fn from(error: kairan_protocol::Error) -> Self {
+        StoreError::Corrupt { tree: "tlog", reason: error.to_string() }
+    }
+}
+
+/// A store's tree hashes as a [`HashReader`], for proofs and tree heads.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeReader<'a, S>(pub &'a S);
+
+impl<S: Store> HashReader for TreeReader<'_, S> {
+    type Error = StoreError;
+
+    fn read_hashes(&self, nodes: &[NodeIndex]) -> Result<Vec<Hash>, StoreError> {
+        self.0.tree_hashes(nodes)
+    }
+}
+
+/// Leaves hashed per batch when [`restore_tree`] fills in missing hashes.
+const BACKFILL_CHUNK: usize = 256;
+
+/// The frontier of the transparency log of `store`, whose output log ends at
+/// `last_relay_seq`. A store written before the log existed has deliveries without stored
+/// hashes: they are hashed from the stored deliveries and committed here, once. Stops at the
+/// first hole in the output log (relay_seqs are consecutive; a hole is reported by the
+/// machine when it appends the next leaf).
+pub fn restore_tree<S: Store>(store: &S, last_relay_seq: u64) -> Result<Frontier, StoreError> {
+    let size = store.tree_size()?;
+    if size > last_relay_seq {
+        return Err(StoreError::Corrupt {
+            tree: "tlog",
+            reason: format!("{size} leaves hashed but the output log ends at {last_relay_seq}"),
+        });
+    }
+    let mut frontier = Frontier::load(size, &TreeReader(store))?;
+    while frontier.size() < last_relay_seq {
+        let mut ops = Vec::new();
+        for record in store.log_after(frontier.size(), BACKFILL_CHUNK)? {
+            if record.relay_seq != frontier.size() + 1 {
+                break;
+            }
+            ops.push(WriteOp::TreeHashes(frontier.append(leaf_hash(&record.delivery))?));
+        }
+        if ops.is_empty() {
+            break;
+        }
+        store.commit(&WriteBatch { ops })?;
+    }
+    Ok(frontier)
+}
+
 /// Durable node state. See the module docs for the guarantees. Implementations are cheap
 /// handles (clones share the same store) so a driver can commit on a blocking thread.
 pub trait Store: Clone + Send + Sync + 'static {
@@ -240,6 +353,12 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn rejections(&self) -> Result<Vec<Rejection>, StoreError>;
     /// All forks.
     fn forks(&self) -> Result<Vec<ForkRecord>, StoreError>;
+    /// Every kept [`LogForkRecord`].
+    fn log_forks(&self) -> Result<Vec<LogForkRecord>, StoreError>;
+    /// The stored tree hashes at `nodes`, in the same order; a missing one is corruption.
+    fn tree_hashes(&self, nodes: &[NodeIndex]) -> Result<Vec<Hash>, StoreError>;
+    /// The number of leaves whose hashes are stored.
+    fn tree_size(&self) -> Result<u64, StoreError>;
     /// A named cursor (0 if never set).
     fn cursor(&self, name: &str) -> Result<u64, StoreError>;
     /// A named blob.

@@ -4,7 +4,9 @@
 //! Trees: `delivery_index` (digest → [`Location`]), `origin_index` (origin ‖ 0x00 ‖ seq BE →
 //! digest), `output_log` (relay_seq BE → digest ‖ [`Location`]), `forks` (digest →
 //! [`Location`]), `rejections` (id BE → JSON), `meta` (`cursor/NAME` → u64 BE, `blob/NAME` →
-//! [`Location`], `log/indexed_upto` → [`Position`]).
+//! [`Location`], `log/indexed_upto` → [`Position`]), `tlog` (the transparency log's stored
+//! hashes: `NodeIndex` key → 32-byte hash, small enough to live in the index), `log_forks`
+//! (record id → [`Location`]).
 //!
 //! sled's `flush` ends in `sync_file_range`, which neither flushes the disk's cache nor the
 //! file's metadata, and never syncs its blob files (spacejam/sled#1452); [`SledIndex::sync`]
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use kairan_protocol::Digest;
+use kairan_protocol::tlog::{Hash, NodeIndex};
 
 use super::durable_fs::{self, io_error};
 use super::segment_log::{Location, Position};
@@ -89,6 +92,8 @@ pub(super) struct SledIndex {
     pub forks: sled::Tree,
     pub rejections: sled::Tree,
     pub meta: sled::Tree,
+    pub tlog: sled::Tree,
+    pub log_forks: sled::Tree,
     files: SledFiles,
 }
 
@@ -124,6 +129,8 @@ impl SledIndex {
             forks: tree("forks")?,
             rejections: tree("rejections")?,
             meta: tree("meta")?,
+            tlog: tree("tlog")?,
+            log_forks: tree("log_forks")?,
             files: SledFiles::new(dir)?,
             db,
         };
@@ -164,6 +171,52 @@ impl SledIndex {
     /// Indexes a fork stored at `location`.
     pub fn put_fork(&self, digest: &Digest, location: Location) -> Result<(), StoreError> {
         self.forks.insert(digest.as_bytes(), &location.to_bytes()).map_err(engine).map(drop)
+    }
+
+    /// Keeps the stored hashes of one append (they are small: kept in the index itself, and
+    /// rebuilt from the log's tree-hashes record like every other entry).
+    pub fn put_tree_hashes(&self, hashes: &[(NodeIndex, Hash)]) -> Result<(), StoreError> {
+        for (node, hash) in hashes {
+            self.tlog.insert(node.to_key(), &hash.0[..]).map_err(engine)?;
+        }
+        Ok(())
+    }
+
+    /// Indexes a log-fork record stored at `location`.
+    pub fn put_log_fork(&self, id: &Digest, location: Location) -> Result<(), StoreError> {
+        self.log_forks.insert(id.as_bytes(), &location.to_bytes()).map_err(engine).map(drop)
+    }
+
+    /// The number of leaves hashed: one past the last level-0 key.
+    pub fn tree_size(&self) -> Result<u64, StoreError> {
+        let mut leaves = self.tlog.range(NodeIndex::new(0, 0).to_key()..NodeIndex::new(1, 0).to_key());
+        match leaves.next_back().transpose().map_err(engine)? {
+            Some((key, _)) => {
+                let node = NodeIndex::from_key(&key)
+                    .ok_or_else(|| StoreError::Corrupt { tree: "tlog", reason: "bad key".into() })?;
+                Ok(node.index + 1)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// The stored hashes at `nodes`.
+    pub fn tree_hashes(&self, nodes: &[NodeIndex]) -> Result<Vec<Hash>, StoreError> {
+        nodes
+            .iter()
+            .map(|node| {
+                let bytes =
+                    self.tlog.get(node.to_key()).map_err(engine)?.ok_or_else(|| StoreError::Corrupt {
+                        tree: "tlog",
+                        reason: format!("no stored hash at level {} index {}", node.level, node.index),
+                    })?;
+                let hash: [u8; 32] = bytes[..].try_into().map_err(|_| StoreError::Corrupt {
+                    tree: "tlog",
+                    reason: format!("hash of {} bytes", bytes.len()),
+                })?;
+                Ok(Hash(hash))
+            })
+            .collect()
     }
 
     /// Indexes a blob stored at `location`.

@@ -18,7 +18,7 @@ use crate::keys::{Digest, SecretKey};
 use crate::limits::MAX_CERTS;
 use crate::verified::{Verifiable, Verified};
 
-use super::{MAX_SYNC_PAGE_ENTRIES, SyncResponse, parse_response};
+use super::{LogProof, MAX_SYNC_PAGE_ENTRIES, SyncResponse, parse_response};
 
 /// What a parent states about one page it sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,17 @@ pub struct PageStatement {
     pub last_relay_seq: u64,
     /// The advisory digest of each delivery of the page, in page order.
     pub deliveries: Vec<Digest>,
+    /// The digest of the page's [`LogProof`] (its compact JSON), when it carries one: the
+    /// parent stands by the consistency proof it sent, so a proof that fails is evidence
+    /// against it, not against whoever relayed the page. Absent otherwise (old statements
+    /// still verify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlog: Option<Digest>,
+}
+
+/// The digest a page statement gives a [`LogProof`].
+pub fn log_proof_digest(proof: &LogProof) -> Digest {
+    Digest::of(&serde_json::to_vec(proof).unwrap_or_default())
 }
 
 impl PageStatement {
@@ -45,6 +56,7 @@ impl PageStatement {
             scanned_upto: response.scanned_upto,
             last_relay_seq: response.last_relay_seq,
             deliveries: response.deliveries.iter().map(|d| d.claimed_digest()).collect(),
+            tlog: response.tlog.as_ref().map(log_proof_digest),
         }
     }
 }
@@ -157,6 +169,11 @@ pub fn verify_parsed_page(
             format!("{} deliveries, first difference at {at}", carried.len()),
         );
     }
+    let carried = response.tlog.as_ref().map(log_proof_digest);
+    if statement.tlog != carried {
+        let show = |d: Option<Digest>| d.map_or_else(|| "none".to_owned(), |d| d.to_string());
+        return mismatch("tlog", show(statement.tlog), show(carried));
+    }
     Ok(Verified::new(response, PageFacts { statement, parent }))
 }
 
@@ -191,6 +208,23 @@ mod tests {
         let verified = check(&tree, &signed, "jp-13-chuo").expect("verifies");
         assert_eq!(verified.facts().statement.deliveries, vec![signed.deliveries[0].claimed_digest()]);
         assert_eq!(verified.facts().parent.cert.subject, "jp-13");
+    }
+
+    #[test]
+    fn the_log_proof_is_bound_by_the_statement() {
+        let tree = Hierarchy::standard();
+        let chain = [tree.relays[1].cert.clone(), tree.relays[0].cert.clone()];
+        let mut with_proof = page(&tree);
+        with_proof.tlog =
+            Some(LogProof { checkpoint: "c\n".into(), from: 0, consistency: vec![], inclusion: vec![] });
+        let mut signed = sign_page(with_proof, "jp-13-chuo", &tree.relays[1].key, &chain);
+        assert!(check(&tree, &signed, "jp-13-chuo").is_ok());
+        if let Some(proof) = &mut signed.tlog {
+            proof.from = 1;
+        }
+        assert_eq!(check(&tree, &signed, "jp-13-chuo").map_err(|e| e.code()).err(), Some("page_mismatch"));
+        signed.tlog = None;
+        assert_eq!(check(&tree, &signed, "jp-13-chuo").map_err(|e| e.code()).err(), Some("page_mismatch"));
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 
 use kairan_node::machine::{self, Action, Counters, Event as MachineEvent, Machine, MsgId, ReadResult};
-use kairan_node::store::{MemStore, SYNC_CURSOR, Store, WriteBatch, WriteOp};
+use kairan_node::store::{MemStore, SYNC_CURSOR, Store, TreeReader, WriteBatch, WriteOp};
+use kairan_protocol::tlog::{NodeIndex, leaf_hash, tree_root};
 use kairan_protocol::{Digest, Scope, Timestamp};
 
 use super::tree::{Level, Tree};
@@ -254,6 +255,21 @@ impl Sim {
                 self.violation(text);
             }
             MachineEvent::StoreAnomaly(text) => self.violation(format!("{}: {text}", self.nodes[index].id)),
+            MachineEvent::CheckpointSigned { size, root } => {
+                self.stats.checkpoints_signed += 1;
+                self.check_checkpoint(index, size, root);
+            }
+            MachineEvent::ParentLogVerified { .. } => self.stats.parent_logs_verified += 1,
+            MachineEvent::InclusionVerified { count } => self.stats.inclusions_verified += count as u64,
+            MachineEvent::LogFork(record) => self.violation(format!(
+                "{}: an honest parent's log reported forked: {}",
+                self.nodes[index].id, record.reason
+            )),
+            MachineEvent::ParentLogRefused(_) if self.nodes[index].hostile_input => {}
+            MachineEvent::ParentLogRefused(text) => self.violation(format!(
+                "{}: a genuine checkpoint of the parent's log was refused: {text}",
+                self.nodes[index].id
+            )),
             MachineEvent::TrustStoreWarning(text) => {
                 self.violation(format!("{}: {text}", self.nodes[index].id))
             }
@@ -387,10 +403,50 @@ impl Sim {
         }
     }
 
+    /// A checkpoint may be signed only for a durable tree: its size within the durable log,
+    /// its root the one the disk's stored hashes give.
+    fn check_checkpoint(&mut self, index: usize, size: u64, root: kairan_protocol::tlog::Hash) {
+        let durable = self.nodes[index].durable_last_relay_seq();
+        let node = &self.nodes[index];
+        if size > durable {
+            let text =
+                format!("{} signed a checkpoint of size {size} past its durable log end {durable}", node.id);
+            return self.violation(text);
+        }
+        match tree_root(&TreeReader(&node.store), size) {
+            Ok(stored) if stored == root => {}
+            Ok(stored) => {
+                let text = format!("{} signed root {root} at size {size}; its disk gives {stored}", node.id);
+                self.violation(text);
+            }
+            Err(error) => {
+                let text =
+                    format!("{} signed a checkpoint of size {size} its disk cannot hash: {error}", node.id);
+                self.violation(text);
+            }
+        }
+    }
+
+    /// Each accepted delivery is followed, in its batch, by the stored hashes of its leaf
+    /// (leaf `relay_seq - 1` = the stored delivery bytes); relay_seqs never go back.
     fn check_batch(&mut self, index: usize, batch: &WriteBatch) {
         let mut last = self.nodes[index].durable_last_relay_seq();
-        for op in &batch.ops {
+        for (at, op) in batch.ops.iter().enumerate() {
             if let WriteOp::Accepted(record) = op {
+                let leaf = NodeIndex::new(0, record.relay_seq.saturating_sub(1));
+                let hashed = match batch.ops.get(at + 1) {
+                    Some(WriteOp::TreeHashes(hashes)) => {
+                        hashes.first() == Some(&(leaf, leaf_hash(&record.delivery)))
+                    }
+                    _ => false,
+                };
+                if !hashed {
+                    let text = format!(
+                        "{}: relay_seq {} committed without its leaf's stored hashes",
+                        self.nodes[index].id, record.relay_seq
+                    );
+                    self.violation(text);
+                }
                 if record.relay_seq <= last {
                     let text = format!(
                         "{}: relay_seq {} stored after {last} (sequence reused)",

@@ -214,6 +214,12 @@ pub struct Stats {
     pub stale_pages: u64,
     /// Catch-up answers that scanned past the parent's durable log: each is a violation.
     pub answers_beyond_durable: u64,
+    /// Checkpoints relays signed (each checked against the durable log: size and root).
+    pub checkpoints_signed: u64,
+    /// Checkpoints of a parent's log a child verified as extending the one it held.
+    pub parent_logs_verified: u64,
+    /// Deliveries a child proved included in its parent's signed log.
+    pub inclusions_verified: u64,
     /// Gap reports.
     pub gaps_reported: u64,
     /// Times a node throttled its input.

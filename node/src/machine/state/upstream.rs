@@ -28,6 +28,11 @@ impl Machine {
             Err(error) => return self.report(Event::PageRefused(format!("{}: {error}", error.code()))),
         };
         let page = verified.value().clone();
+        if let Some(proof) = &page.tlog {
+            let key = verified.facts().parent.cert.key.clone();
+            let statement = page.statement.as_ref().map(|envelope| Bytes::from(envelope.to_json()));
+            self.check_parent_log(&parent, &key, proof, statement, now);
+        }
         // The parent's chain is the chain above this relay: what its own pages must carry.
         if self.is_relay() {
             self.learn_chain(&page.certs, now);
