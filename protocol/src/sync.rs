@@ -101,8 +101,9 @@ impl Inclusion {
 }
 
 /// The parent's latest checkpoint and the proof that it extends what the child verified
-/// (`docs/protocol.md` §18.12). Not part of the signed page statement: the checkpoint is a
-/// note signed with the parent's relay key, and the proof is checked against two checkpoints.
+/// (`docs/protocol.md` §18.12). The checkpoint is a note signed with the parent's relay key;
+/// the signed page statement binds the whole object by its digest ([`page::log_proof_digest`]),
+/// so a proof that fails is the parent's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogProof {

@@ -183,14 +183,17 @@ pub fn audit_log(store_dir: &Path, key: Option<&PublicKey>, now: Timestamp) -> R
                 checkpoint.size,
                 tree.size()
             ));
-        } else if tree_root(&tree, checkpoint.size)? != checkpoint.root {
-            audit.problems.push(format!(
-                "own checkpoint #{} signs root {} at size {}, but the stored deliveries give {}",
-                n + 1,
-                checkpoint.root.to_base64(),
-                checkpoint.size,
-                tree_root(&tree, checkpoint.size)?.to_base64()
-            ));
+        } else {
+            let root = tree_root(&tree, checkpoint.size)?;
+            if root != checkpoint.root {
+                audit.problems.push(format!(
+                    "own checkpoint #{} signs root {} at size {}, but the stored deliveries give {}",
+                    n + 1,
+                    checkpoint.root.to_base64(),
+                    checkpoint.size,
+                    root.to_base64()
+                ));
+            }
         }
         if let Some(key) = key {
             let opened = NoteVerifier::new(&checkpoint.origin, SignatureType::Ed25519, key.clone())
