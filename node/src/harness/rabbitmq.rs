@@ -50,6 +50,21 @@ fn server_script() -> Option<PathBuf> {
     which("rabbitmq-server")
 }
 
+/// Sends SIGKILL to the process group `group_id`.
+///
+/// The group is passed after `--` on purpose: procps-ng 4.0.2's `kill` (Debian 12) reads
+/// `kill -KILL -2289` as `kill(-2, SIGKILL)`, its first digit only, and a group id starting with
+/// 1 became `kill(-1, SIGKILL)`: every process the user may signal, the whole machine for root.
+/// That is what killed entire CI runs when they reached the RabbitMQ tests.
+fn kill_process_group(group_id: u32) {
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--"])
+        .arg(format!("-{group_id}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 impl RabbitMq {
     /// A RabbitMQ ready to be configured and started ([`RabbitMq::start_for`]), or `None`
     /// (printing a notice) when it is not installed and `KAIRAN_REQUIRE_RABBITMQ` is not `1`.
@@ -114,12 +129,7 @@ impl RabbitMq {
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             // The server script runs the Erlang VM as a child, in the group we gave it.
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(format!("-{}", child.id()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            kill_process_group(child.id());
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -130,7 +140,7 @@ impl RabbitMq {
             std::fs::read_to_string(&pid_file).ok().and_then(|text| text.trim().parse::<u32>().ok())
         {
             let _ = Command::new("kill")
-                .arg("-KILL")
+                .args(["-s", "KILL", "--"])
                 .arg(pid.to_string())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -190,5 +200,35 @@ impl RabbitMq {
     /// Its directory (configuration, definitions, database, logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The group is killed, and only the group: with the `kill -KILL -PGID` form, procps-ng 4.0.2
+    /// signalled group `-<first digit>` instead, so the sleeper survived (or, for a group id
+    /// starting with 1, every process on the machine died).
+    #[test]
+    fn kill_process_group_kills_exactly_that_group() {
+        let mut bystander = Command::new("sleep").arg("60").spawn().expect("spawn bystander");
+        let mut command = Command::new("sleep");
+        command.arg("60");
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut sleeper = command.spawn().expect("spawn sleep");
+        kill_process_group(sleeper.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = sleeper.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the process group {} was not killed", sleeper.id());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+        assert!(bystander.try_wait().expect("try_wait").is_none(), "a process outside the group died");
+        let _ = bystander.kill();
+        let _ = bystander.wait();
     }
 }
