@@ -126,6 +126,7 @@ impl AdvisoryDraft {
             links: self.links,
             contact: self.contact,
             source: self.source,
+            sealed: None,
         };
         advisory.validate().map_err(|e| e.to_string())?;
         Ok(advisory)
