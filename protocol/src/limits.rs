@@ -129,7 +129,7 @@ pub const MAX_VERIFIER_KEY_BYTES: usize = 1024;
 
 /// Most recipient slots in one sealed advisory. A clinic slot is about 170 bytes of JSON, so
 /// 64 slots stay near 11 KiB, well inside [`MAX_PAYLOAD_BYTES`]; beyond that an origin seals
-/// to a group (one slot for every clinic of a scope, `docs/protocol.md` §20).
+/// to a group (one slot for every clinic of a scope, `docs/protocol.md` §20–21).
 pub const MAX_SEALED_RECIPIENTS: usize = 64;
 
 /// Most entries in one part of a recipient directory or of a group-key message (worst case

@@ -20,7 +20,7 @@
 //!
 //! The binding strings are in [`crypto`]. Opening takes a [`Verified`](crate::Verified)
 //! delivery only ([`open_sealed`], [`open_sealed_group`]): unverified bytes cannot be opened.
-//! `docs/protocol.md` §19–21 is the normative text.
+//! `docs/protocol.md` §20–22 is the normative text.
 
 pub mod content;
 pub mod crypto;
