@@ -227,3 +227,61 @@ impl Verified<RecipientDirectory> {
         self.recipients.iter().find(|entry| entry.id == id).map(|entry| &entry.key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::sealed::{directory, recipient};
+    use crate::fixtures::{FIXTURE_NOW, Hierarchy};
+    use crate::trust::RevocationSet;
+
+    fn entry(index: usize) -> DirectoryEntry {
+        DirectoryEntry {
+            id: format!("c{index}"),
+            scope: Scope::parse("jp/13/chuo").expect("scope"),
+            key: recipient(&format!("c{index}")).public().clone(),
+            cert: format!("s{index}"),
+        }
+    }
+
+    #[test]
+    fn entries_are_split_into_numbered_parts() {
+        let scope = Scope::parse("jp/13/chuo").expect("scope");
+        let entries: Vec<DirectoryEntry> = (0..300).map(entry).collect();
+        let parts = RecipientDirectory::parts("jp-13-chuo", &scope, 2, FIXTURE_NOW, &entries);
+        let shape: Vec<(u32, u32, usize)> =
+            parts.iter().map(|p| (p.part, p.parts, p.recipients.len())).collect();
+        assert_eq!(shape, [(1, 3, 128), (2, 3, 128), (3, 3, 44)]);
+        let empty = RecipientDirectory::parts("jp-13-chuo", &scope, 2, FIXTURE_NOW, &[]);
+        assert_eq!((empty.len(), empty[0].parts), (1, 1));
+    }
+
+    #[test]
+    fn malformed_directories_are_refused() {
+        let tree = Hierarchy::standard();
+        let revocations = RevocationSet::default();
+        let ctx = VerifyContext { anchors: &tree.anchors, revocations: &revocations, now: tree.later() };
+        let check = |directory: &RecipientDirectory| {
+            let bytes = directory.sign(&tree.relays[2].key, &tree.relay_chain(2)).to_json();
+            verify_directory(&bytes, ctx).map(|_| ()).map_err(|e| e.code())
+        };
+        assert_eq!(check(&directory()), Ok(()));
+        let mut twice = directory();
+        twice.recipients.push(twice.recipients[0].clone());
+        assert_eq!(check(&twice), Err("malformed_payload"));
+        let mut no_parts = directory();
+        no_parts.parts = 0;
+        assert_eq!(check(&no_parts), Err("malformed_payload"));
+        let mut impostor = directory();
+        impostor.relay = "jp-13-minato".into();
+        assert_eq!(check(&impostor), Err("unknown_signer"));
+        let mut bad_key = serde_json::to_value(directory()).expect("json");
+        bad_key["recipients"][0]["key"] = "00".repeat(32).into();
+        let statement =
+            Envelope::sign(RECIPIENTS_TYPE, bad_key.to_string().into_bytes(), &[&tree.relays[2].key]);
+        let bytes = SignedStatement { statement, certs: tree.relay_chain(2) }.to_json();
+        assert_eq!(verify_directory(&bytes, ctx).map(|_| ()).map_err(|e| e.code()), Err("malformed_payload"));
+        let huge = vec![b' '; MAX_STATEMENT_MESSAGE_BYTES + 1];
+        assert_eq!(verify_directory(&huge, ctx).map(|_| ()).map_err(|e| e.code()), Err("oversize_input"));
+    }
+}

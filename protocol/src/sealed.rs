@@ -198,3 +198,98 @@ impl Sealed {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::sealed::{group_key, sealed_amber_strict, sealed_red};
+
+    fn code(advisory: &Advisory) -> &'static str {
+        advisory.validate().map_or_else(|e| e.code(), |()| "ok")
+    }
+
+    #[test]
+    fn slots_have_their_wire_shape_and_refuse_unknown_fields() {
+        let advisory = sealed_red();
+        let sealed = advisory.sealed.as_ref().expect("sealed");
+        let json = serde_json::to_value(&sealed.recipients[0]).expect("json");
+        let mut fields: Vec<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["enc", "id", "key", "kid", "to"]);
+        assert_eq!(json["to"], "clinic");
+        let mut extra = json.clone();
+        extra["note"] = "x".into();
+        assert!(serde_json::from_value::<Slot>(extra).is_err(), "unknown field refused");
+        let mut other = json;
+        other["to"] = "everyone".into();
+        assert!(serde_json::from_value::<Slot>(other).is_err(), "unknown slot kind refused");
+        let group =
+            serde_json::to_value(&sealed_amber_strict().sealed.expect("sealed").recipients[0]).expect("json");
+        assert_eq!((group["to"].as_str(), group["epoch"].as_u64()), (Some("group"), Some(1)));
+    }
+
+    #[test]
+    fn structure_rules_are_enforced_by_validation() {
+        assert_eq!(code(&sealed_red()), "ok");
+        let edit = |change: fn(&mut Sealed)| {
+            let mut advisory = sealed_red();
+            change(advisory.sealed.as_mut().expect("sealed"));
+            code(&advisory)
+        };
+        assert_eq!(edit(|s| s.suite = "kairan-sealed-v2".into()), "malformed_sealed");
+        assert_eq!(edit(|s| s.recipients.clear()), "malformed_sealed");
+        assert_eq!(
+            edit(|s| {
+                let slot = s.recipients[0].clone();
+                s.recipients = vec![slot; MAX_SEALED_RECIPIENTS + 1];
+            }),
+            "oversize_input"
+        );
+        assert_eq!(
+            edit(|s| {
+                if let Slot::Clinic { kid, .. } = &mut s.recipients[0] {
+                    kid.make_ascii_uppercase();
+                }
+            }),
+            "malformed_sealed"
+        );
+        assert_eq!(
+            edit(|s| {
+                if let Slot::Clinic { enc, .. } = &mut s.recipients[0] {
+                    enc.pop();
+                }
+            }),
+            "malformed_sealed"
+        );
+        assert_eq!(edit(|s| s.ciphertext.truncate(TAG_BYTES - 1)), "malformed_sealed");
+    }
+
+    #[test]
+    fn group_slots_stay_inside_the_advisory_scope_and_start_at_epoch_one() {
+        let edit = |change: fn(&mut Slot)| {
+            let mut advisory = sealed_amber_strict();
+            change(&mut advisory.sealed.as_mut().expect("sealed").recipients[0]);
+            code(&advisory)
+        };
+        assert_eq!(
+            edit(|slot| {
+                if let Slot::Group { scope, .. } = slot {
+                    *scope = Scope::parse("jp/27").expect("scope");
+                }
+            }),
+            "scope_violation"
+        );
+        assert_eq!(
+            edit(|slot| {
+                if let Slot::Group { epoch, .. } = slot {
+                    *epoch = 0;
+                }
+            }),
+            "malformed_sealed"
+        );
+        let mut red = sealed_amber_strict();
+        red.tlp = Tlp::Red;
+        assert_eq!(code(&red), "malformed_sealed");
+        assert_eq!(group_key(1).epoch(), 1);
+    }
+}

@@ -256,3 +256,52 @@ fn decrypt_content(advisory: &Advisory, sealed: &Sealed, cek: &[u8]) -> Result<C
     content.validate(&advisory.lang)?;
     Ok(content)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::sealed::{confidential_advisory, recipient, rng, sealed_red};
+    use crate::scope::Scope;
+
+    #[test]
+    fn binding_strings_are_the_documented_json_arrays() {
+        let advisory = confidential_advisory(crate::advisory::Tlp::Red, 1);
+        assert_eq!(
+            String::from_utf8(content_aad(&advisory)).expect("utf-8"),
+            r#"["kairan-sealed-v1/content","mhlw",1,"mhlw-test-1","jp/13/chuo","RED"]"#
+        );
+        assert_eq!(
+            String::from_utf8(clinic_info(&advisory, "chuo-clinic-1")).expect("utf-8"),
+            r#"["kairan-sealed-v1/clinic","mhlw",1,"mhlw-test-1","jp/13/chuo","chuo-clinic-1"]"#
+        );
+        assert_eq!(
+            String::from_utf8(group_aad(&advisory, "jp/13/chuo", 4)).expect("utf-8"),
+            r#"["kairan-sealed-v1/group","mhlw",1,"mhlw-test-1","jp/13/chuo","jp/13/chuo",4]"#
+        );
+    }
+
+    #[test]
+    fn sealing_twice_and_too_many_recipients_are_refused_before_any_cryptography() {
+        let one = recipient("chuo-clinic-1");
+        let to = [To::Clinic("chuo-clinic-1", one.public())];
+        let twice = seal(&sealed_red(), &to, &mut rng("x")).map_err(|e| e.code());
+        assert_eq!(twice, Err("malformed_sealed"));
+        let many = vec![To::Clinic("chuo-clinic-1", one.public()); MAX_SEALED_RECIPIENTS + 1];
+        let advisory = confidential_advisory(crate::advisory::Tlp::Red, 1);
+        assert_eq!(seal(&advisory, &many, &mut rng("x")).map_err(|e| e.code()), Err("oversize_input"));
+    }
+
+    #[test]
+    fn sealing_refuses_invalid_content_and_keeps_the_metadata() {
+        let one = recipient("chuo-clinic-1");
+        let to = [To::Clinic("chuo-clinic-1", one.public())];
+        let mut advisory = confidential_advisory(crate::advisory::Tlp::Red, 1);
+        advisory.cves.push("CVE-1".into());
+        assert_eq!(seal(&advisory, &to, &mut rng("x")).map_err(|e| e.code()), Err("invalid_advisory"));
+        advisory.cves.pop();
+        let sealed = seal(&advisory, &to, &mut rng("x")).expect("seals");
+        assert_eq!((sealed.origin.as_str(), sealed.seq, sealed.id.as_str()), ("mhlw", 1, "mhlw-test-1"));
+        assert_eq!(sealed.scope, Scope::parse("jp/13/chuo").expect("scope"));
+        assert!(sealed.title.0.is_empty() && sealed.cves.is_empty() && sealed.source.is_none());
+    }
+}

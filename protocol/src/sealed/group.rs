@@ -213,3 +213,60 @@ pub fn open_group_key(
     let key: [u8; 32] = key.as_slice().try_into().map_err(|_| corrupt())?;
     Ok(GroupKey::from_parts(statement.scope.clone(), statement.epoch, Zeroizing::new(key)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::sealed::{group_key, recipient, rng};
+    use crate::fixtures::{FIXTURE_NOW, Hierarchy};
+    use crate::trust::RevocationSet;
+
+    #[test]
+    fn members_are_split_into_parts_of_at_most_128() {
+        let clinics: Vec<(String, RecipientSecret)> =
+            (0..129).map(|i| (format!("c{i}"), RecipientSecret::from_seed(&[i as u8 + 1; 32]))).collect();
+        let members: Vec<(&str, &RecipientKey)> =
+            clinics.iter().map(|(id, s)| (id.as_str(), s.public())).collect();
+        let parts = distribute_group_key("jp-13-chuo", &group_key(3), &members, FIXTURE_NOW, &mut rng("p"))
+            .expect("wraps");
+        let shape: Vec<(u32, u32, usize)> =
+            parts.iter().map(|p| (p.part, p.parts, p.members.len())).collect();
+        assert_eq!(shape, [(1, 2, 128), (2, 2, 1)]);
+        assert!(parts.iter().all(|p| p.epoch == 3));
+        let none = distribute_group_key("jp-13-chuo", &group_key(3), &[], FIXTURE_NOW, &mut rng("p"));
+        assert_eq!(none.map_err(|e| e.code()), Err("oversize_input"));
+    }
+
+    #[test]
+    fn malformed_parts_are_refused() {
+        let tree = Hierarchy::standard();
+        let revocations = RevocationSet::default();
+        let ctx = VerifyContext { anchors: &tree.anchors, revocations: &revocations, now: tree.later() };
+        let one = recipient("chuo-clinic-1");
+        let parts = distribute_group_key(
+            "jp-13-chuo",
+            &group_key(1),
+            &[("chuo-clinic-1", one.public())],
+            FIXTURE_NOW,
+            &mut rng("p"),
+        )
+        .expect("wraps");
+        let check = |statement: &GroupKeyStatement| {
+            let bytes = statement.sign(&tree.relays[2].key, &tree.relay_chain(2)).to_json();
+            verify_group_key(&bytes, ctx).map(|_| ()).map_err(|e| e.code())
+        };
+        assert_eq!(check(&parts[0]), Ok(()));
+        let mut twice = parts[0].clone();
+        twice.members.push(twice.members[0].clone());
+        assert_eq!(check(&twice), Err("malformed_payload"));
+        let mut zero = parts[0].clone();
+        zero.epoch = 0;
+        assert_eq!(check(&zero), Err("malformed_payload"));
+        let mut past_the_end = parts[0].clone();
+        past_the_end.part = 2;
+        assert_eq!(check(&past_the_end), Err("malformed_payload"));
+        let mut future = parts[0].clone();
+        future.issued_at = tree.later().plus_secs(3600);
+        assert_eq!(check(&future), Err("from_the_future"));
+    }
+}
