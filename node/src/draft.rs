@@ -126,9 +126,33 @@ impl AdvisoryDraft {
             links: self.links,
             contact: self.contact,
             source: self.source,
+            sealed: None,
         };
+        if let Some(refusal) = sealing_unavailable(advisory.tlp) {
+            return Err(refusal);
+        }
         advisory.validate().map_err(|e| e.to_string())?;
         Ok(advisory)
+    }
+}
+
+/// Why an advisory labelled `tlp` cannot be made from an authoring file or an imported document,
+/// for people: TLP:RED and TLP:AMBER+STRICT advisories travel only sealed (encrypted end to end
+/// to their recipients, issue 8; the protocol's `sealing_required` rule), and the command line
+/// cannot seal yet. `None` for the labels that travel in clear.
+pub fn sealing_unavailable(tlp: Tlp) -> Option<String> {
+    match tlp {
+        Tlp::Red => Some(
+            "TLP:RED advisories must be sealed to named recipients (issue 8); sealing from the \
+             command line is not available yet"
+                .to_owned(),
+        ),
+        Tlp::AmberStrict => Some(
+            "TLP:AMBER+STRICT advisories must be sealed to their recipients (named clinics or a \
+             district's group, issue 8); sealing from the command line is not available yet"
+                .to_owned(),
+        ),
+        Tlp::Clear | Tlp::Green | Tlp::Amber => None,
     }
 }
 
@@ -163,6 +187,21 @@ mod tests {
         let text = TEMPLATE.replace("severity =", "severty =");
         let err = AdvisoryDraft::parse(&text).expect_err("refused");
         assert!(err.contains("severty"), "{err}");
+    }
+
+    #[test]
+    fn red_and_amber_strict_are_refused_naming_the_sealing_rule() {
+        for (label, tlp) in [("RED", Tlp::Red), ("AMBER+STRICT", Tlp::AmberStrict)] {
+            let text = TEMPLATE.replace("tlp = \"AMBER\"", &format!("tlp = \"{label}\""));
+            let draft = AdvisoryDraft::parse(&text).expect("parses");
+            assert_eq!(draft.tlp, tlp);
+            let err = draft.into_advisory(NOW, None).expect_err("refused");
+            assert!(err.starts_with(&format!("TLP:{label} advisories must be sealed")), "{err}");
+            assert!(err.contains("issue 8") && err.contains("not available yet"), "{err}");
+        }
+        let text = TEMPLATE.replace("tlp = \"AMBER\"", "tlp = \"GREEN\"");
+        let advisory = AdvisoryDraft::parse(&text).expect("parses").into_advisory(NOW, None).expect("valid");
+        assert_eq!(advisory.tlp, Tlp::Green);
     }
 
     #[test]

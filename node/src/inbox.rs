@@ -95,14 +95,52 @@ pub fn jst_clock(at: Timestamp) -> String {
     at.plus_secs(9 * 3600).to_rfc3339()[11..23].to_owned()
 }
 
+/// What a sealed advisory (TLP:AMBER+STRICT or TLP:RED, issue 8) shows in place of its title:
+/// its content is encrypted to named clinics or a district group, and this node cannot open
+/// it (yet), so the reader is told so plainly instead of seeing an empty title.
+pub const SEALED_NOTICE_JA: &str = "この勧告は暗号化されています（指定された受信者のみが読めます）";
+
+/// [`SEALED_NOTICE_JA`] in English.
+pub const SEALED_NOTICE_EN: &str = "This advisory is encrypted (only its designated recipients can read it)";
+
+/// For a sealed advisory, the lines shown in place of its title, summary and body: the notice
+/// (Japanese, then English) and who it was sealed to (counts only). `None` when in clear.
+pub fn sealed_lines(advisory: &kairan_protocol::Advisory) -> Option<Vec<String>> {
+    let sealed = advisory.sealed.as_ref()?;
+    let clinics = sealed.clinics().count();
+    let groups = sealed.recipients.len() - clinics;
+    let mut to = Vec::new();
+    if clinics > 0 {
+        to.push(format!("指定医療機関 {clinics} 件 / {clinics} named clinic(s)"));
+    }
+    if groups > 0 {
+        to.push(format!("グループ {groups} 件 / {groups} group(s)"));
+    }
+    Some(vec![
+        SEALED_NOTICE_JA.to_owned(),
+        SEALED_NOTICE_EN.to_owned(),
+        format!("宛先 / sealed to: {}", to.join(", ")),
+        "この端末ではまだ復号できません / this node cannot open sealed advisories yet".to_owned(),
+    ])
+}
+
+/// The title people see: the advisory's in `lang`, or [`SEALED_NOTICE_JA`] when it is sealed.
+pub fn display_title(advisory: &kairan_protocol::Advisory, lang: &str) -> String {
+    if advisory.sealed.is_some() { SEALED_NOTICE_JA.to_owned() } else { advisory.title.get(lang).to_owned() }
+}
+
 /// The terminal announcement of a new advisory (TLP banner first).
 pub fn announce(verified: &Verified<Delivery>, config: &ClinicConfig, now: Timestamp) -> String {
+    announcement(verified, &config.id, &config.lang, now)
+}
+
+/// [`announce`] for clinic `clinic` reading in `lang`.
+fn announcement(verified: &Verified<Delivery>, clinic: &str, lang: &str, now: Timestamp) -> String {
     let advisory = verified.advisory();
-    let lang = config.lang.as_str();
     let rule = "═".repeat(72);
     let path: Vec<String> = std::iter::once(format!("{} ({})", advisory.origin, jst(advisory.issued_at)))
         .chain(verified.hops().map(|hop| format!("{} ({})", hop.relay, jst(hop.forwarded_at))))
-        .chain(std::iter::once(format!("{} ({})", config.id, jst(now))))
+        .chain(std::iter::once(format!("{clinic} ({})", jst(now))))
         .collect();
     let mut out = String::new();
     out.push_str(&format!("{rule}\n"));
@@ -119,8 +157,18 @@ pub fn announce(verified: &Verified<Delivery>, config: &ClinicConfig, now: Times
         let references: Vec<String> = advisory.references.iter().map(Digest::short).collect();
         out.push_str(&format!(" 対象 / references: {}\n", references.join(", ")));
     }
-    out.push_str(&format!(" {}\n", advisory.title.get(lang)));
-    out.push_str(&format!(" {}\n", advisory.summary.get(lang)));
+    match sealed_lines(advisory) {
+        Some(lines) => {
+            for line in lines {
+                out.push_str(&format!(" {line}\n"));
+            }
+            out.push_str(&format!(" 発行 / issued: {}\n", jst(advisory.issued_at)));
+        }
+        None => {
+            out.push_str(&format!(" {}\n", advisory.title.get(lang)));
+            out.push_str(&format!(" {}\n", advisory.summary.get(lang)));
+        }
+    }
     out.push_str(&format!(" 発信元: {} ({}, seq {})\n", advisory.origin, advisory.id, advisory.seq));
     out.push_str(&format!(" 経路: {}\n", path.join(" → ")));
     out.push_str(&format!(" 検証済み / verified: {}\n", verified.digest()));
@@ -175,4 +223,36 @@ pub fn read_inbox(
     }
     entries.sort_by_key(|(entry, _)| entry.inbox_seq);
     Ok((entries, refused))
+}
+
+#[cfg(test)]
+mod tests {
+    use kairan_protocol::Kind;
+    use kairan_protocol::fixtures::Hierarchy;
+
+    use super::*;
+
+    fn verified(hierarchy: &Hierarchy, advisory: &kairan_protocol::Advisory) -> Verified<Delivery> {
+        let delivery = hierarchy.delivery(advisory, 3);
+        let revocations = RevocationSet::default();
+        let ctx =
+            VerifyContext { anchors: &hierarchy.anchors, revocations: &revocations, now: hierarchy.later() };
+        verify_delivery(&delivery.to_json(), ctx).expect("verifies")
+    }
+
+    #[test]
+    fn a_sealed_advisory_is_announced_as_encrypted_with_its_banner_and_origin() {
+        let hierarchy = Hierarchy::standard();
+        let sealed = testing::advisory(2, Some(kairan_protocol::Digest::of(b"first")), Kind::Alert, &[]);
+        assert!(sealed.sealed.is_some() && sealed.title.is_blank());
+        let text = announcement(&verified(&hierarchy, &sealed), "chuo-clinic-1", "ja", hierarchy.later());
+        assert!(text.contains(" TLP:RED  取扱: 指定された受信者限り"), "{text}");
+        assert!(text.contains(SEALED_NOTICE_JA) && text.contains(SEALED_NOTICE_EN), "{text}");
+        assert!(text.contains("指定医療機関 2 件 / 2 named clinic(s)"), "{text}");
+        assert!(text.contains(" 発信元: mhlw (MHLW-TEST-002, seq 2)"), "{text}");
+        assert!(text.contains(&format!("発行 / issued: {}", jst(sealed.issued_at))), "{text}");
+        let clear = testing::advisory(1, None, Kind::Alert, &[]);
+        let text = announcement(&verified(&hierarchy, &clear), "chuo-clinic-1", "ja", hierarchy.later());
+        assert!(text.contains(" テスト注意喚起 第1報\n") && !text.contains(SEALED_NOTICE_JA), "{text}");
+    }
 }

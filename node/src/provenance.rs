@@ -72,8 +72,13 @@ pub struct Provenance {
     pub severity: String,
     /// Scope.
     pub scope: String,
-    /// Title in the primary language.
+    /// Title in the primary language; for a sealed advisory, [`crate::inbox::SEALED_NOTICE_JA`]
+    /// (its title is encrypted).
     pub title: String,
+    /// Whether the advisory is sealed (TLP:AMBER+STRICT / TLP:RED, content encrypted to its
+    /// recipients). Omitted from JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
     /// Issued.
     pub issued_at: Timestamp,
     /// Expires.
@@ -139,7 +144,8 @@ impl Provenance {
             handling: advisory.handling.clone(),
             severity: format!("{:?}", advisory.severity).to_lowercase(),
             scope: advisory.scope.to_string(),
-            title: advisory.title.get(&advisory.lang).to_owned(),
+            title: crate::inbox::display_title(advisory, &advisory.lang),
+            sealed: advisory.sealed.is_some(),
             issued_at: advisory.issued_at,
             expires_at: advisory.expires_at,
             origin_keyid: verified.origin_cert().key.keyid().to_string(),

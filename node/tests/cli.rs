@@ -103,6 +103,38 @@ fn template_sign_verify_and_json_failure_reason() {
     assert_eq!(value["reason"], "unknown_signer");
 }
 
+/// Issue 8: TLP:RED and AMBER+STRICT advisories travel only sealed, which the command line
+/// cannot do yet; signing or importing one says so, naming the rule.
+#[test]
+fn red_advisories_are_refused_naming_the_sealing_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    identities(dir.path());
+    let template = ok(&kairan(&["advisory", "template"], dir.path()));
+    std::fs::write(dir.path().join("amber.toml"), &template).expect("write");
+    let red = template.replacen("tlp = \"AMBER\"", "tlp = \"RED\"", 1);
+    assert_ne!(red, template, "the template has tlp = \"AMBER\"");
+    std::fs::write(dir.path().join("red.toml"), red).expect("write");
+    let refused = kairan(&["advisory", "sign", "--key", "keys/mhlw.key", "red.toml"], dir.path());
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(
+            "TLP:RED advisories must be sealed to named recipients (issue 8); sealing from the command \
+             line is not available yet"
+        ),
+        "{stderr}"
+    );
+    let csaf = ok(&kairan(&["advisory", "export", "--format", "csaf-2.1", "amber.toml"], dir.path()));
+    let strict = csaf.replacen("\"label\": \"AMBER\"", "\"label\": \"AMBER+STRICT\"", 1);
+    assert_ne!(strict, csaf, "the export has the AMBER label");
+    std::fs::write(dir.path().join("strict.json"), strict).expect("write");
+    let refused = kairan(&["advisory", "import", "--format", "csaf-2.1", "strict.json"], dir.path());
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("TLP:AMBER+STRICT advisories must be sealed"), "{stderr}");
+    assert!(stderr.contains("not available yet"), "{stderr}");
+}
+
 #[test]
 fn bad_config_exits_64_naming_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -11,11 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::keys::Digest;
-use crate::limits::{
-    MAX_BODY_CHARS, MAX_ID_BYTES, MAX_LANGUAGES, MAX_LIST_ENTRIES, MAX_SHORT_TEXT_CHARS, MAX_SUMMARY_CHARS,
-    MAX_TITLE_CHARS,
-};
+use crate::limits::{MAX_ID_BYTES, MAX_LANGUAGES, MAX_LIST_ENTRIES, MAX_SHORT_TEXT_CHARS};
 use crate::scope::Scope;
+use crate::sealed::Sealed;
+use crate::sealed::content::ContentView;
 use crate::time::Timestamp;
 
 /// What an advisory does (CAP `msgType`).
@@ -60,6 +59,14 @@ pub enum Tlp {
     /// TLP:RED — named recipients only.
     #[serde(rename = "RED")]
     Red,
+}
+
+impl Tlp {
+    /// Whether advisories with this label travel sealed (encrypted end to end): AMBER+STRICT
+    /// and RED must be, the others must not be.
+    pub fn must_be_sealed(self) -> bool {
+        matches!(self, Tlp::AmberStrict | Tlp::Red)
+    }
 }
 
 impl fmt::Display for Tlp {
@@ -134,7 +141,7 @@ impl Localized {
         self.0.values().all(|text| text.trim().is_empty())
     }
 
-    fn check(&self, field: &str, max_chars: usize) -> Result<()> {
+    pub(crate) fn check(&self, field: &str, max_chars: usize) -> Result<()> {
         if self.0.len() > MAX_LANGUAGES {
             return Err(invalid(format!("{field} has {} languages, limit {MAX_LANGUAGES}", self.0.len())));
         }
@@ -234,13 +241,17 @@ pub struct Advisory {
     /// Upstream attribution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// For TLP:AMBER+STRICT and TLP:RED: the confidential fields above, encrypted to the
+    /// recipients ([`crate::sealed`]); those fields are then empty. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
 }
 
-fn invalid(reason: String) -> Error {
+pub(crate) fn invalid(reason: String) -> Error {
     Error::InvalidAdvisory(reason)
 }
 
-fn check_short(field: &str, text: &str) -> Result<()> {
+pub(crate) fn check_short(field: &str, text: &str) -> Result<()> {
     let chars = text.chars().count();
     if chars > MAX_SHORT_TEXT_CHARS {
         return Err(invalid(format!("{field} is {chars} characters, limit {MAX_SHORT_TEXT_CHARS}")));
@@ -248,14 +259,14 @@ fn check_short(field: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_list<T>(field: &str, list: &[T]) -> Result<()> {
-    if list.len() > MAX_LIST_ENTRIES {
-        return Err(invalid(format!("{field} has {} entries, limit {MAX_LIST_ENTRIES}", list.len())));
+pub(crate) fn check_list(field: &str, len: usize) -> Result<()> {
+    if len > MAX_LIST_ENTRIES {
+        return Err(invalid(format!("{field} has {len} entries, limit {MAX_LIST_ENTRIES}")));
     }
     Ok(())
 }
 
-fn is_cve(text: &str) -> bool {
+pub(crate) fn is_cve(text: &str) -> bool {
     let mut parts = text.splitn(3, '-');
     let (Some("CVE"), Some(year), Some(number)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -304,46 +315,13 @@ impl Advisory {
             ));
         }
         check_lang_tag("lang", &self.lang)?;
-        self.title.check("title", MAX_TITLE_CHARS)?;
-        if self.title.0.get(&self.lang).is_none_or(|t| t.trim().is_empty()) {
-            return Err(invalid(format!("title is empty in the primary language {:?}", self.lang)));
-        }
-        self.summary.check("summary", MAX_SUMMARY_CHARS)?;
-        self.body.check("body", MAX_BODY_CHARS)?;
         check_short("handling", &self.handling)?;
-        for (field, list_len) in [
-            ("references", self.references.len()),
-            ("categories", self.categories.len()),
-            ("cves", self.cves.len()),
-            ("items", self.items.len()),
-            ("links", self.links.len()),
-        ] {
-            check_list(field, &vec![(); list_len])?;
+        check_list("references", self.references.len())?;
+        match &self.sealed {
+            None if self.tlp.must_be_sealed() => Err(Error::SealingRequired { tlp: self.tlp.to_string() }),
+            None => ContentView::of(self).check(&self.lang),
+            Some(sealed) => sealed.validate(self),
         }
-        for category in &self.categories {
-            check_short("categories", category)?;
-        }
-        if let Some(bad) = self.cves.iter().find(|cve| !is_cve(cve)) {
-            return Err(invalid(format!("{bad:?} is not a CVE id (CVE-YYYY-NNNN)")));
-        }
-        for item in &self.items {
-            item.check("items", MAX_SHORT_TEXT_CHARS)?;
-        }
-        for link in &self.links {
-            check_short("links.url", &link.url)?;
-            if !link.url.starts_with("https://") && !link.url.starts_with("http://") {
-                return Err(invalid(format!("link {:?} is not an http(s) URL", link.url)));
-            }
-            link.label.check("links.label", MAX_SHORT_TEXT_CHARS)?;
-        }
-        if let Some(contact) = &self.contact {
-            contact.check("contact", MAX_SHORT_TEXT_CHARS)?;
-        }
-        if let Some(source) = &self.source {
-            check_short("source.name", &source.name)?;
-            check_short("source.url", source.url.as_deref().unwrap_or(""))?;
-        }
-        Ok(())
     }
 
     /// Checks the advisory against its origin certificate's scope.

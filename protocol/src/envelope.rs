@@ -35,6 +35,10 @@ pub const ANCHORS_TYPE: &str = "application/vnd.kairan.anchors+json";
 pub const SYNC_PAGE_TYPE: &str = "application/vnd.kairan.sync-page+json";
 /// `payloadType` of the national node's signed acceptance of an advisory (durably stored).
 pub const ACCEPTANCE_TYPE: &str = "application/vnd.kairan.acceptance+json";
+/// `payloadType` of a district's signed recipient directory (part of one version).
+pub const RECIPIENTS_TYPE: &str = "application/vnd.kairan.recipients+json";
+/// `payloadType` of a district's group-key message (part of one epoch).
+pub const GROUP_KEY_TYPE: &str = "application/vnd.kairan.group-key+json";
 /// `payloadType` of clinic receipts.
 pub const RECEIPT_TYPE: &str = "application/vnd.kairan.receipt+json";
 

@@ -242,6 +242,49 @@ pub enum Error {
     /// A note whose text is not a checkpoint (c2sp.org/tlog-checkpoint), or not the one expected.
     #[error("malformed checkpoint: {0}")]
     MalformedCheckpoint(String),
+    /// An advisory labelled TLP:AMBER+STRICT or TLP:RED that is not sealed.
+    #[error("{tlp} advisories must be sealed (encrypted to their recipients)")]
+    SealingRequired {
+        /// The label (`TLP:RED`, `TLP:AMBER+STRICT`).
+        tlp: String,
+    },
+    /// A `sealed` object that breaks a rule of the sealed format (suite, slot shapes and
+    /// lengths, duplicates, a sealed label other than AMBER+STRICT and RED, confidential fields
+    /// in clear, a group slot on RED), or decrypted content that is not the confidential JSON.
+    #[error("malformed sealed advisory: {0}")]
+    MalformedSealed(String),
+    /// The opener is not among the recipients of a sealed advisory.
+    #[error("{recipient} is not a recipient of sealed advisory {advisory}")]
+    NotARecipient {
+        /// The clinic id (or `group <scope>`) that tried to open it.
+        recipient: String,
+        /// The advisory's id.
+        advisory: String,
+    },
+    /// The recipient's slot was sealed to another key than the one offered.
+    #[error("wrong key for {recipient}: sealed to key {sealed_to}, key held is {held}")]
+    WrongRecipientKey {
+        /// The clinic id.
+        recipient: String,
+        /// The key id the slot names.
+        sealed_to: String,
+        /// The key id of the key offered.
+        held: String,
+    },
+    /// A group slot sealed under another epoch than the group key offered.
+    #[error("sealed to group {scope} epoch {sealed}, key held is epoch {held}")]
+    WrongGroupEpoch {
+        /// The group scope.
+        scope: String,
+        /// The epoch the advisory was sealed under.
+        sealed: u64,
+        /// The epoch of the key offered.
+        held: u64,
+    },
+    /// A wrapped key or the ciphertext of a sealed advisory does not authenticate under the
+    /// right key: truncated or altered.
+    #[error("sealed advisory corrupt: {0}")]
+    SealedCorrupt(String),
 }
 
 impl Error {
@@ -283,6 +326,12 @@ impl Error {
             Error::MalformedVerifierKey(_) => "malformed_verifier_key",
             Error::UnverifiedNote(_) => "unverified_note",
             Error::MalformedCheckpoint(_) => "malformed_checkpoint",
+            Error::SealingRequired { .. } => "sealing_required",
+            Error::MalformedSealed(_) => "malformed_sealed",
+            Error::NotARecipient { .. } => "not_a_recipient",
+            Error::WrongRecipientKey { .. } => "wrong_recipient_key",
+            Error::WrongGroupEpoch { .. } => "wrong_group_epoch",
+            Error::SealedCorrupt(_) => "sealed_corrupt",
         }
     }
 

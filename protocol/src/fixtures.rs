@@ -7,6 +7,8 @@
 
 use sha2::{Digest as _, Sha256};
 
+pub mod sealed;
+
 use crate::advisory::{Advisory, Kind, Link, Localized, Severity, Source, Status, Tlp};
 use crate::cert::{Certificate, ROOT_ISSUER, Role};
 use crate::delivery::{Delivery, HopInput, VerifyContext, attest, verify_parsed};
@@ -33,7 +35,7 @@ pub fn key(label: &str) -> SecretKey {
 /// 2021-12-01T09:00:00Z, the fixtures' "now".
 pub const FIXTURE_NOW: Timestamp = Timestamp::from_unix_ms(1_638_349_200_000);
 
-fn scope(text: &str) -> Scope {
+pub(crate) fn scope(text: &str) -> Scope {
     Scope::parse(text).unwrap_or_else(|e| panic!("fixture scope: {e}"))
 }
 
@@ -68,6 +70,7 @@ pub fn sample_advisory(origin: &str, seq: u64, prev: Option<Digest>) -> Advisory
         }],
         contact: Some(Localized::new("ja", "システムベンダーへ連絡").with("en", "Call your system vendor")),
         source: Some(Source { name: "JPCERT/CC".into(), url: Some("https://www.jpcert.or.jp/".into()) }),
+        sealed: None,
     }
 }
 

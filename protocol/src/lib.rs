@@ -24,6 +24,13 @@
 //!   parent's signed page statement ([`sync::sign_page`], [`sync::verify_page`]).
 //! - [`acceptance`]: the national node's signed acceptance that an advisory is stored
 //!   durably, and [`acceptance::verify_acceptance`] (what `kairan publish` waits for).
+//! - [`sealed`]: sealed (end-to-end encrypted) TLP:AMBER+STRICT and TLP:RED advisories: the
+//!   confidential fields, recipient keys, [`sealed::seal`] with HPKE (RFC 9180) per clinic or a
+//!   group epoch key per scope, [`sealed::open_sealed`] on verified deliveries only, and the
+//!   district's group-key messages ([`sealed::group`]).
+//! - [`directory`]: the district's signed recipient directory (clinic ids and X25519 keys)
+//!   and [`directory::verify_directory`]; the relay-signed, part-wise statement shape it
+//!   shares with group-key messages.
 //! - [`verified`]: [`Verified<T>`], constructed only by this crate's verifiers.
 //! - [`limits`]: size and count limits, enforced before expensive work.
 //! - [`time`]: [`Timestamp`], RFC 3339 on the wire.
@@ -53,6 +60,7 @@ pub mod acceptance;
 pub mod advisory;
 pub mod cert;
 pub mod delivery;
+pub mod directory;
 pub mod envelope;
 pub mod error;
 #[cfg(any(test, feature = "fixtures"))]
@@ -63,6 +71,7 @@ pub mod keys;
 pub mod limits;
 pub mod note;
 pub mod scope;
+pub mod sealed;
 pub mod sequence;
 pub mod sync;
 pub mod time;

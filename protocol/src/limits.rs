@@ -126,3 +126,16 @@ pub const MAX_NOTE_SIGNATURES: usize = 100;
 
 /// Longest note verifier key string accepted, in bytes (an Ed25519 one is name + 55 bytes).
 pub const MAX_VERIFIER_KEY_BYTES: usize = 1024;
+
+/// Most recipient slots in one sealed advisory. A clinic slot is about 170 bytes of JSON, so
+/// 64 slots stay near 11 KiB, well inside [`MAX_PAYLOAD_BYTES`]; beyond that an origin seals
+/// to a group (one slot for every clinic of a scope, `docs/protocol.md` §20–21).
+pub const MAX_SEALED_RECIPIENTS: usize = 64;
+
+/// Most entries in one part of a recipient directory or of a group-key message (worst case
+/// about 300 bytes each with 64-byte ids, so a part stays inside [`MAX_PAYLOAD_BYTES`]).
+pub const MAX_PART_ENTRIES: usize = 128;
+
+/// Most parts of one recipient directory version or group-key epoch: 64 × 128 = 8,192
+/// clinics per scope, four times the largest district.
+pub const MAX_PARTS: u32 = 64;

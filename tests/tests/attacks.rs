@@ -52,7 +52,9 @@ fn member(tree: &Hierarchy, id: &str) -> Credentials {
 async fn publish_tlp(tree: &mut Hierarchy, scope: &str, id: &str, tlp: Tlp) -> Digest {
     let mut advisory = kairan_tests::advisory(scope, id, tree.now());
     advisory.tlp = tlp;
-    let (bytes, digest) = tree.sign_next(advisory);
+    // RED and AMBER+STRICT travel sealed (issue 8): relays route them by their clear metadata.
+    let (bytes, digest) =
+        if tlp.must_be_sealed() { tree.sign_next_sealed(advisory) } else { tree.sign_next(advisory) };
     tree.publish_raw(bytes).await.expect("published");
     wait_delivered(tree, digest, scope).await;
     digest

@@ -209,7 +209,7 @@ async fn mosquitto_attack_7_members_read_and_write_only_their_rows() {
     // The other district on the same Mosquitto gets an AMBER+STRICT advisory: not this member.
     let mut strict = kairan_tests::advisory("jp/13/minato", "minato-strict", tree.now());
     strict.tlp = Tlp::AmberStrict;
-    let (bytes, strict_digest) = tree.sign_next(strict);
+    let (bytes, strict_digest) = tree.sign_next_sealed(strict);
     tree.publish_raw(bytes).await.expect("published");
     wait_delivered(&tree, strict_digest, "jp/13/minato").await;
     let seen = attacker.received(Duration::from_millis(500), Duration::from_secs(2)).await;
@@ -330,7 +330,7 @@ async fn mosquitto_attack_6_catch_up_answers_the_authenticated_member_only() {
     let ours = publish(&mut tree, "jp/13/chuo", "for-chuo").await;
     let mut red = kairan_tests::advisory("jp/13/minato", "for-minato-only", tree.now());
     red.tlp = Tlp::Red;
-    let (bytes, theirs) = tree.sign_next(red);
+    let (bytes, theirs) = tree.sign_next_sealed(red);
     tree.publish_raw(bytes).await.expect("published");
     wait_delivered(&tree, theirs, "jp/13/minato").await;
     wait_delivered(&tree, ours, "jp/13/chuo").await;

@@ -220,6 +220,7 @@ pub(super) fn import(xml: &str) -> Result<Imported, FormatError> {
         links,
         contact: (!contact.0.is_empty()).then_some(contact),
         source,
+        sealed: None,
     };
     Ok(Imported { advisory, defaulted })
 }

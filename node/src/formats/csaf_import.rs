@@ -295,6 +295,7 @@ pub(super) fn import(text: &str) -> Result<Imported, FormatError> {
         links,
         contact: (!contact.is_empty()).then_some(Localized(contact)),
         source,
+        sealed: None,
     };
     Ok(Imported { advisory, defaulted })
 }

@@ -101,6 +101,17 @@ pub struct Exported {
 
 /// Renders `advisory` (whose digest is `digest`) in `format`.
 pub fn export(advisory: &Advisory, digest: &Digest, format: Format) -> Result<Exported, FormatError> {
+    if advisory.sealed.is_some() {
+        return Err(FormatError::new(
+            format_name(format),
+            "sealed",
+            format!(
+                "{} advisory {} is sealed (encrypted to its recipients, issue 8): its content cannot be \
+                 exported; opening sealed advisories is not available yet",
+                advisory.tlp, advisory.id
+            ),
+        ));
+    }
     match format {
         Format::Csaf20 => csaf::export(advisory, digest, csaf::Version::V20),
         Format::Csaf21 => csaf::export(advisory, digest, csaf::Version::V21),
@@ -125,6 +136,13 @@ pub fn import(text: &str, format: Format) -> Result<Imported, FormatError> {
         Format::Cap => cap_import::import(text)?,
         Format::Stix => return Err(FormatError::new("stix", "--format", "STIX is export only")),
     };
+    // A document marked TLP:RED or AMBER+STRICT cannot become an advisory in clear (issue 8):
+    // say so plainly rather than as a generic validation failure.
+    if let (None, Some(refusal)) =
+        (&imported.advisory.sealed, crate::draft::sealing_unavailable(imported.advisory.tlp))
+    {
+        return Err(FormatError::new(format_name(format), "tlp", refusal));
+    }
     imported
         .advisory
         .validate()

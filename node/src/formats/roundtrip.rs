@@ -1,7 +1,9 @@
 //! Round trips: export then import gives back the same advisory, for the samples and for
-//! advisories that exercise every corner (updates, cancels, every TLP, milliseconds, scopes
-//! below a prefecture, languages beyond Japanese and English); and the checked-in exports
-//! under `samples/exports/` are what the code produces today.
+//! advisories that exercise every corner (updates, cancels, every TLP that travels in clear,
+//! milliseconds, scopes below a prefecture, languages beyond Japanese and English); documents
+//! marked TLP:RED or AMBER+STRICT keep their marking through export and are refused on import
+//! naming the sealing rule (issue 8); a sealed advisory is not exported; and the checked-in
+//! exports under `samples/exports/` are what the code produces today.
 
 use kairan_protocol::advisory::{Advisory, Kind, Localized, Status, Tlp};
 use kairan_protocol::{Digest, Scope, Timestamp, fixtures};
@@ -28,7 +30,7 @@ fn corner_cases() -> Vec<Advisory> {
     update.kind = Kind::Update;
     update.references = vec![prev, Digest::of(b"older")];
     update.status = Status::Exercise;
-    update.tlp = Tlp::AmberStrict;
+    update.tlp = Tlp::Green;
     update.scope = Scope::parse("jp/13/chuo").expect("scope");
     update.issued_at = update.issued_at.plus_ms(123);
     update.expires_at = update.expires_at.plus_ms(456);
@@ -45,16 +47,18 @@ fn corner_cases() -> Vec<Advisory> {
     cancel.contact = None;
     cancel.source = None;
     cancel.categories.clear();
-    let mut red = fixtures::sample_advisory("mhlw", 1, None);
-    red.tlp = Tlp::Red;
-    red.status = Status::Test;
-    red.handling = String::new();
-    red.scope = Scope::parse("jp/47").expect("scope");
-    red.source = Some(kairan_protocol::advisory::Source { name: "IPA".into(), url: None });
+    // TLP:RED and AMBER+STRICT travel only sealed, and a sealed advisory has no text to
+    // convert: see `red_and_amber_strict_keep_their_marking_and_are_refused_on_import`.
+    let mut okinawa = fixtures::sample_advisory("mhlw", 1, None);
+    okinawa.tlp = Tlp::Amber;
+    okinawa.status = Status::Test;
+    okinawa.handling = String::new();
+    okinawa.scope = Scope::parse("jp/47").expect("scope");
+    okinawa.source = Some(kairan_protocol::advisory::Source { name: "IPA".into(), url: None });
     let mut green = fixtures::sample_advisory("mhlw", 1, None);
     green.tlp = Tlp::Green;
     green.id = "MHLW CS 2021 004".into();
-    vec![update, cancel, red, green]
+    vec![update, cancel, okinawa, green]
 }
 
 fn all() -> Vec<(String, Advisory)> {
@@ -85,6 +89,40 @@ fn cap_round_trips_every_field() {
         let imported = round_trip(&advisory, Format::Cap);
         assert_eq!(imported.advisory, advisory, "cap {name}");
         assert!(imported.defaulted.is_empty(), "cap {name}: {:?}", imported.defaulted);
+    }
+}
+
+#[test]
+fn red_and_amber_strict_keep_their_marking_and_are_refused_on_import() {
+    for (tlp, label) in [(Tlp::Red, "TLP:RED"), (Tlp::AmberStrict, "TLP:AMBER+STRICT")] {
+        // An advisory in clear with a sealed label is not valid, but export renders whatever
+        // it is given: the marking must survive, and the import must name the rule.
+        let mut advisory = fixtures::sample_advisory("mhlw", 1, None);
+        advisory.tlp = tlp;
+        let digest = Digest::of(&advisory.to_payload());
+        for format in [Format::Csaf20, Format::Csaf21, Format::Cap] {
+            let exported = export(&advisory, &digest, format).unwrap_or_else(|e| panic!("{format}: {e}"));
+            let csaf_label = format!("\"label\": \"{}\"", label.trim_start_matches("TLP:"));
+            let marked = exported.text.contains(label) || exported.text.contains(&csaf_label);
+            assert!(marked, "{format} {label}: marking lost\n{}", exported.text);
+            let err = import(&exported.text, format).expect_err("refused");
+            assert_eq!(err.field, "tlp", "{format} {label}: {err}");
+            assert!(err.reason.starts_with(&format!("{label} advisories must be sealed")), "{err}");
+            assert!(err.reason.contains("issue 8") && err.reason.contains("not available yet"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn a_sealed_advisory_is_not_exported() {
+    for sealed in [fixtures::sealed::sealed_red(), fixtures::sealed::sealed_amber_strict()] {
+        sealed.validate().expect("the fixture is valid");
+        let digest = Digest::of(&sealed.to_payload());
+        for format in [Format::Csaf20, Format::Csaf21, Format::Cap, Format::Stix] {
+            let err = export(&sealed, &digest, format).expect_err("refused");
+            assert_eq!(err.field, "sealed");
+            assert!(err.reason.contains("is sealed") && err.reason.contains(&sealed.id), "{err}");
+        }
     }
 }
 

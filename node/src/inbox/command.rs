@@ -61,6 +61,30 @@ pub fn state_notes(inbox: &Inbox, item: &Item) -> Vec<String> {
     notes
 }
 
+/// The head of `kairan inbox show`: title, summary and body, or for a sealed advisory the
+/// plain notice that it is encrypted, with its id, origin and issue time.
+pub fn content_text(advisory: &kairan_protocol::Advisory, lang: &str) -> String {
+    match crate::inbox::sealed_lines(advisory) {
+        Some(lines) => {
+            let mut out = lines.join("\n");
+            out.push_str(&format!(
+                "\n{} (発信元 / origin {}, seq {}, 発行 / issued {})\n",
+                advisory.id,
+                advisory.origin,
+                advisory.seq,
+                jst(advisory.issued_at)
+            ));
+            out
+        }
+        None => format!(
+            "{}\n\n{}\n\n{}\n",
+            advisory.title.get(lang),
+            advisory.summary.get(lang),
+            advisory.body.get(lang).trim_end()
+        ),
+    }
+}
+
 /// `kairan inbox list [--json]`.
 pub fn list(config: &ClinicConfig, as_json: bool) -> Result<(), CliError> {
     let inbox = read(config)?;
@@ -116,9 +140,7 @@ pub fn show(config: &ClinicConfig, digest: &str, as_json: bool) -> Result<(), Cl
         println!("  {note}");
     }
     println!();
-    println!("{}\n", advisory.title.get(lang));
-    println!("{}\n", advisory.summary.get(lang));
-    println!("{}", advisory.body.get(lang).trim_end());
+    print!("{}", content_text(advisory, lang));
     for (index, entry) in advisory.items.iter().enumerate() {
         println!("  {}. {}", index + 1, entry.get(lang));
     }

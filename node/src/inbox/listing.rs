@@ -142,8 +142,11 @@ pub struct Summary<'a> {
     pub severity: &'a str,
     /// Scope.
     pub scope: &'a str,
-    /// Title in the advisory's primary language.
+    /// Title in the advisory's primary language ([`crate::inbox::SEALED_NOTICE_JA`] when sealed).
     pub title: &'a str,
+    /// Whether it is sealed (content encrypted to its recipients); omitted when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
     /// Title in English, when the advisory has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title_en: Option<&'a str>,
@@ -176,6 +179,7 @@ impl<'a> Summary<'a> {
             severity: &p.severity,
             scope: &p.scope,
             title: &p.title,
+            sealed: p.sealed,
             title_en: a.title.0.get("en").filter(|_| a.lang != "en").map(String::as_str),
             issued_at: a.issued_at,
             expires_at: a.expires_at,
@@ -310,5 +314,37 @@ mod tests {
         assert_eq!(show["advisory"]["id"], "MHLW-TEST-001");
         assert!(inbox.find("").is_err());
         assert!(inbox.find("zz").is_err());
+    }
+
+    #[test]
+    fn a_sealed_advisory_is_listed_as_encrypted_not_blank() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hierarchy = Hierarchy::standard();
+        let digests = testing::alert_update_cancel(&hierarchy, dir.path());
+        let inbox = Inbox::read(dir.path(), &hierarchy.anchors).expect("read");
+        let sealed = inbox.get(&digests[1]).expect("the sealed update is shown, not refused");
+        assert!(sealed.advisory.sealed.is_some());
+        assert_eq!(sealed.provenance.title, crate::inbox::SEALED_NOTICE_JA);
+        assert_eq!(inbox.label(&digests[1]), Some(("MHLW-TEST-002", crate::inbox::SEALED_NOTICE_JA)));
+        let list = serde_json::to_value(inbox.list_json()).expect("list json");
+        assert_eq!(list["entries"][1]["tlp"], "TLP:RED");
+        assert_eq!(list["entries"][1]["title"], crate::inbox::SEALED_NOTICE_JA);
+        assert_eq!(list["entries"][1]["sealed"], true);
+        assert_eq!(
+            (&list["entries"][1]["id"], &list["entries"][1]["origin"]),
+            (&"MHLW-TEST-002".into(), &"mhlw".into())
+        );
+        assert!(list["entries"][1].get("title_en").is_none());
+        assert!(list["entries"][0].get("sealed").is_none(), "absent when in clear");
+        let text = crate::inbox::command::content_text(&sealed.advisory, "ja");
+        assert!(text.starts_with(crate::inbox::SEALED_NOTICE_JA), "{text}");
+        assert!(text.contains("指定医療機関 2 件"), "{text}");
+        let issued = crate::inbox::jst(sealed.advisory.issued_at);
+        assert!(
+            text.contains(&format!("MHLW-TEST-002 (発信元 / origin mhlw, seq 2, 発行 / issued {issued})")),
+            "{text}"
+        );
+        let clear = crate::inbox::command::content_text(&inbox.items[0].advisory, "ja");
+        assert!(clear.starts_with("テスト注意喚起 第1報\n\n"), "{clear}");
     }
 }

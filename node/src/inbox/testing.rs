@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use kairan_protocol::fixtures::{self, Hierarchy};
+use kairan_protocol::sealed::{To, seal};
 use kairan_protocol::{Advisory, Digest, Kind, Localized, Tlp};
 
 /// Signs and delivers `advisory`, then writes its copy as inbox entry `inbox_seq`.
@@ -17,16 +18,32 @@ pub(crate) fn store(hierarchy: &Hierarchy, dir: &Path, inbox_seq: u64, advisory:
     digest
 }
 
-/// The `seq`-th advisory of the fixture origin: `kind` referencing `references`.
+/// The `seq`-th advisory of the fixture origin: `kind` referencing `references`. Odd ones are
+/// TLP:AMBER in clear; even ones TLP:RED, sealed to the fixture clinics 1 and 2 (their content
+/// is encrypted, so the inbox shows them as sealed).
 pub(crate) fn advisory(seq: u64, prev: Option<Digest>, kind: Kind, references: &[Digest]) -> Advisory {
     let mut advisory = fixtures::sample_advisory("mhlw", seq, prev);
     advisory.kind = kind;
     advisory.references = references.to_vec();
     advisory.id = format!("MHLW-TEST-{seq:03}");
-    advisory.tlp = if seq % 2 == 0 { Tlp::Red } else { Tlp::Amber };
+    advisory.tlp = Tlp::Amber;
     advisory.title = Localized::new("ja", &format!("テスト注意喚起 第{seq}報"))
         .with("en", &format!("Test advisory {seq}"));
+    if seq % 2 == 0 {
+        advisory.tlp = Tlp::Red;
+        advisory.handling = "指定された受信者限り / named recipients only".into();
+        advisory = seal_to_fixture_clinics(&advisory, &format!("inbox-testing-{seq}"));
+    }
     advisory
+}
+
+/// `advisory` (TLP:RED or AMBER+STRICT, in clear) sealed to the fixture clinics 1 and 2 with
+/// the fixture RNG named `label`.
+pub(crate) fn seal_to_fixture_clinics(advisory: &Advisory, label: &str) -> Advisory {
+    let clinics = fixtures::sealed::CLINICS;
+    let (one, two) = (fixtures::sealed::recipient(clinics[0]), fixtures::sealed::recipient(clinics[1]));
+    let to = [To::Clinic(clinics[0], one.public()), To::Clinic(clinics[1], two.public())];
+    seal(advisory, &to, &mut fixtures::sealed::rng(label)).expect("seal")
 }
 
 /// An inbox in `dir` with an alert (1), an update of it (2) and a cancel of the update's

@@ -211,6 +211,7 @@ pub struct PrintPage {
     severity: String,
     kind: Option<String>,
     notes: Vec<String>,
+    sealed: Vec<String>,
     columns: Vec<Column>,
     digest: String,
     path: String,
@@ -243,6 +244,7 @@ impl PrintPage {
                     None => n.text.clone(),
                 })
                 .collect(),
+            sealed: row.sealed.clone(),
             columns: columns(item),
             digest: item.entry.digest.to_string(),
             path,

@@ -212,6 +212,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_sealed_advisory_is_shown_as_encrypted_with_its_banner() {
+        use crate::inbox::{SEALED_NOTICE_EN, SEALED_NOTICE_JA};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hierarchy = Hierarchy::standard();
+        let sealed = testing::advisory(2, Some(kairan_protocol::Digest::of(b"first")), Kind::Alert, &[]);
+        assert!(sealed.sealed.is_some());
+        let digest = testing::store(&hierarchy, dir.path(), 1, &sealed);
+        let (server, shutdown) = serve(dir.path(), &hierarchy).await;
+        let list = get(&server, "/").await;
+        assert_eq!(list.status, 200, "{}", list.body);
+        assert!(
+            list.body.contains(&format!("{}\">{SEALED_NOTICE_JA}</a>", view::href(&digest))),
+            "{}",
+            list.body
+        );
+        assert!(list.body.contains("tlp-red\">TLP:RED</span>") && list.body.contains("MHLW-TEST-002 · mhlw"));
+        let page = get(&server, &view::href(&digest)).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.body.matches("class=\"banner").count(), 2, "TLP banner at the top and bottom");
+        assert!(page.body.contains("<span class=\"tlp-label\">TLP:RED</span>"), "{}", page.body);
+        assert!(page.body.contains("<section class=\"sealed\">"), "{}", page.body);
+        assert!(
+            page.body.contains(SEALED_NOTICE_JA) && page.body.contains(SEALED_NOTICE_EN),
+            "{}",
+            page.body
+        );
+        assert!(!page.body.contains("<article class=\"column\""), "no empty columns: {}", page.body);
+        let print = get(&server, &format!("{}/print", view::href(&digest))).await;
+        assert_eq!(print.body.matches("<strong>TLP:RED</strong> 取扱:").count(), 2, "{}", print.body);
+        assert!(
+            print.body.contains(&format!("<p class=\"sealed\">{SEALED_NOTICE_JA}</p>")),
+            "{}",
+            print.body
+        );
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
     async fn only_its_own_host_and_only_reading() {
         let dir = tempfile::tempdir().expect("tempdir");
         let hierarchy = Hierarchy::standard();

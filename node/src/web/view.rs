@@ -156,6 +156,9 @@ pub struct Row {
     pub standing: String,
     /// State notes.
     pub notes: Vec<Note>,
+    /// For a sealed advisory (content encrypted to its recipients), the plain notice saying so
+    /// (shown in place of its text); empty when in clear.
+    pub sealed: Vec<String>,
 }
 
 impl Row {
@@ -185,6 +188,7 @@ impl Row {
             standing_class: standing_class(item.state.standing),
             standing: format!("{standing_ja} / {standing_en}"),
             notes: notes(inbox, item),
+            sealed: crate::inbox::sealed_lines(advisory).unwrap_or_default(),
         }
     }
 }

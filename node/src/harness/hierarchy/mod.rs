@@ -43,6 +43,8 @@ use crate::store::Store;
 
 mod running;
 
+pub use running::seal_with_fixture_keys;
+
 /// Periodic catch-up in a test tree: short, so healed faults converge quickly.
 const SYNC_INTERVAL: Duration = Duration::from_secs(2);
 

@@ -64,6 +64,16 @@ impl Hierarchy {
         (delivery.to_json(), digest)
     }
 
+    /// [`Self::sign_next`] for a TLP:RED or TLP:AMBER+STRICT advisory (in clear): sealed first
+    /// with the protocol's fixture keys ([`seal_with_fixture_keys`]), after its origin, `seq`
+    /// and `prev` are set (sealing binds them). Tests only: the keys are public.
+    pub fn sign_next_sealed(&mut self, mut advisory: Advisory) -> (Vec<u8>, Digest) {
+        advisory.origin = self.origin.id.clone();
+        advisory.seq = self.origin.state.seq + 1;
+        advisory.prev = self.origin.state.digest;
+        self.sign_next(seal_with_fixture_keys(&advisory))
+    }
+
     /// Signs a head for the origin's chain as it stands (`valid_for` from now) and publishes it
     /// to the national node's ingest-heads topic.
     pub async fn publish_head(&self, valid_for: Duration) -> Result<(), CliError> {
@@ -390,4 +400,24 @@ impl Hierarchy {
     pub fn now(&self) -> Timestamp {
         crate::clock::now()
     }
+}
+
+/// `advisory` (TLP:RED or AMBER+STRICT, in clear, origin/seq/prev final) sealed with the
+/// protocol's fixture keys: RED to the fixture clinics ([`kairan_protocol::fixtures::sealed::CLINICS`]),
+/// AMBER+STRICT to the group of its own scope at epoch 1. The RNG is seeded from the origin
+/// and `seq`, so a test is reproducible. Never for real advisories.
+pub fn seal_with_fixture_keys(advisory: &Advisory) -> Advisory {
+    use kairan_protocol::fixtures::sealed::{CLINICS, recipient, rng};
+    use kairan_protocol::sealed::{GroupKey, To, seal};
+    let label = format!("harness-{}-{}", advisory.origin, advisory.seq);
+    let sealed = if advisory.tlp == kairan_protocol::Tlp::Red {
+        let keys: Vec<_> = CLINICS.iter().map(|id| recipient(id)).collect();
+        let to: Vec<To<'_>> =
+            CLINICS.iter().zip(&keys).map(|(id, key)| To::Clinic(id, key.public())).collect();
+        seal(advisory, &to, &mut rng(&label))
+    } else {
+        let group = GroupKey::generate(advisory.scope.clone(), 1, &mut rng(&format!("{label}-group")));
+        seal(advisory, &[To::Group(&group)], &mut rng(&label))
+    };
+    sealed.unwrap_or_else(|e| panic!("sealing {}: {e}", advisory.id))
 }
