@@ -56,6 +56,9 @@ pub struct WebConfig {
     pub scope: Scope,
     /// District node id.
     pub district: String,
+    /// The clinic's recipient key (`[clinic] recipient_key`): the sealed advisories sealed to
+    /// `clinic_id` are shown opened (decrypted in memory, for display only).
+    pub recipient_key: Option<Arc<kairan_protocol::sealed::RecipientSecret>>,
 }
 
 /// State shared by the handlers.
@@ -98,7 +101,10 @@ pub async fn start(config: WebConfig, shutdown: CancellationToken) -> Result<Web
     })?;
     let addr = listener.local_addr().map_err(|e| NodeError::Task(format!("web inbox address: {e}")))?;
     let (sender, receiver) = watch::channel(0u64);
-    let reader = Arc::new(Reader::new(config.data_dir.clone(), config.anchors.clone()));
+    let recipient =
+        crate::inbox::Recipient { clinic: config.clinic_id.clone(), key: config.recipient_key.clone() };
+    let reader =
+        Arc::new(Reader::new(config.data_dir.clone(), config.anchors.clone()).for_recipient(recipient));
     let app = Arc::new(App { config, reader, changed: receiver, shutdown: shutdown.clone() });
     let router = router(app, addr);
     let stop = shutdown.clone();
@@ -169,6 +175,7 @@ mod tests {
             clinic_id: "jp-13-chuo-c1".into(),
             scope: kairan_protocol::Scope::parse("jp/13/chuo").expect("scope"),
             district: "jp-13-chuo".into(),
+            recipient_key: None,
         };
         let shutdown = CancellationToken::new();
         (start(config, shutdown.clone()).await.expect("start"), shutdown)
