@@ -143,11 +143,20 @@ pub fn open_for_display(verified: &Verified<Delivery>, recipient: &Recipient) ->
     let Some(key) = &recipient.key else { return Some(Err(NO_RECIPIENT_KEY.to_owned())) };
     Some(match open_sealed(verified, &recipient.clinic, key) {
         Ok(content) => Ok(content.reveal(advisory)),
-        Err(error @ kairan_protocol::Error::NotARecipient { .. }) => Err(format!(
-            "この端末は受信者に含まれていません / this clinic ({}) is not among its recipients ({}: {error})",
-            recipient.clinic,
-            error.code()
-        )),
+        Err(error @ kairan_protocol::Error::NotARecipient { .. }) => {
+            let mut why = format!(
+                "この端末は受信者に含まれていません / this clinic ({}) is not among its recipients ({}: {error})",
+                recipient.clinic,
+                error.code()
+            );
+            if advisory.sealed.as_ref().is_some_and(|s| s.recipients.len() > s.clinics().count()) {
+                why.push_str(
+                    "。グループ宛ての復号にはまだ対応していません / it is also sealed to a group, and this \
+                     node cannot open group slots yet",
+                );
+            }
+            Err(why)
+        }
         Err(error @ kairan_protocol::Error::WrongRecipientKey { .. }) => Err(format!(
             "この端末の受信者鍵では開けません / this clinic's recipient key does not open it ({}: {error})",
             error.code()
@@ -374,6 +383,25 @@ mod tests {
         assert!(text.contains("この端末は受信者に含まれていません"), "{text}");
         assert!(text.contains("not_a_recipient"), "{text}");
         assert!(!text.contains("テスト注意喚起 第2報"), "{text}");
+    }
+
+    #[test]
+    fn a_group_sealed_advisory_says_group_slots_are_not_opened_yet() {
+        use kairan_protocol::sealed::{GroupKey, To, seal};
+        let hierarchy = Hierarchy::standard();
+        let mut strict = kairan_protocol::fixtures::sample_advisory(
+            "mhlw",
+            2,
+            Some(kairan_protocol::Digest::of(b"first")),
+        );
+        strict.tlp = kairan_protocol::Tlp::AmberStrict;
+        let mut rng = kairan_protocol::fixtures::sealed::rng("inbox-group-test");
+        let group = GroupKey::generate(strict.scope.clone(), 1, &mut rng);
+        let sealed = seal(&strict, &[To::Group(&group)], &mut rng).expect("seal");
+        let one = clinic("chuo-clinic-1", "chuo-clinic-1");
+        let text = announcement(&verified(&hierarchy, &sealed), &one, "ja", hierarchy.later());
+        assert!(text.contains(SEALED_NOTICE_JA) && text.contains("not_a_recipient"), "{text}");
+        assert!(text.contains("cannot open group slots yet"), "{text}");
     }
 
     #[test]
