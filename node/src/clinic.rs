@@ -94,6 +94,7 @@ fn web_config(config: &ClinicConfig, listen: std::net::SocketAddr) -> crate::web
         clinic_id: config.id.clone(),
         scope: config.scope.clone(),
         district: config.district.clone(),
+        recipient_key: config.recipient_key.clone(),
     }
 }
 

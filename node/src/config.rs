@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use kairan_protocol::sealed::RecipientSecret;
 use kairan_protocol::{Certificate, Envelope, Role, Scope, SecretKey, TrustAnchors};
 
 use crate::error::CliError;
@@ -432,6 +433,9 @@ pub struct ClinicSection {
     pub lang: Option<String>,
     /// Print each new advisory on the terminal (default true).
     pub announce: Option<bool>,
+    /// The clinic's recipient key file (`kairan keygen-recipient`), to open sealed advisories
+    /// sealed to this clinic for display. Absent: sealed advisories are shown as a notice.
+    pub recipient_key: Option<PathBuf>,
 }
 
 /// clinic.toml as written.
@@ -474,6 +478,9 @@ pub struct ClinicConfig {
     pub lang: String,
     /// Print each new advisory on the terminal.
     pub announce: bool,
+    /// The clinic's recipient key (`[clinic] recipient_key`): opens, for display only, the
+    /// sealed advisories sealed to this clinic. Group keys are not supported yet.
+    pub recipient_key: Option<std::sync::Arc<RecipientSecret>>,
     /// Periodic catch-up interval.
     pub sync_interval: Duration,
     /// Log settings.
@@ -512,6 +519,13 @@ impl ClinicConfig {
         let district =
             up.parent.clone().ok_or_else(|| field("upstream.parent", "missing: the district node's id"))?;
         let password = password("upstream.password", &up.password, &up.password_file, base)?;
+        let recipient_key = match &clinic.recipient_key {
+            Some(path) => Some(std::sync::Arc::new(
+                keyfile::load_recipient(&resolve(base, path))
+                    .map_err(|e| field("clinic.recipient_key", e))?,
+            )),
+            None => None,
+        };
         Ok(ClinicConfig {
             id: clinic.id.clone(),
             scope,
@@ -522,6 +536,7 @@ impl ClinicConfig {
             credentials: credentials(&clinic.id, &up.username, password)?,
             lang: clinic.lang.clone().unwrap_or_else(|| "ja".into()),
             announce: clinic.announce.unwrap_or(true),
+            recipient_key,
             sync_interval: sync_interval(up)?,
             metrics: metrics_listen(&file.metrics)?,
             web: file.web.check()?,
@@ -535,3 +550,56 @@ impl ClinicConfig {
 pub const NODE_TEMPLATE: &str = include_str!("../../deploy/node.example.toml");
 /// The commented default printed by `kairan clinic generate-config`.
 pub const CLINIC_TEMPLATE: &str = include_str!("../../deploy/clinic.example.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clinic.toml in `dir` (with a trust file) whose `[clinic]` ends with `extra`.
+    fn clinic_toml(dir: &Path, extra: &str) -> PathBuf {
+        let anchors = kairan_protocol::fixtures::Hierarchy::standard().anchors;
+        fs_write(&dir.join("trust.toml"), &keyfile::render_trust(&anchors));
+        let path = dir.join("clinic.toml");
+        fs_write(
+            &path,
+            &format!(
+                "[clinic]\nid = \"chuo-clinic-1\"\nscope = \"jp/13/chuo\"\ndata_dir = \"inbox\"\n\
+                 trust = \"trust.toml\"\n{extra}\n[upstream]\nurl = \"mqtts://127.0.0.1:8885\"\n\
+                 parent = \"jp-13-chuo\"\npassword = \"pw\"\n"
+            ),
+        );
+        path
+    }
+
+    fn fs_write(path: &Path, text: &str) {
+        std::fs::write(path, text).expect("write");
+    }
+
+    #[test]
+    fn recipient_key_is_loaded_and_a_bad_one_is_an_error_naming_the_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let none = ClinicConfig::load(&clinic_toml(dir.path(), "")).expect("no recipient key");
+        assert!(none.recipient_key.is_none());
+        let missing = ClinicConfig::load(&clinic_toml(dir.path(), "recipient_key = \"nowhere.x25519\""))
+            .expect_err("missing file");
+        assert!(matches!(missing, CliError::Config(_)), "{missing:?}");
+        assert!(missing.to_string().contains("clinic.recipient_key: "), "{missing}");
+        assert!(missing.to_string().contains("nowhere.x25519"), "{missing}");
+        let bad = dir.path().join("bad.x25519");
+        fs_write(&bad, "zz\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        let err = ClinicConfig::load(&clinic_toml(dir.path(), "recipient_key = \"bad.x25519\""))
+            .expect_err("not a key");
+        assert!(err.to_string().contains("clinic.recipient_key: "), "{err}");
+        assert!(err.to_string().contains("not 64 lowercase hex"), "{err}");
+        let good = dir.path().join("clinic.x25519");
+        let secret = keyfile::generate_recipient(&good).expect("generate");
+        let config = ClinicConfig::load(&clinic_toml(dir.path(), "recipient_key = \"clinic.x25519\""))
+            .expect("loads with a recipient key");
+        assert_eq!(config.recipient_key.expect("key").public(), secret.public());
+    }
+}

@@ -5,12 +5,17 @@
 //! - `ID.pub`: the public key as 64 lowercase hex characters and a newline.
 //! - `*.cert.json`: a certificate envelope (DSSE JSON).
 //! - trust file: TOML `threshold = k` and `[[roots]] id = "…" key = "<hex>"`.
+//! - recipient key file (a clinic's, for sealed advisories, `kairan keygen-recipient`): the
+//!   32-byte X25519 seed (HPKE `DeriveKeyPair`, [`RecipientSecret::from_seed`]) as 64 lowercase
+//!   hex characters and a newline, mode 0600, refused when group or others can read it. Its
+//!   public key and kid are printed when it is made, for the district's recipient directory.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use kairan_protocol::advisory::check_id;
+use kairan_protocol::sealed::RecipientSecret;
 use kairan_protocol::{Envelope, PublicKey, SecretKey, TrustAnchors, TrustAnchorsFile};
 
 use crate::error::CliError;
@@ -57,6 +62,54 @@ pub fn write_pair(dir: &Path, name: &str, secret: &SecretKey) -> Result<KeyPairP
     fs::write(&public_path, format!("{}\n", secret.public().to_hex()))
         .map_err(|e| CliError::io(&public_path, e))?;
     Ok(KeyPairPaths { secret: secret_path, public: public_path })
+}
+
+/// Writes a fresh recipient key file at `path` (mode 0600; refuses to overwrite) from the OS
+/// RNG and returns the key (its public half is what the district's directory lists).
+pub fn generate_recipient(path: &Path) -> Result<RecipientSecret, CliError> {
+    if path.exists() {
+        return Err(CliError::Usage(format!(
+            "{} already exists; refusing to overwrite a key",
+            path.display()
+        )));
+    }
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
+    }
+    // 32 bytes from the OS, then DeriveKeyPair: what `RecipientSecret::generate` does (this
+    // crate's `rand` is 0.8, whose OsRng is not the protocol's rand_core 0.9 CryptoRng).
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    rand::Rng::fill(&mut rand::rngs::OsRng, &mut seed[..]);
+    let secret = RecipientSecret::from_seed(&seed);
+    let mut text = zeroize::Zeroizing::new(hex::encode(seed.as_slice()));
+    text.push('\n');
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| CliError::io(path, e))?;
+    file.write_all(text.as_bytes()).map_err(|e| CliError::io(path, e))?;
+    file.sync_all().map_err(|e| CliError::io(path, e))?;
+    Ok(secret)
+}
+
+/// Loads a recipient key file, refusing one that group or others can read.
+pub fn load_recipient(path: &Path) -> Result<RecipientSecret, CliError> {
+    let text = zeroize::Zeroizing::new(
+        crate::secrets::read_private(path, "recipient key").map_err(CliError::Usage)?,
+    );
+    let trimmed = text.trim_end_matches('\n');
+    let seed: Option<[u8; 32]> = hex::decode(trimmed)
+        .ok()
+        .filter(|_| trimmed.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+        .and_then(|bytes| bytes.try_into().ok());
+    let seed = zeroize::Zeroizing::new(seed.ok_or_else(|| {
+        CliError::Usage(format!(
+            "recipient key {}: not 64 lowercase hex characters (an X25519 seed made by `kairan keygen-recipient`)",
+            path.display()
+        ))
+    })?);
+    Ok(RecipientSecret::from_seed(&seed))
 }
 
 /// Loads a secret key file, refusing one that group or others can read.

@@ -77,6 +77,42 @@ fn keygen_writes_the_contracted_files() {
 }
 
 #[test]
+fn keygen_recipient_prints_the_key_it_writes_and_clinic_toml_names_a_bad_recipient_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = ok(&kairan(&["keygen-recipient", "--out", "keys/clinic.x25519"], dir.path()));
+    let line =
+        |label: &str| out.lines().find_map(|l| l.strip_prefix(label)).map(str::trim).expect(label).to_owned();
+    let path = dir.path().join("keys/clinic.x25519");
+    let secret = kairan_node::keyfile::load_recipient(&path).expect("loads");
+    assert_eq!(
+        (line("public key"), line("kid")),
+        (secret.public().to_hex(), secret.public().kid().to_owned())
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).expect("key").permissions().mode() & 0o777, 0o600);
+    }
+    let again = kairan(&["keygen-recipient", "--out", "keys/clinic.x25519"], dir.path());
+    assert_eq!(again.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    identities(dir.path());
+    let clinic = |key: &str| {
+        format!(
+            "[clinic]\nid = \"c1\"\nscope = \"jp/13/chuo\"\ndata_dir = \"inbox\"\ntrust = \"trust.toml\"\n\
+             recipient_key = \"{key}\"\n[upstream]\nurl = \"mqtts://127.0.0.1:8885\"\nparent = \"jp-13-chuo\"\n"
+        )
+    };
+    std::fs::write(dir.path().join("clinic.toml"), clinic("keys/missing.x25519")).expect("write");
+    let output = kairan(&["inbox", "--config", "clinic.toml", "list"], dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("clinic.recipient_key") && stderr.contains("missing.x25519"), "{stderr}");
+    std::fs::write(dir.path().join("clinic.toml"), clinic("keys/clinic.x25519")).expect("write");
+    ok(&kairan(&["inbox", "--config", "clinic.toml", "list"], dir.path()));
+}
+
+#[test]
 fn template_sign_verify_and_json_failure_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     identities(dir.path());

@@ -1,4 +1,4 @@
-//! `kairan keygen`, `kairan cert issue`, `kairan trust init`.
+//! `kairan keygen`, `kairan keygen-recipient`, `kairan cert issue`, `kairan trust init`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,23 @@ pub(super) fn keygen(name: &str, out: &Path) -> Result<(), CliError> {
     println!("public key  {}", paths.public.display());
     println!("key id      {}", secret.keyid());
     Ok(())
+}
+
+/// `kairan keygen-recipient --out FILE`: the lines it prints after writing FILE.
+pub(super) fn keygen_recipient(out: &Path) -> Result<(), CliError> {
+    print!("{}", recipient_report(out, &keyfile::generate_recipient(out)?));
+    Ok(())
+}
+
+fn recipient_report(out: &Path, secret: &kairan_protocol::sealed::RecipientSecret) -> String {
+    format!(
+        "recipient key  {}  (mode 0600; set [clinic] recipient_key in clinic.toml to it)\n\
+         public key     {}\n\
+         kid            {}\n",
+        out.display(),
+        secret.public().to_hex(),
+        secret.public().kid()
+    )
 }
 
 /// Arguments of `kairan cert issue`.
@@ -155,4 +172,44 @@ pub(super) fn trust_init(args: &TrustInitArgs) -> Result<(), CliError> {
         None => print!("{text}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keygen_recipient_writes_a_0600_seed_whose_public_key_is_the_one_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("keys").join("clinic.x25519");
+        let secret = keyfile::generate_recipient(&out).expect("generated");
+        let printed = recipient_report(&out, &secret);
+        let line = |label: &str| {
+            printed.lines().find_map(|l| l.strip_prefix(label)).map(str::trim).expect(label).to_owned()
+        };
+        let loaded = keyfile::load_recipient(&out).expect("loads");
+        assert_eq!(line("public key"), loaded.public().to_hex(), "{printed}");
+        assert_eq!(line("kid"), loaded.public().kid(), "{printed}");
+        let text = std::fs::read_to_string(&out).expect("read");
+        assert!(text.len() == 65 && text.ends_with('\n'), "{text:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&out).expect("metadata").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+            let err = keyfile::load_recipient(&out).expect_err("group-readable refused");
+            assert!(err.to_string().contains("readable by group or others"), "{err}");
+        }
+        assert!(keyfile::generate_recipient(&out).is_err(), "no overwrite");
+        let bad = dir.path().join("bad.x25519");
+        std::fs::write(&bad, "not hex\n").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        let err = keyfile::load_recipient(&bad).expect_err("not hex");
+        assert!(err.to_string().contains("not 64 lowercase hex"), "{err}");
+    }
 }

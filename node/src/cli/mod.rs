@@ -42,6 +42,18 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Generate a clinic's recipient key for sealed (TLP:AMBER+STRICT / TLP:RED) advisories:
+    /// FILE holds the X25519 seed (64 hex, mode 0600); prints the public key and its kid, which
+    /// the district lists in its recipient directory. Point clinic.toml's
+    /// `[clinic] recipient_key` at FILE.
+    #[command(
+        after_help = "Example:\n  kairan keygen-recipient --out keys/chuo-clinic-1.x25519\n  # writes the secret (0600); prints `public key <hex>` and `kid <16 hex>`"
+    )]
+    KeygenRecipient {
+        /// The recipient key file to write (refuses to overwrite; its directory is created).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Author and sign advisories.
     #[command(subcommand)]
     Advisory(AdvisoryCommand),
@@ -235,6 +247,7 @@ pub enum TrustCommand {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Keygen { name, out } => keys::keygen(&name, &out),
+        Command::KeygenRecipient { out } => keys::keygen_recipient(&out),
         Command::Advisory(AdvisoryCommand::Template) => {
             print!("{}", crate::draft::TEMPLATE);
             Ok(())

@@ -13,7 +13,7 @@ fn json(value: &impl serde::Serialize) -> Result<String, CliError> {
 
 /// Reads the inbox (verifying every copy) and warns about refused copies on stderr.
 fn read(config: &ClinicConfig) -> Result<Inbox, CliError> {
-    let inbox = Inbox::read(&config.data_dir, &config.anchors)?;
+    let inbox = Inbox::read_as(&config.data_dir, &config.anchors, &crate::inbox::Recipient::of(config))?;
     for refused in &inbox.refused {
         eprintln!("kairan: NOT shown, failed verification: {}: {}", refused.file, refused.reason);
     }
@@ -63,8 +63,8 @@ pub fn state_notes(inbox: &Inbox, item: &Item) -> Vec<String> {
 
 /// The head of `kairan inbox show`: title, summary and body, or for a sealed advisory the
 /// plain notice that it is encrypted, with its id, origin and issue time.
-pub fn content_text(advisory: &kairan_protocol::Advisory, lang: &str) -> String {
-    match crate::inbox::sealed_lines(advisory) {
+pub fn content_text(advisory: &kairan_protocol::Advisory, unopened: Option<&str>, lang: &str) -> String {
+    match crate::inbox::sealed_lines(advisory, unopened) {
         Some(lines) => {
             let mut out = lines.join("\n");
             out.push_str(&format!(
@@ -140,7 +140,7 @@ pub fn show(config: &ClinicConfig, digest: &str, as_json: bool) -> Result<(), Cl
         println!("  {note}");
     }
     println!();
-    print!("{}", content_text(advisory, lang));
+    print!("{}", content_text(advisory, item.unopened.as_deref(), lang));
     for (index, entry) in advisory.items.iter().enumerate() {
         println!("  {}. {}", index + 1, entry.get(lang));
     }

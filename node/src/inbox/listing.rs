@@ -9,7 +9,7 @@ use serde::Serialize;
 use kairan_protocol::{Advisory, Digest, Kind, Status, Timestamp, TrustAnchors};
 
 use super::state::{EntryState, Fact, Standing, resolve};
-use super::{InboxEntry, InboxListing, read_inbox};
+use super::{InboxEntry, InboxListing, Recipient, read_inbox};
 use crate::error::CliError;
 use crate::provenance::Provenance;
 
@@ -20,8 +20,11 @@ pub struct Item {
     pub entry: InboxEntry,
     /// Its verified provenance.
     pub provenance: Provenance,
-    /// The advisory (decoded after verification).
+    /// The advisory (decoded after verification); a sealed one the reader opened has its
+    /// content decrypted into it (in memory only, for display).
     pub advisory: Advisory,
+    /// For a sealed advisory the reader could not open: why (shown with the notice).
+    pub unopened: Option<String>,
     /// Current, superseded or cancelled; pending references; history.
     pub state: EntryState,
 }
@@ -45,9 +48,15 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// Reads and verifies every copy in `data_dir` and resolves the state.
+    /// Reads and verifies every copy in `data_dir` and resolves the state, opening no sealed
+    /// advisory (no recipient key).
     pub fn read(data_dir: &Path, anchors: &TrustAnchors) -> Result<Self, CliError> {
-        Ok(Self::from_listing(read_inbox(data_dir, anchors)?))
+        Self::read_as(data_dir, anchors, &Recipient::default())
+    }
+
+    /// [`Inbox::read`] for `recipient`: the sealed advisories its key opens are shown opened.
+    pub fn read_as(data_dir: &Path, anchors: &TrustAnchors, recipient: &Recipient) -> Result<Self, CliError> {
+        Ok(Self::from_listing(read_inbox(data_dir, anchors, recipient)?))
     }
 
     /// Decodes the verified entries of a listing and resolves their state.
@@ -55,20 +64,27 @@ impl Inbox {
         let mut refused: Vec<Refused> =
             refused.into_iter().map(|(file, reason)| Refused { file, reason }).collect();
         let mut decoded = Vec::new();
-        for (entry, provenance) in entries {
+        for (entry, provenance, opened) in entries {
             match serde_json::from_slice::<Advisory>(&entry.delivery.advisory.payload) {
-                Ok(advisory) => decoded.push((entry, provenance, advisory)),
+                Ok(advisory) => {
+                    let (advisory, unopened) = match opened {
+                        Some(Ok(revealed)) => (revealed, None),
+                        Some(Err(why)) => (advisory, Some(why)),
+                        None => (advisory, None),
+                    };
+                    decoded.push((entry, provenance, advisory, unopened));
+                }
                 Err(e) => refused.push(Refused {
                     file: format!("{}.json", entry.digest.to_string().trim_start_matches("sha256:")),
                     reason: format!("advisory payload: {e}"),
                 }),
             }
         }
-        let facts: Vec<Fact> = decoded.iter().map(|(e, _, a)| Fact::of(e.digest, a)).collect();
+        let facts: Vec<Fact> = decoded.iter().map(|(e, _, a, _)| Fact::of(e.digest, a)).collect();
         let mut states = resolve(&facts);
         let items = decoded
             .into_iter()
-            .map(|(entry, provenance, advisory)| {
+            .map(|(entry, provenance, advisory, unopened)| {
                 let state = states.remove(&entry.digest).unwrap_or_else(|| EntryState {
                     standing: Standing::Current,
                     superseded_by: None,
@@ -78,7 +94,7 @@ impl Inbox {
                     ignored: Vec::new(),
                     history: vec![entry.digest],
                 });
-                Item { entry, provenance, advisory, state }
+                Item { entry, provenance, advisory, unopened, state }
             })
             .collect();
         Inbox { items, refused }
@@ -212,8 +228,12 @@ pub struct ShowJson<'a> {
     pub received_at: Timestamp,
     /// Current state.
     pub state: &'a EntryState,
-    /// The advisory as signed.
+    /// The advisory as signed; a sealed one the reader opened with its content decrypted
+    /// into it (in memory; the stored copy stays sealed).
     pub advisory: &'a Advisory,
+    /// For a sealed advisory the reader could not open: why. Omitted otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unopened: Option<&'a str>,
 }
 
 impl<'a> ShowJson<'a> {
@@ -225,6 +245,7 @@ impl<'a> ShowJson<'a> {
             received_at: item.entry.received_at,
             state: &item.state,
             advisory: &item.advisory,
+            unopened: item.unopened.as_deref(),
         }
     }
 }
@@ -336,7 +357,7 @@ mod tests {
         );
         assert!(list["entries"][1].get("title_en").is_none());
         assert!(list["entries"][0].get("sealed").is_none(), "absent when in clear");
-        let text = crate::inbox::command::content_text(&sealed.advisory, "ja");
+        let text = crate::inbox::command::content_text(&sealed.advisory, sealed.unopened.as_deref(), "ja");
         assert!(text.starts_with(crate::inbox::SEALED_NOTICE_JA), "{text}");
         assert!(text.contains("指定医療機関 2 件"), "{text}");
         let issued = crate::inbox::jst(sealed.advisory.issued_at);
@@ -344,7 +365,7 @@ mod tests {
             text.contains(&format!("MHLW-TEST-002 (発信元 / origin mhlw, seq 2, 発行 / issued {issued})")),
             "{text}"
         );
-        let clear = crate::inbox::command::content_text(&inbox.items[0].advisory, "ja");
+        let clear = crate::inbox::command::content_text(&inbox.items[0].advisory, None, "ja");
         assert!(clear.starts_with("テスト注意喚起 第1報\n\n"), "{clear}");
     }
 }

@@ -149,7 +149,9 @@ mod tests {
         let copy = copy_path(&copies_dir(dir.path()), &record.digest);
         assert_eq!(std::fs::metadata(&copy).expect("copy").mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(copies_dir(dir.path())).expect("dir").mode() & 0o777, 0o700);
-        let (entries, refused) = super::super::read_inbox(dir.path(), &hierarchy.anchors).expect("read");
+        let (entries, refused) =
+            super::super::read_inbox(dir.path(), &hierarchy.anchors, &super::super::Recipient::default())
+                .expect("read");
         assert_eq!((entries.len(), refused.len()), (1, 0));
         drop(inbox);
         std::fs::remove_file(&copy).expect("rm");

@@ -56,6 +56,9 @@ pub struct WebConfig {
     pub scope: Scope,
     /// District node id.
     pub district: String,
+    /// The clinic's recipient key (`[clinic] recipient_key`): the sealed advisories sealed to
+    /// `clinic_id` are shown opened (decrypted in memory, for display only).
+    pub recipient_key: Option<Arc<kairan_protocol::sealed::RecipientSecret>>,
 }
 
 /// State shared by the handlers.
@@ -98,7 +101,10 @@ pub async fn start(config: WebConfig, shutdown: CancellationToken) -> Result<Web
     })?;
     let addr = listener.local_addr().map_err(|e| NodeError::Task(format!("web inbox address: {e}")))?;
     let (sender, receiver) = watch::channel(0u64);
-    let reader = Arc::new(Reader::new(config.data_dir.clone(), config.anchors.clone()));
+    let recipient =
+        crate::inbox::Recipient { clinic: config.clinic_id.clone(), key: config.recipient_key.clone() };
+    let reader =
+        Arc::new(Reader::new(config.data_dir.clone(), config.anchors.clone()).for_recipient(recipient));
     let app = Arc::new(App { config, reader, changed: receiver, shutdown: shutdown.clone() });
     let router = router(app, addr);
     let stop = shutdown.clone();
@@ -162,13 +168,23 @@ mod tests {
     }
 
     async fn serve(dir: &std::path::Path, hierarchy: &Hierarchy) -> (WebServer, CancellationToken) {
+        serve_as(dir, hierarchy, "jp-13-chuo-c1", None).await
+    }
+
+    async fn serve_as(
+        dir: &std::path::Path,
+        hierarchy: &Hierarchy,
+        clinic_id: &str,
+        recipient_key: Option<Arc<kairan_protocol::sealed::RecipientSecret>>,
+    ) -> (WebServer, CancellationToken) {
         let config = WebConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: dir.to_owned(),
             anchors: hierarchy.anchors.clone(),
-            clinic_id: "jp-13-chuo-c1".into(),
+            clinic_id: clinic_id.into(),
             scope: kairan_protocol::Scope::parse("jp/13/chuo").expect("scope"),
             district: "jp-13-chuo".into(),
+            recipient_key,
         };
         let shutdown = CancellationToken::new();
         (start(config, shutdown.clone()).await.expect("start"), shutdown)
@@ -239,6 +255,7 @@ mod tests {
             page.body
         );
         assert!(!page.body.contains("<article class=\"column\""), "no empty columns: {}", page.body);
+        assert!(page.body.contains("no recipient key is configured on this node"), "{}", page.body);
         let print = get(&server, &format!("{}/print", view::href(&digest))).await;
         assert_eq!(print.body.matches("<strong>TLP:RED</strong> 取扱:").count(), 2, "{}", print.body);
         assert!(
@@ -246,6 +263,34 @@ mod tests {
             "{}",
             print.body
         );
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_sealed_advisory_is_shown_opened_to_a_recipient_with_its_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hierarchy = Hierarchy::standard();
+        let sealed = testing::advisory(2, Some(kairan_protocol::Digest::of(b"first")), Kind::Alert, &[]);
+        let digest = testing::store(&hierarchy, dir.path(), 1, &sealed);
+        let key = Arc::new(kairan_protocol::fixtures::sealed::recipient("chuo-clinic-1"));
+        let (server, shutdown) = serve_as(dir.path(), &hierarchy, "chuo-clinic-1", Some(key)).await;
+        let list = get(&server, "/").await;
+        assert!(
+            list.body.contains("テスト注意喚起 第2報") && !list.body.contains(crate::inbox::SEALED_NOTICE_JA)
+        );
+        let page = get(&server, &view::href(&digest)).await;
+        assert_eq!(page.body.matches("class=\"banner").count(), 2, "TLP banner at the top and bottom");
+        assert!(page.body.contains("<span class=\"tlp-label\">TLP:RED</span>"), "{}", page.body);
+        assert!(page.body.contains("<article class=\"column\""), "{}", page.body);
+        assert!(
+            page.body.contains("テスト注意喚起 第2報") && !page.body.contains("<section class=\"sealed\">")
+        );
+        shutdown.cancel();
+        let key = Arc::new(kairan_protocol::fixtures::sealed::recipient("chuo-clinic-3"));
+        let (server, shutdown) = serve_as(dir.path(), &hierarchy, "chuo-clinic-3", Some(key)).await;
+        let page = get(&server, &view::href(&digest)).await;
+        assert!(page.body.contains("<section class=\"sealed\">") && page.body.contains("not_a_recipient"));
+        assert!(!page.body.contains("テスト注意喚起 第2報"), "{}", page.body);
         shutdown.cancel();
     }
 

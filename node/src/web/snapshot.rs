@@ -11,8 +11,8 @@ use std::time::UNIX_EPOCH;
 use kairan_protocol::{Digest, TrustAnchors};
 
 use crate::error::CliError;
-use crate::inbox::copies_dir;
 use crate::inbox::listing::Inbox;
+use crate::inbox::{Recipient, copies_dir};
 
 /// The inbox at one version of the copies directory.
 #[derive(Debug)]
@@ -28,13 +28,21 @@ pub struct Snapshot {
 pub struct Reader {
     data_dir: PathBuf,
     anchors: TrustAnchors,
+    recipient: Recipient,
     cached: Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl Reader {
     /// A reader of `data_dir`'s copies.
     pub fn new(data_dir: PathBuf, anchors: TrustAnchors) -> Self {
-        Reader { data_dir, anchors, cached: Mutex::new(None) }
+        Reader { data_dir, anchors, recipient: Recipient::default(), cached: Mutex::new(None) }
+    }
+
+    /// This reader opening, for display, the sealed advisories `recipient`'s key opens (in
+    /// memory: the cached snapshot is never written anywhere).
+    pub fn for_recipient(mut self, recipient: Recipient) -> Self {
+        self.recipient = recipient;
+        self
     }
 
     /// The current snapshot (blocking: file I/O and signature checks).
@@ -45,7 +53,7 @@ impl Reader {
         if let Some(snapshot) = cached.as_ref().filter(|s| s.version == version) {
             return Ok(Arc::clone(snapshot));
         }
-        let inbox = Inbox::read(&self.data_dir, &self.anchors)?;
+        let inbox = Inbox::read_as(&self.data_dir, &self.anchors, &self.recipient)?;
         let snapshot = Arc::new(Snapshot { version, inbox });
         *cached = Some(Arc::clone(&snapshot));
         Ok(snapshot)

@@ -188,7 +188,7 @@ impl Row {
             standing_class: standing_class(item.state.standing),
             standing: format!("{standing_ja} / {standing_en}"),
             notes: notes(inbox, item),
-            sealed: crate::inbox::sealed_lines(advisory).unwrap_or_default(),
+            sealed: crate::inbox::sealed_lines(advisory, item.unopened.as_deref()).unwrap_or_default(),
         }
     }
 }

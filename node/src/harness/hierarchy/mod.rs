@@ -518,6 +518,7 @@ impl HierarchyBuilder {
                 credentials,
                 lang: "ja".into(),
                 announce: false,
+                recipient_key: None,
                 sync_interval: SYNC_INTERVAL,
                 log: LogSection::default(),
                 metrics: self.metrics,

@@ -74,6 +74,25 @@ impl Hierarchy {
         self.sign_next(seal_with_fixture_keys(&advisory))
     }
 
+    /// [`Self::sign_next`] for a TLP:RED or TLP:AMBER+STRICT advisory (in clear) sealed to
+    /// the named clinics `to` (id, recipient key) with the fixture RNG, after its origin, `seq`
+    /// and `prev` are set (sealing binds them). Tests only.
+    pub fn sign_next_sealed_to(
+        &mut self,
+        mut advisory: Advisory,
+        to: &[(&str, &kairan_protocol::sealed::RecipientKey)],
+    ) -> (Vec<u8>, Digest) {
+        use kairan_protocol::sealed::{To, seal};
+        advisory.origin = self.origin.id.clone();
+        advisory.seq = self.origin.state.seq + 1;
+        advisory.prev = self.origin.state.digest;
+        let label = format!("harness-to-{}-{}", advisory.origin, advisory.seq);
+        let to: Vec<To<'_>> = to.iter().map(|(id, key)| To::Clinic(id, key)).collect();
+        let sealed = seal(&advisory, &to, &mut kairan_protocol::fixtures::sealed::rng(&label))
+            .unwrap_or_else(|e| panic!("sealing {}: {e}", advisory.id));
+        self.sign_next(sealed)
+    }
+
     /// Signs a head for the origin's chain as it stands (`valid_for` from now) and publishes it
     /// to the national node's ingest-heads topic.
     pub async fn publish_head(&self, valid_for: Duration) -> Result<(), CliError> {
