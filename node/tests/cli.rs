@@ -695,6 +695,12 @@ fn the_demo_passes_and_a_clinic_password_reads_only_its_row() {
     assert!(row_lines.iter().all(|l| l.starts_with("OK")), "{row_lines:#?}");
     assert!(row_lines[..3].iter().all(|l| l.ends_with("refused")), "{row_lines:#?}");
     assert!(row_lines[3].contains("its own catch-up answers") && row_lines[3].ends_with("granted"));
+    // The TLP:RED step: sealed to two clinics of the first district, opened by exactly those two.
+    let red: Vec<&str> =
+        stdout.lines().skip_while(|l| !l.contains("One TLP:RED advisory")).skip(1).take(3).collect();
+    assert_eq!(red.len(), 3, "{stdout}");
+    assert!(red[..2].iter().all(|l| l.starts_with("OK") && l.contains("opens it: 【TLP:RED】")), "{red:#?}");
+    assert!(red[2].starts_with("OK") && red[2].ends_with("cannot open it: not_a_recipient"), "{red:#?}");
 }
 
 #[test]

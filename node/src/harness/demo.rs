@@ -7,8 +7,10 @@
 //! the certificate of its relay's key, and each child accepts it only as its parent. It
 //! publishes the three sample advisories (the third scoped to Tokyo,
 //! to show routing) and one forged advisory, shows what each clinic received with the
-//! verified path and times, shows the forgery refused at the first hop, and succeeds only if
-//! every clinic holds exactly the advisories in its scope. Last, it stops one clinic and uses
+//! verified path and times, shows the forgery refused at the first hop, sends one TLP:RED
+//! advisory sealed to two clinics of the first district and shows that exactly those two open
+//! it ([`super::demo_sealed`]), and succeeds only if every clinic holds exactly the advisories
+//! in its scope. Last, it stops one clinic and uses
 //! its password the way malware on that PC would: its district's broker refuses every
 //! subscription outside the clinic's row of the permission table.
 
@@ -244,6 +246,12 @@ async fn run_steps(options: DemoOptions, started: Instant) -> Result<(), CliErro
     } else {
         println!("OK   the forgery is in no store and no inbox");
     }
+    let mut red = AdvisoryDraft::parse(SAMPLES[0].1).map_err(CliError::Failed)?;
+    red.issued_at = None;
+    red.expires_at = None;
+    red.valid_days = Some(30);
+    let red = red.into_advisory(crate::clock::now(), None).map_err(CliError::Failed)?;
+    all_ok &= super::demo_sealed::red_reaches_exactly_its_recipients(&mut tree, red).await?;
     if let Some(first) = tree.clinics.first().and_then(|c| c.handle.as_ref()) {
         if let Some(record) = first.store().all().map_err(|e| CliError::Failed(e.to_string()))?.first() {
             let verified = kairan_protocol::verify_delivery(

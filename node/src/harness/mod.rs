@@ -4,7 +4,7 @@
 //! ## Layout
 //! - [`hierarchy`]: keys, certificates and an in-process tree of relays and clinics, each
 //!   relay with its own broker, over real MQTT sockets and real stores.
-//! - [`demo`]: `kairan demo`.
+//! - [`demo`]: `kairan demo`; [`demo_sealed`]: its TLP:RED step (a sealed advisory, two recipients).
 //! - [`bench`]: `kairan bench`, latency and throughput beside a chain of Mosquitto bridges.
 //! - [`recovery_bench`]: `kairan bench-recovery`.
 //! - [`mosquitto`]: a Mosquitto process on a free loopback port (tests, benches).
@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod demo_sealed;
 pub mod external;
 pub mod hierarchy;
 pub mod mosquitto;
