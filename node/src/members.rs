@@ -127,6 +127,28 @@ pub struct MembersFile {
     pub members: Vec<MemberRow>,
 }
 
+impl MembersFile {
+    /// Reads a members file (mode 0600); a missing file is an empty one.
+    pub fn load_or_default(path: &Path) -> Result<Self, String> {
+        match std::fs::metadata(path) {
+            Ok(_) => {
+                let text = crate::secrets::read_private(path, "members file")?;
+                toml::from_str::<MembersFile>(&text).map_err(|e| format!("{}: {e}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("members file {}: {e}", path.display())),
+        }
+    }
+
+    /// Writes the file (mode 0600, atomically), with its header.
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let text = toml::to_string(self).map_err(|e| e.to_string())?;
+        let header = "# Members of a kairan node's broker (kairan members add). Keep mode 0600.\n";
+        crate::secrets::write_private(path, format!("{header}{text}").as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 /// A checked member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {

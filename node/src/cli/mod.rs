@@ -12,6 +12,7 @@ use crate::error::CliError;
 mod advisory;
 mod audit;
 mod daemon;
+mod enroll;
 mod keys;
 mod members;
 mod revoke;
@@ -66,6 +67,10 @@ pub enum Command {
     /// Manage a node's members file (who may connect to its broker, as what).
     #[command(subcommand)]
     Members(MembersCommand),
+    /// Enroll clinics: the clinic makes its keys and a signed request; its district certifies
+    /// it, admits it to its broker and lists its recipient key in its directory.
+    #[command(subcommand)]
+    Enroll(enroll::EnrollCommand),
     /// Configure an external broker from the permission table.
     #[command(subcommand)]
     Broker(BrokerCommand),
@@ -260,6 +265,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Trust(TrustCommand::Push(args)) => revoke::push(&args),
         Command::Revoke(args) => revoke::revoke(&args),
         Command::Members(MembersCommand::Add(args)) => members::add(&args),
+        Command::Enroll(command) => enroll::run(&command),
         Command::Broker(BrokerCommand::MosquittoConfig(args)) => members::mosquitto(&args),
         Command::Broker(BrokerCommand::RabbitmqConfig(args)) => members::rabbitmq(&args),
         Command::Tls(TlsCommand::Cert(args)) => tls::cert(&args),

@@ -128,6 +128,8 @@ pub struct RelayParts {
     pub members: Members,
     /// Metrics and health endpoint (port 0: a new free port at each start).
     pub metrics: Option<SocketAddr>,
+    /// Districts: the recipients file whose directory it publishes (`None`: no directory).
+    pub recipients: Option<PathBuf>,
 }
 
 /// A running clinic.
@@ -482,6 +484,7 @@ impl HierarchyBuilder {
                 broker,
                 members: member_lists[index].clone(),
                 metrics: self.metrics,
+                recipients: None,
             };
             let mut tree_relay = TreeRelay {
                 level: relay.level,
@@ -583,6 +586,8 @@ async fn start_relay(
         upstream: parts.upstream.clone(),
         broker: parts.broker.clone(),
         members: parts.members.clone(),
+        members_path: None,
+        recipients: parts.recipients.clone(),
         grace: Duration::from_secs(5),
         sync_interval: SYNC_INTERVAL,
         log: LogSection::default(),
