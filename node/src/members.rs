@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use kairan_protocol::{Certificate, Envelope, PublicKey, Role, Scope};
 
-use crate::authz::{Grants, MemberKind, Principal, ingest_username, publisher_username};
+use crate::authz::{Grants, MemberKind, Principal, directory_username, ingest_username, publisher_username};
 use crate::rabbitmq_config::RabbitPasswordHash;
 
 /// PBKDF2 iterations of new hashes. Mosquitto verifies whatever count a hash states; 1,000
@@ -199,6 +199,7 @@ pub fn broker_users<'a>(
     };
     for (node, national, members, own) in nodes {
         add(publisher_username(node), own.clone(), Grants::of(node, national, &Principal::Publisher))?;
+        add(directory_username(node), own.clone(), Grants::of(node, national, &Principal::Directory))?;
         if national {
             add(ingest_username(node), own, Grants::of(node, true, &Principal::Ingest))?;
         }

@@ -198,6 +198,9 @@ pub struct PublishRequest {
     pub anchors: TrustAnchors,
     /// How long to keep publishing until the national node confirms it stored the advisory.
     pub wait: Duration,
+    /// Seal the advisory to these recipients (`--seal-to`, `--seal-to-scope`; TLP:RED and
+    /// TLP:AMBER+STRICT authoring files only).
+    pub seal: Option<crate::sealing::SealTo>,
 }
 
 /// What happened to a published advisory.
@@ -232,6 +235,12 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<Published
     }
     let state = read_state(&request.state_path)?;
     let envelope = if input.first() == Some(&b'{') {
+        if request.seal.is_some() {
+            return Err(CliError::Usage(
+                "--seal-to/--seal-to-scope seal an authoring file (TOML); this input is already signed"
+                    .into(),
+            ));
+        }
         // Already signed: publish untouched.
         Envelope::from_json(input).map_err(|e| CliError::Usage(format!("envelope: {e}")))?
     } else {
@@ -244,7 +253,13 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<Published
                 draft.origin, cert.subject
             )));
         }
-        sign_next(draft, &request.key, &state)?.1
+        match &request.seal {
+            Some(seal) => {
+                let recipients = crate::sealing::resolve(request, seal, draft.tlp).await?;
+                crate::sealing::sign_next_sealed(draft, &request.key, &state, &recipients)?.1
+            }
+            None => sign_next(draft, &request.key, &state)?.1,
+        }
     };
     let advisory: Advisory = serde_json::from_slice(&envelope.payload)
         .map_err(|e| CliError::Usage(format!("envelope payload: {e}")))?;

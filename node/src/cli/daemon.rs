@@ -88,6 +88,14 @@ pub struct PublishArgs {
     /// more often than every 24 hours so children can tell a quiet feed from a frozen one).
     #[arg(long)]
     pub head: bool,
+    /// Seal the advisory (TLP:RED or TLP:AMBER+STRICT) to this clinic (repeatable): its
+    /// recipient key comes from the verified recipient directories on the national broker.
+    #[arg(long = "seal-to", value_name = "CLINIC_ID")]
+    pub seal_to: Vec<String>,
+    /// Seal the advisory (TLP:AMBER+STRICT) to every clinic of this scope's directory
+    /// (repeatable), at most 64 clinics in all.
+    #[arg(long = "seal-to-scope", value_name = "SCOPE")]
+    pub seal_to_scope: Vec<kairan_protocol::Scope>,
     /// Authoring file (TOML) to sign, or an already signed envelope (JSON); `-` for stdin.
     #[arg(required_unless_present = "head")]
     pub file: Option<PathBuf>,
@@ -225,8 +233,17 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
         state_path,
         anchors,
         wait,
+        seal: (!args.seal_to.is_empty() || !args.seal_to_scope.is_empty()).then(|| crate::sealing::SealTo {
+            ids: args.seal_to.clone(),
+            scopes: args.seal_to_scope.clone(),
+        }),
     };
     let Some(file) = &args.file else {
+        if request.seal.is_some() {
+            return Err(CliError::Usage(
+                "--seal-to/--seal-to-scope seal an advisory; --head publishes none".into(),
+            ));
+        }
         let state = publish::read_state(&request.state_path)?;
         runtime()?.block_on(publish::publish_head(&request, &state))?;
         println!(

@@ -108,7 +108,7 @@ pub enum Command {
     /// Sign and publish an advisory to the national node's ingest topic (next seq and prev
     /// from the origin's state file); succeeds only once the broker acknowledged it.
     #[command(
-        after_help = "Example:\n  kairan publish --key keys/mhlw.key --cert certs/mhlw.cert.json --trust trust.toml \\\n      --to mqtts://relay.jp.example:8883 --node jp --password-file mhlw.secret samples/01-ransomware.toml\n\nExit codes: 0 stored (the national node's signed acceptance verified), 75 published but not confirmed\nwithin --wait (run again: the same bytes go first), 64 bad arguments, 70 other failures."
+        after_help = "Example:\n  kairan publish --key keys/mhlw.key --cert certs/mhlw.cert.json --trust trust.toml \\\n      --to mqtts://relay.jp.example:8883 --node jp --password-file mhlw.secret samples/01-ransomware.toml\n  # TLP:AMBER+STRICT to every clinic of a district, TLP:RED to named clinics (keys from the\n  # verified recipient directories on the national broker):\n  kairan publish ... --seal-to-scope jp/13/chuo strict.toml\n  kairan publish ... --seal-to chuo-clinic-1 --seal-to chuo-clinic-2 red.toml\n\nExit codes: 0 stored (the national node's signed acceptance verified), 75 published but not confirmed\nwithin --wait (run again: the same bytes go first), 64 bad arguments, 70 other failures."
     )]
     Publish(daemon::PublishArgs),
     /// Run a whole hierarchy on this machine: root, origin, national, 2 prefectures, 2 districts
