@@ -54,6 +54,11 @@ pub async fn resolve(
     seal: &SealTo,
     tlp: Tlp,
 ) -> Result<Vec<(String, RecipientKey)>, CliError> {
+    if !tlp.must_be_sealed() {
+        return Err(CliError::Usage(format!(
+            "--seal-to/--seal-to-scope seal TLP:RED and TLP:AMBER+STRICT advisories; this one is TLP:{tlp}"
+        )));
+    }
     if tlp == Tlp::Red && !seal.scopes.is_empty() {
         return Err(CliError::Usage(
             "TLP:RED names each of its recipients: use --seal-to CLINIC_ID, not --seal-to-scope".into(),

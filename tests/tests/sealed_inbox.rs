@@ -4,55 +4,20 @@
 //! plaintext is in no store or copy on disk, anywhere in the tree.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-use base64::Engine as _;
 
 use kairan_node::harness::hierarchy::HierarchyBuilder;
 use kairan_node::inbox::listing::Inbox;
 use kairan_node::inbox::{Recipient, SEALED_NOTICE_JA};
 use kairan_protocol::fixtures::sealed::recipient;
 use kairan_protocol::{Localized, Tlp};
+use kairan_tests::disk::files_containing;
 
 const SETTLE: Duration = Duration::from_secs(20);
 const SECRET_JA: &str = "封緘試験：指定受信者だけが読める題名";
 const SECRET_EN: &str = "Sealed trial title only its named recipients read";
 const CLEAR_JA: &str = "平文対照：誰でも読める題名";
-
-/// Every file under `dir` whose bytes contain `needle`, as is or inside a base64 run (an
-/// envelope's payload is base64 in its JSON).
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(path) = pending.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).expect("read_dir") {
-                pending.push(entry.expect("entry").path());
-            }
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            if contains(&bytes, needle.as_bytes()) || in_base64(&bytes, needle.as_bytes()) {
-                hits.push(path);
-            }
-        }
-    }
-    hits
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
-}
-
-fn in_base64(bytes: &[u8], needle: &[u8]) -> bool {
-    let is_b64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
-    bytes.split(|b| !is_b64(b)).filter(|run| run.len() >= 16).any(|run| {
-        let trimmed: Vec<u8> = run.iter().copied().filter(|b| *b != b'=').collect();
-        base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(&trimmed)
-            .is_ok_and(|decoded| contains(&decoded, needle))
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_red_advisory_sealed_to_two_clinics_is_opened_by_exactly_those_two_and_stored_sealed() {

@@ -1,0 +1,119 @@
+//! TLP:AMBER+STRICT to a whole district over a running tree (issue 8): clinics enrolled as a
+//! volunteer enrolls them (`kairan enroll`), each district publishing its signed recipient
+//! directory, relayed and verified up to the national broker; the origin reads the
+//! directories there as `kairan publish --seal-to-scope` does, seals to every clinic of one
+//! district, and exactly those clinics open it; the other district's clinics never receive
+//! it, and its plaintext is on no disk of the tree.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use kairan_node::directory::read::{self, NationalBroker};
+use kairan_node::harness::hierarchy::HierarchyBuilder;
+use kairan_node::inbox::Recipient;
+use kairan_node::inbox::listing::Inbox;
+use kairan_protocol::{Localized, Scope, Tlp};
+use kairan_tests::disk::files_containing;
+
+const SETTLE: Duration = Duration::from_secs(30);
+const SECRET_JA: &str = "地区限定試験：この地区の診療所だけが読める題名";
+const SECRET_EN: &str = "District-only trial title its clinics alone read";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amber_strict_advisory_sealed_from_a_districts_directory_reaches_exactly_its_clinics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tree = HierarchyBuilder::new(dir.path())
+        .prefectures(1)
+        .districts_per_prefecture(2)
+        .clinics_per_district(2)
+        .enroll_clinics(true)
+        .start()
+        .await
+        .expect("tree starts");
+    tree.wait_subscribed(SETTLE).await.expect("tree subscribed");
+    let district_a = tree.clinics[0].config.scope.clone();
+    let in_a: Vec<usize> =
+        (0..tree.clinics.len()).filter(|i| tree.clinics[*i].config.scope == district_a).collect();
+    let in_b: Vec<usize> = (0..tree.clinics.len()).filter(|i| !in_a.contains(i)).collect();
+    assert_eq!((in_a.len(), in_b.len()), (2, 2));
+    let district_b = tree.clinics[in_b[0]].config.scope.clone();
+
+    // The national broker holds both districts' directories, read and verified as an origin.
+    let national = tree.national_broker().expect("national broker");
+    let peer = tree.peer_of(0);
+    let node = tree.national().config_parts.id.clone();
+    let broker = NationalBroker {
+        addr: &national,
+        peer: Some(&peer),
+        credentials: tree.origin.credentials.as_ref(),
+        node: &node,
+    };
+    let complete = |scopes: &[(String, u64, bool)], scope: &Scope| {
+        scopes
+            .iter()
+            .any(|(held, version, complete)| *held == scope.to_string() && *version >= 1 && *complete)
+    };
+    let deadline = Instant::now() + SETTLE;
+    let directories = loop {
+        let directories =
+            read::fetch(broker.clone(), &tree.anchors, Duration::from_secs(5)).await.expect("read");
+        let scopes = directories.scopes();
+        if complete(&scopes, &district_a) && complete(&scopes, &district_b) {
+            break directories;
+        }
+        assert!(Instant::now() < deadline, "the national broker holds only {scopes:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(directories.refused.is_empty(), "{:?}", directories.refused);
+    let recipients =
+        directories.resolve(&[], std::slice::from_ref(&district_a)).expect("district A's clinics");
+    let named: BTreeSet<&str> = recipients.iter().map(|(id, _)| id.as_str()).collect();
+    let expected: BTreeSet<&str> = in_a.iter().map(|i| tree.clinics[*i].config.id.as_str()).collect();
+    assert_eq!(named, expected, "the directory lists exactly district A's clinics");
+    for index in &in_a {
+        let clinic = &tree.clinics[*index].config;
+        let key = clinic.recipient_key.as_ref().expect("enrolled clinics hold their recipient key");
+        let listed = recipients.iter().find(|(id, _)| *id == clinic.id).map(|(_, key)| key);
+        assert_eq!(listed, Some(key.public()), "{} is listed with the key it made", clinic.id);
+    }
+    let unknown = directories.resolve(&["nobody".into()], &[]).expect_err("not in any directory");
+    assert!(unknown.to_string().contains("no verified recipient directory lists nobody"), "{unknown}");
+
+    let mut advisory = kairan_tests::advisory(&district_a.to_string(), "sealed-district-1", tree.now());
+    advisory.tlp = Tlp::AmberStrict;
+    advisory.title = Localized::new("ja", SECRET_JA).with("en", SECRET_EN);
+    let to: Vec<(&str, &kairan_protocol::sealed::RecipientKey)> =
+        recipients.iter().map(|(id, key)| (id.as_str(), key)).collect();
+    let (bytes, digest) = tree.sign_next_sealed_to(advisory, &to);
+    tree.publish_raw(bytes).await.expect("published");
+    let expected_inbox =
+        |index: usize| if in_a.contains(&index) { BTreeSet::from([digest]) } else { BTreeSet::new() };
+    tree.wait_for_inboxes(expected_inbox, SETTLE).await.expect("district A's clinics hold it, B's do not");
+
+    for index in &in_a {
+        let clinic = &tree.clinics[*index].config;
+        let reader = Recipient { clinic: clinic.id.clone(), key: clinic.recipient_key.clone() };
+        let deadline = Instant::now() + SETTLE;
+        let inbox = loop {
+            let inbox = Inbox::read_as(&clinic.data_dir, &tree.anchors, &reader).expect("inbox");
+            if inbox.get(&digest).is_some() || Instant::now() > deadline {
+                break inbox;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let item =
+            inbox.get(&digest).unwrap_or_else(|| panic!("{} holds it: {:?}", clinic.id, inbox.refused));
+        assert_eq!(item.advisory.tlp, Tlp::AmberStrict);
+        assert_eq!(item.provenance.title, SECRET_JA, "{} opens it", clinic.id);
+        assert_eq!(item.unopened, None, "{}", clinic.id);
+    }
+    for index in &in_b {
+        assert!(!tree.inbox(*index).expect("inbox").contains(&digest), "district B never receives it");
+    }
+
+    tree.shutdown().await.expect("clean shutdown");
+    for needle in [SECRET_JA, SECRET_EN] {
+        let leaked = files_containing(dir.path(), needle);
+        assert!(leaked.is_empty(), "plaintext {needle:?} found on disk in {leaked:?}");
+    }
+}
