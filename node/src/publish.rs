@@ -255,7 +255,7 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<Published
         }
         match &request.seal {
             Some(seal) => {
-                let recipients = crate::sealing::resolve(request, seal, draft.tlp).await?;
+                let recipients = crate::sealing::resolve(request, seal, draft.tlp, &draft.scope).await?;
                 crate::sealing::sign_next_sealed(draft, &request.key, &state, &recipients)?.1
             }
             None => sign_next(draft, &request.key, &state)?.1,

@@ -53,6 +53,7 @@ pub async fn resolve(
     request: &PublishRequest,
     seal: &SealTo,
     tlp: Tlp,
+    scope: &Scope,
 ) -> Result<Vec<(String, RecipientKey)>, CliError> {
     if !tlp.must_be_sealed() {
         return Err(CliError::Usage(format!(
@@ -74,7 +75,15 @@ pub async fn resolve(
     for (topic, reason) in &directories.refused {
         eprintln!("warning: directory part on {topic} refused: {reason}");
     }
-    directories.resolve(&seal.ids, &seal.scopes)
+    let entries = directories.resolve_entries(&seal.ids, &seal.scopes)?;
+    // A clinic outside the advisory's scope would never receive it: say so now.
+    if let Some(outside) = entries.iter().find(|entry| !scope.overlaps(&entry.scope)) {
+        return Err(CliError::Usage(format!(
+            "clinic {} (scope {}) would never receive an advisory for scope {scope}; widen the advisory's scope or leave it out",
+            outside.id, outside.scope
+        )));
+    }
+    Ok(entries.into_iter().map(|entry| (entry.id, entry.key)).collect())
 }
 
 /// Signs a draft as the next link of the origin's chain, sealed to `recipients`.

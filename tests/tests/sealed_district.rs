@@ -117,3 +117,77 @@ async fn an_amber_strict_advisory_sealed_from_a_districts_directory_reaches_exac
         assert!(leaked.is_empty(), "plaintext {needle:?} found on disk in {leaked:?}");
     }
 }
+
+/// The permission rows of directories on a running broker: a district (its machine taken over)
+/// may state directories under its own scope on its parent's broker, not under a sibling's; an
+/// origin reads the national broker's directories and writes none; a clinic reads its
+/// district's directory and writes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_confine_directory_topics_to_their_rows() {
+    use kairan_node::harness::hierarchy::{Level, relay_broker};
+    use kairan_node::topics;
+    use kairan_tests::member::{Member, Published, Subscribed};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tree = HierarchyBuilder::new(dir.path())
+        // Plaintext on loopback: the check is on authorization; the member clients are bare MQTT.
+        .insecure_plaintext(true)
+        .prefectures(1)
+        .districts_per_prefecture(2)
+        .clinics_per_district(1)
+        .start_clinics(false)
+        .enroll_clinics(true)
+        .start()
+        .await
+        .expect("tree starts");
+    let districts: Vec<usize> =
+        (0..tree.relays.len()).filter(|i| tree.relays[*i].level == Level::District).collect();
+    let (a, b) = (districts[0], districts[1]);
+    let prefecture = tree.relays[a].parent.expect("a parent");
+    let prefecture_id = tree.relays[prefecture].config_parts.id.clone();
+    let (a_id, a_scope, b_scope) =
+        (tree.relays[a].config_parts.id.clone(), tree.relays[a].scope.clone(), tree.relays[b].scope.clone());
+    let district_broker = relay_broker(tree.relays[a].handle.as_ref().expect("running")).expect("broker");
+    tree.stop_relay(a).await.expect("district stopped: its session is free");
+    let parent_broker =
+        relay_broker(tree.relays[prefecture].handle.as_ref().expect("running")).expect("broker");
+    let credentials = tree.credentials_of(&a_id).expect("member");
+    let mut district = Member::connect_as(&parent_broker, &credentials).await.expect("connects");
+    let own = topics::directory_part(&prefecture_id, &a_scope, 1);
+    assert_eq!(district.publish(&own, b"{}".to_vec(), true).await, Published::Acked);
+    let sibling = topics::directory_part(&prefecture_id, &b_scope, 1);
+    assert!(
+        matches!(district.publish(&sibling, b"{}".to_vec(), true).await, Published::Disconnected(_)),
+        "a district writing under its sibling's scope is disconnected"
+    );
+
+    let national = tree.national_broker().expect("national");
+    let origin = tree.origin.credentials.clone().expect("origin credentials");
+    let mut as_origin = Member::connect_as(&national, &origin).await.expect("origin connects");
+    assert_eq!(as_origin.subscribe(&topics::directory_filter("jp")).await, Subscribed::Granted);
+    assert!(
+        matches!(
+            as_origin.publish(&topics::directory_part("jp", &a_scope, 1), b"{}".to_vec(), true).await,
+            Published::Disconnected(_)
+        ),
+        "an origin states no directory"
+    );
+
+    tree.restart_relay(a).await.expect("district back");
+    let clinic =
+        tree.clinics.iter().find(|c| c.config.scope == a_scope).expect("a clinic of A").config.id.clone();
+    let clinic_credentials = tree.credentials_of(&clinic).expect("clinic member");
+    let mut as_clinic =
+        Member::connect_as(&district_broker, &clinic_credentials).await.expect("clinic connects");
+    assert_eq!(as_clinic.subscribe(&topics::recipients_filter(&a_id)).await, Subscribed::Granted);
+    let part = as_clinic.next_message(SETTLE).await.expect("the district's directory, retained");
+    assert_eq!(part.topic, topics::recipients_part(&a_id, 1));
+    assert!(
+        matches!(
+            as_clinic.publish(&topics::recipients_part(&a_id, 1), b"{}".to_vec(), true).await,
+            Published::Disconnected(_)
+        ),
+        "a clinic states no directory"
+    );
+    tree.shutdown().await.expect("clean shutdown");
+}

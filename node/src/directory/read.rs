@@ -77,7 +77,13 @@ impl Directories {
     /// each once. Refuses, naming it, an id no verified directory lists, a scope without a
     /// (complete) directory, and more than [`MAX_SEALED_RECIPIENTS`] clinics.
     pub fn resolve(&self, ids: &[String], scopes: &[Scope]) -> Result<Vec<(String, RecipientKey)>, CliError> {
-        let mut chosen: BTreeMap<String, RecipientKey> = BTreeMap::new();
+        Ok(self.resolve_entries(ids, scopes)?.into_iter().map(|entry| (entry.id, entry.key)).collect())
+    }
+
+    /// [`Self::resolve`], with each clinic's whole directory entry (its scope, its certificate
+    /// serial).
+    pub fn resolve_entries(&self, ids: &[String], scopes: &[Scope]) -> Result<Vec<DirectoryEntry>, CliError> {
+        let mut chosen: BTreeMap<String, DirectoryEntry> = BTreeMap::new();
         for scope in scopes {
             let held = self.by_scope.get(&scope.to_string()).ok_or_else(|| {
                 CliError::Usage(format!(
@@ -95,23 +101,23 @@ impl Directories {
                 )));
             }
             for entry in held.entries.values().flatten() {
-                chosen.insert(entry.id.clone(), entry.key.clone());
+                chosen.insert(entry.id.clone(), entry.clone());
             }
         }
         for id in ids {
-            let key = self
+            let entry = self
                 .by_scope
                 .values()
                 .flat_map(|held| held.entries.values().flatten())
                 .find(|entry| entry.id == *id)
-                .map(|entry| entry.key.clone())
+                .cloned()
                 .ok_or_else(|| {
                     CliError::Usage(format!(
                         "--seal-to {id}: no verified recipient directory lists {id} (directories held: {})",
                         self.held_list()
                     ))
                 })?;
-            chosen.insert(id.clone(), key);
+            chosen.insert(id.clone(), entry);
         }
         if chosen.is_empty() {
             return Err(CliError::Usage("no recipients: the directories named list no clinic".into()));
@@ -124,7 +130,7 @@ impl Directories {
                 chosen.len()
             )));
         }
-        Ok(chosen.into_iter().collect())
+        Ok(chosen.into_values().collect())
     }
 
     fn held_list(&self) -> String {
