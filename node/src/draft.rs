@@ -115,7 +115,7 @@ impl AdvisoryDraft {
         let advisory = self.into_clear(now, chain)?;
         if !advisory.tlp.must_be_sealed() {
             return Err(format!(
-                "--seal-to/--seal-to-scope seal TLP:RED and TLP:AMBER+STRICT advisories; this one is TLP:{}",
+                "--seal-to/--seal-to-scope seal TLP:RED and TLP:AMBER+STRICT advisories; this one is {}",
                 advisory.tlp
             ));
         }

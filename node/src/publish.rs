@@ -212,6 +212,8 @@ pub struct Published {
     pub seq: u64,
     /// Publishes it took (more than one: the first was not confirmed in time).
     pub attempts: u32,
+    /// The clinics it was sealed to (`--seal-to`, `--seal-to-scope`; empty: not sealed here).
+    pub sealed_to: Vec<String>,
 }
 
 /// Publishes a draft (signing it as the next link) or a signed envelope, and waits until the
@@ -234,6 +236,7 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<Published
         write_state(&request.state_path, &confirmed)?;
     }
     let state = read_state(&request.state_path)?;
+    let mut sealed_to = Vec::new();
     let envelope = if input.first() == Some(&b'{') {
         if request.seal.is_some() {
             return Err(CliError::Usage(
@@ -256,6 +259,7 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<Published
         match &request.seal {
             Some(seal) => {
                 let recipients = crate::sealing::resolve(request, seal, draft.tlp, &draft.scope).await?;
+                sealed_to = recipients.iter().map(|(id, _)| id.clone()).collect();
                 crate::sealing::sign_next_sealed(draft, &request.key, &state, &recipients)?.1
             }
             None => sign_next(draft, &request.key, &state)?.1,
@@ -286,7 +290,8 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<Published
     let (seq, last) =
         if advisory.seq > state.seq { (advisory.seq, Some(digest)) } else { (state.seq, state.digest) };
     write_state(&request.state_path, &OriginState { seq, digest: last, pending: Some(json.clone()) })?;
-    let published = confirm(request, &cert.subject, &json).await?;
+    let mut published = confirm(request, &cert.subject, &json).await?;
+    published.sealed_to = sealed_to;
     write_state(&request.state_path, &OriginState { seq, digest: last, pending: None })?;
     // A signed head with the new chain position, so children notice if this advisory is
     // withheld from them; origins also publish heads periodically (`kairan publish --head`).
@@ -307,7 +312,7 @@ async fn confirm(request: &PublishRequest, origin: &str, json: &str) -> Result<P
         attempts += 1;
         let left = deadline.saturating_duration_since(Instant::now());
         if attempt(request, origin, json.as_bytes(), &digest, left.min(ATTEMPT)).await? {
-            return Ok(Published { digest, seq, attempts });
+            return Ok(Published { digest, seq, attempts, sealed_to: Vec::new() });
         }
         if Instant::now() >= deadline {
             return Err(CliError::Unconfirmed(format!(

@@ -57,7 +57,7 @@ pub async fn resolve(
 ) -> Result<Vec<(String, RecipientKey)>, CliError> {
     if !tlp.must_be_sealed() {
         return Err(CliError::Usage(format!(
-            "--seal-to/--seal-to-scope seal TLP:RED and TLP:AMBER+STRICT advisories; this one is TLP:{tlp}"
+            "--seal-to/--seal-to-scope seal TLP:RED and TLP:AMBER+STRICT advisories; this one is {tlp}"
         )));
     }
     if tlp == Tlp::Red && !seal.scopes.is_empty() {

@@ -255,6 +255,14 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
     };
     let input = super::read_input(file)?;
     let published = runtime()?.block_on(publish::publish(&request, &input))?;
+    if !published.sealed_to.is_empty() {
+        println!(
+            "sealed to {} clinic(s): {} (keys from the verified recipient directories on {})",
+            published.sealed_to.len(),
+            published.sealed_to.join(", "),
+            request.addr.url()
+        );
+    }
     println!(
         "published {} (origin {origin} seq {}) to {}; stored by {} (signed acceptance verified, {} publish(es))",
         published.digest,
