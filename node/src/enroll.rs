@@ -195,6 +195,12 @@ pub fn issue(
             request.id
         )));
     }
+    if request.id == district.id {
+        return Err(CliError::Usage(format!(
+            "{} is the district relay's own id; a clinic needs an id of its own",
+            request.id
+        )));
+    }
     let now = clock::now();
     let serial = format!("{}-{}-{}", district.id, request.id, now.unix_ms());
     let window = (now, now.plus_secs(i64::from(valid_days) * 24 * 3600));

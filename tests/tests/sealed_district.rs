@@ -232,3 +232,58 @@ async fn directories_reach_the_national_broker_through_mosquitto_levels() {
     }
     tree.shutdown().await.expect("clean shutdown");
 }
+
+/// A membership change while the tree runs: the district volunteer removes a clinic
+/// (`kairan enroll remove`); the district signs version 2 without it, and the national broker
+/// holds version 2 shortly after, through the prefecture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_clinic_publishes_the_next_directory_version_up_to_the_national_broker() {
+    use kairan_node::harness::hierarchy::Level;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tree = HierarchyBuilder::new(dir.path())
+        .prefectures(1)
+        .districts_per_prefecture(1)
+        .clinics_per_district(2)
+        .enroll_clinics(true)
+        .start()
+        .await
+        .expect("tree starts");
+    let district =
+        (0..tree.relays.len()).find(|i| tree.relays[*i].level == Level::District).expect("district");
+    let scope = tree.relays[district].scope.clone();
+    let before = wait_for_directories(&tree, &[&scope]).await;
+    assert_eq!(before.scopes()[0].1, 1, "version 1");
+    assert_eq!(before.resolve(&[], std::slice::from_ref(&scope)).expect("clinics").len(), 2);
+
+    let id = tree.relays[district].config_parts.id.clone();
+    let key = tree.relay_key(district).expect("key");
+    let cert =
+        kairan_protocol::Certificate::decode(&tree.relays[district].config_parts.cert.payload).expect("cert");
+    let files = dir.path().join("enroll").join(&id);
+    let (members, recipients) = (files.join("members.toml"), files.join("recipients.toml"));
+    let removed = tree.clinics[0].config.id.clone();
+    let volunteer = kairan_node::enroll::District {
+        id: &id,
+        key: &key,
+        cert: &cert,
+        members: &members,
+        recipients: &recipients,
+    };
+    kairan_node::enroll::remove(&volunteer, &removed).expect("removed");
+
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let now = wait_for_directories(&tree, &[&scope]).await;
+        if now.scopes()[0].1 == 2 {
+            let left = now.resolve(&[], std::slice::from_ref(&scope)).expect("clinics");
+            assert_eq!(left.len(), 1);
+            assert_ne!(left[0].0, removed);
+            let gone = now.resolve(std::slice::from_ref(&removed), &[]).expect_err("removed");
+            assert!(gone.to_string().contains(&removed), "{gone}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "version 2 never reached the national broker");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tree.shutdown().await.expect("clean shutdown");
+}

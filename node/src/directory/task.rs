@@ -29,6 +29,10 @@ use crate::topics::{self, Topic};
 
 /// How often the recipients file is checked for a change.
 pub const POLL: Duration = Duration::from_secs(1);
+/// How often everything is stated again even without a reconnection (a publish dropped
+/// because the client's request queue was full is repaired by then; retained messages make
+/// the repetition harmless).
+pub const RESTATE: Duration = Duration::from_secs(300);
 
 /// The parent's broker, through the relay's upstream connection.
 #[derive(Debug, Clone)]
@@ -88,6 +92,8 @@ struct State {
     stated_parts: usize,
     book: Book,
     up_was: bool,
+    /// The last failure to sign the own directory (logged once, not every second).
+    last_error: Option<String>,
 }
 
 async fn run(config: DirectoryClient, shutdown: CancellationToken) {
@@ -98,8 +104,10 @@ async fn run(config: DirectoryClient, shutdown: CancellationToken) {
         reconnect_at: Some(Instant::now()),
         backoff: Backoff::new(),
     };
-    let mut state = State { config, own: None, stated_parts: 0, book: Book::default(), up_was: false };
+    let mut state =
+        State { config, own: None, stated_parts: 0, book: Book::default(), up_was: false, last_error: None };
     let mut poll = tokio::time::interval(POLL);
+    let mut restate = tokio::time::interval_at(Instant::now() + RESTATE, RESTATE);
     loop {
         let reconnect_at = local.reconnect_at;
         tokio::select! {
@@ -142,6 +150,13 @@ async fn run(config: DirectoryClient, shutdown: CancellationToken) {
                 }
             },
             _ = poll.tick() => state.on_tick(local.client.as_ref()),
+            _ = restate.tick() => {
+                if let Some(client) = &local.client {
+                    state.state_own_locally(client);
+                }
+                state.state_own_upward();
+                state.state_book_upward();
+            }
         }
     }
     if let Some(client) = local.client {
@@ -194,6 +209,7 @@ impl State {
             if self.own.as_ref().is_none_or(|own| own.version.content != digest) {
                 match current(&self.config.signer, &files.recipients, &files.data_dir, clock::now()) {
                     Ok(own) => {
+                        self.last_error = None;
                         info!(
                             node = %self.config.signer.id,
                             version = own.version.version,
@@ -205,7 +221,10 @@ impl State {
                         changed = true;
                     }
                     Err(error) => {
-                        warn!(node = %self.config.signer.id, %error, "recipient directory not signed")
+                        if self.last_error.as_ref() != Some(&error) {
+                            warn!(node = %self.config.signer.id, %error, "recipient directory not signed");
+                            self.last_error = Some(error);
+                        }
                     }
                 }
             }
