@@ -12,6 +12,8 @@
 //! - [`chain_delivery`]: a delivery carried by the given relays, hops signed by their keys,
 //!   whatever the advisory says — so tests can inject expired or out-of-scope input that
 //!   the real relays above would have refused.
+//! - [`leaks`]: looking for an advisory's text where it must not be (files, what a member
+//!   received, a `tcpdump` capture of the loopback interface), as is and inside base64.
 //! - [`member`]: a hostile member — a plain MQTT client with a member's real credentials —
 //!   and exactly what the broker answered it (refused CONNECT, SUBACK failure, disconnection).
 //! - [`checks`]: what the attack tests observe on a running tree (metrics with reason codes,
@@ -25,6 +27,7 @@ use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::{Advisory, Delivery, Digest, Envelope, Hop, SecretKey, Timestamp};
 
 pub mod checks;
+pub mod leaks;
 pub mod member;
 pub mod sim;
 
