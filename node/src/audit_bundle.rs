@@ -27,6 +27,7 @@ use kairan_protocol::tlog::{Hash, MemoryHashes, leaf_hash, prove_inclusion, veri
 use kairan_protocol::{Delivery, Digest, RevocationSet, Timestamp, TrustAnchors, Verified, VerifyContext};
 
 use crate::machine::tlog::log_origin;
+use crate::progress::Progress;
 use crate::provenance::Provenance;
 use crate::store::audit::records;
 use crate::store::log_record::LogRecord;
@@ -210,10 +211,16 @@ fn read_store(dir: &Path) -> Result<StoreContents, AuditError> {
 
 /// Which stored delivery `selector` (a digest, `sha256:…`, or an advisory id) names in the
 /// given stores; an id is matched on verified copies only.
-fn resolve(stores: &[StoreContents], selector: &str, anchors: &TrustAnchors) -> Result<Digest, AuditError> {
+fn resolve(
+    stores: &[StoreContents],
+    selector: &str,
+    anchors: &TrustAnchors,
+    progress: &mut Progress,
+) -> Result<Digest, AuditError> {
     if let Ok(digest) = Digest::parse(selector) {
         return Ok(digest);
     }
+    progress.phase(&format!("finding {selector:?}: verifying every stored advisory"));
     let mut found: Vec<Digest> = Vec::new();
     for delivery in stores.iter().flat_map(|store| &store.deliveries) {
         if found.contains(&delivery.digest) {
@@ -267,9 +274,19 @@ fn log_evidence(store: &StoreContents, stored: &StoredDelivery) -> Result<Option
 
 /// Collects the evidence of the advisory `selector` names from the stores in `dirs`: the most
 /// downstream copy (the first store's among equals) and the logs of the relays on its path.
-pub fn collect(dirs: &[PathBuf], selector: &str, anchors: &TrustAnchors) -> Result<AuditBundle, AuditError> {
-    let stores = dirs.iter().map(|dir| read_store(dir)).collect::<Result<Vec<_>, _>>()?;
-    let digest = resolve(&stores, selector, anchors)?;
+/// `progress` counts the stores read, then the copies verified to find an id.
+pub fn collect(
+    dirs: &[PathBuf],
+    selector: &str,
+    anchors: &TrustAnchors,
+    progress: &mut Progress,
+) -> Result<AuditBundle, AuditError> {
+    let mut stores = Vec::new();
+    for dir in dirs {
+        stores.push(read_store(dir)?);
+        progress.step(&format!("read {}", dir.display()));
+    }
+    let digest = resolve(&stores, selector, anchors, progress)?;
     let mut copies: Vec<(usize, &StoredDelivery, &StoreContents)> = Vec::new();
     for store in &stores {
         if let Some(stored) = store.deliveries.iter().find(|delivery| delivery.digest == digest) {

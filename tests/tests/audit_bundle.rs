@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use kairan_node::audit_bundle::{AuditBundle, AuditError, collect, verify_bundle};
 use kairan_node::harness::hierarchy::{Hierarchy, HierarchyBuilder};
+use kairan_node::progress::{Mode, Progress};
+
+fn quiet() -> Progress {
+    Progress::with_mode("audit", 0, Mode::Quiet)
+}
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -48,7 +53,7 @@ async fn an_advisory_bundle_from_every_store_verifies_offline_and_any_edit_is_re
     let relays: Vec<&str> = relays.iter().map(String::as_str).collect();
 
     // By id, from every store: the clinic's copy is the most downstream one.
-    let bundle = collect(&stores, "audit-second", &anchors).expect("collected");
+    let bundle = collect(&stores, "audit-second", &anchors, &mut quiet()).expect("collected");
     assert_eq!(bundle.advisory, digest);
     let report = verify_bundle(&bundle, &anchors).expect("the bundle verifies");
     let path: Vec<&str> = report.provenance.hops.iter().map(|hop| hop.relay.as_str()).collect();
@@ -71,13 +76,17 @@ async fn an_advisory_bundle_from_every_store_verifies_offline_and_any_edit_is_re
     assert_eq!(read, bundle);
 
     // From the district's store alone: one relay's evidence, the others named as unlogged.
-    let district_only = collect(&stores[stores.len() - 1..], &digest, &anchors).expect("collected");
+    let district_only =
+        collect(&stores[stores.len() - 1..], &digest, &anchors, &mut quiet()).expect("collected");
     let report = verify_bundle(&district_only, &anchors).expect("verifies");
     assert_eq!(report.logs.len(), 1);
     assert_eq!(report.unlogged.len(), relays.len() - 1, "{:?}", report.unlogged);
 
     // Nothing found.
-    assert!(matches!(collect(&stores, "no-such-advisory", &anchors), Err(AuditError::NotFound(_))));
+    assert!(matches!(
+        collect(&stores, "no-such-advisory", &anchors, &mut quiet()),
+        Err(AuditError::NotFound(_))
+    ));
 
     // Every edit is refused, naming the piece.
     let refused = |edited: &AuditBundle| match verify_bundle(edited, &anchors) {

@@ -151,7 +151,9 @@ fn audit_error(error: AuditError) -> CliError {
 
 fn collect_bundle(args: &EvidenceArgs) -> Result<(AuditBundle, TrustAnchors), CliError> {
     let anchors = crate::keyfile::load_trust(&args.trust)?;
-    let bundle = collect(&args.stores, &args.advisory, &anchors).map_err(audit_error)?;
+    let mut progress = crate::progress::Progress::new("audit", args.stores.len() as u64);
+    let bundle = collect(&args.stores, &args.advisory, &anchors, &mut progress).map_err(audit_error)?;
+    progress.finish(&format!("evidence of {} gathered", bundle.advisory));
     Ok((bundle, anchors))
 }
 

@@ -307,7 +307,8 @@ async fn run_steps(options: DemoOptions, started: Instant) -> Result<(), CliErro
 fn audit_one(stores: &[std::path::PathBuf], digest: &str, anchors: &kairan_protocol::TrustAnchors) -> bool {
     use crate::audit_bundle::{collect, verify_bundle};
     println!("\nAudit of that advisory from the stores on its path, as `kairan audit advisory` prints it:\n");
-    match collect(stores, digest, anchors).and_then(|bundle| verify_bundle(&bundle, anchors)) {
+    let mut quiet = crate::progress::Progress::with_mode("audit", 0, crate::progress::Mode::Quiet);
+    match collect(stores, digest, anchors, &mut quiet).and_then(|bundle| verify_bundle(&bundle, anchors)) {
         Ok(report) if report.unlogged.is_empty() => {
             print!("{}", report.render_text());
             println!("OK   every relay on its path proves it logged the advisory");
