@@ -518,7 +518,12 @@ impl HierarchyBuilder {
                 credentials,
                 lang: "ja".into(),
                 announce: false,
-                recipient_key: None,
+                // The fixture key of this clinic id (what `sign_next_sealed*` seal to), so
+                // that the announcement, the web page and `kairan inbox` open what is
+                // sealed to it, as a configured clinic does.
+                recipient_key: Some(std::sync::Arc::new(kairan_protocol::fixtures::sealed::recipient(
+                    &clinic_id,
+                ))),
                 sync_interval: SYNC_INTERVAL,
                 log: LogSection::default(),
                 metrics: self.metrics,
