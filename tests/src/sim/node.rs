@@ -228,6 +228,12 @@ impl Sim {
         match event {
             MachineEvent::Gap { chain, from, to, .. } => {
                 self.stats.gaps_reported += 1;
+                // Chains are per (origin, scope): a node never hears of another scope's.
+                if !chain.scope.overlaps(&self.nodes[index].scope) {
+                    let text =
+                        format!("{} reported a gap of {chain}, outside its scope", self.nodes[index].id);
+                    self.violation(text);
+                }
                 self.nodes[index].gaps.push((chain, from, to));
             }
             MachineEvent::Accepted(_) => self.stats.accepted += 1,
