@@ -393,7 +393,7 @@ fn publish_reaches_a_running_national_node_and_advances_the_chain() {
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("keys/mhlw.state.json")).expect("state"))
             .expect("json");
-    assert_eq!(state["seq"], 2);
+    assert_eq!(state["chains"]["jp"]["seq"], 2);
     // A wrong password is refused by the broker.
     kairan_node::secrets::write_private(&dir.path().join("bad.secret"), b"wrong\n").expect("secret");
     let refused = kairan(

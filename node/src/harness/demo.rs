@@ -146,9 +146,10 @@ async fn run_steps(options: DemoOptions, started: Instant) -> Result<(), CliErro
     }
 
     // A forgery: the origin's name and certificate, signed by a key the root never certified.
-    let mut forged_advisory = AdvisoryDraft::parse(SAMPLES[0].1)
-        .map_err(CliError::Failed)?
-        .into_advisory(crate::clock::now(), Some((tree.origin.state.seq + 1, tree.origin.state.digest)))
+    let forged_draft = AdvisoryDraft::parse(SAMPLES[0].1).map_err(CliError::Failed)?;
+    let chain = tree.origin.state.chain(&forged_draft.scope);
+    let mut forged_advisory = forged_draft
+        .into_advisory(crate::clock::now(), Some((chain.seq + 1, chain.digest)))
         .map_err(CliError::Failed)?;
     forged_advisory.id = "FORGED-0001".into();
     forged_advisory.title =
