@@ -6,16 +6,18 @@
 //!
 //! | client of node N's broker | client id | reads | writes | retained |
 //! |---|---|---|---|---|
-//! | child relay or clinic C (scope S) | `C` | `N/deliveries/` of each scope enclosing S, `N/deliveries/S/#`, `N/trust/#`, `N/heads/+`, `N/checkpoint`, `N/sync/C/resp` | `N/sync/C/req` | — |
+//! | child relay or clinic C (scope S) | `C` | `N/deliveries/` of each scope enclosing S, `N/deliveries/S/#`, `N/heads/+/` of each scope enclosing S, `N/heads/+/S/#`, `N/trust/#`, `N/checkpoint`, `N/sync/C/resp` | `N/sync/C/req` | — |
 //! | … clinic C, besides | `C` | `N/recipients/#` | — | — |
 //! | … child relay C, besides | `C` | — | `N/directory/S/#` | `N/directory/S/#` |
 //! | origin O (national only) | `O` | `N/accepted/O`, `N/directory/#` | `N/ingest/O`, `N/ingest-heads/O` | — |
 //! | administrator A (national only) | `A` | — | `N/control` | — |
-//! | N's publisher (`N~out`) | `N~out` | `N/sync/+/req` | `N/deliveries/#`, `N/trust/#`, `N/heads/+`, `N/checkpoint`, `N/sync/+/resp` | `N/trust/#`, `N/heads/+`, `N/checkpoint` |
+//! | N's publisher (`N~out`) | `N~out` | `N/sync/+/req` | `N/deliveries/#`, `N/trust/#`, `N/heads/#`, `N/checkpoint`, `N/sync/+/resp` | `N/trust/#`, `N/heads/#`, `N/checkpoint` |
 //! | N's ingest (`N~ingest`, national only) | `N~ingest` | `N/ingest/+`, `N/ingest-heads/+`, `N/control` | — | — |
 //! | N's directory client (`N~dir`) | `N~dir` | `N/directory/#` | `N/recipients/#` | `N/recipients/#` |
 //!
-//! (`N/…` abbreviates `kairan/v1/N/…`.) A member's client id is its username: no member can
+//! (`N/…` abbreviates `kairan/v1/N/…`.) Heads are read exactly as deliveries are: a member
+//! may read the heads of the chains (origin, scope) whose advisories it may read, and no
+//! other, so it learns nothing of the count or timing of advisories it is not entitled to. A member's client id is its username: no member can
 //! take over another's session. A signature proves who wrote something; this table decides
 //! what a connection may do with it.
 
@@ -89,15 +91,12 @@ impl Grants {
     /// The grants of `who` on the broker of `node` (the national node when `national`).
     pub fn of(node: &str, national: bool, who: &Principal) -> Grants {
         let trust_all = format!("{}/#", topics::trust(node));
+        let heads_all = format!("{}/#", topics::heads_root(node));
         match who {
             Principal::Member { id, kind: kind @ (MemberKind::Relay | MemberKind::Clinic), scope } => {
                 let mut read = scope.as_ref().map(|s| topics::delivery_filters(node, s)).unwrap_or_default();
-                read.extend([
-                    trust_all,
-                    topics::heads_filter(node),
-                    topics::checkpoint(node),
-                    topics::sync_response(node, id),
-                ]);
+                read.extend(scope.as_ref().map(|s| topics::heads_filters(node, s)).unwrap_or_default());
+                read.extend([trust_all, topics::checkpoint(node), topics::sync_response(node, id)]);
                 let mut write = vec![topics::sync_request(node, id)];
                 let mut retain = Vec::new();
                 match (kind, scope) {
@@ -126,12 +125,12 @@ impl Grants {
                 write: vec![
                     format!("{}/#", topics::deliveries_root(node)),
                     trust_all.clone(),
-                    topics::heads_filter(node),
+                    heads_all.clone(),
                     topics::checkpoint(node),
                     topics::sync_response_filter(node),
                     topics::accepted_filter(node),
                 ],
-                retain: vec![trust_all, topics::heads_filter(node), topics::checkpoint(node)],
+                retain: vec![trust_all, heads_all, topics::checkpoint(node)],
             },
             Principal::Ingest if national => Grants {
                 read: vec![
@@ -180,6 +179,10 @@ mod tests {
         assert!(clinic.may_subscribe("kairan/v1/jp-13-chuo/deliveries/jp/13/chuo/#"));
         assert!(clinic.may_subscribe("kairan/v1/jp-13-chuo/sync/c1/resp"));
         assert!(!clinic.may_subscribe("kairan/v1/jp-13-chuo/deliveries/#"), "every scope");
+        assert!(clinic.may_subscribe("kairan/v1/jp-13-chuo/heads/+/jp/13"));
+        assert!(clinic.may_subscribe("kairan/v1/jp-13-chuo/heads/+/jp/13/chuo/#"));
+        assert!(!clinic.may_subscribe("kairan/v1/jp-13-chuo/heads/#"), "heads of every scope");
+        assert!(!clinic.may_subscribe("kairan/v1/jp-13-chuo/heads/+"), "the old per-origin heads");
         assert!(!clinic.may_subscribe("kairan/v1/jp-13-chuo/sync/c2/resp"), "a sibling's answers");
         assert!(!clinic.may_subscribe("#"));
         assert!(clinic.may_publish("kairan/v1/jp-13-chuo/sync/c1/req", false));
@@ -207,7 +210,7 @@ mod tests {
     fn only_the_publisher_sets_retained_state() {
         let publisher = Grants::of("jp-13", false, &Principal::Publisher);
         assert!(publisher.may_publish("kairan/v1/jp-13/trust", true));
-        assert!(publisher.may_publish("kairan/v1/jp-13/heads/mhlw", true));
+        assert!(publisher.may_publish("kairan/v1/jp-13/heads/mhlw/jp/13", true));
         assert!(publisher.may_publish("kairan/v1/jp-13/deliveries/jp/13", false));
         assert!(!publisher.may_publish("kairan/v1/jp-13/deliveries/jp/13", true));
         assert!(!publisher.may_publish("kairan/v1/jp/deliveries/jp", false), "another node's topics");

@@ -42,6 +42,9 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
     let held = store.check_integrity()?;
     telemetry.store_opened(held);
     let restored = store.restore()?;
+    if let Some(bundle) = &restored.trust_bundle {
+        crate::inbox::write_trust_copy(&config.data_dir, bundle)?;
+    }
     let identity = Identity {
         id: config.id.clone(),
         scope: config.scope.clone(),
@@ -73,7 +76,7 @@ pub async fn start(config: ClinicConfig, shutdown: CancellationToken) -> Result<
     };
     let web_addr = web.as_ref().map(|server| server.addr);
     let timing = Timing { grace: std::time::Duration::from_secs(5), clock: config.clock };
-    let sink = ClinicSink { config, web };
+    let sink = ClinicSink { config, web, store: store.clone() };
     let sink = telemetry.sink(sink);
     let running = driver::spawn(machine, store.clone(), upstream, None, sink, shutdown.clone(), timing)?;
     let join = finish(running.join, id.clone(), "clinic subscriber stopped");
@@ -98,14 +101,25 @@ fn web_config(config: &ClinicConfig, listen: std::net::SocketAddr) -> crate::web
     }
 }
 
-/// Announces each accepted delivery and tells the web inbox (its copy is already written).
+/// Announces each accepted delivery and tells the web inbox (its copy is already written);
+/// keeps the trust copy the inbox readers verify with current.
 struct ClinicSink {
     config: ClinicConfig,
     web: Option<crate::web::WebServer>,
+    store: InboxStore,
 }
 
 impl Sink for ClinicSink {
     fn on_event(&mut self, event: &Event) -> Result<(), NodeError> {
+        if let Event::TrustUpdated { .. } = event {
+            // The bundle in force is durable in the store when this event is emitted.
+            if let Some(bundle) = self.store.blob(crate::store::TRUST_BLOB)? {
+                crate::inbox::write_trust_copy(&self.config.data_dir, &bundle)?;
+                if let Some(web) = &self.web {
+                    web.notify();
+                }
+            }
+        }
         if let Event::Accepted(accepted) = event {
             let record = &accepted.record;
             if let Some(web) = &self.web {

@@ -51,6 +51,52 @@ pub fn copies_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("advisories")
 }
 
+/// The clinic's trust bundle in force, as its node last stored it: written (0600, durably) at
+/// start and at every update, so that `kairan inbox` and the web inbox — which cannot open the
+/// running node's store — apply the revocations in force when they verify again.
+pub fn trust_copy_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("trust-bundle.json")
+}
+
+/// Writes the trust copy (see [`trust_copy_path`]).
+pub fn write_trust_copy(data_dir: &Path, bundle_json: &[u8]) -> Result<(), crate::store::StoreError> {
+    crate::store::durable_fs::write_files_durably(data_dir, [("trust-bundle.json".to_owned(), bundle_json)])
+}
+
+/// The revocations in force for readers of the inbox: those of the trust copy that verify
+/// with `anchors` at `now` (no copy: none), and what is wrong with the copy, if anything: a
+/// copy that does not parse, or holds a statement that does not verify (the node stores only
+/// statements it accepted, so that is an edit or damage). Every revocation that verifies is
+/// applied either way.
+pub fn revocations_in_force(
+    data_dir: &Path,
+    anchors: &kairan_protocol::TrustAnchors,
+    now: Timestamp,
+) -> (RevocationSet, Option<String>) {
+    let path = trust_copy_path(data_dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (RevocationSet::default(), None),
+        Err(e) => return (RevocationSet::default(), Some(format!("{}: {e}", path.display()))),
+    };
+    match kairan_protocol::TrustBundle::from_json(&bytes).and_then(|bundle| bundle.verify(anchors, now)) {
+        Ok(verified) => {
+            let facts = verified.facts();
+            let problem = facts.refused.first().map(|refusal| {
+                format!(
+                    "{}: {} statement(s) refused, the first: {}: {}",
+                    path.display(),
+                    facts.refused.len(),
+                    refusal.error.code(),
+                    refusal.error
+                )
+            });
+            (facts.revoked.clone(), problem)
+        }
+        Err(e) => (RevocationSet::default(), Some(format!("{}: {}: {e}", path.display(), e.code()))),
+    }
+}
+
 pub(crate) fn copy_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join(copy_name(digest))
 }
@@ -273,7 +319,15 @@ pub fn read_inbox(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((entries, refused)),
         Err(e) => return Err(CliError::io(&dir, e)),
     };
-    let revocations = RevocationSet::default();
+    // Revocations in force apply: an advisory whose origin or relay key was revoked from
+    // before it was signed is refused here even though it verified when it arrived.
+    let (revocations, problem) = revocations_in_force(data_dir, anchors, crate::clock::now());
+    if let Some(problem) = problem {
+        refused.push((
+            "trust-bundle.json".to_owned(),
+            format!("the trust bundle in force does not verify: {problem}"),
+        ));
+    }
     for item in listing {
         let path = item.map_err(|e| CliError::io(&dir, e))?.path();
         if path.extension().and_then(|e| e.to_str()) != Some("json") {

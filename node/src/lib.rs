@@ -13,6 +13,8 @@
 //! - [`machine`]: the node state machine (no clock, no tokio, no sled, no MQTT type).
 //! - [`store`]: the [`store::Store`] trait, [`store::DiskStore`] (segment log + sled index), [`store::MemStore`].
 //! - [`topics`]: every `kairan/v1/…` topic, built and parsed.
+//! - [`audit_bundle`]: one advisory's provenance and log inclusions as offline evidence
+//!   (`kairan audit advisory`, `audit bundle`, `audit verify-bundle`).
 //! - [`authz`]: the permission table — what each kind of client may read, write and retain.
 //! - [`members`]: the members file (hashed passwords, kinds, scopes).
 //! - [`mosquitto_config`]: Mosquitto's password and ACL files, from the same table.
@@ -53,6 +55,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit_bundle;
 pub mod authz;
 pub mod cli;
 pub mod clinic;

@@ -1,4 +1,4 @@
-//! Progress of the commands that take more than a second or two (`kairan bench`,
+//! Progress of the commands that take more than a second or two (`kairan bench`, `kairan audit`,
 //! `kairan bench-recovery`, `kairan demo`, `kairan advisory import` of many files): a bar
 //! (indicatif) on standard error when it is a terminal, plain lines otherwise — a CI log or a
 //! pipe gets one line per step (at most one per tenth of the work for long runs) instead of

@@ -9,11 +9,20 @@
 //! duplicate, answered with the acceptance again); past `--wait` the command exits 75
 //! (`EX_TEMPFAIL`) and the next run publishes the same bytes first.
 //!
-//! The state file (`ORIGIN.state.json` beside the key by default, mode 0600) records the last
-//! *signed* `seq` and digest, and the delivery awaiting acceptance. It is written durably
+//! Sequence numbers count per chain: one chain per scope the origin publishes to (an
+//! advisory for `jp/13` is numbered after the origin's previous `jp/13` advisory, whatever it
+//! published elsewhere), so that a node never learns how many advisories went to scopes it is
+//! not entitled to (`docs/protocol.md` §11). After each advisory the origin signs the head of
+//! that chain; `kairan publish --head` signs the heads of all its chains.
+//!
+//! The state file (`ORIGIN.state.json` beside the key by default, mode 0600) records, per
+//! scope, the last *signed* `seq` and digest, and the delivery awaiting acceptance. A state
+//! file of the earlier layout (one chain per origin: top-level `seq` and `digest`) is refused,
+//! not migrated (pre-release: the numbering itself changed). It is written durably
 //! (fsync of the file and its directory) **before** the first publish: a seq is never signed
 //! twice with different content (that would be a fork every node records).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -23,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use kairan_protocol::acceptance::verify_acceptance;
 use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::{
-    Advisory, Certificate, Delivery, Digest, Envelope, RevocationSet, SecretKey, TrustAnchors, VerifyContext,
+    Advisory, Certificate, Delivery, Digest, Envelope, RevocationSet, Scope, SecretKey, TrustAnchors,
+    VerifyContext,
 };
 
 use crate::clock;
@@ -37,23 +47,60 @@ const ATTEMPT: Duration = Duration::from_secs(10);
 /// Pause after a failed connection before the next attempt.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-/// The origin's chain state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OriginState {
-    /// Last signed sequence number (0 before the first).
+/// The last signed position of one chain (origin, scope).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainState {
+    /// Last signed sequence number of the chain (0 before the first).
     pub seq: u64,
     /// Its digest.
     pub digest: Option<Digest>,
+}
+
+/// The origin's chains, and what awaits acceptance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginState {
+    /// Each chain's last signed position, by the chain's scope.
+    #[serde(default)]
+    pub chains: BTreeMap<Scope, ChainState>,
     /// The delivery (JSON) signed but not yet confirmed stored by the national node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<String>,
 }
 
+impl OriginState {
+    /// The last signed position of the chain of `scope` (seq 0 before its first advisory).
+    pub fn chain(&self, scope: &Scope) -> ChainState {
+        self.chains.get(scope).copied().unwrap_or_default()
+    }
+
+    /// Records that `seq` (digest `digest`) of the chain of `scope` was signed, unless the
+    /// chain is already further (a signed envelope of an older position, published again).
+    pub fn signed(&mut self, scope: &Scope, seq: u64, digest: Digest) {
+        let chain = self.chains.entry(scope.clone()).or_default();
+        if seq > chain.seq {
+            *chain = ChainState { seq, digest: Some(digest) };
+        }
+    }
+}
+
 /// Reads a state file (absent = nothing published yet).
 pub fn read_state(path: &Path) -> Result<OriginState, CliError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| CliError::Usage(format!("state file {}: {e}", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            let per_origin = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .is_ok_and(|value| value.get("seq").is_some());
+            CliError::Usage(if per_origin {
+                format!(
+                    "state file {}: it numbers one chain per origin, a layout before chains per \
+                     (origin, scope); it is not migrated (move it aside: the chains start again at 1)",
+                    path.display()
+                )
+            } else {
+                format!("state file {}: {e}", path.display())
+            })
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(OriginState::default()),
         Err(e) => Err(CliError::io(path, e)),
     }
@@ -65,14 +112,15 @@ pub fn write_state(path: &Path, state: &OriginState) -> Result<(), CliError> {
     crate::secrets::write_private(path, &bytes).map_err(|e| CliError::io(path, e))
 }
 
-/// Signs an advisory as the next link of the origin's chain.
+/// Signs an advisory as the next link of the origin's chain of the draft's scope.
 pub fn sign_next(
     draft: AdvisoryDraft,
     key: &SecretKey,
     state: &OriginState,
 ) -> Result<(Advisory, Envelope), CliError> {
+    let chain = state.chain(&draft.scope);
     let advisory =
-        draft.into_advisory(clock::now(), Some((state.seq + 1, state.digest))).map_err(CliError::Usage)?;
+        draft.into_advisory(clock::now(), Some((chain.seq + 1, chain.digest))).map_err(CliError::Usage)?;
     let envelope = Envelope::sign(ADVISORY_TYPE, advisory.to_payload(), &[key]);
     Ok((advisory, envelope))
 }
@@ -287,15 +335,18 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<Published
         String::from_utf8(delivery.to_json()).map_err(|e| CliError::Failed(format!("delivery: {e}")))?;
     // Durable before the first publish: what may be stored at the national node is never
     // forgotten here.
-    let (seq, last) =
-        if advisory.seq > state.seq { (advisory.seq, Some(digest)) } else { (state.seq, state.digest) };
-    write_state(&request.state_path, &OriginState { seq, digest: last, pending: Some(json.clone()) })?;
+    let mut next = state.clone();
+    next.signed(&advisory.scope, advisory.seq, digest);
+    next.pending = Some(json.clone());
+    write_state(&request.state_path, &next)?;
     let mut published = confirm(request, &cert.subject, &json).await?;
     published.sealed_to = sealed_to;
-    write_state(&request.state_path, &OriginState { seq, digest: last, pending: None })?;
-    // A signed head with the new chain position, so children notice if this advisory is
-    // withheld from them; origins also publish heads periodically (`kairan publish --head`).
-    publish_head(request, &read_state(&request.state_path)?).await?;
+    next.pending = None;
+    write_state(&request.state_path, &next)?;
+    // A signed head of this chain's new position, so children entitled to it notice if this
+    // advisory is withheld from them; origins also publish heads periodically
+    // (`kairan publish --head`).
+    publish_head(request, &advisory.scope, next.chain(&advisory.scope)).await?;
     Ok(published)
 }
 
@@ -408,15 +459,20 @@ async fn attempt(
 /// How long a published head stays fresh: origins publish one at least this often.
 pub const HEAD_VALIDITY_HOURS: i64 = 24;
 
-/// Publishes a signed head of the origin's chain state to the national node.
-pub async fn publish_head(request: &PublishRequest, state: &OriginState) -> Result<(), CliError> {
+/// Publishes a signed head of the origin's chain of `scope` at `chain` to the national node.
+pub async fn publish_head(
+    request: &PublishRequest,
+    scope: &Scope,
+    chain: ChainState,
+) -> Result<(), CliError> {
     let cert =
         Certificate::decode(&request.cert.payload).map_err(|e| CliError::Usage(format!("--cert: {e}")))?;
     let now = clock::now();
     let head = kairan_protocol::head::Head {
         origin: cert.subject.clone(),
-        seq: state.seq,
-        digest: state.digest,
+        scope: scope.clone(),
+        seq: chain.seq,
+        digest: chain.digest,
         issued_at: now,
         expires_at: now.plus_secs(HEAD_VALIDITY_HOURS * 3600),
     };
@@ -430,4 +486,67 @@ pub async fn publish_head(request: &PublishRequest, state: &OriginState) -> Resu
         Duration::from_secs(30),
     )
     .await
+}
+
+/// The chains whose heads the periodic publication signs: every chain of `state`, or, before
+/// the origin's first advisory, the (empty) chain of its certified scope, so that its feed
+/// can be watched for freshness from the start.
+pub fn chains_to_head(state: &OriginState, origin_scope: &Scope) -> Vec<(Scope, ChainState)> {
+    if state.chains.is_empty() {
+        return vec![(origin_scope.clone(), ChainState::default())];
+    }
+    state.chains.iter().map(|(scope, chain)| (scope.clone(), *chain)).collect()
+}
+
+/// Publishes a signed head of each of the origin's chains ([`chains_to_head`]); returns them.
+pub async fn publish_heads(
+    request: &PublishRequest,
+    state: &OriginState,
+) -> Result<Vec<(Scope, ChainState)>, CliError> {
+    let cert =
+        Certificate::decode(&request.cert.payload).map_err(|e| CliError::Usage(format!("--cert: {e}")))?;
+    let chains = chains_to_head(state, &cert.scope);
+    for (scope, chain) in &chains {
+        publish_head(request, scope, *chain).await?;
+    }
+    Ok(chains)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(text: &str) -> Scope {
+        Scope::parse(text).expect("scope")
+    }
+
+    #[test]
+    fn each_scope_is_numbered_on_its_own() {
+        let mut state = OriginState::default();
+        state.signed(&scope("jp/13"), 1, Digest::of(b"a"));
+        state.signed(&scope("jp/13"), 2, Digest::of(b"b"));
+        state.signed(&scope("jp/27"), 1, Digest::of(b"c"));
+        state.signed(&scope("jp/13"), 1, Digest::of(b"a"));
+        assert_eq!(state.chain(&scope("jp/13")), ChainState { seq: 2, digest: Some(Digest::of(b"b")) });
+        assert_eq!(state.chain(&scope("jp/27")).seq, 1);
+        assert_eq!(state.chain(&scope("jp")), ChainState::default(), "a scope never published to");
+        let heads: Vec<String> =
+            chains_to_head(&state, &scope("jp")).iter().map(|(s, _)| s.to_string()).collect();
+        assert_eq!(heads, ["jp/13", "jp/27"]);
+        let fresh = chains_to_head(&OriginState::default(), &scope("jp"));
+        assert_eq!(fresh, [(scope("jp"), ChainState::default())], "an empty chain of its own scope");
+    }
+
+    #[test]
+    fn a_state_file_round_trips_and_the_per_origin_layout_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("o.state.json");
+        let mut state = OriginState::default();
+        state.signed(&scope("jp/13"), 3, Digest::of(b"x"));
+        write_state(&path, &state).expect("write");
+        assert_eq!(read_state(&path).expect("read"), state);
+        std::fs::write(&path, br#"{"seq": 3, "digest": null}"#).expect("old layout");
+        let error = read_state(&path).expect_err("refused").to_string();
+        assert!(error.contains("not migrated"), "{error}");
+    }
 }

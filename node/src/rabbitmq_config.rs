@@ -301,7 +301,8 @@ mod tests {
         assert_eq!(c1["write"], "^(kairan\\.v1\\.jp\\-13\\-chuo\\.sync\\.c1\\.req)$");
         let read = c1["read"].as_str().expect("read");
         assert!(read.contains("kairan\\.v1\\.jp\\-13\\-chuo\\.deliveries\\.jp\\.13\\.chuo\\.\\#"), "{read}");
-        assert!(read.contains("kairan\\.v1\\.jp\\-13\\-chuo\\.heads\\.\\*"), "{read}");
+        assert!(read.contains("kairan\\.v1\\.jp\\-13\\-chuo\\.heads\\.\\*\\.jp\\.13\\.chuo\\.\\#"), "{read}");
+        assert!(!read.contains("kairan\\.v1\\.jp\\-13\\-chuo\\.heads\\.\\*|"), "no per-origin heads: {read}");
         let publisher = topic("jp-13-chuo~out");
         assert_eq!(publisher["read"], "^(kairan\\.v1\\.jp\\-13\\-chuo\\.sync\\.\\*\\.req)$");
         assert!(publisher["write"].as_str().expect("write").contains("deliveries(\\..*)?"));

@@ -40,8 +40,9 @@ pub fn log_event(node: &str, event: &Event) {
             node = %node,
             digest = %fork.digest,
             origin = %fork.origin,
+            scope = %fork.scope,
             seq = fork.seq,
-            "FORK: origin signed two advisories for one sequence number; kept for audit, not forwarded"
+            "FORK: origin signed two advisories for one sequence number of a chain; kept for audit, not forwarded"
         ),
         Event::Held { reason } => {
             error!(node = %node, "not processed, left unacknowledged for redelivery: {reason}");
@@ -52,17 +53,17 @@ pub fn log_event(node: &str, event: &Event) {
             "held: not valid yet by this node's clock (is it behind?); tried again for up to {} s: {message}",
             crate::machine::deferred::HOLD_MS / 1000
         ),
-        Event::Gap { origin, from, to, from_head: false } => {
-            warn!(node = %node, %origin, from, to, "gap in origin chain: advisories missing; catching up");
+        Event::Gap { chain, from, to, from_head: false } => {
+            warn!(node = %node, %chain, from, to, "gap in origin chain: advisories missing; catching up");
         }
-        Event::Gap { origin, from, to, from_head: true } => warn!(
+        Event::Gap { chain, from, to, from_head: true } => warn!(
             node = %node,
-            %origin,
+            %chain,
             from,
             to,
             "GAP: the origin's signed head names advisories not held here; catching up"
         ),
-        Event::HeadNewer { origin, seq, .. } => debug!(node = %node, %origin, seq, "newer signed head"),
+        Event::HeadNewer { chain, seq, .. } => debug!(node = %node, %chain, seq, "newer signed head"),
         Event::HeadRefused(rejection) => warn!(
             node = %node,
             reason = %rejection.code,
@@ -70,12 +71,12 @@ pub fn log_event(node: &str, event: &Event) {
             "head refused: {}",
             rejection.message
         ),
-        Event::FeedFrozen { origin, seq, expired_at } => error!(
+        Event::FeedFrozen { chain, seq, expired_at } => error!(
             node = %node,
-            %origin,
+            %chain,
             seq,
             expired_at = %expired_at,
-            "FEED FROZEN: no fresh signed head from this origin"
+            "FEED FROZEN: no fresh signed head of this origin's chain"
         ),
         Event::TrustUpdated { revoked_keys, rotations } => {
             info!(node = %node, revoked_keys, rotations, "trust bundle updated");

@@ -86,7 +86,7 @@ pub async fn resolve(
     Ok(entries.into_iter().map(|entry| (entry.id, entry.key)).collect())
 }
 
-/// Signs a draft as the next link of the origin's chain, sealed to `recipients`.
+/// Signs a draft as the next link of the origin's chain for its scope, sealed to `recipients`.
 pub fn sign_next_sealed(
     draft: AdvisoryDraft,
     key: &SecretKey,
@@ -94,8 +94,10 @@ pub fn sign_next_sealed(
     recipients: &[(String, RecipientKey)],
 ) -> Result<(Advisory, Envelope), CliError> {
     let to: Vec<To<'_>> = recipients.iter().map(|(id, key)| To::Clinic(id, key)).collect();
+    // The next link of the advisory's own chain (origin, scope), as `publish::sign_next` does.
+    let chain = state.chain(&draft.scope);
     let advisory = draft
-        .into_sealed_advisory(clock::now(), Some((state.seq + 1, state.digest)), &to, &mut OsRng09)
+        .into_sealed_advisory(clock::now(), Some((chain.seq + 1, chain.digest)), &to, &mut OsRng09)
         .map_err(CliError::Usage)?;
     let envelope = Envelope::sign(kairan_protocol::envelope::ADVISORY_TYPE, advisory.to_payload(), &[key]);
     Ok((advisory, envelope))

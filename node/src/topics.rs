@@ -12,7 +12,7 @@
 //! | `kairan/v1/<node>/accepted/<origin>` | the national node | the origin `<origin>` |
 //! | `kairan/v1/<node>/deliveries/<scope path>` | the relay `<node>` | its children |
 //! | `kairan/v1/<node>/trust/<piece>` (retained) | the relay `<node>` | its children |
-//! | `kairan/v1/<node>/heads/<origin>` (retained) | the relay `<node>` | its children |
+//! | `kairan/v1/<node>/heads/<origin>/<scope path>` (retained) | the relay `<node>` | its children |
 //! | `kairan/v1/<node>/checkpoint` (retained) | the relay `<node>` | its children |
 //! | `kairan/v1/<node>/sync/<child>/req` | the child `<child>` | the relay `<node>` |
 //! | `kairan/v1/<node>/sync/<child>/resp` | the relay `<node>` | the child `<child>` |
@@ -22,8 +22,11 @@
 //! A delivery is published once, under its advisory's scope; a child subscribes to the exact
 //! topic of every scope above its own and to everything under its own scope, so the broker
 //! routes by scope and an advisory for `jp/13` never reaches another prefecture's relay.
+//! Heads are routed the same way, under the scope of the chain they are about: a node learns
+//! nothing of the chains of scopes it is not entitled to (not even that they advanced).
 
 use kairan_protocol::Scope;
+use kairan_protocol::sequence::ChainId;
 
 /// The prefix of every topic.
 pub const ROOT: &str = "kairan/v1/";
@@ -90,14 +93,26 @@ pub fn trust_filter(node: &str) -> String {
     format!("{ROOT}{node}/trust/+")
 }
 
-/// `kairan/v1/<node>/heads/<origin>`.
-pub fn heads(node: &str, origin: &str) -> String {
-    format!("{ROOT}{node}/heads/{origin}")
+/// `kairan/v1/<node>/heads/<origin>/<scope>`: the retained head of the chain (origin, scope).
+pub fn heads(node: &str, chain: &ChainId) -> String {
+    format!("{ROOT}{node}/heads/{}/{}", chain.origin, chain.scope)
 }
 
-/// `kairan/v1/<node>/heads/+`: a child's subscription to its parent's heads.
-pub fn heads_filter(node: &str) -> String {
-    format!("{ROOT}{node}/heads/+")
+/// `kairan/v1/<node>/heads`.
+pub fn heads_root(node: &str) -> String {
+    format!("{ROOT}{node}/heads")
+}
+
+/// The subscriptions of a child with scope `scope` to its parent `parent`'s heads, as for
+/// deliveries ([`delivery_filters`]): the heads of chains scoped to each enclosing region
+/// (any origin, exact scope), and of every chain inside its own.
+pub fn heads_filters(parent: &str, scope: &Scope) -> Vec<String> {
+    let segments = scope.segments();
+    let root = heads_root(parent);
+    let mut filters: Vec<String> =
+        (1..segments.len()).map(|depth| format!("{root}/+/{}", segments[..depth].join("/"))).collect();
+    filters.push(format!("{root}/+/{scope}/#"));
+    filters
 }
 
 /// `kairan/v1/<node>/checkpoint`: the latest checkpoint of relay `node`'s transparency log
@@ -178,8 +193,8 @@ pub enum Topic<'t> {
     Deliveries(&'t str),
     /// `…/trust` or `…/trust/<piece>`.
     Trust(Option<&'t str>),
-    /// `…/heads/<origin>`.
-    Heads(&'t str),
+    /// `…/heads/<origin>/<scope>` (origin, scope path).
+    Heads(&'t str, &'t str),
     /// `…/checkpoint`.
     Checkpoint,
     /// `…/sync/<child>/req`.
@@ -221,8 +236,9 @@ pub fn parse<'t>(owner: &str, topic: &'t str) -> Option<Topic<'t>> {
             if let Some(scope) = rest.strip_prefix("deliveries/") {
                 return (!scope.is_empty()).then_some(Topic::Deliveries(scope));
             }
-            if let Some(origin) = rest.strip_prefix("heads/") {
-                return single(origin).map(Topic::Heads);
+            if let Some(chain) = rest.strip_prefix("heads/") {
+                let (origin, scope) = chain.split_once('/')?;
+                return (!origin.is_empty() && !scope.is_empty()).then_some(Topic::Heads(origin, scope));
             }
             if let Some(origin) = rest.strip_prefix("accepted/") {
                 return single(origin).map(Topic::Accepted);
@@ -275,6 +291,28 @@ mod tests {
     }
 
     #[test]
+    fn heads_are_routed_by_the_scope_of_their_chain() {
+        let scope = Scope::parse("jp/13/chuo").expect("scope");
+        let filters = heads_filters("jp-13", &scope);
+        assert_eq!(
+            filters,
+            vec![
+                "kairan/v1/jp-13/heads/+/jp",
+                "kairan/v1/jp-13/heads/+/jp/13",
+                "kairan/v1/jp-13/heads/+/jp/13/chuo/#"
+            ]
+        );
+        let topic = |scope: &str| heads("jp-13", &ChainId::new("mhlw", Scope::parse(scope).expect("scope")));
+        let reaches = |scope: &str| filters.iter().any(|f| matches(f, &topic(scope)));
+        for entitled in ["jp", "jp/13", "jp/13/chuo", "jp/13/chuo/c1"] {
+            assert!(reaches(entitled), "{entitled}");
+        }
+        for sibling in ["jp/13/minato", "jp/27", "jp/13/chuo-2"] {
+            assert!(!reaches(sibling), "{sibling}");
+        }
+    }
+
+    #[test]
     fn every_built_topic_parses_back() {
         assert_eq!(parse("jp", &ingest_of("jp", "mhlw")), Some(Topic::Ingest("mhlw")));
         assert_eq!(parse("jp", &ingest_heads_of("jp", "mhlw")), Some(Topic::IngestHeads("mhlw")));
@@ -282,7 +320,8 @@ mod tests {
         assert_eq!(parse("jp", &trust("jp")), Some(Topic::Trust(None)));
         assert_eq!(parse("jp", &trust_piece("jp", "r-1")), Some(Topic::Trust(Some("r-1"))));
         assert_eq!(parse("jp", &deliveries("jp", "jp/13")), Some(Topic::Deliveries("jp/13")));
-        assert_eq!(parse("jp", &heads("jp", "mhlw")), Some(Topic::Heads("mhlw")));
+        let chain = ChainId::new("mhlw", Scope::parse("jp/13").expect("scope"));
+        assert_eq!(parse("jp", &heads("jp", &chain)), Some(Topic::Heads("mhlw", "jp/13")));
         assert_eq!(
             parse("jp-13", &sync_request("jp-13", "jp-13-chuo")),
             Some(Topic::SyncRequest("jp-13-chuo"))
@@ -318,6 +357,8 @@ mod tests {
         assert_eq!(parse("jp-13", "kairan/v1/jp-13/sync/a/b/req"), None, "nested child id");
         assert_eq!(parse("jp-13", "kairan/v1/jp-13/sync//req"), None, "empty child id");
         assert_eq!(parse("jp-13", "kairan/v1/jp-13/heads/"), None);
+        assert_eq!(parse("jp-13", "kairan/v1/jp-13/heads/mhlw"), None, "no scope");
+        assert_eq!(parse("jp-13", "kairan/v1/jp-13/heads//jp"), None, "no origin");
         assert_eq!(parse("jp-13", "kairan/v1/jp-13/deliveries/"), None);
         assert_eq!(parse("jp-13", "kairan/v1/jp-13/other"), None);
     }

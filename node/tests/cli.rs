@@ -393,7 +393,7 @@ fn publish_reaches_a_running_national_node_and_advances_the_chain() {
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("keys/mhlw.state.json")).expect("state"))
             .expect("json");
-    assert_eq!(state["seq"], 2);
+    assert_eq!(state["chains"]["jp"]["seq"], 2);
     // A wrong password is refused by the broker.
     kairan_node::secrets::write_private(&dir.path().join("bad.secret"), b"wrong\n").expect("secret");
     let refused = kairan(
@@ -688,8 +688,74 @@ fn secrets_readable_by_others_and_plaintext_passwords_are_refused() {
 #[test]
 fn the_demo_passes_and_a_clinic_password_reads_only_its_row() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let stdout = ok(&kairan(&["demo"], dir.path()));
+    let stdout = ok(&kairan(&["demo", "--keep"], dir.path()));
     assert!(stdout.contains("demo passed"), "{stdout}");
+    let kept = stdout.lines().find_map(|l| l.strip_prefix("data kept in ")).expect("kept").to_owned();
+    let kept = scopeguard_dir(Path::new(&kept));
+    // The audit of one advisory it ends with, and the same through the CLI on its stores.
+    assert!(stdout.contains("OK   every relay on its path proves it logged the advisory"), "{stdout}");
+    let digest = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("VERIFIED  advisory ").and_then(|rest| rest.split(['(', ')']).nth(1)))
+        .expect("the audited digest")
+        .to_owned();
+    let trust = kept.0.join("trust.toml");
+    let (clinic, relays) = (kept.0.join("clinics/jp-13-chuo-c1/store"), kept.0.join("nodes"));
+    let mut evidence: Vec<String> = vec![digest.clone(), "--trust".into(), trust.display().to_string()];
+    evidence.extend(["--store".into(), clinic.display().to_string()]);
+    for node in ["jp", "jp-13", "jp-13-chuo"] {
+        evidence.extend(["--store".into(), relays.join(node).display().to_string()]);
+    }
+    let args = |command: &str, extra: &[&str]| -> Vec<String> {
+        let mut all = vec!["audit".to_owned(), command.to_owned()];
+        all.extend(evidence.iter().cloned());
+        all.extend(extra.iter().map(|s| (*s).to_owned()));
+        all
+    };
+    let run = |args: &[String]| kairan(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    let report = ok(&run(&args("advisory", &[])));
+    assert_eq!(report.matches("proof verified").count(), 3, "{report}");
+    let bundle = dir.path().join("evidence.json");
+    ok(&run(&args("bundle", &["--out", bundle.to_str().expect("utf-8")])));
+    let verify = |file: &Path| {
+        kairan(
+            &[
+                "audit",
+                "verify-bundle",
+                file.to_str().expect("utf-8"),
+                "--trust",
+                trust.to_str().expect("utf-8"),
+                "--json",
+            ],
+            dir.path(),
+        )
+    };
+    let report: serde_json::Value = serde_json::from_str(&ok(&verify(&bundle))).expect("json");
+    assert_eq!(report["logs"].as_array().map(Vec::len), Some(3), "{report}");
+    // A relay's evidence moved to another leaf: exit 1, the piece named.
+    let mut edited: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle).expect("bundle")).expect("json");
+    let leaf = edited["logs"][0]["relay_seq"].as_u64().expect("relay_seq");
+    edited["logs"][0]["relay_seq"] = serde_json::json!(leaf + 1);
+    let edited_path = dir.path().join("edited.json");
+    std::fs::write(&edited_path, serde_json::to_vec(&edited).expect("json")).expect("write");
+    let refused = verify(&edited_path);
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("evidence_refused: jp's log"), "{refused:?}");
+    let not_a_store = kairan(
+        &[
+            "audit",
+            "advisory",
+            &digest,
+            "--trust",
+            trust.to_str().expect("utf-8"),
+            "--store",
+            dir.path().to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(not_a_store.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&not_a_store.stderr).contains("not a node's store"));
     let row_lines: Vec<&str> = stdout.lines().filter(|l| l.contains("'s password on ")).collect();
     assert_eq!(row_lines.len(), 4, "{stdout}");
     assert!(row_lines.iter().all(|l| l.starts_with("OK")), "{row_lines:#?}");
@@ -701,6 +767,19 @@ fn the_demo_passes_and_a_clinic_password_reads_only_its_row() {
     assert_eq!(red.len(), 3, "{stdout}");
     assert!(red[..2].iter().all(|l| l.starts_with("OK") && l.contains("opens it: 【TLP:RED】")), "{red:#?}");
     assert!(red[2].starts_with("OK") && red[2].ends_with("cannot open it: not_a_recipient"), "{red:#?}");
+}
+
+/// Removes a directory the demo kept when dropped.
+struct KeptDir(std::path::PathBuf);
+
+impl Drop for KeptDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scopeguard_dir(path: &Path) -> KeptDir {
+    KeptDir(path.to_owned())
 }
 
 #[test]

@@ -168,7 +168,7 @@ fn an_unconfirmed_publish_exits_75_and_the_next_run_sends_the_same_bytes_first()
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("keys/mhlw.state.json")).expect("state"))
             .expect("json");
-    assert_eq!(state["seq"], 1, "seq 1 is signed and kept: {state}");
+    assert_eq!(state["chains"]["jp"]["seq"], 1, "seq 1 is signed and kept: {state}");
     let pending = state["pending"].as_str().expect("the signed delivery is kept").to_owned();
     let pending_digest =
         kairan_protocol::Delivery::from_json(pending.as_bytes()).expect("delivery").claimed_digest();
@@ -185,6 +185,6 @@ fn an_unconfirmed_publish_exits_75_and_the_next_run_sends_the_same_bytes_first()
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("keys/mhlw.state.json")).expect("state"))
             .expect("json");
-    assert_eq!(state["seq"], 2);
+    assert_eq!(state["chains"]["jp"]["seq"], 2);
     assert!(state.get("pending").is_none(), "{state}");
 }

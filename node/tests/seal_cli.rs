@@ -211,11 +211,15 @@ fn an_origin_seals_to_every_clinic_of_a_district_from_its_directory_on_the_natio
     assert!(stderr.contains("--seal-to chuo-c9: no verified recipient directory lists chuo-c9"), "{stderr}");
     assert!(stderr.contains("jp/13/chuo v1"), "names the directories held: {stderr}");
     let red = ok(&publish(&["--seal-to", "chuo-c2", "red.toml"]));
-    assert!(red.contains("sealed to 1 clinic(s): chuo-c2") && red.contains("seq 2)"), "{red}");
-
-    // Both sealed advisories are links of the origin's chain, confirmed stored.
-    let state = std::fs::read_to_string(root.join("keys/mhlw.state.json")).expect("state");
-    assert!(state.contains("\"seq\": 2"), "{state}");
+    // The RED advisory's scope is jp: the first link of the origin's chain for jp (chains are
+    // per origin and scope).
+    assert!(red.contains("sealed to 1 clinic(s): chuo-c2") && red.contains("seq 1)"), "{red}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("keys/mhlw.state.json")).expect("state"))
+            .expect("json");
+    assert_eq!(state["chains"]["jp/13/chuo"]["seq"], 1, "{state}");
+    assert_eq!(state["chains"]["jp"]["seq"], 1, "{state}");
+    assert!(state.get("pending").is_none(), "both confirmed stored: {state}");
     stop(district);
     stop(national);
 }

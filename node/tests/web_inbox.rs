@@ -120,16 +120,20 @@ async fn clinic_page_in_a_real_browser() {
     browser.client.execute("window.kairanNoReload = 42; return true;", vec![]).await.expect("marker");
 
     let mut emotet = sample(1);
-    // TLP:GREEN, not RED: a RED advisory travels sealed (issue 8) and this node cannot open
-    // it yet, so its text could not be shown; `web::tests` cover the sealed display.
-    emotet.tlp = Tlp::Green;
+    // TLP:RED: sealed to this clinic (issue 8), which opens it with its recipient key for
+    // display; relays and stores see only ciphertext.
+    emotet.tlp = Tlp::Red;
+    emotet.handling = "指定された受信者限り / named recipients only".into();
     let emotet_title = emotet.title.get("ja").to_owned();
-    let second = publish(&mut tree, emotet).await;
+    let clinic_id = tree.clinics[0].config.id.clone();
+    let clinic_key = kairan_protocol::fixtures::sealed::recipient(&clinic_id);
+    let (bytes, second) = tree.sign_next_sealed_to(emotet, &[(clinic_id.as_str(), clinic_key.public())]);
+    tree.publish_raw(bytes).await.expect("publish");
     let titles = browser.wait_for("li.row h2.title", WAIT, |titles| titles.len() == 2).await;
     assert_eq!(titles, [emotet_title.clone(), ransomware_title.clone()], "newest first");
     let fresh = browser.texts("li.row.fresh h2.title").await;
     assert_eq!(fresh, std::slice::from_ref(&emotet_title), "the new row is marked");
-    assert_eq!(browser.texts("li.row .tlp").await, ["TLP:GREEN", "TLP:AMBER"]);
+    assert_eq!(browser.texts("li.row .tlp").await, ["TLP:RED", "TLP:AMBER"]);
 
     let cancel_title = "【取消】ランサムウェア注意喚起（MHLW-CS-2021-001）の取消";
     let cancel =
@@ -155,7 +159,7 @@ async fn clinic_page_in_a_real_browser() {
     let second_page = format!("{page}advisory/{}", &second.to_string()[7..]);
     browser.client.goto(&second_page).await.expect("open the advisory");
     let banners = browser.texts(".banner .tlp-label").await;
-    assert_eq!(banners, ["TLP:GREEN", "TLP:GREEN"], "TLP banner at the top and the bottom");
+    assert_eq!(banners, ["TLP:RED", "TLP:RED"], "TLP banner at the top and the bottom");
     let headings = browser.texts("article.column h1").await;
     assert_eq!(headings.len(), 2, "Japanese and English side by side: {headings:?}");
     assert_eq!(headings[0], emotet_title);
@@ -171,7 +175,7 @@ async fn clinic_page_in_a_real_browser() {
         .await
         .expect("click");
     let markings = browser.wait_for(".marking", WAIT, |m| m.len() == 2).await;
-    assert!(markings.iter().all(|m| m.starts_with("TLP:GREEN 取扱:")), "{markings:?}");
+    assert!(markings.iter().all(|m| m.starts_with("TLP:RED 取扱:")), "{markings:?}");
     browser.screenshot(&shots.join("web-inbox-print.png")).await;
     browser.close().await;
 

@@ -290,6 +290,11 @@ pub fn check_id(field: &str, id: &str) -> Result<(), String> {
 }
 
 impl Advisory {
+    /// The sequence chain this advisory numbers itself in: its origin and exact scope.
+    pub fn chain(&self) -> crate::sequence::ChainId {
+        crate::sequence::ChainId::new(self.origin.clone(), self.scope.clone())
+    }
+
     /// Checks every rule of the format that does not need the origin certificate or a clock.
     pub fn validate(&self) -> Result<()> {
         check_id("origin", &self.origin).map_err(invalid)?;

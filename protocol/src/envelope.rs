@@ -41,6 +41,8 @@ pub const RECIPIENTS_TYPE: &str = "application/vnd.kairan.recipients+json";
 pub const GROUP_KEY_TYPE: &str = "application/vnd.kairan.group-key+json";
 /// `payloadType` of clinic receipts.
 pub const RECEIPT_TYPE: &str = "application/vnd.kairan.receipt+json";
+/// `payloadType` of a district's coverage statement (receipts counted).
+pub const COVERAGE_TYPE: &str = "application/vnd.kairan.coverage+json";
 
 /// The DSSE v1 pre-authentication encoding of a payload and its type.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {

@@ -178,6 +178,25 @@ impl Hierarchy {
         delivery
     }
 
+    /// Clinic `id` of the district `jp-13-chuo`: its signing key (derived from the id) and its
+    /// certificate, issued by the district relay (role `clinic`, scope `jp/13/chuo`).
+    pub fn clinic(&self, id: &str) -> (SecretKey, Envelope) {
+        let district = &self.relays[2];
+        let clinic_key = key(&format!("clinic-{id}"));
+        let window = (self.now.plus_secs(-24 * 3600), self.now.plus_secs(365 * 24 * 3600));
+        let cert = Certificate::for_key(
+            format!("{}-{id}", district.id),
+            &district.id,
+            id,
+            clinic_key.public(),
+            Role::Clinic,
+            &district.scope,
+            window,
+        )
+        .sign(&[&district.key]);
+        (clinic_key, cert)
+    }
+
     /// The certificate of fixture relay `index` and those above it, up to the root-issued one.
     pub fn relay_chain(&self, index: usize) -> Vec<Envelope> {
         self.relays.iter().take(index + 1).rev().map(|r| r.cert.clone()).collect()

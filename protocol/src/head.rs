@@ -1,10 +1,13 @@
-//! Signed heads (`application/vnd.kairan.head+json`): an origin's statement of its latest
-//! advisory (sequence number and digest), with a short expiry.
+//! Signed heads (`application/vnd.kairan.head+json`): an origin's statement of the latest
+//! advisory of one of its chains (origin, scope: [`ChainId`]), with a short expiry.
 //!
-//! Origins publish a head with every advisory and periodically in between; relays keep the
-//! newest verified head per origin and republish it retained. A child that holds less than a
-//! head says has been withheld something (it catches up, and reports the gap); a child whose
-//! newest head has expired knows its feed is frozen.
+//! Origins publish a head of a chain with every advisory of it and periodically in between;
+//! relays keep the newest verified head per chain whose scope overlaps theirs and republish it
+//! retained under the chain's scope. A child that holds less than a head says has been
+//! withheld something (it catches up, and reports the gap); a child whose newest head of a
+//! chain has expired knows that feed is frozen. A head names its scope so that it reaches only
+//! the nodes entitled to the chain's advisories: the count and timing of a sibling's
+//! advisories stay the sibling's.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,16 +17,20 @@ use crate::envelope::{Envelope, HEAD_TYPE, decode_payload, encode_payload};
 use crate::error::{Error, Result};
 use crate::keys::{Digest, SecretKey};
 use crate::limits::{MAX_CERTS, MAX_ENVELOPE_BYTES};
+use crate::scope::Scope;
+use crate::sequence::ChainId;
 use crate::time::Timestamp;
 use crate::verified::{Verifiable, Verified};
 
-/// An origin's latest advisory, as it states it.
+/// The latest advisory of one chain of an origin, as the origin states it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Head {
     /// Origin id.
     pub origin: String,
-    /// Sequence number of its latest advisory (0 before the first).
+    /// The chain's scope: the exact scope of the advisories it numbers.
+    pub scope: Scope,
+    /// Sequence number of the chain's latest advisory (0 before the first).
     pub seq: u64,
     /// Digest of that advisory (absent when `seq` is 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +62,11 @@ impl Head {
             head: Envelope::sign(HEAD_TYPE, encode_payload(self), &[origin_key]),
             certs: vec![origin_cert.clone()],
         }
+    }
+
+    /// The chain this head is about.
+    pub fn chain(&self) -> ChainId {
+        ChainId::new(self.origin.clone(), self.scope.clone())
     }
 
     /// Whether the head is stale at `now`.
@@ -143,6 +155,7 @@ mod tests {
     fn head(tree: &Hierarchy, seq: u64) -> Head {
         Head {
             origin: "mhlw".into(),
+            scope: crate::fixtures::scope("jp"),
             seq,
             digest: (seq > 0).then(|| Digest::of(b"latest")),
             issued_at: tree.now,
@@ -158,6 +171,7 @@ mod tests {
         let message = head(&tree, 7).sign(&tree.origin_key, &tree.origin_cert);
         let verified = verify_head(&message.to_json(), ctx).expect("verifies");
         assert_eq!(verified.facts().seq, 7);
+        assert_eq!(verified.facts().chain().to_string(), "mhlw@jp");
         assert!(!verified.facts().is_stale(tree.later()));
         assert!(verified.facts().is_stale(tree.now.plus_secs(3600)));
     }
@@ -172,6 +186,20 @@ mod tests {
             verify_head(&message.to_json(), ctx).map_err(|e| e.code()).err(),
             Some("role_not_allowed")
         );
+        // The scope is part of the head: one that lacks it, or names no scope, is malformed.
+        for payload in [
+            br#"{"origin":"mhlw","seq":0,"issued_at":"2026-01-01T00:00:00Z","expires_at":"2026-01-02T00:00:00Z"}"#.as_slice(),
+            br#"{"origin":"mhlw","scope":"JP","seq":0,"issued_at":"2026-01-01T00:00:00Z","expires_at":"2026-01-02T00:00:00Z"}"#.as_slice(),
+        ] {
+            let unscoped = HeadMessage {
+                head: Envelope::sign(HEAD_TYPE, payload.to_vec(), &[&tree.origin_key]),
+                certs: vec![tree.origin_cert.clone()],
+            };
+            assert_eq!(
+                verify_head(&unscoped.to_json(), ctx).map_err(|e| e.code()).err(),
+                Some("malformed_payload")
+            );
+        }
         message = head(&tree, 7).sign(&crate::fixtures::key("stranger"), &tree.origin_cert);
         assert_eq!(verify_head(&message.to_json(), ctx).map_err(|e| e.code()).err(), Some("unknown_signer"));
     }

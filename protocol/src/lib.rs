@@ -34,6 +34,11 @@
 //! - [`verified`]: [`Verified<T>`], constructed only by this crate's verifiers.
 //! - [`limits`]: size and count limits, enforced before expensive work.
 //! - [`time`]: [`Timestamp`], RFC 3339 on the wire.
+//! - [`receipt`]: a clinic's signed receipt of an advisory (stored, opened), verified by its
+//!   district with its own chain.
+//! - [`coverage`]: a district's signed coverage statement per advisory (counts and the ids
+//!   without a receipt), the district's [`coverage::Tally`] and the national
+//!   [`coverage::CoverageTable`].
 //! - [`note`]: C2SP signed notes (Ed25519), verifier keys, tlog checkpoints and timestamped
 //!   cosignatures, [`note::open_checkpoint`].
 //! - [`tlog`]: RFC 9162 Merkle tree hashing for transparency logs: [`tlog::Frontier`] (append,
@@ -59,6 +64,7 @@
 pub mod acceptance;
 pub mod advisory;
 pub mod cert;
+pub mod coverage;
 pub mod delivery;
 pub mod directory;
 pub mod envelope;
@@ -70,6 +76,7 @@ pub mod hop;
 pub mod keys;
 pub mod limits;
 pub mod note;
+pub mod receipt;
 pub mod scope;
 pub mod sealed;
 pub mod sequence;

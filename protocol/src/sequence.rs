@@ -1,14 +1,45 @@
 //! Origin sequence rules, as pure functions.
 //!
-//! Each origin numbers its advisories 1, 2, 3, … and links each to the previous one by
-//! digest (`prev`). Given the last accepted `(seq, digest)` of an origin, a new advisory is
-//! the next link, a duplicate, a jump ahead (a gap of missing advisories), an older one, or a
-//! fork (a second advisory for a sequence number already taken, or one whose `prev` does not
-//! match): evidence that the origin key signed two histories.
+//! Each origin numbers its advisories 1, 2, 3, … *per scope*: one chain per
+//! [`ChainId`] (origin, exact advisory scope), each advisory linked to the previous one of
+//! its chain by digest (`prev`). Per scope, because a node must not learn the count or timing
+//! of advisories it is not entitled to: with one chain per origin, a district would see the
+//! numbers taken by advisories scoped to its siblings, and report each as missing.
+//!
+//! Given the last accepted `(seq, digest)` of a chain, a new advisory is the next link, a
+//! duplicate, a jump ahead (a gap of missing advisories), an older one, or a fork (a second
+//! advisory for a sequence number already taken, or one whose `prev` does not match):
+//! evidence that the origin key signed two histories.
+
+use std::fmt;
 
 use crate::keys::Digest;
+use crate::scope::Scope;
 
-/// The last accepted advisory of an origin.
+/// One sequence chain: the advisories of `origin` whose scope is exactly `scope`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChainId {
+    /// The origin id.
+    pub origin: String,
+    /// The exact scope of the chain's advisories (and of its heads).
+    pub scope: Scope,
+}
+
+impl ChainId {
+    /// The chain of `origin` for advisories scoped exactly `scope`.
+    pub fn new(origin: impl Into<String>, scope: Scope) -> Self {
+        Self { origin: origin.into(), scope }
+    }
+}
+
+/// `origin@scope`, e.g. `mhlw@jp/13`: `@` occurs neither in ids nor in scopes.
+impl fmt::Display for ChainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.origin, self.scope)
+    }
+}
+
+/// The last accepted advisory of a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChainHead {
     /// Its sequence number.
@@ -17,7 +48,7 @@ pub struct ChainHead {
     pub digest: Digest,
 }
 
-/// What to do with a new advisory of an origin.
+/// What to do with a new advisory of a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeqDecision {
     /// The next link (or the origin's first advisory, `seq` 1, when nothing of it is held):
@@ -43,7 +74,7 @@ pub enum SeqDecision {
 }
 
 /// Classifies an advisory with sequence `seq`, link `prev` and digest `digest` against the
-/// origin's `head`. `held_at_seq` is the digest already held at `seq`, if any (the caller
+/// chain's `head`. `held_at_seq` is the digest already held at `seq`, if any (the caller
 /// looks it up in its store; for `seq == head.seq` it is the head's own digest).
 pub fn classify(
     head: Option<ChainHead>,
@@ -56,7 +87,7 @@ pub fn classify(
         return if held == digest { SeqDecision::Duplicate } else { SeqDecision::Fork { seq } };
     }
     let Some(head) = head else {
-        // Nothing of this origin held: everything before `seq` is missing. (Reporting it
+        // Nothing of this chain held: everything before `seq` is missing. (Reporting it
         // makes the receiver catch up; seq 1 has nothing before it.)
         return if seq > 1 { SeqDecision::Gap { from: 1, to: seq - 1 } } else { SeqDecision::Accept };
     };

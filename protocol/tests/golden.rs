@@ -21,9 +21,10 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use kairan_protocol::acceptance::{Acceptance, AcceptanceMessage, verify_acceptance};
 use kairan_protocol::envelope::{
-    ACCEPTANCE_TYPE, ADVISORY_TYPE, CERT_TYPE, HOP_TYPE, REVOCATION_TYPE, SYNC_PAGE_TYPE, pae,
+    ACCEPTANCE_TYPE, ADVISORY_TYPE, CERT_TYPE, HEAD_TYPE, HOP_TYPE, REVOCATION_TYPE, SYNC_PAGE_TYPE, pae,
 };
 use kairan_protocol::fixtures::{self, FIXTURE_NOW, Hierarchy};
+use kairan_protocol::head::{Head, HeadMessage, verify_head};
 use kairan_protocol::sync::{SyncResponse, sign_page, verify_page};
 use kairan_protocol::{
     Digest, Envelope, PublicKey, TrustAnchors, TrustAnchorsFile, TrustBundle, VerifyContext,
@@ -37,7 +38,7 @@ const LABELS: [&str; 7] =
     ["root-1", "root-2", "root-3", "origin-mhlw", "relay-jp", "relay-jp-13", "relay-jp-13-chuo"];
 
 /// The vector files, in the order they are generated.
-const FILES: [&str; 12] = [
+const FILES: [&str; 13] = [
     "keys.json",
     "trust.json",
     "advisory.payload.json",
@@ -50,6 +51,7 @@ const FILES: [&str; 12] = [
     "sync-page.json",
     "sync-page-tlog.json",
     "acceptance.json",
+    "head.json",
 ];
 
 /// The signed catch-up page of the vectors: `jp-13` answers `jp-13-chuo` with the 2-hop
@@ -93,6 +95,20 @@ fn sync_page_tlog(tree: &Hierarchy, delivery: kairan_protocol::Delivery) -> Sync
 fn acceptance(tree: &Hierarchy, digest: Digest) -> AcceptanceMessage {
     let statement = Acceptance { node: "jp".into(), origin: "mhlw".into(), digest, accepted_at: FIXTURE_NOW };
     statement.sign(&tree.relays[0].key, &tree.relay_chain(0))
+}
+
+/// The origin `mhlw`'s signed head of its chain of the sample advisory's scope, naming the
+/// sample advisory (its seq 1), signed at the fixtures' time, valid 24 hours.
+fn head(tree: &Hierarchy, advisory: &kairan_protocol::Advisory, digest: Digest) -> HeadMessage {
+    let head = Head {
+        origin: advisory.origin.clone(),
+        scope: advisory.scope.clone(),
+        seq: advisory.seq,
+        digest: Some(digest),
+        issued_at: FIXTURE_NOW,
+        expires_at: FIXTURE_NOW.plus_secs(24 * 3600),
+    };
+    head.sign(&tree.origin_key, &tree.origin_cert)
 }
 
 /// One entry of `keys.json`.
@@ -164,6 +180,7 @@ fn generate() -> Vec<(&'static str, Vec<u8>)> {
         ("sync-page.json", sync_page(&tree, tree.delivery(&advisory, 2)).to_json()),
         ("sync-page-tlog.json", sync_page_tlog(&tree, tree.delivery(&advisory, 2)).to_json()),
         ("acceptance.json", acceptance(&tree, Digest::of(&payload)).to_json()),
+        ("head.json", head(&tree, &advisory, Digest::of(&payload)).to_json()),
     ];
     let names: Vec<&str> = vectors.iter().map(|(name, _)| *name).collect();
     assert_eq!(names, FILES);
@@ -603,4 +620,27 @@ fn acceptance_verifies_by_hand() {
     let ctx = VerifyContext { anchors: &anchors, revocations: &revocations, now: FIXTURE_NOW.plus_secs(60) };
     verify_acceptance(file("acceptance.json"), "jp", ctx).expect("verifies");
     assert!(verify_acceptance(file("acceptance.json"), "jp-13", ctx).is_err());
+}
+
+#[test]
+fn head_verifies_by_hand_and_names_its_chain() {
+    let keys = keys();
+    let message = json("head.json");
+    let (payload, signers) = check_envelope(&message["head"], HEAD_TYPE, &keys);
+    assert_eq!(signers, ["origin-mhlw"]);
+    let head: Value = serde_json::from_slice(&payload).expect("head payload is JSON");
+    // The chain: origin and exact scope (`docs/protocol.md` §6.6, §11).
+    assert_eq!(
+        (head["origin"].as_str(), head["scope"].as_str(), head["seq"].as_u64()),
+        (Some("mhlw"), Some("jp"), Some(1))
+    );
+    let advisory: Value = serde_json::from_slice(file("advisory.payload.json")).expect("advisory");
+    assert_eq!(head["scope"], advisory["scope"], "the head of the sample advisory's chain");
+    assert_eq!(head["digest"].as_str(), Some(std::str::from_utf8(file("digest.txt")).expect("utf8").trim()));
+    let anchors =
+        TrustAnchors::new(serde_json::from_slice(file("trust.json")).expect("anchors")).expect("valid");
+    let revocations = Default::default();
+    let ctx = VerifyContext { anchors: &anchors, revocations: &revocations, now: FIXTURE_NOW.plus_secs(60) };
+    let verified = verify_head(file("head.json"), ctx).expect("verifies");
+    assert_eq!(verified.facts().chain().to_string(), "mhlw@jp");
 }

@@ -12,10 +12,10 @@
 //! - [`chain_delivery`]: a delivery carried by the given relays, hops signed by their keys,
 //!   whatever the advisory says — so tests can inject expired or out-of-scope input that
 //!   the real relays above would have refused.
+//! - [`leaks`]: looking for an advisory's text where it must not be (files, what a member
+//!   received, a `tcpdump` capture of the loopback interface), as is and inside base64.
 //! - [`member`]: a hostile member — a plain MQTT client with a member's real credentials —
 //!   and exactly what the broker answered it (refused CONNECT, SUBACK failure, disconnection).
-//! - [`disk`]: every file of a tree holding some text (plaintext or base64), for the sealed
-//!   advisory tests.
 //! - [`checks`]: what the attack tests observe on a running tree (metrics with reason codes,
 //!   stored trust, cursors, a genuine advisory still reaching every clinic).
 //! - [`sim`]: the deterministic simulator — the real relay core and catch-up in every node of
@@ -27,7 +27,7 @@ use kairan_protocol::envelope::ADVISORY_TYPE;
 use kairan_protocol::{Advisory, Delivery, Digest, Envelope, Hop, SecretKey, Timestamp};
 
 pub mod checks;
-pub mod disk;
+pub mod leaks;
 pub mod member;
 pub mod sim;
 

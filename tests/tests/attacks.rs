@@ -351,7 +351,7 @@ async fn attack_7_members_read_and_write_only_their_rows() {
         retained.iter().any(|t| t.starts_with(&format!("{}/", topics::trust("jp-13-chuo")))),
         "{retained:?}"
     );
-    assert!(retained.contains(&topics::heads("jp-13-chuo", "mhlw")), "{retained:?}");
+    assert!(retained.contains(&topics::heads("jp-13-chuo", &mhlw_jp())), "{retained:?}");
     assert_eq!(
         clinic_member.subscribe(&topics::sync_response("jp-13-chuo", "jp-13-chuo-c2")).await,
         Subscribed::Refused
@@ -392,7 +392,10 @@ async fn attack_7_members_read_and_write_only_their_rows() {
 async fn retained_state(clinic: &mut Member) -> BTreeSet<String> {
     let district = "jp-13-chuo";
     assert_eq!(clinic.subscribe(&format!("{}/#", topics::trust(district))).await, Subscribed::Granted);
-    assert_eq!(clinic.subscribe(&topics::heads_filter(district)).await, Subscribed::Granted);
+    let chuo = kairan_protocol::Scope::parse("jp/13/chuo").expect("scope");
+    for filter in topics::heads_filters(district, &chuo) {
+        assert_eq!(clinic.subscribe(&filter).await, Subscribed::Granted, "{filter}");
+    }
     let messages = clinic.received(Duration::from_millis(500), SETTLE).await;
     messages.into_iter().filter(|p| p.retain).map(|p| p.topic.to_string()).collect()
 }
@@ -418,7 +421,7 @@ async fn attack_8_a_member_cannot_vary_the_topic_to_skip_the_throttle() {
         topics::ingest_heads_of("jp", "mhlw"),
         topics::control("jp"),
         topics::deliveries("jp", "jp"),
-        topics::heads("jp", "mhlw"),
+        topics::heads("jp", &mhlw_jp()),
         topics::trust_piece("jp", "0000"),
     ] {
         let mut attacker = Member::connect_as(&national, &rogue).await.expect("connects");
@@ -543,4 +546,9 @@ async fn attack_8_a_delivery_refused_only_by_a_clock_is_held_not_lost() {
     let district_log = district(&tree).len() as u64;
     wait_until("the cursor reaches the district's log end", || sync_cursor(skewed) == district_log).await;
     tree.shutdown().await.expect("clean shutdown");
+}
+
+/// The chain of the origin's advisories for all of Japan.
+fn mhlw_jp() -> kairan_protocol::sequence::ChainId {
+    kairan_protocol::sequence::ChainId::new("mhlw", kairan_protocol::Scope::parse("jp").expect("scope"))
 }

@@ -226,7 +226,7 @@ async fn mosquitto_attack_7_members_read_and_write_only_their_rows() {
     let mut reader = Member::connect_as(&district, &attacker_id).await.expect("connects");
     let retained = retained_state(&mut reader).await;
     reader.leave().await;
-    assert!(retained.contains(&topics::heads("jp-13-chuo", "mhlw")), "{retained:?}");
+    assert!(retained.contains(&topics::heads("jp-13-chuo", &mhlw_jp())), "{retained:?}");
     let mut writer = Member::connect_as(&district, &attacker_id).await.expect("connects");
     for topic in &retained {
         assert_eq!(
@@ -311,7 +311,10 @@ async fn mosquitto_attack_7_members_read_and_write_only_their_rows() {
 /// The retained trust pieces and heads a clinic of chuo reads on its district's broker.
 async fn retained_state(clinic: &mut Member) -> BTreeSet<String> {
     assert_eq!(clinic.subscribe(&format!("{}/#", topics::trust("jp-13-chuo"))).await, Subscribed::Granted);
-    assert_eq!(clinic.subscribe(&topics::heads_filter("jp-13-chuo")).await, Subscribed::Granted);
+    let chuo = kairan_protocol::Scope::parse("jp/13/chuo").expect("scope");
+    for filter in topics::heads_filters("jp-13-chuo", &chuo) {
+        assert_eq!(clinic.subscribe(&filter).await, Subscribed::Granted, "{filter}");
+    }
     let messages = clinic.received(Duration::from_millis(500), SETTLE).await;
     messages.into_iter().filter(|p| p.retain).map(|p| p.topic.to_string()).collect()
 }
@@ -404,4 +407,9 @@ async fn mosquitto_attack_6_catch_up_answers_the_authenticated_member_only() {
     tree.wait_subscribed(SETTLE).await.expect("subscribed");
     still_delivers(&mut tree, "jp", "after-attack-6").await;
     tree.shutdown().await.expect("clean shutdown");
+}
+
+/// The chain of the origin's advisories for all of Japan.
+fn mhlw_jp() -> kairan_protocol::sequence::ChainId {
+    kairan_protocol::sequence::ChainId::new("mhlw", kairan_protocol::Scope::parse("jp").expect("scope"))
 }

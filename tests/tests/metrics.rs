@@ -136,7 +136,7 @@ async fn running_relays_and_clinics_export_metrics_that_promtool_accepts() {
     let lag_series = format!("kairan_relay_child_lag_entries{{child=\"{clinic_id}\"}}");
     let district_text = scrape_until(district, "district", |t| {
         value(t, "kairan_deliveries_forwarded_total").is_some_and(|v| v >= 1.0)
-            && value(t, "kairan_head_age_seconds{origin=\"mhlw\"}").is_some()
+            && value(t, "kairan_head_age_seconds{origin=\"mhlw\",scope=\"jp\"}").is_some()
             && value(t, &lag_series).is_some()
     })
     .await;
@@ -152,7 +152,7 @@ async fn running_relays_and_clinics_export_metrics_that_promtool_accepts() {
 
     let clinic_text = scrape_until(clinic, "clinic", |t| {
         value(t, "kairan_store_deliveries") == Some(1.0)
-            && value(t, "kairan_head_age_seconds{origin=\"mhlw\"}").is_some()
+            && value(t, "kairan_head_age_seconds{origin=\"mhlw\",scope=\"jp\"}").is_some()
             && value(t, "kairan_catchup_cursor").is_some()
     })
     .await;
@@ -163,8 +163,8 @@ async fn running_relays_and_clinics_export_metrics_that_promtool_accepts() {
         })
         .sum::<f64>();
     assert_eq!(accepted, 1.0, "{clinic_text}");
-    assert_eq!(value(&clinic_text, "kairan_head_sequence{origin=\"mhlw\"}"), Some(1.0));
-    assert_eq!(value(&clinic_text, "kairan_feed_frozen{origin=\"mhlw\"}"), Some(0.0));
+    assert_eq!(value(&clinic_text, "kairan_head_sequence{origin=\"mhlw\",scope=\"jp\"}"), Some(1.0));
+    assert_eq!(value(&clinic_text, "kairan_feed_frozen{origin=\"mhlw\",scope=\"jp\"}"), Some(0.0));
     assert!(!clinic_text.contains("kairan_deliveries_forwarded_total"), "a clinic forwards nothing");
 
     if let Some(promtool) = &promtool {

@@ -13,7 +13,7 @@ use kairan_node::harness::hierarchy::{Hierarchy, HierarchyBuilder};
 use kairan_node::inbox::Recipient;
 use kairan_node::inbox::listing::Inbox;
 use kairan_protocol::{Localized, Scope, Tlp};
-use kairan_tests::disk::files_containing;
+use kairan_tests::leaks::files_holding;
 
 const SETTLE: Duration = Duration::from_secs(30);
 const SECRET_JA: &str = "地区限定試験：この地区の診療所だけが読める題名";
@@ -89,7 +89,7 @@ async fn an_amber_strict_advisory_sealed_from_a_districts_directory_reaches_exac
 
     tree.shutdown().await.expect("clean shutdown");
     for needle in [SECRET_JA, SECRET_EN] {
-        let leaked = files_containing(dir.path(), needle);
+        let leaked = files_holding(dir.path(), needle);
         assert!(leaked.is_empty(), "plaintext {needle:?} found on disk in {leaked:?}");
     }
 }

@@ -246,3 +246,82 @@ async fn root_anchors_rotate_by_old_and_new_thresholds_through_the_control_strea
     }
     tree.shutdown().await.expect("clean shutdown");
 }
+
+/// `kairan inbox` applies the revocations in force when it verifies again: a root revocation
+/// of the origin key backdated to before an advisory it signed (the key was found to have
+/// leaked earlier) makes every clinic's inbox refuse that advisory, naming `revoked_key`,
+/// though it verified when it arrived; an edited trust copy is reported, not trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_applies_a_backdated_revocation_to_what_it_already_holds() {
+    use kairan_node::inbox::listing::Inbox;
+    use kairan_node::inbox::{Recipient, trust_copy_path};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tree = tree(dir.path()).await;
+    let (bytes, held) = tree.sign_next(advisory("signed-with-a-leaked-key", tree.now()));
+    tree.publish_raw(bytes).await.expect("published");
+    tree.wait_for_inboxes(|_| BTreeSet::from([held]), SETTLE).await.expect("delivered");
+    let reader = |index: usize| Recipient { clinic: tree.clinics[index].config.id.clone(), key: None };
+    for index in 0..tree.clinics.len() {
+        let inbox = Inbox::read_as(&tree.clinics[index].config.data_dir, &tree.anchors, &reader(index))
+            .expect("inbox");
+        assert!(inbox.get(&held).is_some(), "shown before the revocation");
+    }
+
+    let effective_at = tree.now().plus_secs(-3600);
+    let revocation = Revocation::of_cert(
+        &tree.origin.cert,
+        ROOT_ISSUER,
+        1,
+        tree.now(),
+        effective_at,
+        "key leaked an hour ago",
+    )
+    .expect("certificate")
+    .sign(&[&tree.roots[0], &tree.roots[2]]);
+    let bundle = TrustBundle {
+        certs: vec![tree.origin.cert.clone()],
+        revocations: vec![revocation],
+        ..TrustBundle::default()
+    };
+    tree.push_trust(bundle.to_json()).await.expect("pushed");
+    let deadline = Instant::now() + SETTLE;
+    while !tree.clinics.iter().all(|clinic| trust_copy_path(&clinic.config.data_dir).exists()) {
+        assert!(Instant::now() < deadline, "the trust copy was not written at every clinic");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for index in 0..tree.clinics.len() {
+        let data_dir = &tree.clinics[index].config.data_dir;
+        let inbox = Inbox::read_as(data_dir, &tree.anchors, &reader(index)).expect("inbox");
+        assert!(
+            inbox.get(&held).is_none(),
+            "{}: a revoked origin's advisory is not shown",
+            tree.clinics[index].config.id
+        );
+        assert!(
+            inbox.refused.iter().any(|refused| refused.reason.contains("revoked_key")),
+            "{}: refused naming the reason: {:?}",
+            tree.clinics[index].config.id,
+            inbox.refused
+        );
+        assert!(
+            tree.clinics[index].handle.as_ref().expect("running").store().get(&held).expect("get").is_some(),
+            "the store keeps it (evidence); only display refuses it"
+        );
+    }
+    // A trust copy edited on disk does not verify: reported, and its revocations not used.
+    let data_dir = tree.clinics[0].config.data_dir.clone();
+    let text = std::fs::read_to_string(trust_copy_path(&data_dir)).expect("copy");
+    // The revocation's own signature, changed.
+    let at = text.find("\"revocations\"").expect("the copy holds revocations");
+    let edited = format!("{}{}", &text[..at], text[at..].replacen("\"sig\":\"", "\"sig\":\"AAAA", 1));
+    assert_ne!(edited, text, "the revocation has a signature");
+    std::fs::write(trust_copy_path(&data_dir), edited).expect("edit");
+    let inbox = Inbox::read_as(&data_dir, &tree.anchors, &reader(0)).expect("inbox");
+    assert!(
+        inbox.refused.iter().any(|r| r.file == "trust-bundle.json" && r.reason.contains("does not verify")),
+        "{:?}",
+        inbox.refused
+    );
+    tree.shutdown().await.expect("clean shutdown");
+}

@@ -245,12 +245,14 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
             ));
         }
         let state = publish::read_state(&request.state_path)?;
-        runtime()?.block_on(publish::publish_head(&request, &state))?;
-        println!(
-            "head of {origin} at seq {} published to {}; acknowledged by the broker",
-            state.seq,
-            request.addr.url()
-        );
+        let chains = runtime()?.block_on(publish::publish_heads(&request, &state))?;
+        for (scope, chain) in chains {
+            println!(
+                "head of {origin} for {scope} at seq {} published to {}; acknowledged by the broker",
+                chain.seq,
+                request.addr.url()
+            );
+        }
         return Ok(());
     };
     let input = super::read_input(file)?;

@@ -178,6 +178,19 @@ pub enum AuditCommand {
         after_help = "Examples:\n  kairan audit log --store /var/lib/kairan --key keys/jp.pub   # a relay's data_dir and public key\n  kairan audit log --store /var/lib/kairan-clinic/store --json\n\nExit status: 0 consistent; 1 inconsistent (each problem is printed, the reason code is log_inconsistent); 64 not a store; 70 unreadable."
     )]
     Log(audit::AuditLogArgs),
+    /// One advisory's provenance from one or more nodes' stores: who wrote it (certificate
+    /// chain to a root), every hop with its times, and its inclusion in each relay's
+    /// transparency log (signed checkpoint + inclusion proof), all verified.
+    #[command(
+        after_help = "Example:\n  kairan audit advisory mhlw-2026-0012 --trust trust.toml --store /var/lib/kairan-clinic/store --store /var/lib/kairan\n\nExit status: 0 verified; 1 a piece of evidence does not verify; 64 not found, not a store, bad arguments."
+    )]
+    Advisory(audit::AuditAdvisoryArgs),
+    /// Write one advisory's evidence (the deliveries, each relay's checkpoint and inclusion
+    /// proof) to a file that `kairan audit verify-bundle` checks with only the trust anchors.
+    Bundle(audit::AuditBundleArgs),
+    /// Verify an audit bundle offline with only the trust anchors.
+    #[command(after_help = "Exit status: 0 verified; 1 refused (the reason is printed); 64 bad arguments.")]
+    VerifyBundle(audit::VerifyBundleArgs),
 }
 
 /// `kairan members …`
@@ -271,6 +284,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tls(TlsCommand::Cert(args)) => tls::cert(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Audit(AuditCommand::Log(args)) => audit::log(&args),
+        Command::Audit(AuditCommand::Advisory(args)) => audit::advisory(&args),
+        Command::Audit(AuditCommand::Bundle(args)) => audit::bundle(&args),
+        Command::Audit(AuditCommand::VerifyBundle(args)) => audit::verify_bundle_file(&args),
         Command::Node(args) => daemon::node(&args),
         Command::Clinic(args) => daemon::clinic(&args),
         Command::Inbox(args) => daemon::inbox(&args),

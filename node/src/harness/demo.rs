@@ -146,9 +146,10 @@ async fn run_steps(options: DemoOptions, started: Instant) -> Result<(), CliErro
     }
 
     // A forgery: the origin's name and certificate, signed by a key the root never certified.
-    let mut forged_advisory = AdvisoryDraft::parse(SAMPLES[0].1)
-        .map_err(CliError::Failed)?
-        .into_advisory(crate::clock::now(), Some((tree.origin.state.seq + 1, tree.origin.state.digest)))
+    let forged_draft = AdvisoryDraft::parse(SAMPLES[0].1).map_err(CliError::Failed)?;
+    let chain = tree.origin.state.chain(&forged_draft.scope);
+    let mut forged_advisory = forged_draft
+        .into_advisory(crate::clock::now(), Some((chain.seq + 1, chain.digest)))
         .map_err(CliError::Failed)?;
     forged_advisory.id = "FORGED-0001".into();
     forged_advisory.title =
@@ -252,8 +253,10 @@ async fn run_steps(options: DemoOptions, started: Instant) -> Result<(), CliErro
     red.valid_days = Some(30);
     let red = red.into_advisory(crate::clock::now(), None).map_err(CliError::Failed)?;
     all_ok &= super::demo_sealed::red_reaches_exactly_its_recipients(&mut tree, red).await?;
+    let mut audited = None;
     if let Some(first) = tree.clinics.first().and_then(|c| c.handle.as_ref()) {
         if let Some(record) = first.store().all().map_err(|e| CliError::Failed(e.to_string()))?.first() {
+            audited = Some(record.digest);
             let verified = kairan_protocol::verify_delivery(
                 &record.delivery,
                 kairan_protocol::VerifyContext {
@@ -269,7 +272,18 @@ async fn run_steps(options: DemoOptions, started: Instant) -> Result<(), CliErro
     }
     println!();
     all_ok &= rows_are_enforced(&mut tree).await?;
+    let stores: Vec<std::path::PathBuf> = tree
+        .clinics
+        .first()
+        .map(|clinic| clinic.config.data_dir.join("store"))
+        .into_iter()
+        .chain(tree.relays.iter().map(|relay| relay.config_parts.data_dir.clone()))
+        .collect();
+    let anchors = tree.anchors.clone();
     tree.shutdown().await?;
+    if let Some(digest) = audited {
+        all_ok &= audit_one(&stores, &digest.to_string(), &anchors);
+    }
     let elapsed = started.elapsed();
     if options.keep {
         let kept = temp.keep();
@@ -286,6 +300,30 @@ async fn run_steps(options: DemoOptions, started: Instant) -> Result<(), CliErro
         Ok(())
     } else {
         Err(CliError::Failed("demo FAILED: see the lines marked FAIL above".into()))
+    }
+}
+
+/// The auditor's view of one advisory, from the stores of the stopped tree, as
+/// `kairan audit advisory` prints it. `false` when the evidence does not verify.
+fn audit_one(stores: &[std::path::PathBuf], digest: &str, anchors: &kairan_protocol::TrustAnchors) -> bool {
+    use crate::audit_bundle::{collect, verify_bundle};
+    println!("\nAudit of that advisory from the stores on its path, as `kairan audit advisory` prints it:\n");
+    let mut quiet = crate::progress::Progress::with_mode("audit", 0, crate::progress::Mode::Quiet);
+    match collect(stores, digest, anchors, &mut quiet).and_then(|bundle| verify_bundle(&bundle, anchors)) {
+        Ok(report) if report.unlogged.is_empty() => {
+            print!("{}", report.render_text());
+            println!("OK   every relay on its path proves it logged the advisory");
+            true
+        }
+        Ok(report) => {
+            print!("{}", report.render_text());
+            println!("FAIL no log evidence from {}", report.unlogged.join(", "));
+            false
+        }
+        Err(error) => {
+            println!("FAIL the audit of {digest}: {error}");
+            false
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //! the hop it must arrive with), deduplication, the origin's sequence rules, and — for a
 //! relay — the hop attestation and the record to store and forward.
 //!
-//! [`Holdings`] is what a node must remember to decide: the digests it holds, each origin's
-//! chain head, and the last relay_seq it assigned. It is committed to at decision time; the
+//! [`Holdings`] is what a node must remember to decide: the digests it holds, the head of
+//! each chain (origin, scope), and the last relay_seq it assigned. It is committed to at decision time; the
 //! machine makes the decision durable before anything leaves the node, and a node that
 //! cannot persist stops and is rebuilt from its store.
 
@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 
-use kairan_protocol::sequence::{ChainHead, SeqDecision, classify};
+use kairan_protocol::sequence::{ChainHead, ChainId, SeqDecision, classify};
 use kairan_protocol::{
     Certificate, Delivery, Digest, Envelope, Error, HopInput, RevocationSet, Scope, SecretKey, Timestamp,
     TrustAnchors, Verified, VerifyContext, attest, verify_delivery,
@@ -82,8 +82,8 @@ pub enum Decision {
 #[derive(Debug, Default)]
 pub struct Holdings {
     held: HashSet<Digest>,
-    held_at: HashMap<(String, u64), Digest>,
-    heads: HashMap<String, ChainHead>,
+    held_at: HashMap<(ChainId, u64), Digest>,
+    heads: HashMap<ChainId, ChainHead>,
     last_relay_seq: u64,
 }
 
@@ -95,9 +95,9 @@ impl Holdings {
             last_relay_seq: state.last_relay_seq,
             ..Holdings::default()
         };
-        for (origin, seq, digest) in &state.held {
+        for (chain, seq, digest) in &state.held {
             holdings.held.insert(*digest);
-            holdings.held_at.insert((origin.clone(), *seq), *digest);
+            holdings.held_at.insert((chain.clone(), *seq), *digest);
         }
         holdings
     }
@@ -107,9 +107,9 @@ impl Holdings {
         self.held.contains(digest)
     }
 
-    /// The head of an origin's chain.
-    pub fn head(&self, origin: &str) -> Option<ChainHead> {
-        self.heads.get(origin).copied()
+    /// The head of a chain.
+    pub fn head(&self, chain: &ChainId) -> Option<ChainHead> {
+        self.heads.get(chain).copied()
     }
 
     /// Last relay sequence number assigned.
@@ -165,15 +165,17 @@ impl Holdings {
             return Decision::Duplicate(digest);
         }
         let advisory = verified.advisory();
-        let (origin, seq) = (advisory.origin.clone(), advisory.seq);
-        let held_at_seq = self.held_at.get(&(origin.clone(), seq)).copied();
-        let sequence = classify(self.heads.get(&origin).copied(), seq, advisory.prev, digest, held_at_seq);
+        // Sequence numbers count within the advisory's chain (origin, exact scope).
+        let (chain, seq) = (advisory.chain(), advisory.seq);
+        let held_at_seq = self.held_at.get(&(chain.clone(), seq)).copied();
+        let sequence = classify(self.heads.get(&chain).copied(), seq, advisory.prev, digest, held_at_seq);
         if let SeqDecision::Fork { seq: contested } = sequence {
             return Decision::Fork(Box::new(ForkRecord {
                 digest,
-                origin: origin.clone(),
+                origin: chain.origin.clone(),
+                scope: chain.scope.to_string(),
                 seq: contested,
-                held: self.held_at.get(&(origin, contested)).copied(),
+                held: self.held_at.get(&(chain, contested)).copied(),
                 at: now,
                 delivery: String::from_utf8_lossy(bytes).into_owned(),
             }));
@@ -185,7 +187,7 @@ impl Holdings {
         };
         let record = StoredDelivery {
             digest,
-            origin: origin.clone(),
+            origin: chain.origin.clone(),
             seq,
             scope: advisory.scope.to_string(),
             relay_seq,
@@ -194,9 +196,9 @@ impl Holdings {
         };
         self.last_relay_seq = relay_seq;
         self.held.insert(digest);
-        self.held_at.insert((origin.clone(), seq), digest);
+        self.held_at.insert((chain.clone(), seq), digest);
         if !matches!(sequence, SeqDecision::Backfill) {
-            self.heads.insert(origin, ChainHead { seq, digest });
+            self.heads.insert(chain, ChainHead { seq, digest });
         }
         Decision::Accepted(Box::new(Accepted { record, verified, sequence, source: source.to_owned() }))
     }
@@ -384,6 +386,51 @@ mod tests {
             panic!("accepted")
         };
         assert_eq!(accepted.sequence, SeqDecision::Gap { from: 2, to: 3 });
+    }
+
+    #[test]
+    fn each_scope_is_its_own_chain() {
+        let tree = Hierarchy::standard();
+        let national = identity(&tree, 0, Upstream::Ingest);
+        let mut held = Holdings::default();
+        let scoped = |scope: &str, seq: u64, prev: Option<Digest>| {
+            let mut advisory = fixtures::sample_advisory("mhlw", seq, prev);
+            advisory.scope = Scope::parse(scope).expect("scope");
+            advisory.id = format!("{scope}-{seq}");
+            advisory
+        };
+        // Seq 1 of two chains: both first links, no gap and no fork between them.
+        for scope in ["jp/13", "jp/27"] {
+            let Decision::Accepted(accepted) = decide(
+                &mut held,
+                &national,
+                &tree,
+                tree.delivery(&scoped(scope, 1, None), 0).to_json(),
+                tree.later(),
+            ) else {
+                panic!("accepted")
+            };
+            assert_eq!(accepted.sequence, SeqDecision::Accept, "{scope}");
+        }
+        let jp13 = held.head(&ChainId::new("mhlw", Scope::parse("jp/13").expect("scope"))).expect("head");
+        let next = scoped("jp/13", 2, Some(jp13.digest));
+        let Decision::Accepted(accepted) =
+            decide(&mut held, &national, &tree, tree.delivery(&next, 0).to_json(), tree.later())
+        else {
+            panic!("accepted")
+        };
+        assert_eq!(accepted.sequence, SeqDecision::Accept);
+        // Seq 3 of jp/27 after its 1: the gap is 2 of that chain.
+        let Decision::Accepted(accepted) = decide(
+            &mut held,
+            &national,
+            &tree,
+            tree.delivery(&scoped("jp/27", 3, Some(Digest::of(b"2"))), 0).to_json(),
+            tree.later(),
+        ) else {
+            panic!("accepted")
+        };
+        assert_eq!(accepted.sequence, SeqDecision::Gap { from: 2, to: 2 });
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use kairan_protocol::sequence::SeqDecision;
+use kairan_protocol::sequence::{ChainId, SeqDecision};
 use kairan_protocol::sync::{SyncRequest, SyncResponse};
 use kairan_protocol::{Delivery, Digest, Timestamp, Verified};
 
@@ -158,11 +158,11 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// Advisories of an origin are missing here (a sequence jump, or a head ahead of what is
-    /// held); catch-up was asked for.
+    /// Advisories of a chain (origin, scope) are missing here (a sequence jump, or a head
+    /// ahead of what is held); catch-up was asked for.
     Gap {
-        /// The origin.
-        origin: String,
+        /// The chain.
+        chain: ChainId,
         /// First missing sequence number.
         from: u64,
         /// Last missing sequence number.
@@ -177,10 +177,10 @@ pub enum Event {
         /// Explanation.
         message: String,
     },
-    /// A newer signed head of an origin was accepted (and republished by a relay).
+    /// A newer signed head of a chain was accepted (and republished by a relay).
     HeadNewer {
-        /// The origin.
-        origin: String,
+        /// The chain.
+        chain: ChainId,
         /// Its sequence number.
         seq: u64,
         /// When the origin signed it (the age of a feed is measured from here).
@@ -188,10 +188,10 @@ pub enum Event {
     },
     /// A signed head was refused; the rejection is durable.
     HeadRefused(Rejection),
-    /// An origin's newest head expired with no fresher one: its feed is frozen or withheld.
+    /// A chain's newest head expired with no fresher one: its feed is frozen or withheld.
     FeedFrozen {
-        /// The origin.
-        origin: String,
+        /// The chain.
+        chain: ChainId,
         /// The head's sequence number.
         seq: u64,
         /// When it expired.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use bytes::Bytes;
 
 use kairan_protocol::head::HeadMessage;
-use kairan_protocol::sequence::SeqDecision;
+use kairan_protocol::sequence::{ChainId, SeqDecision};
 use kairan_protocol::sync::{MAX_SYNC_PAGE_ENTRIES, SyncRequest, sign_page};
 use kairan_protocol::{Digest, Envelope, RevocationSet, Scope, Timestamp, TrustAnchors, TrustBundle};
 
@@ -49,8 +49,13 @@ pub struct MachineConfig {
 pub struct Counters {
     /// Gaps reported (a head or a sequence jump showed advisories this node does not hold).
     pub gaps_reported: u64,
-    /// Frozen feeds reported (an origin's newest head expired with no fresher one).
+    /// Frozen feeds reported (a chain's newest head expired with no fresher one).
     pub feeds_frozen: u64,
+    /// Newer heads accepted (of chains this node is entitled to).
+    pub heads_newer: u64,
+    /// Valid heads of chains outside this node's scope, dropped (none arrive unless a parent
+    /// or broker misroutes them).
+    pub heads_out_of_scope: u64,
     /// Accepted deliveries.
     pub accepted: u64,
     /// Duplicates dropped.
@@ -67,19 +72,19 @@ pub struct Counters {
     pub log_forks: u64,
 }
 
-/// The sequence numbers missing below the highest held, per origin: `(origin, from, to)`.
-fn holes(held: &[(String, u64, Digest)]) -> Vec<(String, u64, u64)> {
-    let mut by_origin: std::collections::BTreeMap<&str, Vec<u64>> = std::collections::BTreeMap::new();
-    for (origin, seq, _) in held {
-        by_origin.entry(origin.as_str()).or_default().push(*seq);
+/// The sequence numbers missing below the highest held, per chain: `(chain, from, to)`.
+fn holes(held: &[(ChainId, u64, Digest)]) -> Vec<(ChainId, u64, u64)> {
+    let mut by_chain: BTreeMap<&ChainId, Vec<u64>> = BTreeMap::new();
+    for (chain, seq, _) in held {
+        by_chain.entry(chain).or_default().push(*seq);
     }
     let mut holes = Vec::new();
-    for (origin, mut seqs) in by_origin {
+    for (chain, mut seqs) in by_chain {
         seqs.sort_unstable();
         let mut expected = 1;
         for seq in seqs {
             if seq > expected {
-                holes.push((origin.to_owned(), expected, seq - 1));
+                holes.push((chain.clone(), expected, seq - 1));
             }
             expected = expected.max(seq + 1);
         }
@@ -91,7 +96,12 @@ fn holes(held: &[(String, u64, Digest)]) -> Vec<(String, u64, u64)> {
 #[derive(Debug)]
 enum ReadFor {
     Publisher,
-    Answer { child: String, child_trust: Option<Digest> },
+    /// `scope`: the child's certified scope (the request's, once admitted).
+    Answer {
+        child: String,
+        scope: Scope,
+        child_trust: Option<Digest>,
+    },
 }
 
 /// The node state machine. See the module docs of [`super`].
@@ -154,7 +164,7 @@ impl Machine {
             sync_interval_ms: interval,
             holdings: Holdings::restore(&restored),
             trust,
-            heads: Heads::default(),
+            heads: Heads::new(identity.scope.clone()),
             catch_up,
             server: is_relay.then(|| Server::new(children)),
             publisher: is_relay.then(|| Publisher::new(restored.published)),
@@ -194,9 +204,9 @@ impl Machine {
         }
         // Holes in the chains held: a gap found before a crash may not have been reported
         // (the process died between the commit and the report). Catch-up runs at connection.
-        for (origin, from, to) in holes(&restored.held) {
+        for (chain, from, to) in holes(&restored.held) {
             machine.counters.gaps_reported += 1;
-            machine.report(Event::Gap { origin, from, to, from_head: false });
+            machine.report(Event::Gap { chain, from, to, from_head: false });
         }
         machine
     }
@@ -260,7 +270,7 @@ impl Machine {
                 let mut filters = topics::delivery_filters(parent, &self.identity.scope);
                 filters.push(topics::sync_response(parent, id));
                 filters.push(format!("{}/#", topics::trust(parent)));
-                filters.push(topics::heads_filter(parent));
+                filters.extend(topics::heads_filters(parent, &self.identity.scope));
                 filters
             }
         }
@@ -364,7 +374,7 @@ impl Machine {
             Some(Topic::Trust(_)) if payload.is_empty() => self.ack(id),
             Some(Topic::Trust(_)) => self.on_trust_piece(id, &payload, now),
             Some(Topic::Control) => self.apply_trust(&payload, Some(id), now),
-            Some(Topic::IngestHeads(_) | Topic::Heads(_)) => self.on_head(Some(id), topic, &payload, now),
+            Some(Topic::IngestHeads(_) | Topic::Heads(..)) => self.on_head(Some(id), topic, &payload, now),
             Some(Topic::SyncResponse(child)) if child == self.identity.id => self.on_page(id, &payload, now),
             // Not a topic this node subscribes to: nothing to decide.
             _ => self.ack(id),
@@ -381,10 +391,10 @@ impl Machine {
         if self.is_relay() {
             self.pieces.clear();
             self.publish_trust();
-            let heads: Vec<(String, Bytes)> =
-                self.heads.messages().map(|(o, m)| (o.clone(), m.clone())).collect();
-            for (origin, message) in heads {
-                self.publish_head(&origin, message);
+            let heads: Vec<(ChainId, Bytes)> =
+                self.heads.messages().map(|(chain, m)| (chain.clone(), m.clone())).collect();
+            for (chain, message) in heads {
+                self.publish_head(&chain, message);
             }
             self.publish_checkpoint();
         }
@@ -420,7 +430,11 @@ impl Machine {
         // The broker lets only `child` publish on this topic: the name is authenticated.
         match server.admit(child, payload, now) {
             Ok(request) => {
-                let read = ReadFor::Answer { child: child.to_owned(), child_trust: request.trust };
+                let read = ReadFor::Answer {
+                    child: child.to_owned(),
+                    scope: request.scope.clone(),
+                    child_trust: request.trust,
+                };
                 let tlog = self.log_query(&request);
                 let query = Query::Page { request, upto: self.durable_relay_seq, tlog };
                 self.read(read, query);
@@ -470,7 +484,7 @@ impl Machine {
                     }
                 }
             }
-            (Some(ReadFor::Answer { child, child_trust }), ReadResult::Page(page)) => {
+            (Some(ReadFor::Answer { child, scope, child_trust }), ReadResult::Page(page)) => {
                 let mut page = *page;
                 let chain_bytes: usize = self.chain_in_force.iter().map(|c| c.to_json().len() + 1).sum();
                 if let Some(bundle) = self.trust.json() {
@@ -483,9 +497,13 @@ impl Machine {
                 }
                 // The last page of a round carries the newest heads: a child whose broker does
                 // not hand it the retained heads (RabbitMQ through a wildcard) still learns them.
+                // Only those of chains the child is entitled to (its certified scope overlaps
+                // theirs), as on the heads topics.
                 if !page.has_more() {
                     let mut room = MAX_PACKET_BYTES.saturating_sub(page.to_json().len() + chain_bytes + 2048);
-                    for (_, message) in self.heads.messages().take(kairan_protocol::sync::MAX_SYNC_HEADS) {
+                    let entitled =
+                        self.heads.messages_for(&scope).take(kairan_protocol::sync::MAX_SYNC_HEADS);
+                    for (_, message) in entitled {
                         let Ok(head) = serde_json::from_slice::<HeadMessage>(message) else { continue };
                         if message.len() + 1 > room {
                             break;
@@ -531,7 +549,7 @@ impl Machine {
             for head in self.heads.newly_frozen(now) {
                 self.counters.feeds_frozen += 1;
                 self.report(Event::FeedFrozen {
-                    origin: head.origin,
+                    chain: head.chain(),
                     seq: head.seq,
                     expired_at: head.expires_at,
                 });
@@ -646,8 +664,8 @@ impl Machine {
         let mut effects: Vec<Effect> = ack.map(Effect::Ack).into_iter().collect();
         if let SeqDecision::Gap { from, to } = accepted.sequence {
             self.counters.gaps_reported += 1;
-            let origin = record.origin.clone();
-            effects.push(Effect::Report(Event::Gap { origin, from, to, from_head: false }));
+            let chain = accepted.verified.advisory().chain();
+            effects.push(Effect::Report(Event::Gap { chain, from, to, from_head: false }));
             effects.push(Effect::AskGap);
         }
         if ack.is_some() && self.identity.upstream == Upstream::Ingest {
@@ -722,9 +740,9 @@ impl Machine {
         }
     }
 
-    fn publish_head(&mut self, origin: &str, message: Bytes) {
+    fn publish_head(&mut self, chain: &ChainId, message: Bytes) {
         if self.publisher.as_ref().is_some_and(Publisher::is_connected) {
-            let topic = topics::heads(&self.identity.id, origin);
+            let topic = topics::heads(&self.identity.id, chain);
             self.publish(Link::Downstream, topic, message, Qos::AtMostOnce, true);
         }
     }

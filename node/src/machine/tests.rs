@@ -14,6 +14,7 @@ use super::{Attester, Identity, Machine, MachineConfig, Upstream, query};
 use crate::store::{MemStore, Store, WriteBatch, WriteOp};
 use crate::topics;
 
+mod chains;
 mod tlog;
 
 const INTERVAL_MS: u64 = 60_000;
@@ -357,10 +358,17 @@ fn ticks_ask_again_and_report_a_frozen_feed_once() {
     clinic.machine.handle_upstream_connected(now);
     clinic.pump(now);
     assert_eq!(clinic.take_published(Link::Upstream).len(), 1, "asks at once on connection");
-    let head =
-        Head { origin: "mhlw".into(), seq: 0, digest: None, issued_at: now, expires_at: now.plus_secs(90) };
+    let head = Head {
+        origin: "mhlw".into(),
+        scope: Scope::parse("jp").expect("scope"),
+        seq: 0,
+        digest: None,
+        issued_at: now,
+        expires_at: now.plus_secs(90),
+    };
     let message = head.sign(&tree.origin_key, &tree.origin_cert).to_json();
-    clinic.receive(7, &topics::heads("jp-13-chuo", "mhlw"), message, now);
+    let jp = kairan_protocol::sequence::ChainId::new("mhlw", Scope::parse("jp").expect("scope"));
+    clinic.receive(7, &topics::heads("jp-13-chuo", &jp), message, now);
     assert_eq!(clinic.acked, vec![7]);
     let tick = clinic.machine.poll_timeout().expect("tick");
     assert_eq!(tick, now.plus_ms(INTERVAL_MS as i64));

@@ -107,16 +107,26 @@ pub const ALL: &[Def] = &[
         FEEDS_FROZEN,
         Counter,
         &[],
-        "Frozen feeds reported: an origin's newest head expired with no fresher one.",
+        "Frozen feeds reported: a chain's newest head expired with no fresher one.",
     ),
     def(
         FEED_FROZEN,
         Gauge,
-        &["origin"],
-        "1 while the origin's feed is frozen (its newest head expired), else 0.",
+        &["origin", "scope"],
+        "1 while the chain's feed is frozen (its newest head expired), else 0.",
     ),
-    def(HEAD_AGE, Gauge, &["origin"], "Seconds since the issued_at of the origin's newest verified head."),
-    def(HEAD_SEQUENCE, Gauge, &["origin"], "Sequence number named by the origin's newest verified head."),
+    def(
+        HEAD_AGE,
+        Gauge,
+        &["origin", "scope"],
+        "Seconds since the issued_at of the chain's (origin, scope) newest verified head.",
+    ),
+    def(
+        HEAD_SEQUENCE,
+        Gauge,
+        &["origin", "scope"],
+        "Sequence number named by the chain's (origin, scope) newest verified head.",
+    ),
     def(HEADS_REFUSED, Counter, &["reason"], "Signed heads refused, by reason code."),
     def(TRUST_UPDATES, Counter, &[], "Trust bundles put in force (durably)."),
     def(
@@ -207,8 +217,9 @@ pub const COMMIT_BUCKETS: &[f64] =
 pub const MAX_REASONS: usize = 64;
 /// At most this many children get series of their own (a district serves up to 2,000 clinics).
 pub const MAX_CHILDREN: usize = 4096;
-/// At most this many origins get series of their own (origins are certified by the root).
-pub const MAX_ORIGINS: usize = 256;
+/// At most this many chains (origin, scope) get series of their own: origins are certified by
+/// the root, and a node sees only the chains of the scopes it is entitled to.
+pub const MAX_CHAINS: usize = 1024;
 
 /// A reason code as a label value: the protocol's codes are short snake_case words; anything
 /// else becomes `other`.

@@ -14,6 +14,7 @@ use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedS
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use kairan_protocol::Timestamp;
+use kairan_protocol::sequence::ChainId;
 
 use super::health::Health;
 use super::names::{self as n, Kind};
@@ -33,8 +34,8 @@ pub enum NodeKind {
 /// What is remembered between events to compute values at scrape time.
 #[derive(Debug, Default)]
 struct State {
-    /// Newest head of each origin: its issued_at.
-    heads: BTreeMap<String, Timestamp>,
+    /// Newest head of each chain: its issued_at.
+    heads: BTreeMap<ChainId, Timestamp>,
     /// Last catch-up request of each tracked child.
     children: HashMap<String, Timestamp>,
     /// Reason values seen, per metric (bounded by [`n::MAX_REASONS`]).
@@ -130,6 +131,12 @@ impl NodeMetrics {
         self.recorder.register_gauge(&Self::key(name, labels), &METADATA)
     }
 
+    /// The gauge `name` of one chain (labels `origin`, `scope`).
+    fn chain_gauge(&self, name: &'static str, chain: &ChainId) -> Gauge {
+        let scope = chain.scope.to_string();
+        self.gauge(name, &[("origin", &chain.origin), ("scope", &scope)])
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -177,20 +184,20 @@ impl NodeMetrics {
                 let found_by = if *from_head { "head" } else { "sequence" };
                 self.counter(n::GAPS, &[("found_by", found_by)]).increment(1);
             }
-            Event::HeadNewer { origin, seq, issued_at } => {
+            Event::HeadNewer { chain, seq, issued_at } => {
                 let mut state = self.state();
-                if state.heads.contains_key(origin) || state.heads.len() < n::MAX_ORIGINS {
-                    state.heads.insert(origin.clone(), *issued_at);
+                if state.heads.contains_key(chain) || state.heads.len() < n::MAX_CHAINS {
+                    state.heads.insert(chain.clone(), *issued_at);
                     drop(state);
-                    self.gauge(n::HEAD_SEQUENCE, &[("origin", origin)]).set(*seq as f64);
-                    self.gauge(n::FEED_FROZEN, &[("origin", origin)]).set(0.0);
+                    self.chain_gauge(n::HEAD_SEQUENCE, chain).set(*seq as f64);
+                    self.chain_gauge(n::FEED_FROZEN, chain).set(0.0);
                 }
             }
             Event::HeadRefused(rejection) => self.count_reason(n::HEADS_REFUSED, &rejection.code),
-            Event::FeedFrozen { origin, .. } => {
+            Event::FeedFrozen { chain, .. } => {
                 self.counter(n::FEEDS_FROZEN, &[]).increment(1);
-                if self.state().heads.contains_key(origin) {
-                    self.gauge(n::FEED_FROZEN, &[("origin", origin)]).set(1.0);
+                if self.state().heads.contains_key(chain) {
+                    self.chain_gauge(n::FEED_FROZEN, chain).set(1.0);
                 }
             }
             Event::TrustUpdated { revoked_keys, .. } => {
@@ -268,9 +275,9 @@ impl NodeMetrics {
                 .count();
             (state.heads.clone(), active)
         };
-        for (origin, issued_at) in &heads {
+        for (chain, issued_at) in &heads {
             let age = (now.unix_ms() - issued_at.unix_ms()) as f64 / 1000.0;
-            self.gauge(n::HEAD_AGE, &[("origin", origin)]).set(age);
+            self.chain_gauge(n::HEAD_AGE, chain).set(age);
         }
         if self.health.kind() == NodeKind::Relay {
             self.gauge(n::CHILDREN_ACTIVE, &[]).set(active as f64);
@@ -319,9 +326,10 @@ mod tests {
         metrics.observe(&rejection("bad_signature"), now);
         metrics.observe(&rejection("bad_signature"), now);
         metrics.observe(&rejection("Not A Code"), now);
-        metrics.observe(&Event::Gap { origin: "o".into(), from: 2, to: 3, from_head: true }, now);
-        metrics.observe(&Event::HeadNewer { origin: "o".into(), seq: 3, issued_at: now.plus_secs(-90) }, now);
-        metrics.observe(&Event::FeedFrozen { origin: "o".into(), seq: 3, expired_at: now }, now);
+        let chain = || ChainId::new("o", kairan_protocol::Scope::parse("jp/13").expect("scope"));
+        metrics.observe(&Event::Gap { chain: chain(), from: 2, to: 3, from_head: true }, now);
+        metrics.observe(&Event::HeadNewer { chain: chain(), seq: 3, issued_at: now.plus_secs(-90) }, now);
+        metrics.observe(&Event::FeedFrozen { chain: chain(), seq: 3, expired_at: now }, now);
         let answered = |child: &str, after| Event::SyncAnswered {
             child: child.into(),
             after,
@@ -340,8 +348,8 @@ mod tests {
         assert_eq!(value(&text, "kairan_deliveries_rejected_total{reason=\"other\"}"), Some(1.0));
         assert_eq!(value(&text, "kairan_gaps_total{found_by=\"head\"}"), Some(1.0));
         assert_eq!(value(&text, "kairan_gaps_total{found_by=\"sequence\"}"), Some(0.0));
-        assert_eq!(value(&text, "kairan_head_age_seconds{origin=\"o\"}"), Some(90.0));
-        assert_eq!(value(&text, "kairan_feed_frozen{origin=\"o\"}"), Some(1.0));
+        assert_eq!(value(&text, "kairan_head_age_seconds{origin=\"o\",scope=\"jp/13\"}"), Some(90.0));
+        assert_eq!(value(&text, "kairan_feed_frozen{origin=\"o\",scope=\"jp/13\"}"), Some(1.0));
         assert_eq!(value(&text, "kairan_relay_child_lag_entries{child=\"c1\"}"), Some(10.0));
         assert_eq!(value(&text, "kairan_relay_child_lag_entries{child=\"c2\"}"), Some(0.0));
         assert_eq!(value(&text, "kairan_relay_sync_requests_total{outcome=\"rate_limited\"}"), Some(1.0));

@@ -76,7 +76,7 @@ impl LogAudit {
 }
 
 /// Every record of the segment log in `store_dir`, in append order (a torn tail ends it).
-fn records(store_dir: &Path) -> Result<Vec<LogRecord>, StoreError> {
+pub fn records(store_dir: &Path) -> Result<Vec<LogRecord>, StoreError> {
     let dir = segments_dir(store_dir);
     let io = |path: &Path, source| StoreError::Io { path: path.to_owned(), source };
     let mut paths: Vec<_> = std::fs::read_dir(&dir)

@@ -170,7 +170,9 @@ impl DiskStore {
 /// Adds the index entries of one log record.
 fn index_record(index: &SledIndex, record: LogRecord, location: Location) -> Result<(), StoreError> {
     match record {
-        LogRecord::Delivery(r) => index.put_delivery(&r.digest, &r.origin, r.seq, r.relay_seq, location),
+        LogRecord::Delivery(r) => {
+            index.put_delivery(&r.digest, &r.origin, &r.scope, r.seq, r.relay_seq, location)
+        }
         LogRecord::Fork(fork) => index.put_fork(&fork.digest, location),
         LogRecord::Blob(name, _) => index.put_blob(&name, location),
         LogRecord::TreeHashes(hashes) => index.put_tree_hashes(&hashes),
@@ -206,7 +208,7 @@ impl Store for DiskStore {
                 WriteOp::Accepted(r) => {
                     let location =
                         locations.next().ok_or_else(|| StoreError::Engine("lost a location".into()))?;
-                    index.put_delivery(&r.digest, &r.origin, r.seq, r.relay_seq, location)?;
+                    index.put_delivery(&r.digest, &r.origin, &r.scope, r.seq, r.relay_seq, location)?;
                 }
                 WriteOp::Fork(fork) => {
                     let location =
@@ -331,12 +333,12 @@ impl Store for DiskStore {
     fn restore(&self) -> Result<RestoredState, StoreError> {
         let index = &self.inner.index;
         let mut state = RestoredState::default();
-        for entry in index.origin_index.iter() {
+        for entry in index.chain_index.iter() {
             let (key, digest_bytes) = entry.map_err(engine)?;
-            let (origin, seq) = sled_index::split_origin_key(&key)
-                .ok_or_else(|| StoreError::Corrupt { tree: "origin_index", reason: "bad key".into() })?;
-            // Keys sort by origin then seq.
-            state.push_held(origin, seq, sled_index::digest_from("origin_index", &digest_bytes)?);
+            let (chain, seq) = sled_index::split_chain_key(&key)
+                .ok_or_else(|| StoreError::Corrupt { tree: "chain_index", reason: "bad key".into() })?;
+            // Keys group by chain, each chain's in seq order.
+            state.push_held(chain, seq, sled_index::digest_from("chain_index", &digest_bytes)?);
         }
         if let Some((key, _)) = index.output_log.last().map_err(engine)? {
             state.last_relay_seq = sled_index::u64_from("output_log", &key)?;
@@ -366,12 +368,12 @@ impl Store for DiskStore {
             }
             count += 1;
         }
-        for entry in index.origin_index.iter() {
+        for entry in index.chain_index.iter() {
             let (_, digest_bytes) = entry.map_err(engine)?;
-            let digest = sled_index::digest_from("origin_index", &digest_bytes)?;
+            let digest = sled_index::digest_from("chain_index", &digest_bytes)?;
             if !self.contains(&digest)? {
                 return Err(StoreError::Corrupt {
-                    tree: "origin_index",
+                    tree: "chain_index",
                     reason: format!("{digest} has no delivery"),
                 });
             }
@@ -404,8 +406,12 @@ impl Store for DiskStore {
 mod tests {
     use super::*;
     use kairan_protocol::Timestamp;
-    use kairan_protocol::sequence::ChainHead;
+    use kairan_protocol::sequence::{ChainHead, ChainId};
     use std::os::unix::fs::MetadataExt;
+
+    fn chain(origin: &str, scope: &str) -> ChainId {
+        ChainId::new(origin, kairan_protocol::Scope::parse(scope).expect("scope"))
+    }
 
     fn record(origin: &str, seq: u64, relay_seq: u64) -> StoredDelivery {
         StoredDelivery {
@@ -439,6 +445,11 @@ mod tests {
     #[test]
     fn accepted_deliveries_survive_reopen_with_their_indexes() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let jp13 = StoredDelivery {
+            digest: Digest::of(b"mhlw jp/13 1"),
+            scope: "jp/13".into(),
+            ..record("mhlw", 1, 4)
+        };
         {
             let store = DiskStore::open(dir.path()).expect("open");
             let batch = WriteBatch {
@@ -446,6 +457,8 @@ mod tests {
                     WriteOp::Accepted(record("mhlw", 1, 1)),
                     WriteOp::Accepted(record("mhlw", 2, 2)),
                     WriteOp::Accepted(record("nisc", 1, 3)),
+                    // Seq 1 again, of another chain of the same origin: its own head.
+                    WriteOp::Accepted(jp13.clone()),
                     WriteOp::Cursor(PUBLISHED_CURSOR, 2),
                     WriteOp::Blob(TRUST_BLOB, b"{}".to_vec()),
                 ],
@@ -455,18 +468,36 @@ mod tests {
         let store = DiskStore::open(dir.path()).expect("reopen");
         assert_eq!(store.recovered(), Recovered::default(), "a clean stop needs no repair");
         let state = store.restore().expect("restore");
-        assert_eq!(state.last_relay_seq, 3);
+        assert_eq!(state.last_relay_seq, 4);
         assert_eq!(
-            state.heads[0],
-            ("mhlw".into(), ChainHead { seq: 2, digest: record("mhlw", 2, 2).digest })
+            state.heads,
+            [
+                (chain("mhlw", "jp"), ChainHead { seq: 2, digest: record("mhlw", 2, 2).digest }),
+                (chain("mhlw", "jp/13"), ChainHead { seq: 1, digest: jp13.digest }),
+                (chain("nisc", "jp"), ChainHead { seq: 1, digest: record("nisc", 1, 3).digest }),
+            ]
         );
-        assert_eq!(state.held.len(), 3);
+        assert_eq!(state.held.len(), 4);
         assert_eq!((state.published, state.sync_cursor), (2, 0));
         assert_eq!(state.trust_bundle.as_deref(), Some(&b"{}"[..]));
-        assert_eq!(store.log_after(1, 10).expect("log").len(), 2);
+        assert_eq!(store.log_after(1, 10).expect("log").len(), 3);
         assert_eq!(store.get(&record("nisc", 1, 3).digest).expect("get"), Some(record("nisc", 1, 3)));
-        assert_eq!(store.check_integrity().expect("intact"), 3);
+        assert_eq!(store.check_integrity().expect("intact"), 4);
         assert_eq!(std::fs::metadata(dir.path()).expect("meta").mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_store_with_one_chain_per_origin_is_refused_not_misread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(DiskStore::open(dir.path()).expect("open"));
+        {
+            let db = sled::Config::new().path(index_dir(dir.path())).open().expect("sled");
+            let old = db.open_tree("origin_index").expect("tree");
+            old.insert(b"mhlw\0\0\0\0\0\0\0\0\x01", &[0u8; 32][..]).expect("insert");
+            db.flush().expect("flush");
+        }
+        let error = DiskStore::open(dir.path()).expect_err("refused");
+        assert!(error.to_string().contains("not migrated"), "{error}");
     }
 
     #[test]
@@ -518,6 +549,7 @@ mod tests {
         let fork = ForkRecord {
             digest: Digest::of(b"fork"),
             origin: "mhlw".into(),
+            scope: "jp".into(),
             seq: 1,
             held: None,
             at: Timestamp::from_unix_ms(6),

@@ -195,6 +195,7 @@ mod tests {
         let fork = ForkRecord {
             digest: Digest::of(b"f"),
             origin: "mhlw".into(),
+            scope: "jp".into(),
             seq: 4,
             held: None,
             at: Timestamp::from_unix_ms(1),

@@ -8,8 +8,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kairan_protocol::Digest;
+use kairan_protocol::sequence::ChainId;
 use kairan_protocol::tlog::{Hash, NodeIndex};
+use kairan_protocol::{Digest, Scope};
 
 use super::{
     CHECKPOINT_BLOB, ForkRecord, LogForkRecord, MAX_REJECTIONS_KEPT, PARENT_CHECKPOINT_BLOB,
@@ -23,8 +24,8 @@ struct Inner {
     log: BTreeMap<u64, StoredDelivery>,
     /// digest → relay_seq.
     by_digest: HashMap<Digest, u64>,
-    /// (origin, seq) → digest.
-    origin_index: BTreeMap<(String, u64), Digest>,
+    /// (origin, scope, seq) → digest: grouped by chain, each chain's in seq order.
+    chain_index: BTreeMap<(String, String, u64), Digest>,
     rejections: BTreeMap<u64, Rejection>,
     next_rejection: u64,
     forks: BTreeMap<Digest, ForkRecord>,
@@ -69,9 +70,9 @@ impl MemStore {
         self.lock().log.keys().next_back().copied().unwrap_or(0)
     }
 
-    /// Whether an advisory of `origin` with sequence number `seq` is held.
-    pub fn holds_seq(&self, origin: &str, seq: u64) -> bool {
-        self.lock().origin_index.contains_key(&(origin.to_owned(), seq))
+    /// Whether the advisory with sequence number `seq` of the chain `chain` is held.
+    pub fn holds_seq(&self, chain: &ChainId, seq: u64) -> bool {
+        self.lock().chain_index.contains_key(&(chain.origin.clone(), chain.scope.to_string(), seq))
     }
 
     /// Number of rejections kept.
@@ -87,7 +88,8 @@ impl Store for MemStore {
             match op {
                 WriteOp::Accepted(record) => {
                     inner.by_digest.insert(record.digest, record.relay_seq);
-                    inner.origin_index.insert((record.origin.clone(), record.seq), record.digest);
+                    let key = (record.origin.clone(), record.scope.clone(), record.seq);
+                    inner.chain_index.insert(key, record.digest);
                     inner.log.insert(record.relay_seq, record.clone());
                 }
                 WriteOp::Rejection(rejection) => {
@@ -182,10 +184,10 @@ impl Store for MemStore {
 
     fn check_integrity(&self) -> Result<usize, StoreError> {
         let inner = self.lock();
-        for digest in inner.origin_index.values() {
+        for digest in inner.chain_index.values() {
             if !inner.by_digest.contains_key(digest) {
                 return Err(StoreError::Corrupt {
-                    tree: "origin_index",
+                    tree: "chain_index",
                     reason: format!("{digest} has no delivery"),
                 });
             }
@@ -199,8 +201,11 @@ impl MemStore {
     fn restore_records(&self) -> RestoredState {
         let inner = self.lock();
         let mut state = RestoredState::default();
-        for ((origin, seq), digest) in &inner.origin_index {
-            state.push_held(origin.clone(), *seq, *digest);
+        for ((origin, scope, seq), digest) in &inner.chain_index {
+            // Every record was decided with a valid scope; one that is not has no chain.
+            if let Ok(scope) = Scope::parse(scope) {
+                state.push_held(ChainId::new(origin.clone(), scope), *seq, *digest);
+            }
         }
         state.last_relay_seq = inner.log.keys().next_back().copied().unwrap_or(0);
         state.sync_cursor = inner.cursors.get(SYNC_CURSOR).copied().unwrap_or(0);
@@ -251,7 +256,10 @@ mod tests {
         assert_eq!(state.sync_cursor, 7);
         assert_eq!(
             state.heads[0],
-            ("mhlw".into(), ChainHead { seq: 2, digest: record("mhlw", 2, 3).digest })
+            (
+                ChainId::new("mhlw", Scope::parse("jp").expect("scope")),
+                ChainHead { seq: 2, digest: record("mhlw", 2, 3).digest }
+            )
         );
         assert_eq!(clone.log_after(1, 1).expect("log"), vec![record("mhlw", 1, 2)]);
         assert_eq!(clone.check_integrity().expect("intact"), 3);

@@ -1,8 +1,8 @@
 //! Durable state of a node or a clinic, behind the [`Store`] trait.
 //!
 //! What a node keeps: accepted deliveries by digest (for a relay, the delivery *with its own
-//! hop*, exactly as forwarded; for a clinic, as received), the per-origin index
-//! `(origin, seq) → digest`, the relay's output log `relay_seq → digest`, rejections with
+//! hop*, exactly as forwarded; for a clinic, as received), the per-chain index
+//! `(origin, scope, seq) → digest` (sequence numbers count per chain: `docs/protocol.md` §11), the relay's output log `relay_seq → digest`, rejections with
 //! their reason, forks kept for audit, and named cursors and blobs (trust material).
 //!
 //! The output log is also the node's **transparency log** (RFC 9162 tree hashing,
@@ -34,7 +34,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use kairan_protocol::sequence::ChainHead;
+use kairan_protocol::sequence::{ChainHead, ChainId};
 use kairan_protocol::tlog::{Frontier, Hash, HashReader, NodeIndex, leaf_hash};
 use kairan_protocol::{Digest, Timestamp};
 
@@ -70,9 +70,9 @@ pub struct StoredDelivery {
     pub digest: Digest,
     /// Origin id.
     pub origin: String,
-    /// Origin sequence number.
+    /// Sequence number in its chain (origin, scope).
     pub seq: u64,
-    /// Advisory scope.
+    /// Advisory scope (with the origin, the chain).
     pub scope: String,
     /// The relay's output sequence number (for a clinic: its inbox sequence number).
     pub relay_seq: u64,
@@ -116,15 +116,19 @@ pub struct Rejection {
     pub size: usize,
 }
 
-/// A second advisory for an origin sequence number already taken: kept for audit, never
-/// forwarded.
+/// A second advisory for a sequence number already taken in its chain (origin, scope): kept
+/// for audit, never forwarded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForkRecord {
     /// Digest of the conflicting advisory.
     pub digest: Digest,
     /// Origin id.
     pub origin: String,
-    /// The contested sequence number.
+    /// The chain's scope (the advisory's). Empty in records written before chains were per
+    /// scope.
+    #[serde(default)]
+    pub scope: String,
+    /// The contested sequence number (in the chain).
     pub seq: u64,
     /// The digest held for that sequence number.
     pub held: Option<Digest>,
@@ -216,10 +220,10 @@ impl WriteBatch {
 /// What a node resumes from after a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoredState {
-    /// Head of each origin's chain (highest sequence number held).
-    pub heads: Vec<(String, ChainHead)>,
-    /// Every `(origin, seq, digest)` held.
-    pub held: Vec<(String, u64, Digest)>,
+    /// Head of each chain (origin, scope): its highest sequence number held.
+    pub heads: Vec<(ChainId, ChainHead)>,
+    /// Every `(chain, seq, digest)` held.
+    pub held: Vec<(ChainId, u64, Digest)>,
     /// Last relay sequence number used.
     pub last_relay_seq: u64,
     /// The catch-up cursor ([`SYNC_CURSOR`]).
@@ -247,14 +251,14 @@ impl RestoredState {
         }
     }
 
-    /// Adds a held `(origin, seq, digest)`; entries must come sorted by origin, then seq, so
-    /// that the last of an origin is its head.
-    pub fn push_held(&mut self, origin: String, seq: u64, digest: Digest) {
+    /// Adds a held `(chain, seq, digest)`; entries must come grouped by chain, each chain's
+    /// in seq order, so that the last of a chain is its head.
+    pub fn push_held(&mut self, chain: ChainId, seq: u64, digest: Digest) {
         match self.heads.last_mut() {
-            Some((last, head)) if *last == origin => *head = ChainHead { seq, digest },
-            _ => self.heads.push((origin.clone(), ChainHead { seq, digest })),
+            Some((last, head)) if *last == chain => *head = ChainHead { seq, digest },
+            _ => self.heads.push((chain.clone(), ChainHead { seq, digest })),
         }
-        self.held.push((origin, seq, digest));
+        self.held.push((chain, seq, digest));
     }
 }
 

@@ -1,8 +1,9 @@
 //! The index of a [`super::DiskStore`] on sled `=0.34.7`: small values only, pointing into
 //! the segment log, plus the records that live nowhere else (rejections, cursors).
 //!
-//! Trees: `delivery_index` (digest → [`Location`]), `origin_index` (origin ‖ 0x00 ‖ seq BE →
-//! digest), `output_log` (relay_seq BE → digest ‖ [`Location`]), `forks` (digest →
+//! Trees: `delivery_index` (digest → [`Location`]), `chain_index` (origin ‖ 0x00 ‖ scope ‖
+//! 0x00 ‖ seq BE → digest: neither ids nor scopes contain 0x00, so the key splits one way,
+//! and keys group by chain, each chain's in seq order), `output_log` (relay_seq BE → digest ‖ [`Location`]), `forks` (digest →
 //! [`Location`]), `rejections` (id BE → JSON), `meta` (`cursor/NAME` → u64 BE, `blob/NAME` →
 //! [`Location`], `log/indexed_upto` → [`Position`]), `tlog` (the transparency log's stored
 //! hashes: `NodeIndex` key → 32-byte hash, small enough to live in the index), `log_forks`
@@ -20,8 +21,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use kairan_protocol::Digest;
+use kairan_protocol::sequence::ChainId;
 use kairan_protocol::tlog::{Hash, NodeIndex};
+use kairan_protocol::{Digest, Scope};
 
 use super::durable_fs::{self, io_error};
 use super::segment_log::{Location, Position};
@@ -34,22 +36,28 @@ pub(super) fn engine(error: sled::Error) -> StoreError {
     StoreError::Engine(error.to_string())
 }
 
-pub(super) fn origin_key(origin: &str, seq: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(origin.len() + 9);
+/// The `chain_index` key of sequence number `seq` of the chain (`origin`, `scope`).
+pub(super) fn chain_key(origin: &str, scope: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(origin.len() + scope.len() + 10);
     key.extend_from_slice(origin.as_bytes());
+    key.push(0);
+    key.extend_from_slice(scope.as_bytes());
     key.push(0);
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 
-pub(super) fn split_origin_key(key: &[u8]) -> Option<(String, u64)> {
+/// The chain and sequence number of a `chain_index` key (`None`: not such a key).
+pub(super) fn split_chain_key(key: &[u8]) -> Option<(ChainId, u64)> {
     let split = key.len().checked_sub(9)?;
     if key.get(split) != Some(&0) {
         return None;
     }
-    let origin = std::str::from_utf8(&key[..split]).ok()?.to_owned();
+    let (origin, scope) = key[..split].split_at(key[..split].iter().position(|b| *b == 0)?);
+    let origin = std::str::from_utf8(origin).ok()?;
+    let scope = Scope::parse(std::str::from_utf8(&scope[1..]).ok()?).ok()?;
     let seq = u64::from_be_bytes(key[split + 1..].try_into().ok()?);
-    Some((origin, seq))
+    Some((ChainId::new(origin, scope), seq))
 }
 
 pub(super) fn digest_from(tree: &'static str, bytes: &[u8]) -> Result<Digest, StoreError> {
@@ -82,12 +90,33 @@ pub(super) fn log_entry_from(bytes: &[u8]) -> Result<(Digest, Location), StoreEr
     Ok((digest_from("output_log", &bytes[..32])?, location_from("output_log", &bytes[32..])?))
 }
 
+/// Refuses an index of the layout with one sequence chain per origin (its `origin_index`
+/// tree holds entries): its sequence numbers count differently from today's chains per
+/// (origin, scope), and the origins' numbering changed with them, so there is nothing to
+/// migrate them to (pre-release: such a store is started afresh). An empty one is dropped.
+fn refuse_per_origin_layout(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
+    const OLD: &[u8] = b"origin_index";
+    if !db.tree_names().iter().any(|name| name.as_ref() == OLD) {
+        return Ok(());
+    }
+    if db.open_tree(OLD).map_err(engine)?.is_empty() {
+        db.drop_tree(OLD).map_err(engine)?;
+        return Ok(());
+    }
+    Err(StoreError::Engine(format!(
+        "the store at {} numbers advisories in one chain per origin, a layout before chains per \
+         (origin, scope); it is not migrated: move it aside and start with an empty store \
+         (the node catches up from its parent)",
+        dir.display()
+    )))
+}
+
 /// The sled side of a disk store.
 #[derive(Debug)]
 pub(super) struct SledIndex {
     pub db: sled::Db,
     pub delivery_index: sled::Tree,
-    pub origin_index: sled::Tree,
+    pub chain_index: sled::Tree,
     pub output_log: sled::Tree,
     pub forks: sled::Tree,
     pub rejections: sled::Tree,
@@ -121,10 +150,11 @@ impl SledIndex {
                 }
             }
         };
+        refuse_per_origin_layout(&db, dir)?;
         let tree = |name: &str| db.open_tree(name).map_err(engine);
         let index = Self {
             delivery_index: tree("delivery_index")?,
-            origin_index: tree("origin_index")?,
+            chain_index: tree("chain_index")?,
             output_log: tree("output_log")?,
             forks: tree("forks")?,
             rejections: tree("rejections")?,
@@ -155,6 +185,7 @@ impl SledIndex {
         &self,
         digest: &Digest,
         origin: &str,
+        scope: &str,
         seq: u64,
         relay_seq: u64,
         location: Location,
@@ -163,7 +194,7 @@ impl SledIndex {
         entry.extend_from_slice(digest.as_bytes());
         entry.extend_from_slice(&location.to_bytes());
         self.delivery_index.insert(digest.as_bytes(), &location.to_bytes()).map_err(engine)?;
-        self.origin_index.insert(origin_key(origin, seq), &digest.as_bytes()[..]).map_err(engine)?;
+        self.chain_index.insert(chain_key(origin, scope, seq), &digest.as_bytes()[..]).map_err(engine)?;
         self.output_log.insert(relay_seq.to_be_bytes(), entry).map_err(engine)?;
         Ok(())
     }

@@ -161,7 +161,9 @@ impl AdvisoryPage {
         let facts = vec![
             Detail { label: "番号 / ID", value: advisory.id.clone() },
             Detail {
-                label: "発信元 / origin", value: format!("{} (seq {})", advisory.origin, advisory.seq)
+                // Sequence numbers count per scope (the origin's chain for this scope).
+                label: "発信元 / origin",
+                value: format!("{} (seq {} in {})", advisory.origin, advisory.seq, advisory.scope),
             },
             Detail { label: "対象地域 / scope", value: area(&advisory.scope) },
             Detail { label: "発行 / issued", value: jst(advisory.issued_at) },

@@ -11,6 +11,7 @@ use rand::Rng;
 
 use kairan_node::topics;
 use kairan_protocol::head::Head;
+use kairan_protocol::sequence::ChainId;
 use kairan_protocol::{Revocation, TrustBundle};
 
 use super::tree::{EPOCH, derive_key};
@@ -116,7 +117,7 @@ impl Sim {
                 let scope = self.nodes[target].scope.to_string();
                 (
                     topics::deliveries(parent_id, &scope),
-                    topics::heads(parent_id, "mhlw"),
+                    topics::heads(parent_id, &ChainId::new("mhlw", self.nodes[target].scope.clone())),
                     topics::trust(parent_id),
                 )
             }
@@ -148,8 +149,11 @@ impl Sim {
                 let origin = &self.tree.origins[0];
                 let rogue = derive_key(self.seed, "rogue-head");
                 let now = EPOCH.plus_ms(self.now as i64);
+                // Of a chain the target is entitled to (its own scope): refused for its
+                // signature, not dropped for its scope.
                 let head = Head {
                     origin: origin.id.clone(),
+                    scope: self.nodes[target].scope.clone(),
                     seq: 1_000,
                     digest: Some(kairan_protocol::Digest::of(b"nothing")),
                     issued_at: now,

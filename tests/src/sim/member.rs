@@ -17,6 +17,7 @@ use kairan_node::store::Store;
 
 use kairan_node::authz::{Grants, MemberKind, Principal};
 use kairan_node::topics;
+use kairan_protocol::sequence::ChainId;
 use kairan_protocol::sync::{SyncResponse, sign_page};
 use kairan_protocol::{Certificate, Digest, Revocation, Role, SecretKey, TrustBundle};
 
@@ -81,7 +82,13 @@ impl Sim {
             (topics::deliveries(&p, "jp"), false),
             (topics::trust_piece(&p, "00"), true),
             (topics::trust(&p), false),
-            (topics::heads(&p, &self.tree.origins[0].id), true),
+            (
+                topics::heads(
+                    &p,
+                    &ChainId::new(self.tree.origins[0].id.clone(), self.nodes[member].scope.clone()),
+                ),
+                true,
+            ),
             (topics::control(&p), false),
             (topics::ingest_of(&p, &self.tree.origins[0].id), false),
             (topics::sync_response(&p, &me), false),

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use kairan_node::machine::{self, Action, Counters, Event as MachineEvent, Machine, MsgId, ReadResult};
 use kairan_node::store::{MemStore, SYNC_CURSOR, Store, TreeReader, WriteBatch, WriteOp};
+use kairan_protocol::sequence::ChainId;
 use kairan_protocol::tlog::{NodeIndex, leaf_hash, tree_root};
 use kairan_protocol::{Digest, Scope, Timestamp};
 
@@ -42,8 +43,8 @@ pub(super) struct Node {
     pub subscriptions: Vec<String>,
     /// Retained messages on its own broker (lost with the process: the embedded broker).
     pub retained: BTreeMap<String, Bytes>,
-    /// Gap reports: (origin, from, to).
-    pub gaps: Vec<(String, u64, u64)>,
+    /// Gap reports: (chain, from, to).
+    pub gaps: Vec<(ChainId, u64, u64)>,
     /// Partitions currently cutting this node from its parent.
     pub cut: u32,
     /// The input being decided came from a hostile member (its refusals are expected).
@@ -225,9 +226,15 @@ impl Sim {
     fn on_event(&mut self, index: usize, event: MachineEvent) {
         self.log(index, || format!("{event:?}").chars().take(200).collect());
         match event {
-            MachineEvent::Gap { origin, from, to, .. } => {
+            MachineEvent::Gap { chain, from, to, .. } => {
                 self.stats.gaps_reported += 1;
-                self.nodes[index].gaps.push((origin, from, to));
+                // Chains are per (origin, scope): a node never hears of another scope's.
+                if !chain.scope.overlaps(&self.nodes[index].scope) {
+                    let text =
+                        format!("{} reported a gap of {chain}, outside its scope", self.nodes[index].id);
+                    self.violation(text);
+                }
+                self.nodes[index].gaps.push((chain, from, to));
             }
             MachineEvent::Accepted(_) => self.stats.accepted += 1,
             MachineEvent::Duplicate { .. } => self.stats.duplicates += 1,
@@ -240,9 +247,9 @@ impl Sim {
             MachineEvent::StalePage { .. } => self.stats.stale_pages += 1,
             MachineEvent::SyncDropped { .. } => self.stats.sync_dropped += 1,
             MachineEvent::CatchUpPage { received, .. } => self.stats.sync_deliveries += received as u64,
-            MachineEvent::FeedFrozen { origin, .. } => {
+            MachineEvent::FeedFrozen { chain, .. } => {
                 let text = format!(
-                    "{} reported a frozen feed of {origin}, whose heads are fresh",
+                    "{} reported a frozen feed of {chain}, whose heads are fresh",
                     self.nodes[index].id
                 );
                 self.violation(text);
@@ -370,11 +377,14 @@ impl Sim {
     /// The commit in flight is durable now: check it, apply it to the disk, tell the machine.
     pub(super) fn flush_done(&mut self, index: usize) {
         let Some((id, batch)) = self.nodes[index].commit.take() else { return };
-        let accepted: Vec<(String, u64)> = batch
+        let accepted: Vec<(ChainId, u64)> = batch
             .ops
             .iter()
             .filter_map(|op| match op {
-                WriteOp::Accepted(record) => Some((record.origin.clone(), record.seq)),
+                WriteOp::Accepted(record) => {
+                    let scope = Scope::parse(&record.scope).ok()?;
+                    Some((ChainId::new(record.origin.clone(), scope), record.seq))
+                }
                 _ => None,
             })
             .collect();
@@ -398,8 +408,8 @@ impl Sim {
             machine.handle_committed(id, now);
         }
         self.drive(index);
-        for (origin, seq) in accepted {
-            self.check_unreported_gap(index, &origin, seq);
+        for (chain, seq) in accepted {
+            self.check_unreported_gap(index, &chain, seq);
         }
     }
 
@@ -466,10 +476,11 @@ impl Sim {
         }
     }
 
-    /// The gap invariant: a node that stores `origin #seq` while missing an earlier genuine
-    /// advisory of `origin` in its scope must have reported a gap covering it.
-    fn check_unreported_gap(&mut self, index: usize, origin: &str, seq: u64) {
-        let Some(chain) = self.by_origin.get(origin) else { return };
+    /// The gap invariant: a node that stores `#seq` of a chain (origin, scope) while missing
+    /// an earlier genuine advisory of that chain in its scope must have reported a gap
+    /// covering it. (Chains of scopes outside its own never reach it: nothing to report.)
+    fn check_unreported_gap(&mut self, index: usize, chain_id: &ChainId, seq: u64) {
+        let Some(chain) = self.by_chain.get(chain_id) else { return };
         let node = &self.nodes[index];
         if !node.up() {
             return;
@@ -479,14 +490,14 @@ impl Sim {
             if genuine.seq >= seq {
                 break;
             }
-            if !genuine.scope.overlaps(&node.scope) || node.store.holds_seq(origin, genuine.seq) {
+            if !genuine.scope.overlaps(&node.scope) || node.store.holds_seq(chain_id, genuine.seq) {
                 continue;
             }
             let reported =
-                node.gaps.iter().any(|(o, from, to)| o == origin && (*from..=*to).contains(&genuine.seq));
+                node.gaps.iter().any(|(c, from, to)| c == chain_id && (*from..=*to).contains(&genuine.seq));
             if !reported {
                 let text = format!(
-                    "{} stored {origin} #{seq} while missing {origin} #{} (scope {}, in its scope) without reporting a gap",
+                    "{} stored {chain_id} #{seq} while missing {chain_id} #{} (scope {}, in its scope) without reporting a gap",
                     node.id, genuine.seq, genuine.scope
                 );
                 self.violations.push(text);

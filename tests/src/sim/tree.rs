@@ -2,6 +2,8 @@
 //! them (root 2-of-3 for origins and the national relay, each relay for its children), the
 //! node skeletons, and the genuine advisories the origins will publish.
 
+use std::collections::BTreeMap;
+
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest as _, Sha256};
@@ -96,14 +98,15 @@ pub struct Origin {
     pub cert: Envelope,
 }
 
-/// A genuine advisory: signed by a certified origin as the next link of its chain.
+/// A genuine advisory: signed by a certified origin as the next link of its chain (origin,
+/// scope).
 #[derive(Debug, Clone)]
 pub struct Genuine {
     /// Origin index.
     pub origin: usize,
     /// Origin id.
     pub origin_id: String,
-    /// Sequence number.
+    /// Sequence number in its chain (origin, scope).
     pub seq: u64,
     /// Its digest.
     pub digest: Digest,
@@ -350,14 +353,15 @@ fn plan_advisories(
         let index = rng.gen_range(0..scopes.len());
         scopes[index] = scope("jp");
     }
-    let mut chain: Vec<(u64, Option<Digest>)> = vec![(0, None); origins.len()];
+    // One chain per (origin, scope), as origins number their advisories.
+    let mut chains: BTreeMap<(usize, Scope), (u64, Option<Digest>)> = BTreeMap::new();
     let mut genuine = Vec::with_capacity(times.len());
     for (index, (publish_at, advisory_scope)) in times.into_iter().zip(scopes).enumerate() {
         let origin = rng.gen_range(0..origins.len());
-        let (last_seq, prev) = chain[origin];
+        let (last_seq, prev) = chains.get(&(origin, advisory_scope.clone())).copied().unwrap_or((0, None));
         let seq = last_seq + 1;
         let mut advisory = sample_advisory(&origins[origin].id, seq, prev);
-        advisory.id = format!("{}-sim-{seq}", origins[origin].id);
+        advisory.id = format!("{}-sim-{index}", origins[origin].id);
         advisory.scope = advisory_scope.clone();
         advisory.issued_at = EPOCH.plus_ms(publish_at as i64);
         advisory.expires_at = advisory.issued_at.plus_secs(30 * 24 * 3600);
@@ -365,7 +369,7 @@ fn plan_advisories(
             Localized::new("ja", &format!("模擬注意喚起 {index}")).with("en", "Simulated advisory");
         let envelope = Envelope::sign(ADVISORY_TYPE, advisory.to_payload(), &[&origins[origin].key]);
         let digest = Digest::of(&envelope.payload);
-        chain[origin] = (seq, Some(digest));
+        chains.insert((origin, advisory_scope.clone()), (seq, Some(digest)));
         let ingest =
             Delivery { advisory: envelope, certs: vec![origins[origin].cert.clone()], hops: Vec::new() };
         let ingest_json = Bytes::from(ingest.to_json());

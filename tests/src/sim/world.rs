@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use kairan_node::topics;
+use kairan_protocol::sequence::ChainId;
 use kairan_protocol::{Digest, Timestamp};
 
 use super::adversary::Attack;
@@ -315,8 +316,8 @@ pub(super) struct Sim {
     queue: BinaryHeap<Scheduled>,
     pub tree: Tree,
     pub nodes: Vec<Node>,
-    /// Genuine advisory indexes by origin id, in seq order.
-    pub by_origin: BTreeMap<String, Vec<usize>>,
+    /// Genuine advisory indexes by chain (origin, scope), in seq order.
+    pub by_chain: BTreeMap<ChainId, Vec<usize>>,
     /// Digests that must never be stored: forged, tampered, equivocating advisories.
     pub bad: BTreeSet<Digest>,
     pub attacks: Vec<Attack>,
@@ -354,9 +355,9 @@ impl Sim {
                 Node::boot(&tree, index, interval, offset, EPOCH.plus_ms(offset - phase))
             })
             .collect();
-        let mut by_origin: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut by_chain: BTreeMap<ChainId, Vec<usize>> = BTreeMap::new();
         for (index, genuine) in tree.genuine.iter().enumerate() {
-            by_origin.entry(genuine.origin_id.clone()).or_default().push(index);
+            by_chain.entry(genuine.advisory.chain()).or_default().push(index);
         }
         let heal_at = config.timing.fault_window_ms;
         let mut sim = Sim {
@@ -368,7 +369,7 @@ impl Sim {
             queue: BinaryHeap::new(),
             tree,
             nodes,
-            by_origin,
+            by_chain,
             bad: BTreeSet::new(),
             attacks: Vec::new(),
             hostile: Vec::new(),
@@ -667,13 +668,15 @@ impl Sim {
         self.send(0, 0, Msg::Publish { topic, payload, tag: Tag::Genuine, qos1: true });
     }
 
-    /// The origin's signed head after publishing advisory `index` (`kairan publish` does it).
+    /// The origin's signed head of the advisory's chain after publishing advisory `index`
+    /// (`kairan publish` does it).
     fn send_head(&mut self, index: usize) {
         let genuine = &self.tree.genuine[index];
         let origin = &self.tree.origins[genuine.origin];
         let issued_at = EPOCH.plus_ms(self.now as i64);
         let head = kairan_protocol::head::Head {
             origin: origin.id.clone(),
+            scope: genuine.scope.clone(),
             seq: genuine.seq,
             digest: Some(genuine.digest),
             issued_at,

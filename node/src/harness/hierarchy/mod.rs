@@ -565,7 +565,13 @@ impl HierarchyBuilder {
                 credentials,
                 lang: "ja".into(),
                 announce: false,
-                recipient_key: enrolled.get(&clinic_id).cloned(),
+                // An enrolled clinic's own recipient key; otherwise the fixture key of this
+                // clinic id (what `sign_next_sealed*` seal to), so that the announcement, the
+                // web page and `kairan inbox` open what is sealed to it, as a configured clinic
+                // does.
+                recipient_key: Some(enrolled.get(&clinic_id).cloned().unwrap_or_else(|| {
+                    std::sync::Arc::new(kairan_protocol::fixtures::sealed::recipient(&clinic_id))
+                })),
                 sync_interval: SYNC_INTERVAL,
                 log: LogSection::default(),
                 metrics: self.metrics,

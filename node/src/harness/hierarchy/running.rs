@@ -46,19 +46,26 @@ impl Hierarchy {
         }
     }
 
-    /// Signs `advisory` as the origin's next link (overwriting seq and prev) and returns the
-    /// delivery bytes to publish, and the digest.
-    pub fn sign_next(&mut self, mut advisory: Advisory) -> (Vec<u8>, Digest) {
+    /// Sets `advisory`'s origin, and its seq and prev as the next link of the origin's chain
+    /// of its scope.
+    fn link_next(&self, advisory: &mut Advisory) {
         advisory.origin = self.origin.id.clone();
-        advisory.seq = self.origin.state.seq + 1;
-        advisory.prev = self.origin.state.digest;
+        let chain = self.origin.state.chain(&advisory.scope);
+        advisory.seq = chain.seq + 1;
+        advisory.prev = chain.digest;
+    }
+
+    /// Signs `advisory` as the next link of the origin's chain of its scope (overwriting seq
+    /// and prev) and returns the delivery bytes to publish, and the digest.
+    pub fn sign_next(&mut self, mut advisory: Advisory) -> (Vec<u8>, Digest) {
+        self.link_next(&mut advisory);
         let envelope = Envelope::sign(
             kairan_protocol::envelope::ADVISORY_TYPE,
             advisory.to_payload(),
             &[&self.origin.key],
         );
         let digest = Digest::of(&envelope.payload);
-        self.origin.state = OriginState { seq: advisory.seq, digest: Some(digest), pending: None };
+        self.origin.state.signed(&advisory.scope, advisory.seq, digest);
         let delivery =
             Delivery { advisory: envelope, certs: vec![self.origin.cert.clone()], hops: Vec::new() };
         (delivery.to_json(), digest)
@@ -68,9 +75,7 @@ impl Hierarchy {
     /// with the protocol's fixture keys ([`seal_with_fixture_keys`]), after its origin, `seq`
     /// and `prev` are set (sealing binds them). Tests only: the keys are public.
     pub fn sign_next_sealed(&mut self, mut advisory: Advisory) -> (Vec<u8>, Digest) {
-        advisory.origin = self.origin.id.clone();
-        advisory.seq = self.origin.state.seq + 1;
-        advisory.prev = self.origin.state.digest;
+        self.link_next(&mut advisory);
         self.sign_next(seal_with_fixture_keys(&advisory))
     }
 
@@ -83,9 +88,7 @@ impl Hierarchy {
         to: &[(&str, &kairan_protocol::sealed::RecipientKey)],
     ) -> (Vec<u8>, Digest) {
         use kairan_protocol::sealed::{To, seal};
-        advisory.origin = self.origin.id.clone();
-        advisory.seq = self.origin.state.seq + 1;
-        advisory.prev = self.origin.state.digest;
+        self.link_next(&mut advisory);
         let label = format!("harness-to-{}-{}", advisory.origin, advisory.seq);
         let to: Vec<To<'_>> = to.iter().map(|(id, key)| To::Clinic(id, key)).collect();
         let sealed = seal(&advisory, &to, &mut kairan_protocol::fixtures::sealed::rng(&label))
@@ -93,14 +96,31 @@ impl Hierarchy {
         self.sign_next(sealed)
     }
 
-    /// Signs a head for the origin's chain as it stands (`valid_for` from now) and publishes it
-    /// to the national node's ingest-heads topic.
+    /// Signs a head of each of the origin's chains as they stand (`valid_for` from now; before
+    /// its first advisory, the empty chain of its scope `jp`) and publishes them to the
+    /// national node's ingest-heads topic.
     pub async fn publish_head(&self, valid_for: Duration) -> Result<(), CliError> {
+        let jp = kairan_protocol::Scope::parse("jp").map_err(CliError::Failed)?;
+        for (scope, _) in publish::chains_to_head(&self.origin.state, &jp) {
+            self.publish_head_of(&scope, valid_for).await?;
+        }
+        Ok(())
+    }
+
+    /// Signs a head of the origin's chain of `scope` as it stands (`valid_for` from now) and
+    /// publishes it to the national node's ingest-heads topic.
+    pub async fn publish_head_of(
+        &self,
+        scope: &kairan_protocol::Scope,
+        valid_for: Duration,
+    ) -> Result<(), CliError> {
         let now = crate::clock::now();
+        let chain = self.origin.state.chain(scope);
         let head = kairan_protocol::head::Head {
             origin: self.origin.id.clone(),
-            seq: self.origin.state.seq,
-            digest: self.origin.state.digest,
+            scope: scope.clone(),
+            seq: chain.seq,
+            digest: chain.digest,
             issued_at: now,
             expires_at: now.plus_ms(i64::try_from(valid_for.as_millis()).unwrap_or(i64::MAX)),
         };

@@ -184,21 +184,32 @@ impl Machine {
     pub(super) fn on_head(&mut self, id: Option<MsgId>, source: &str, payload: &Bytes, now: Timestamp) {
         let ctx = VerifyContext { anchors: self.trust.anchors(), revocations: self.trust.revoked(), now };
         let holdings = &self.holdings;
-        match self.heads.on_message(payload, ctx, |origin| holdings.head(origin).map_or(0, |h| h.seq)) {
+        match self.heads.on_message(payload, ctx, |chain| holdings.head(chain).map_or(0, |h| h.seq)) {
             Ok(HeadNews::Newer { head, missing }) => {
+                let chain = head.chain();
+                self.counters.heads_newer += 1;
                 self.report(Event::HeadNewer {
-                    origin: head.origin.clone(),
+                    chain: chain.clone(),
                     seq: head.seq,
                     issued_at: head.issued_at,
                 });
                 if let Some((from, to)) = missing {
                     self.counters.gaps_reported += 1;
-                    self.report(Event::Gap { origin: head.origin.clone(), from, to, from_head: true });
+                    self.report(Event::Gap { chain: chain.clone(), from, to, from_head: true });
                     self.ask(Reason::Gap, now);
                 }
                 if self.is_relay() {
-                    self.publish_head(&head.origin, payload.clone());
+                    self.publish_head(&chain, payload.clone());
                 }
+                if let Some(id) = id {
+                    self.ack(id);
+                }
+            }
+            // Not this node's chain: its advisories never come here, so it says nothing
+            // missing and nothing frozen; not kept, not passed on. (Silently: reporting it
+            // would tell the operator what it must not learn.)
+            Ok(HeadNews::OutOfScope(_)) => {
+                self.counters.heads_out_of_scope += 1;
                 if let Some(id) = id {
                     self.ack(id);
                 }
