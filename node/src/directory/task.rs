@@ -83,6 +83,8 @@ struct Local {
     _tunnel: Option<crate::tls::Tunnel>,
     reconnect_at: Option<Instant>,
     backoff: Backoff,
+    /// The last connection failure logged.
+    last_error: Option<String>,
 }
 
 struct State {
@@ -103,6 +105,7 @@ async fn run(config: DirectoryClient, shutdown: CancellationToken) {
         _tunnel: None,
         reconnect_at: Some(Instant::now()),
         backoff: Backoff::new(),
+        last_error: None,
     };
     let mut state =
         State { config, own: None, stated_parts: 0, book: Book::default(), up_was: false, last_error: None };
@@ -130,6 +133,7 @@ async fn run(config: DirectoryClient, shutdown: CancellationToken) {
             event = recv_some(local.events.as_mut()) => match event {
                 Some(Ok(MqttEvent::Incoming(Packet::ConnAck(_)))) => {
                     local.backoff.reset();
+                    local.last_error = None;
                     if let Some(client) = &local.client {
                         let filter = topics::directory_filter(&state.config.signer.id);
                         if let Err(error) = client.try_subscribe(filter, QoS::AtLeastOnce) {
@@ -142,7 +146,20 @@ async fn run(config: DirectoryClient, shutdown: CancellationToken) {
                     state.on_child_part(&publish.topic, &publish.payload);
                 }
                 Some(Ok(_)) => {}
-                Some(Err(_)) | None => {
+                Some(Err(error)) => {
+                    // Once per distinct reason: a broker configured before the directory client
+                    // existed refuses `<node>~dir` until its configuration is generated again.
+                    let reason = error.to_string();
+                    if local.last_error.as_ref() != Some(&reason) {
+                        warn!(node = %state.config.signer.id, error = %reason, "directory client lost its own broker (an external broker needs `kairan broker mosquitto-config` run again for the <node>~dir user)");
+                        local.last_error = Some(reason);
+                    }
+                    local.client = None;
+                    local.events = None;
+                    local._tunnel = None;
+                    local.reconnect_at = Some(Instant::now() + local.backoff.next_delay());
+                }
+                None => {
                     local.client = None;
                     local.events = None;
                     local._tunnel = None;
