@@ -7,10 +7,13 @@
 //! | client of node N's broker | client id | reads | writes | retained |
 //! |---|---|---|---|---|
 //! | child relay or clinic C (scope S) | `C` | `N/deliveries/` of each scope enclosing S, `N/deliveries/S/#`, `N/heads/+/` of each scope enclosing S, `N/heads/+/S/#`, `N/trust/#`, `N/checkpoint`, `N/sync/C/resp` | `N/sync/C/req` | — |
-//! | origin O (national only) | `O` | — | `N/ingest/O`, `N/ingest-heads/O` | — |
+//! | … clinic C, besides | `C` | `N/recipients/#` | — | — |
+//! | … child relay C, besides | `C` | — | `N/directory/S/#` | `N/directory/S/#` |
+//! | origin O (national only) | `O` | `N/accepted/O`, `N/directory/#` | `N/ingest/O`, `N/ingest-heads/O` | — |
 //! | administrator A (national only) | `A` | — | `N/control` | — |
 //! | N's publisher (`N~out`) | `N~out` | `N/sync/+/req` | `N/deliveries/#`, `N/trust/#`, `N/heads/#`, `N/checkpoint`, `N/sync/+/resp` | `N/trust/#`, `N/heads/#`, `N/checkpoint` |
 //! | N's ingest (`N~ingest`, national only) | `N~ingest` | `N/ingest/+`, `N/ingest-heads/+`, `N/control` | — | — |
+//! | N's directory client (`N~dir`) | `N~dir` | `N/directory/#` | `N/recipients/#` | `N/recipients/#` |
 //!
 //! (`N/…` abbreviates `kairan/v1/N/…`.) Heads are read exactly as deliveries are: a member
 //! may read the heads of the chains (origin, scope) whose advisories it may read, and no
@@ -52,6 +55,8 @@ pub enum Principal {
     Publisher,
     /// The national node's own ingest client.
     Ingest,
+    /// The node's own directory client: publishes its recipient directory, reads its children's.
+    Directory,
 }
 
 /// The username (and client id) of node `node`'s publisher on its own broker. `~` cannot
@@ -63,6 +68,12 @@ pub fn publisher_username(node: &str) -> String {
 /// The username (and client id) of the national node's ingest client.
 pub fn ingest_username(node: &str) -> String {
     format!("{node}~ingest")
+}
+
+/// The username (and client id) of node `node`'s directory client on its own broker
+/// ([`crate::directory`]).
+pub fn directory_username(node: &str) -> String {
+    format!("{node}~dir")
 }
 
 /// What a principal may do on node `node`'s broker.
@@ -82,14 +93,26 @@ impl Grants {
         let trust_all = format!("{}/#", topics::trust(node));
         let heads_all = format!("{}/#", topics::heads_root(node));
         match who {
-            Principal::Member { id, kind: MemberKind::Relay | MemberKind::Clinic, scope } => {
+            Principal::Member { id, kind: kind @ (MemberKind::Relay | MemberKind::Clinic), scope } => {
                 let mut read = scope.as_ref().map(|s| topics::delivery_filters(node, s)).unwrap_or_default();
                 read.extend(scope.as_ref().map(|s| topics::heads_filters(node, s)).unwrap_or_default());
                 read.extend([trust_all, topics::checkpoint(node), topics::sync_response(node, id)]);
-                Grants { read, write: vec![topics::sync_request(node, id)], retain: Vec::new() }
+                let mut write = vec![topics::sync_request(node, id)];
+                let mut retain = Vec::new();
+                match (kind, scope) {
+                    // A clinic reads its district's directory; a child relay states its own
+                    // scope's directories (its own and those it verified from below) here.
+                    (MemberKind::Clinic, _) => read.push(topics::recipients_filter(node)),
+                    (_, Some(scope)) => {
+                        write.push(topics::directory_of(node, scope));
+                        retain.push(topics::directory_of(node, scope));
+                    }
+                    (_, None) => {}
+                }
+                Grants { read, write, retain }
             }
             Principal::Member { id, kind: MemberKind::Origin, .. } if national => Grants {
-                read: vec![topics::accepted(node, id)],
+                read: vec![topics::accepted(node, id), topics::directory_filter(node)],
                 write: vec![topics::ingest_of(node, id), topics::ingest_heads_of(node, id)],
                 retain: Vec::new(),
             },
@@ -119,6 +142,11 @@ impl Grants {
                 retain: Vec::new(),
             },
             Principal::Ingest => Grants::default(),
+            Principal::Directory => Grants {
+                read: vec![topics::directory_filter(node)],
+                write: vec![topics::recipients_filter(node)],
+                retain: vec![topics::recipients_filter(node)],
+            },
         }
     }
 
@@ -218,5 +246,43 @@ mod tests {
         let publisher = Grants::of("jp", true, &Principal::Publisher);
         assert!(publisher.may_publish(&topics::accepted("jp", "mhlw"), false));
         assert!(!publisher.may_publish(&topics::accepted("jp", "mhlw"), true), "never retained");
+    }
+
+    #[test]
+    fn directories_go_up_one_scope_each_and_are_read_by_origins_and_clinics() {
+        let chuo = Scope::parse("jp/13/chuo").expect("scope");
+        let minato = Scope::parse("jp/13/minato").expect("scope");
+        let district =
+            Grants::of("jp-13", false, &member("jp-13-chuo", MemberKind::Relay, Some("jp/13/chuo")));
+        assert!(district.may_publish(&topics::directory_part("jp-13", &chuo, 1), true));
+        assert!(!district.may_publish(&topics::directory_part("jp-13", &minato, 1), true), "a sibling's");
+        let prefecture = Grants::of("jp", true, &member("jp-13", MemberKind::Relay, Some("jp/13")));
+        assert!(
+            prefecture.may_publish(&topics::directory_part("jp", &chuo, 2), true),
+            "a scope inside its own"
+        );
+        assert!(
+            !prefecture
+                .may_publish(&topics::directory_part("jp", &Scope::parse("jp/27/kita").expect("s"), 1), true)
+        );
+        let clinic = Grants::of("jp-13-chuo", false, &member("c1", MemberKind::Clinic, Some("jp/13/chuo")));
+        assert!(clinic.may_subscribe(&topics::recipients_filter("jp-13-chuo")));
+        assert!(
+            !clinic.may_publish(&topics::directory_part("jp-13-chuo", &chuo, 1), true),
+            "clinics state none"
+        );
+        assert!(!clinic.may_publish(&topics::recipients_part("jp-13-chuo", 1), true));
+        let origin = Grants::of("jp", true, &member("mhlw", MemberKind::Origin, None));
+        assert!(origin.may_subscribe(&topics::directory_filter("jp")));
+        assert!(!origin.may_publish(&topics::directory_part("jp", &chuo, 1), true));
+        let own = Grants::of("jp-13-chuo", false, &Principal::Directory);
+        assert!(own.may_publish(&topics::recipients_part("jp-13-chuo", 1), true));
+        assert!(own.may_subscribe(&topics::directory_filter("jp-13-chuo")));
+        assert!(!own.may_publish(&topics::trust("jp-13-chuo"), true));
+        let publisher = Grants::of("jp-13-chuo", false, &Principal::Publisher);
+        assert!(
+            !publisher.may_publish(&topics::recipients_part("jp-13-chuo", 1), true),
+            "the directory client's"
+        );
     }
 }

@@ -63,6 +63,11 @@ pub struct NodeSection {
     /// page so children can check it from the start; deliveries carry them too.
     #[serde(default)]
     pub chain: Vec<PathBuf>,
+    /// District relays: the recipients file (`kairan enroll issue` writes it, next to the
+    /// members file): the node signs its clinics' recipient keys as its recipient directory
+    /// and publishes it (`crate::directory`). Absent: no directory.
+    #[serde(default)]
+    pub recipients: Option<PathBuf>,
 }
 
 /// `[upstream]`: where input comes from.
@@ -226,6 +231,10 @@ pub struct NodeConfig {
     pub broker: BrokerConfig,
     /// Who may connect to the node's broker, as what.
     pub members: Members,
+    /// The members file it was read from (`broker.members`), if any.
+    pub members_path: Option<PathBuf>,
+    /// The recipients file (`node.recipients`), if any: the node publishes its directory.
+    pub recipients: Option<PathBuf>,
     /// Shutdown grace period.
     pub grace: Duration,
     /// Periodic catch-up interval.
@@ -378,6 +387,8 @@ impl NodeConfig {
             upstream,
             broker,
             members,
+            members_path: file.broker.members.as_ref().map(|path| resolve(base, path)),
+            recipients: node.recipients.as_ref().map(|path| resolve(base, path)),
             grace,
             sync_interval: sync_interval(&file.upstream)?,
             metrics: metrics_listen(&file.metrics)?,

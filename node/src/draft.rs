@@ -95,6 +95,37 @@ impl AdvisoryDraft {
         now: Timestamp,
         chain: Option<(u64, Option<Digest>)>,
     ) -> Result<Advisory, String> {
+        let advisory = self.into_clear(now, chain)?;
+        if let Some(refusal) = sealing_unavailable(advisory.tlp) {
+            return Err(refusal);
+        }
+        advisory.validate().map_err(|e| e.to_string())?;
+        Ok(advisory)
+    }
+
+    /// [`Self::into_advisory`] for a TLP:RED or TLP:AMBER+STRICT advisory, sealed to `to` with
+    /// `rng` (`kairan publish --seal-to`); refuses the labels that travel in clear.
+    pub fn into_sealed_advisory(
+        self,
+        now: Timestamp,
+        chain: Option<(u64, Option<Digest>)>,
+        to: &[kairan_protocol::sealed::To<'_>],
+        rng: &mut impl rand_core::CryptoRng,
+    ) -> Result<Advisory, String> {
+        let advisory = self.into_clear(now, chain)?;
+        if !advisory.tlp.must_be_sealed() {
+            return Err(format!(
+                "--seal-to/--seal-to-scope seal TLP:RED and TLP:AMBER+STRICT advisories; this one is {}",
+                advisory.tlp
+            ));
+        }
+        let sealed = kairan_protocol::sealed::seal(&advisory, to, rng).map_err(|e| e.to_string())?;
+        sealed.validate().map_err(|e| e.to_string())?;
+        Ok(sealed)
+    }
+
+    /// The advisory in clear, unvalidated (sealing comes after: it binds every field).
+    fn into_clear(self, now: Timestamp, chain: Option<(u64, Option<Digest>)>) -> Result<Advisory, String> {
         let issued_at = self.issued_at.unwrap_or(now);
         let expires_at = match (self.expires_at, self.valid_days) {
             (Some(_), Some(_)) => return Err("give either expires_at or valid_days, not both".into()),
@@ -128,10 +159,6 @@ impl AdvisoryDraft {
             source: self.source,
             sealed: None,
         };
-        if let Some(refusal) = sealing_unavailable(advisory.tlp) {
-            return Err(refusal);
-        }
-        advisory.validate().map_err(|e| e.to_string())?;
         Ok(advisory)
     }
 }
@@ -143,13 +170,13 @@ impl AdvisoryDraft {
 pub fn sealing_unavailable(tlp: Tlp) -> Option<String> {
     match tlp {
         Tlp::Red => Some(
-            "TLP:RED advisories must be sealed to named recipients (issue 8); sealing from the \
-             command line is not available yet"
+            "TLP:RED advisories must be sealed to named recipients (issue 8): publish it with \
+             kairan publish --seal-to CLINIC_ID (repeatable)"
                 .to_owned(),
         ),
         Tlp::AmberStrict => Some(
-            "TLP:AMBER+STRICT advisories must be sealed to their recipients (named clinics or a \
-             district's group, issue 8); sealing from the command line is not available yet"
+            "TLP:AMBER+STRICT advisories must be sealed to their recipients (issue 8): publish it \
+             with kairan publish --seal-to CLINIC_ID or --seal-to-scope DISTRICT_SCOPE"
                 .to_owned(),
         ),
         Tlp::Clear | Tlp::Green | Tlp::Amber => None,
@@ -197,7 +224,7 @@ mod tests {
             assert_eq!(draft.tlp, tlp);
             let err = draft.into_advisory(NOW, None).expect_err("refused");
             assert!(err.starts_with(&format!("TLP:{label} advisories must be sealed")), "{err}");
-            assert!(err.contains("issue 8") && err.contains("not available yet"), "{err}");
+            assert!(err.contains("issue 8") && err.contains("kairan publish --seal-to"), "{err}");
         }
         let text = TEMPLATE.replace("tlp = \"AMBER\"", "tlp = \"GREEN\"");
         let advisory = AdvisoryDraft::parse(&text).expect("parses").into_advisory(NOW, None).expect("valid");

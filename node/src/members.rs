@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use kairan_protocol::{Certificate, Envelope, PublicKey, Role, Scope};
 
-use crate::authz::{Grants, MemberKind, Principal, ingest_username, publisher_username};
+use crate::authz::{Grants, MemberKind, Principal, directory_username, ingest_username, publisher_username};
 use crate::rabbitmq_config::RabbitPasswordHash;
 
 /// PBKDF2 iterations of new hashes. Mosquitto verifies whatever count a hash states; 1,000
@@ -127,6 +127,28 @@ pub struct MembersFile {
     pub members: Vec<MemberRow>,
 }
 
+impl MembersFile {
+    /// Reads a members file (mode 0600); a missing file is an empty one.
+    pub fn load_or_default(path: &Path) -> Result<Self, String> {
+        match std::fs::metadata(path) {
+            Ok(_) => {
+                let text = crate::secrets::read_private(path, "members file")?;
+                toml::from_str::<MembersFile>(&text).map_err(|e| format!("{}: {e}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("members file {}: {e}", path.display())),
+        }
+    }
+
+    /// Writes the file (mode 0600, atomically), with its header.
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let text = toml::to_string(self).map_err(|e| e.to_string())?;
+        let header = "# Members of a kairan node's broker (kairan members add). Keep mode 0600.\n";
+        crate::secrets::write_private(path, format!("{header}{text}").as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 /// A checked member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -177,6 +199,7 @@ pub fn broker_users<'a>(
     };
     for (node, national, members, own) in nodes {
         add(publisher_username(node), own.clone(), Grants::of(node, national, &Principal::Publisher))?;
+        add(directory_username(node), own.clone(), Grants::of(node, national, &Principal::Directory))?;
         if national {
             add(ingest_username(node), own, Grants::of(node, true, &Principal::Ingest))?;
         }

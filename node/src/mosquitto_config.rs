@@ -162,7 +162,7 @@ mod tests {
         let settings =
             BrokerSettings { listeners: &listeners, passwd_path: "/p", acl_path: "/a", persistence: None };
         let files = generate(&[node], &settings).expect("generated");
-        assert_eq!(files.passwd.lines().count(), 2, "the clinic and the node's publisher");
+        assert_eq!(files.passwd.lines().count(), 3, "the clinic, the node's publisher and directory client");
         assert!(files.acl.contains("user c1\ntopic read kairan/v1/jp-13-chuo/deliveries/jp\n"));
         assert!(files.acl.contains("topic write kairan/v1/jp-13-chuo/sync/c1/req"));
         assert!(!files.acl.contains("user c1\ntopic read kairan/v1/jp-13-chuo/deliveries/#"));

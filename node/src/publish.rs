@@ -246,6 +246,9 @@ pub struct PublishRequest {
     pub anchors: TrustAnchors,
     /// How long to keep publishing until the national node confirms it stored the advisory.
     pub wait: Duration,
+    /// Seal the advisory to these recipients (`--seal-to`, `--seal-to-scope`; TLP:RED and
+    /// TLP:AMBER+STRICT authoring files only).
+    pub seal: Option<crate::sealing::SealTo>,
 }
 
 /// What happened to a published advisory.
@@ -257,6 +260,8 @@ pub struct Published {
     pub seq: u64,
     /// Publishes it took (more than one: the first was not confirmed in time).
     pub attempts: u32,
+    /// The clinics it was sealed to (`--seal-to`, `--seal-to-scope`; empty: not sealed here).
+    pub sealed_to: Vec<String>,
 }
 
 /// Publishes a draft (signing it as the next link) or a signed envelope, and waits until the
@@ -279,7 +284,14 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<Published
         write_state(&request.state_path, &confirmed)?;
     }
     let state = read_state(&request.state_path)?;
+    let mut sealed_to = Vec::new();
     let envelope = if input.first() == Some(&b'{') {
+        if request.seal.is_some() {
+            return Err(CliError::Usage(
+                "--seal-to/--seal-to-scope seal an authoring file (TOML); this input is already signed"
+                    .into(),
+            ));
+        }
         // Already signed: publish untouched.
         Envelope::from_json(input).map_err(|e| CliError::Usage(format!("envelope: {e}")))?
     } else {
@@ -292,7 +304,14 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<Published
                 draft.origin, cert.subject
             )));
         }
-        sign_next(draft, &request.key, &state)?.1
+        match &request.seal {
+            Some(seal) => {
+                let recipients = crate::sealing::resolve(request, seal, draft.tlp, &draft.scope).await?;
+                sealed_to = recipients.iter().map(|(id, _)| id.clone()).collect();
+                crate::sealing::sign_next_sealed(draft, &request.key, &state, &recipients)?.1
+            }
+            None => sign_next(draft, &request.key, &state)?.1,
+        }
     };
     let advisory: Advisory = serde_json::from_slice(&envelope.payload)
         .map_err(|e| CliError::Usage(format!("envelope payload: {e}")))?;
@@ -320,7 +339,8 @@ pub async fn publish(request: &PublishRequest, input: &[u8]) -> Result<Published
     next.signed(&advisory.scope, advisory.seq, digest);
     next.pending = Some(json.clone());
     write_state(&request.state_path, &next)?;
-    let published = confirm(request, &cert.subject, &json).await?;
+    let mut published = confirm(request, &cert.subject, &json).await?;
+    published.sealed_to = sealed_to;
     next.pending = None;
     write_state(&request.state_path, &next)?;
     // A signed head of this chain's new position, so children entitled to it notice if this
@@ -343,7 +363,7 @@ async fn confirm(request: &PublishRequest, origin: &str, json: &str) -> Result<P
         attempts += 1;
         let left = deadline.saturating_duration_since(Instant::now());
         if attempt(request, origin, json.as_bytes(), &digest, left.min(ATTEMPT)).await? {
-            return Ok(Published { digest, seq, attempts });
+            return Ok(Published { digest, seq, attempts, sealed_to: Vec::new() });
         }
         if Instant::now() >= deadline {
             return Err(CliError::Unconfirmed(format!(

@@ -13,7 +13,10 @@ use tracing::{info, warn};
 
 use crate::authz::{self, Principal};
 use crate::clock;
+use kairan_protocol::SecretKey;
+
 use crate::config::{BrokerConfig, NodeConfig, UpstreamConfig};
+use crate::directory;
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
 use crate::machine::{Attester, Identity, Machine, MachineConfig, Upstream};
@@ -81,6 +84,21 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         }
     }
     let own_check = PeerCheck::Own { node: id.clone(), keys: own_keys };
+    // The directory client signs with the relay key too (`crate::directory`).
+    let mut signing_chain = vec![config.cert.clone()];
+    signing_chain.extend(config.chain.iter().cloned());
+    let signer = directory::Signer {
+        id: id.clone(),
+        scope: scope.clone(),
+        key: SecretKey::from_hex(&config.key.to_hex())
+            .map_err(|e| NodeError::Config(format!("node.key: {e}")))?,
+        chain: signing_chain,
+    };
+    let own_directory = config
+        .recipients
+        .clone()
+        .map(|recipients| directory::OwnFiles { recipients, data_dir: config.data_dir.clone() });
+    let anchors = config.anchors.clone();
     let attester =
         Attester { key: config.key, cert: config.cert, extra_certs: config.extra_certs, chain: config.chain };
     let identity = Identity { id: id.clone(), scope: scope.clone(), upstream, attester: Some(attester) };
@@ -101,6 +119,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
             let mut members = config.members.clone();
             let hash = PasswordHash::new(&password);
             members.insert(Principal::Publisher, &authz::publisher_username(&id), hash.clone());
+            members.insert(Principal::Directory, &authz::directory_username(&id), hash.clone());
             if national {
                 members.insert(Principal::Ingest, &authz::ingest_username(&id), hash);
             }
@@ -123,6 +142,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
     };
     let own = |username: String| own_password.clone().map(|password| Credentials { username, password });
     let own_peer = own_addr.tls.then(|| own_check.clone());
+    let mut parent_link: Option<(String, TrustView)> = None;
     let upstream_link = match config.upstream {
         UpstreamConfig::Ingest => {
             let username = authz::ingest_username(&id);
@@ -137,7 +157,9 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
             if !addr.tls && !addr.is_loopback() {
                 warn!(node = %id, broker = %addr.url(), "INSECURE: upstream.url is plaintext over the network (upstream.insecure_plaintext = true)");
             }
-            let peer = PeerCheck::Relay { expected: parent, trust: TrustView::new(config.anchors.clone()) };
+            let view = TrustView::new(config.anchors.clone());
+            parent_link = Some((parent.clone(), view.clone()));
+            let peer = PeerCheck::Relay { expected: parent, trust: view };
             LinkConfig { addr, peer: Some(peer), credentials, client_id: id.clone() }
         }
     };
@@ -167,10 +189,30 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Re
         shutdown.clone(),
         Timing { grace: config.grace, clock: clock::Clock::SYSTEM },
     )?;
+    let directory_username = authz::directory_username(&id);
+    let directory_client = directory::task::DirectoryClient {
+        signer,
+        own: own_directory,
+        link: LinkConfig {
+            addr: own_addr.clone(),
+            peer: own_addr.tls.then(|| own_check.clone()),
+            credentials: own(directory_username.clone()),
+            client_id: directory_username,
+        },
+        up: parent_link.as_ref().map(|(parent, _)| directory::task::Up {
+            parent: parent.clone(),
+            client: running.upstream_client.clone(),
+            connected: running.subscribed.clone(),
+        }),
+        trust: parent_link.map(|(_, view)| view),
+        anchors,
+    };
+    let directory_task = directory::task::spawn(directory_client, shutdown.clone());
     // The embedded broker stops after the driver: the node's clients disconnect first.
     let driver = running.join;
     let with_broker = tokio::spawn(async move {
         let result = driver.await;
+        let _ = directory_task.await;
         drop(broker);
         result.map_err(|e| NodeError::Task(format!("driver: {e}")))?
     });

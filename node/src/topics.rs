@@ -16,6 +16,8 @@
 //! | `kairan/v1/<node>/checkpoint` (retained) | the relay `<node>` | its children |
 //! | `kairan/v1/<node>/sync/<child>/req` | the child `<child>` | the relay `<node>` |
 //! | `kairan/v1/<node>/sync/<child>/resp` | the relay `<node>` | the child `<child>` |
+//! | `kairan/v1/<node>/recipients/<part>` (retained) | the district `<node>` | its clinics |
+//! | `kairan/v1/<node>/directory/<scope path>/<part>` (retained) | the child relay whose scope encloses `<scope path>` | the relay `<node>`; origins on the national node |
 //!
 //! A delivery is published once, under its advisory's scope; a child subscribes to the exact
 //! topic of every scope above its own and to everything under its own scope, so the broker
@@ -150,6 +152,34 @@ pub fn accepted_filter(node: &str) -> String {
     format!("{ROOT}{node}/accepted/+")
 }
 
+/// `kairan/v1/<node>/recipients/<part>`: part `part` of district `node`'s own signed
+/// recipient directory, retained on its own broker.
+pub fn recipients_part(node: &str, part: u32) -> String {
+    format!("{ROOT}{node}/recipients/{part}")
+}
+
+/// `kairan/v1/<node>/recipients/#`: every part of a district's own directory.
+pub fn recipients_filter(node: &str) -> String {
+    format!("{ROOT}{node}/recipients/#")
+}
+
+/// `kairan/v1/<node>/directory/<scope>/<part>`: part `part` of the directory of `scope`,
+/// retained on node `node`'s broker by the child relay whose scope encloses `scope`.
+pub fn directory_part(node: &str, scope: &Scope, part: u32) -> String {
+    format!("{ROOT}{node}/directory/{scope}/{part}")
+}
+
+/// `kairan/v1/<node>/directory/<scope>/#`: where a child relay of scope `scope` may write on
+/// its parent `node`'s broker (its own directory and those of the scopes inside it).
+pub fn directory_of(node: &str, scope: &Scope) -> String {
+    format!("{ROOT}{node}/directory/{scope}/#")
+}
+
+/// `kairan/v1/<node>/directory/#`: every directory held on node `node`'s broker.
+pub fn directory_filter(node: &str) -> String {
+    format!("{ROOT}{node}/directory/#")
+}
+
 /// What a topic is, relative to the node that owns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Topic<'t> {
@@ -173,6 +203,15 @@ pub enum Topic<'t> {
     SyncResponse(&'t str),
     /// `…/accepted/<origin>`.
     Accepted(&'t str),
+    /// `…/recipients/<part>`.
+    Recipients(&'t str),
+    /// `…/directory/<scope path>/<part>`.
+    Directory {
+        /// The scope path (`jp/13/chuo`), unchecked.
+        scope: &'t str,
+        /// The part number, unchecked.
+        part: &'t str,
+    },
 }
 
 /// Parses `topic` as one of `owner`'s topics. `None` for anything else (another node's
@@ -203,6 +242,13 @@ pub fn parse<'t>(owner: &str, topic: &'t str) -> Option<Topic<'t>> {
             }
             if let Some(origin) = rest.strip_prefix("accepted/") {
                 return single(origin).map(Topic::Accepted);
+            }
+            if let Some(part) = rest.strip_prefix("recipients/") {
+                return single(part).map(Topic::Recipients);
+            }
+            if let Some(path) = rest.strip_prefix("directory/") {
+                let (scope, part) = path.rsplit_once('/')?;
+                return (!scope.is_empty() && !part.is_empty()).then_some(Topic::Directory { scope, part });
             }
             let sync = rest.strip_prefix("sync/")?;
             if let Some(child) = sync.strip_suffix("/req") {
@@ -281,6 +327,17 @@ mod tests {
             Some(Topic::SyncRequest("jp-13-chuo"))
         );
         assert_eq!(parse("jp-13", &sync_response("jp-13", "c1")), Some(Topic::SyncResponse("c1")));
+        assert_eq!(parse("jp-13-chuo", &recipients_part("jp-13-chuo", 2)), Some(Topic::Recipients("2")));
+        let chuo = Scope::parse("jp/13/chuo").expect("scope");
+        assert_eq!(
+            parse("jp", &directory_part("jp", &chuo, 3)),
+            Some(Topic::Directory { scope: "jp/13/chuo", part: "3" })
+        );
+        assert!(matches(
+            &directory_of("jp", &Scope::parse("jp/13").expect("scope")),
+            &directory_part("jp", &chuo, 1)
+        ));
+        assert_eq!(parse("jp", "kairan/v1/jp/directory/1"), None, "no scope");
     }
 
     #[test]

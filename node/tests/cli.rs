@@ -139,8 +139,8 @@ fn template_sign_verify_and_json_failure_reason() {
     assert_eq!(value["reason"], "unknown_signer");
 }
 
-/// Issue 8: TLP:RED and AMBER+STRICT advisories travel only sealed, which the command line
-/// cannot do yet; signing or importing one says so, naming the rule.
+/// Issue 8: TLP:RED and AMBER+STRICT advisories travel only sealed, which `kairan publish
+/// --seal-to` does; signing or importing one says so, naming the rule and the command.
 #[test]
 fn red_advisories_are_refused_naming_the_sealing_rule() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -155,8 +155,8 @@ fn red_advisories_are_refused_naming_the_sealing_rule() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains(
-            "TLP:RED advisories must be sealed to named recipients (issue 8); sealing from the command \
-             line is not available yet"
+            "TLP:RED advisories must be sealed to named recipients (issue 8): publish it with kairan \
+             publish --seal-to CLINIC_ID"
         ),
         "{stderr}"
     );
@@ -168,7 +168,7 @@ fn red_advisories_are_refused_naming_the_sealing_rule() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("TLP:AMBER+STRICT advisories must be sealed"), "{stderr}");
-    assert!(stderr.contains("not available yet"), "{stderr}");
+    assert!(stderr.contains("--seal-to-scope DISTRICT_SCOPE"), "{stderr}");
 }
 
 #[test]

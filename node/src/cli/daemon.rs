@@ -88,6 +88,14 @@ pub struct PublishArgs {
     /// more often than every 24 hours so children can tell a quiet feed from a frozen one).
     #[arg(long)]
     pub head: bool,
+    /// Seal the advisory (TLP:RED or TLP:AMBER+STRICT) to this clinic (repeatable): its
+    /// recipient key comes from the verified recipient directories on the national broker.
+    #[arg(long = "seal-to", value_name = "CLINIC_ID")]
+    pub seal_to: Vec<String>,
+    /// Seal the advisory (TLP:AMBER+STRICT) to every clinic of this scope's directory
+    /// (repeatable), at most 64 clinics in all.
+    #[arg(long = "seal-to-scope", value_name = "SCOPE")]
+    pub seal_to_scope: Vec<kairan_protocol::Scope>,
     /// Authoring file (TOML) to sign, or an already signed envelope (JSON); `-` for stdin.
     #[arg(required_unless_present = "head")]
     pub file: Option<PathBuf>,
@@ -225,8 +233,17 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
         state_path,
         anchors,
         wait,
+        seal: (!args.seal_to.is_empty() || !args.seal_to_scope.is_empty()).then(|| crate::sealing::SealTo {
+            ids: args.seal_to.clone(),
+            scopes: args.seal_to_scope.clone(),
+        }),
     };
     let Some(file) = &args.file else {
+        if request.seal.is_some() {
+            return Err(CliError::Usage(
+                "--seal-to/--seal-to-scope seal an advisory; --head publishes none".into(),
+            ));
+        }
         let state = publish::read_state(&request.state_path)?;
         let chains = runtime()?.block_on(publish::publish_heads(&request, &state))?;
         for (scope, chain) in chains {
@@ -240,6 +257,14 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), CliError> {
     };
     let input = super::read_input(file)?;
     let published = runtime()?.block_on(publish::publish(&request, &input))?;
+    if !published.sealed_to.is_empty() {
+        println!(
+            "sealed to {} clinic(s): {} (keys from the verified recipient directories on {})",
+            published.sealed_to.len(),
+            published.sealed_to.join(", "),
+            request.addr.url()
+        );
+    }
     println!(
         "published {} (origin {origin} seq {}) to {}; stored by {} (signed acceptance verified, {} publish(es))",
         published.digest,

@@ -73,16 +73,7 @@ pub fn add(args: &AddArgs) -> Result<(), CliError> {
     if password.len() < 12 {
         return Err(CliError::Usage("the password must have at least 12 characters".into()));
     }
-    let mut file = match std::fs::read_to_string(&args.members) {
-        Ok(_) => {
-            let text =
-                crate::secrets::read_private(&args.members, "members file").map_err(CliError::Usage)?;
-            toml::from_str::<MembersFile>(&text)
-                .map_err(|e| CliError::Usage(format!("{}: {e}", args.members.display())))?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => MembersFile::default(),
-        Err(e) => return Err(CliError::io(&args.members, e)),
-    };
+    let mut file = MembersFile::load_or_default(&args.members).map_err(CliError::Usage)?;
     file.members.retain(|row| row.id != args.id);
     file.members.push(MemberRow {
         id: args.id.clone(),
@@ -93,10 +84,7 @@ pub fn add(args: &AddArgs) -> Result<(), CliError> {
         rabbitmq_password_hash: args.rabbitmq.then(|| RabbitPasswordHash::new(password).to_string()),
         password: None,
     });
-    let text = toml::to_string(&file).map_err(|e| CliError::Failed(e.to_string()))?;
-    let header = "# Members of a kairan node's broker (kairan members add). Keep mode 0600.\n";
-    crate::secrets::write_private(&args.members, format!("{header}{text}").as_bytes())
-        .map_err(|e| CliError::io(&args.members, e))?;
+    file.save(&args.members).map_err(CliError::Failed)?;
     println!("member {} ({:?}) in {}", args.id, args.kind, args.members.display());
     Ok(())
 }

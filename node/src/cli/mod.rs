@@ -12,6 +12,7 @@ use crate::error::CliError;
 mod advisory;
 mod audit;
 mod daemon;
+mod enroll;
 mod keys;
 mod members;
 mod revoke;
@@ -66,6 +67,10 @@ pub enum Command {
     /// Manage a node's members file (who may connect to its broker, as what).
     #[command(subcommand)]
     Members(MembersCommand),
+    /// Enroll clinics: the clinic makes its keys and a signed request; its district certifies
+    /// it, admits it to its broker and lists its recipient key in its directory.
+    #[command(subcommand)]
+    Enroll(enroll::EnrollCommand),
     /// Configure an external broker from the permission table.
     #[command(subcommand)]
     Broker(BrokerCommand),
@@ -103,7 +108,7 @@ pub enum Command {
     /// Sign and publish an advisory to the national node's ingest topic (next seq and prev
     /// from the origin's state file); succeeds only once the broker acknowledged it.
     #[command(
-        after_help = "Example:\n  kairan publish --key keys/mhlw.key --cert certs/mhlw.cert.json --trust trust.toml \\\n      --to mqtts://relay.jp.example:8883 --node jp --password-file mhlw.secret samples/01-ransomware.toml\n\nExit codes: 0 stored (the national node's signed acceptance verified), 75 published but not confirmed\nwithin --wait (run again: the same bytes go first), 64 bad arguments, 70 other failures."
+        after_help = "Example:\n  kairan publish --key keys/mhlw.key --cert certs/mhlw.cert.json --trust trust.toml \\\n      --to mqtts://relay.jp.example:8883 --node jp --password-file mhlw.secret samples/01-ransomware.toml\n  # TLP:AMBER+STRICT to every clinic of a district, TLP:RED to named clinics (keys from the\n  # verified recipient directories on the national broker):\n  kairan publish ... --seal-to-scope jp/13/chuo strict.toml\n  kairan publish ... --seal-to chuo-clinic-1 --seal-to chuo-clinic-2 red.toml\n\nExit codes: 0 stored (the national node's signed acceptance verified), 75 published but not confirmed\nwithin --wait (run again: the same bytes go first), 64 bad arguments, 70 other failures."
     )]
     Publish(daemon::PublishArgs),
     /// Run a whole hierarchy on this machine: root, origin, national, 2 prefectures, 2 districts
@@ -273,6 +278,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Trust(TrustCommand::Push(args)) => revoke::push(&args),
         Command::Revoke(args) => revoke::revoke(&args),
         Command::Members(MembersCommand::Add(args)) => members::add(&args),
+        Command::Enroll(command) => enroll::run(&command),
         Command::Broker(BrokerCommand::MosquittoConfig(args)) => members::mosquitto(&args),
         Command::Broker(BrokerCommand::RabbitmqConfig(args)) => members::rabbitmq(&args),
         Command::Tls(TlsCommand::Cert(args)) => tls::cert(&args),

@@ -108,7 +108,10 @@ fn red_and_amber_strict_keep_their_marking_and_are_refused_on_import() {
             let err = import(&exported.text, format).expect_err("refused");
             assert_eq!(err.field, "tlp", "{format} {label}: {err}");
             assert!(err.reason.starts_with(&format!("{label} advisories must be sealed")), "{err}");
-            assert!(err.reason.contains("issue 8") && err.reason.contains("not available yet"), "{err}");
+            assert!(
+                err.reason.contains("issue 8") && err.reason.contains("kairan publish --seal-to"),
+                "{err}"
+            );
         }
     }
 }

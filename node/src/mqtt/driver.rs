@@ -88,6 +88,9 @@ pub struct Running {
     pub upstream_error: UpstreamError,
     /// The driver task.
     pub join: JoinHandle<Result<(), NodeError>>,
+    /// The upstream client, for the directory client to state directories on the parent's
+    /// broker with the member's one session (never used from the polling task).
+    pub upstream_client: AsyncClient,
 }
 
 /// Runs `machine` over `store`, its upstream link and (relays) its downstream link until
@@ -117,6 +120,7 @@ pub fn spawn<S: Store>(
     let connection = client::connect(&upstream, false, true, REQUEST_CHANNEL_CAPACITY)
         .map_err(|e| NodeError::Task(format!("upstream {}: {e}", upstream.addr.url())))?;
     let client = connection.client.clone();
+    let upstream_client = client.clone();
     let (queue_tx, queue_rx) = mpsc::channel(UPSTREAM_QUEUE);
     let upstream_task = tokio::spawn(upstream_loop(
         connection,
@@ -152,7 +156,7 @@ pub fn spawn<S: Store>(
         let _ = upstream_task.await;
         result
     });
-    Ok(Running { counters, subscribed, upstream_error, join })
+    Ok(Running { counters, subscribed, upstream_error, join, upstream_client })
 }
 
 /// What the upstream task hands to the driver.

@@ -48,6 +48,11 @@ impl TrustView {
         self.version.send_modify(|version| *version += 1);
     }
 
+    /// What it holds now (anchors, revocations).
+    pub fn snapshot(&self) -> (TrustAnchors, RevocationSet) {
+        self.with(|anchors, revocations| (anchors.clone(), revocations.clone()))
+    }
+
     /// Woken at every update.
     pub fn changed(&self) -> watch::Receiver<u64> {
         self.version.subscribe()

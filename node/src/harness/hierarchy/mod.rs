@@ -73,6 +73,7 @@ pub struct HierarchyBuilder {
     clinic_web: Option<SocketAddr>,
     start_clinics: bool,
     plaintext: bool,
+    enroll: bool,
 }
 
 /// The origin: key, certificate, chain state, credentials on the national broker.
@@ -128,6 +129,8 @@ pub struct RelayParts {
     pub members: Members,
     /// Metrics and health endpoint (port 0: a new free port at each start).
     pub metrics: Option<SocketAddr>,
+    /// Districts: the recipients file whose directory it publishes (`None`: no directory).
+    pub recipients: Option<PathBuf>,
 }
 
 /// A running clinic.
@@ -194,6 +197,7 @@ impl HierarchyBuilder {
             clinic_web: None,
             start_clinics: true,
             plaintext: false,
+            enroll: false,
         }
     }
 
@@ -243,6 +247,15 @@ impl HierarchyBuilder {
     /// [`Hierarchy::start_clinic`], e.g. to join after retained state was published.
     pub fn start_clinics(mut self, start: bool) -> Self {
         self.start_clinics = start;
+        self
+    }
+
+    /// Enroll every clinic as a volunteer does (`kairan enroll request` / `issue`, through
+    /// [`crate::enroll`]): each clinic gets its own keys and its district's certificate and
+    /// broker password; every district keeps a recipients file and publishes its signed
+    /// recipient directory; each clinic opens sealed advisories with its recipient key.
+    pub fn enroll_clinics(mut self, on: bool) -> Self {
+        self.enroll = on;
         self
     }
 
@@ -364,8 +377,41 @@ impl HierarchyBuilder {
         for relay in &planned {
             passwords.insert(relay.id.clone(), random_password());
         }
+        // Enrollment (`kairan enroll`): the clinic's keys and request, the district's issuing
+        // into a members file and a recipients file; the members file's password is the one
+        // the clinic then uses.
+        let mut enrolled: HashMap<String, std::sync::Arc<kairan_protocol::sealed::RecipientSecret>> =
+            HashMap::new();
+        let mut recipients_files: HashMap<usize, PathBuf> = HashMap::new();
+        if self.enroll {
+            for (index, relay) in planned.iter().enumerate().filter(|(_, r)| r.level == Level::District) {
+                let base = self.dir.join("enroll").join(&relay.id);
+                std::fs::create_dir_all(&base).map_err(|e| CliError::io(&base, e))?;
+                recipients_files.insert(index, base.join("recipients.toml"));
+            }
+            for (clinic_id, district) in &clinic_plan {
+                let relay = &planned[*district];
+                let base = self.dir.join("enroll").join(&relay.id);
+                let files = crate::enroll::request(clinic_id, &base.join("clinics"))?;
+                let bytes = std::fs::read(&files.request).map_err(|e| CliError::io(&files.request, e))?;
+                let request = crate::enroll::verify_request(&bytes)?;
+                let cert = Certificate::decode(&relay.cert.payload)
+                    .map_err(|e| failed("district cert")(e.to_string()))?;
+                let district = crate::enroll::District {
+                    id: &relay.id,
+                    key: &relay.key,
+                    cert: &cert,
+                    members: &base.join("members.toml"),
+                    recipients: &base.join("recipients.toml"),
+                };
+                let issued = crate::enroll::issue(&district, &request, 30, false)?;
+                passwords.insert(clinic_id.clone(), issued.password);
+                let secret = crate::keyfile::load_recipient(&files.recipient_key)?;
+                enrolled.insert(clinic_id.clone(), std::sync::Arc::new(secret));
+            }
+        }
         for (clinic_id, _) in &clinic_plan {
-            passwords.insert(clinic_id.clone(), random_password());
+            passwords.entry(clinic_id.clone()).or_insert_with(random_password);
         }
         for origin in &self.extra_origins {
             passwords.insert(origin.clone(), random_password());
@@ -482,6 +528,7 @@ impl HierarchyBuilder {
                 broker,
                 members: member_lists[index].clone(),
                 metrics: self.metrics,
+                recipients: recipients_files.get(&index).cloned(),
             };
             let mut tree_relay = TreeRelay {
                 level: relay.level,
@@ -518,12 +565,13 @@ impl HierarchyBuilder {
                 credentials,
                 lang: "ja".into(),
                 announce: false,
-                // The fixture key of this clinic id (what `sign_next_sealed*` seal to), so
-                // that the announcement, the web page and `kairan inbox` open what is
-                // sealed to it, as a configured clinic does.
-                recipient_key: Some(std::sync::Arc::new(kairan_protocol::fixtures::sealed::recipient(
-                    &clinic_id,
-                ))),
+                // An enrolled clinic's own recipient key; otherwise the fixture key of this
+                // clinic id (what `sign_next_sealed*` seal to), so that the announcement, the
+                // web page and `kairan inbox` open what is sealed to it, as a configured clinic
+                // does.
+                recipient_key: Some(enrolled.get(&clinic_id).cloned().unwrap_or_else(|| {
+                    std::sync::Arc::new(kairan_protocol::fixtures::sealed::recipient(&clinic_id))
+                })),
                 sync_interval: SYNC_INTERVAL,
                 log: LogSection::default(),
                 metrics: self.metrics,
@@ -588,6 +636,8 @@ async fn start_relay(
         upstream: parts.upstream.clone(),
         broker: parts.broker.clone(),
         members: parts.members.clone(),
+        members_path: None,
+        recipients: parts.recipients.clone(),
         grace: Duration::from_secs(5),
         sync_interval: SYNC_INTERVAL,
         log: LogSection::default(),
