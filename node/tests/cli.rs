@@ -845,3 +845,20 @@ fn audit_log_passes_a_consistent_store_and_names_a_wrong_checkpoint() {
         kairan(&["audit", "log", "--store", dir.path().join("nothing").to_str().expect("path")], dir.path());
     assert_eq!(missing.status.code(), Some(64));
 }
+
+#[test]
+fn bench_clinic_measures_a_separate_clinic_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdout = ok(&kairan(&["bench-clinic", "--advisories", "20"], dir.path()));
+    let line = stdout.lines().find(|l| l.starts_with("kairan clinic process: ")).expect("the figures line");
+    assert!(line.contains("after receiving 20 advisories"), "{line}");
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .filter(|n| *n > 1000)
+        .collect();
+    assert!(
+        numbers.len() >= 3 && numbers.iter().all(|kib| *kib < 2_000_000),
+        "plausible KiB figures: {line}"
+    );
+}

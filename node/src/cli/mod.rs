@@ -141,6 +141,14 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         missed: usize,
     },
+    /// Measure the memory of a `kairan clinic` process (a separate process, as on an office
+    /// PC) after it received N advisories from a tree running in this process.
+    #[command(after_help = "Example:\n  kairan bench-clinic --advisories 1000")]
+    BenchClinic {
+        /// Advisories the clinic receives.
+        #[arg(long, default_value_t = 1_000)]
+        advisories: usize,
+    },
 }
 
 /// `kairan advisory …`
@@ -306,6 +314,23 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         #[cfg(feature = "harness")]
         Command::Bench(args) => crate::harness::bench::cli(&args),
         #[cfg(feature = "harness")]
+        Command::BenchClinic { advisories } => {
+            crate::logging::init(None, Some("warn"));
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            let memory = runtime.block_on(crate::harness::clinic_bench::clinic_memory(advisories))?;
+            println!(
+                "kairan clinic process: {} KiB RSS idle, {} KiB RSS after receiving {} advisories (peak {} KiB); received in {:.1} s",
+                memory.idle_kib,
+                memory.rss_kib,
+                memory.advisories,
+                memory.peak_kib,
+                memory.received_in.as_secs_f64()
+            );
+            Ok(())
+        }
         Command::BenchRecovery { missed } => {
             crate::logging::init(None, Some("warn"));
             let runtime = tokio::runtime::Builder::new_multi_thread()

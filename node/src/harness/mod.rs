@@ -13,6 +13,7 @@
 //! - `places`: the prefectures a tree takes and the names of its districts.
 
 pub mod bench;
+pub mod clinic_bench;
 pub mod demo;
 pub mod demo_sealed;
 pub mod external;

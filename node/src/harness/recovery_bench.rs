@@ -12,7 +12,7 @@ use super::hierarchy::HierarchyBuilder;
 use crate::error::CliError;
 use crate::store::Store;
 
-fn advisory(id: String, now: kairan_protocol::Timestamp) -> Advisory {
+pub(crate) fn advisory(id: String, now: kairan_protocol::Timestamp) -> Advisory {
     let mut advisory = fixtures::sample_advisory("mhlw", 1, None);
     advisory.id = id;
     advisory.issued_at = now;
