@@ -26,7 +26,13 @@ if ! command -v dpkg-deb >/dev/null 2>&1; then
 fi
 
 # --- build -----------------------------------------------------------------------------------
-deb=$(cargo deb -p kairan-node --output target/debian 2>&1 | tee /dev/stderr | grep -E '\.deb$' | tail -1)
+# (Not `tee /dev/stderr`: when standard error is a file, as in a CI log, tee reopens it with
+# O_TRUNC and wipes everything logged before.)
+deb_log=$(mktemp)
+cargo deb -p kairan-node --output target/debian >"$deb_log" 2>&1 || { cat "$deb_log" >&2; rm -f "$deb_log"; exit 1; }
+cat "$deb_log" >&2
+deb=$(grep -E '\.deb$' "$deb_log" | tail -1)
+rm -f "$deb_log"
 if [ ! -f "$deb" ]; then
   echo "package: cargo deb did not report a .deb" >&2
   exit 1
